@@ -1,0 +1,88 @@
+#include "daemon/model.h"
+#include "common/error.h"
+
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+static const char *const mode_names[] = {"shared", "mps", "vm"};
+static const char *const wstate_names[] = {"starting", "running", "stopping", "exited", "stopped"};
+static const char *const restart_names[] = {"never", "on-failure", "always"};
+
+static int lookup(const char *const *names, int n, const char *s)
+{
+    for (int i = 0; s != NULL && i < n; i++)
+        if (strcmp(names[i], s) == 0)
+            return i;
+    return -1;
+}
+
+const char *gm_mode_name(enum gm_mode m)
+{
+    return (unsigned)m < 3 ? mode_names[m] : "?";
+}
+
+int gm_mode_parse(const char *s, enum gm_mode *out)
+{
+    int i = lookup(mode_names, 3, s);
+    if (i < 0)
+        return -GM_EINVAL;
+    *out = (enum gm_mode)i;
+    return 0;
+}
+
+const char *gm_wstate_name(enum gm_wstate s)
+{
+    return (unsigned)s < 5 ? wstate_names[s] : "?";
+}
+
+int gm_wstate_parse(const char *s, enum gm_wstate *out)
+{
+    int i = lookup(wstate_names, 5, s);
+    if (i < 0)
+        return -GM_EINVAL;
+    *out = (enum gm_wstate)i;
+    return 0;
+}
+
+const char *gm_restart_name(enum gm_restart r)
+{
+    return (unsigned)r < 3 ? restart_names[r] : "?";
+}
+
+int gm_restart_parse(const char *s, enum gm_restart *out)
+{
+    int i = lookup(restart_names, 3, s);
+    if (i < 0)
+        return -GM_EINVAL;
+    *out = (enum gm_restart)i;
+    return 0;
+}
+
+int gm_workload_active(const struct gm_workload_rec *w)
+{
+    return w->desired_running || w->state == GM_W_STARTING || w->state == GM_W_RUNNING ||
+           w->state == GM_W_STOPPING;
+}
+
+void gm_workload_rec_free(struct gm_workload_rec *w)
+{
+    if (w != NULL) {
+        free(w->spec_json);
+        w->spec_json = NULL;
+    }
+}
+
+void gm_workload_list_free(struct gm_workload_rec *v, size_t n)
+{
+    for (size_t i = 0; v != NULL && i < n; i++)
+        gm_workload_rec_free(&v[i]);
+    free(v);
+}
+
+int64_t gm_now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}

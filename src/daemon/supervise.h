@@ -1,0 +1,71 @@
+/* Workload supervision through a per-launch monitor process (as conmon and containerd-shim do).
+ *
+ * The daemon starts `gpumux-monitor` for each launch. The monitor owns the workload: it starts
+ * it in a new session with stdout/stderr appended to the log file, waits for it, and records its
+ * exit status in a file, so the daemon holds no pipe the workload could die on and a workload
+ * outlives a daemon crash with its output and exit status intact.
+ *
+ * Each launch has a directory DIR = RUN_DIR/workloads/NAME/LAUNCH_ID holding:
+ *   lock  flock()ed before the monitor is forked and inherited by the monitor and the workload:
+ *         held exactly as long as either of them lives, whatever happens to pids.
+ *   pid   "MONITOR_PID MONITOR_START CHILD_PID CHILD_START\n", written by the monitor
+ *         (temp file + rename) once the workload is started.
+ *   exit  "EXIT_CODE SIGNAL FINISHED_MS\n", written by the monitor (temp file + fsync + rename)
+ *         after the workload ended; EXIT_CODE is -1 when it was killed by SIGNAL.
+ */
+#ifndef GM_DAEMON_SUPERVISE_H
+#define GM_DAEMON_SUPERVISE_H
+
+#include "common/error.h"
+
+#include <stdint.h>
+#include <sys/types.h>
+
+struct gm_launch {
+    const char *monitor_path; /* the gpumux-monitor binary */
+    const char *dir;          /* the launch directory (created, 0700, parents too) */
+    const char *log_path;     /* opened O_APPEND|O_CREAT, 0640 */
+    char *const *argv;        /* argv[0] is looked up in PATH of envp */
+    char *const *envp;        /* the whole environment of the workload */
+    uid_t uid;                /* run as this user when the daemon is root and uid != 0 */
+    gid_t gid;
+    const char *cwd;          /* NULL: "/" */
+};
+
+/* Starts the monitor. Returns once the monitor runs, with its pid and start time. When the
+ * command cannot be executed (not found, not executable) the monitor writes it to the log and
+ * records exit code 127 (126 for permission), as a shell does; gm_sup_launch itself fails only
+ * when the monitor cannot be started. */
+int gm_sup_launch(const struct gm_launch *l, pid_t *monitor_pid, uint64_t *monitor_start,
+                  struct gm_error *err);
+
+enum gm_sup_state {
+    GM_SUP_ALIVE,  /* the lock is held: the monitor or the workload lives */
+    GM_SUP_EXITED, /* exit file present */
+    GM_SUP_GONE,   /* nothing holds the lock and no exit file: nothing runs, status unknown */
+};
+
+struct gm_sup_status {
+    enum gm_sup_state state;
+    pid_t monitor_pid; /* 0 when the pid file is not written yet */
+    uint64_t monitor_start;
+    pid_t pid; /* the workload's pid (its process group and session id), 0 when unknown */
+    uint64_t pid_start;
+    int exit_code; /* valid for GM_SUP_EXITED */
+    int exit_signal;
+    int64_t finished_ms;
+};
+
+/* Reads the state of the launch in dir without changing anything. */
+int gm_sup_poll(const char *dir, struct gm_sup_status *out, struct gm_error *err);
+/* Sends sig to the workload's process group when it is alive (checked against pid_start). */
+int gm_sup_signal(const char *dir, int sig, struct gm_error *err);
+/* Removes the launch directory (after its exit was recorded). */
+int gm_sup_remove(const char *dir, struct gm_error *err);
+
+/* Start time of a process in clock ticks since boot (field 22 of /proc/PID/stat), 0 if none. */
+uint64_t gm_proc_start_time(pid_t pid);
+/* Is pid alive with that start time? */
+int gm_proc_alive(pid_t pid, uint64_t start);
+
+#endif
