@@ -9,8 +9,8 @@ int gm_log_parse_level(const char *s, enum gm_log_level *out); /* 0 or -GM_EINVA
 void gm_log(enum gm_log_level level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 #define gm_debug(...) gm_log(GM_LOG_DEBUG, __VA_ARGS__)
-#define gm_info(...) gm_log(GM_LOG_INFO, __VA_ARGS__)
-#define gm_warn(...) gm_log(GM_LOG_WARN, __VA_ARGS__)
+#define gm_info(...)  gm_log(GM_LOG_INFO, __VA_ARGS__)
+#define gm_warn(...)  gm_log(GM_LOG_WARN, __VA_ARGS__)
 #define gm_error(...) gm_log(GM_LOG_ERROR, __VA_ARGS__)
 
 #endif

@@ -50,12 +50,24 @@ int gm_parse_size(const char *s, uint64_t *out, const char *what, struct gm_erro
     const char *u = end;
     if (*u != '\0') {
         switch (toupper((unsigned char)*u)) {
-        case 'B': mult = 1; u--; break;
-        case 'K': mult = 1024ULL; break;
-        case 'M': mult = GM_MIB; break;
-        case 'G': mult = GM_GIB; break;
-        case 'T': mult = 1024ULL * GM_GIB; break;
-        default: goto bad;
+        case 'B':
+            mult = 1;
+            u--;
+            break;
+        case 'K':
+            mult = 1024ULL;
+            break;
+        case 'M':
+            mult = GM_MIB;
+            break;
+        case 'G':
+            mult = GM_GIB;
+            break;
+        case 'T':
+            mult = 1024ULL * GM_GIB;
+            break;
+        default:
+            goto bad;
         }
         u++;
         if (strcmp(u, "") != 0 && strcasecmp(u, "i") != 0 && strcasecmp(u, "ib") != 0 &&

@@ -6,7 +6,7 @@
 #include <stdint.h>
 
 #define GM_MAX_WORKLOAD_GPUS 8
-#define GM_MPS_MAX_CLIENTS 48
+#define GM_MPS_MAX_CLIENTS   48
 
 enum gm_mode { GM_MODE_SHARED, GM_MODE_MPS, GM_MODE_VM };
 
@@ -40,8 +40,8 @@ struct gm_workload_rec {
     int compute_pct;                     /* 0 = no cap */
     uint64_t memory_limit;               /* bytes, 0 = no limit */
     enum gm_restart restart;
-    int uid, gid;       /* who the workload runs as */
-    int64_t launch_id;  /* increases with every launch */
+    int uid, gid;      /* who the workload runs as */
+    int64_t launch_id; /* increases with every launch */
     int monitor_pid;
     uint64_t monitor_start; /* /proc start time, clock ticks since boot */
     int pid;

@@ -1,0 +1,516 @@
+/* API handlers: one function per endpoint of docs/api.md. */
+#include "common/log.h"
+#include "daemon/http.h"
+#include "daemon/json.h"
+#include "daemon/sched.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#define LOG_CHUNK (1024 * 1024)
+
+void gm_api_error(struct gm_reply *rep, const struct gm_error *err)
+{
+    int code = err->code ? err->code : GM_EINTERNAL;
+    json_t *e = json_object();
+    json_object_set_new(e, "code", json_string(gm_errcode_name(code)));
+    json_object_set_new(e, "message", json_string(err->msg));
+    json_decref(rep->json);
+    rep->json = json_object();
+    json_object_set_new(rep->json, "error", e);
+    rep->status = gm_errcode_http(code);
+}
+
+static void reply_err(struct gm_reply *rep, int code, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static void reply_err(struct gm_reply *rep, int code, const char *fmt, ...)
+{
+    struct gm_error err = {.code = code};
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(err.msg, sizeof(err.msg), fmt, ap);
+    va_end(ap);
+    gm_api_error(rep, &err);
+}
+
+/* Refuses fields not in the NULL-terminated list. */
+static int only_fields(const json_t *body, const char *const *allowed, struct gm_reply *rep)
+{
+    const char *k;
+    json_t *v;
+    json_object_foreach((json_t *)body, k, v)
+    {
+        int ok = 0;
+        for (const char *const *a = allowed; *a; a++)
+            ok |= strcmp(*a, k) == 0;
+        if (!ok) {
+            char list[256] = "";
+            for (const char *const *a = allowed; *a; a++) {
+                size_t used = strlen(list);
+                snprintf(list + used, sizeof(list) - used, "%s%s", used ? ", " : "", *a);
+            }
+            reply_err(rep, GM_EINVAL, "unknown field '%s' (known fields: %s)", k, list);
+            return -1;
+        }
+    }
+    return 0;
+}
+
+/* A string field, also accepting a number (compute: 30, memory: 1073741824). */
+static int opt_text(const json_t *body, const char *key, char *buf, size_t len, const char **out,
+                    struct gm_reply *rep)
+{
+    json_t *v = body ? json_object_get(body, key) : NULL;
+    *out = NULL;
+    if (v == NULL || json_is_null(v))
+        return 0;
+    if (json_is_string(v))
+        snprintf(buf, len, "%s", json_string_value(v));
+    else if (json_is_integer(v))
+        snprintf(buf, len, "%lld", (long long)json_integer_value(v));
+    else {
+        reply_err(rep, GM_EINVAL, "field '%s' must be a string or a number", key);
+        return -1;
+    }
+    *out = buf;
+    return 0;
+}
+
+static int load_lists(struct gm_daemon *d, struct gm_gpu_rec **gpus, size_t *ngpus,
+                      struct gm_workload_rec **ws, size_t *nws, struct gm_reply *rep)
+{
+    struct gm_error err;
+    *gpus = NULL;
+    *ngpus = 0;
+    if (ws != NULL) {
+        *ws = NULL;
+        *nws = 0;
+    }
+    pthread_mutex_lock(&d->lock);
+    int rc = gm_store_gpu_list(d->store, gpus, ngpus, &err);
+    if (rc == 0 && ws != NULL)
+        rc = gm_store_workload_list(d->store, ws, nws, &err);
+    pthread_mutex_unlock(&d->lock);
+    if (rc < 0)
+        gm_api_error(rep, &err);
+    return rc;
+}
+
+static json_t *workload_json(struct gm_daemon *d, const struct gm_workload_rec *w)
+{
+    struct gm_gpu_rec *gpus = NULL;
+    size_t n = 0;
+    struct gm_error err;
+    pthread_mutex_lock(&d->lock);
+    gm_store_gpu_list(d->store, &gpus, &n, &err);
+    pthread_mutex_unlock(&d->lock);
+    json_t *o = gm_json_workload(d, w, gpus, n);
+    free(gpus);
+    return o;
+}
+
+static void get_info(struct gm_daemon *d, const struct gm_request *req, struct gm_reply *rep)
+{
+    (void)req;
+    json_t *o = json_object();
+    json_object_set_new(o, "version", json_string(GM_VERSION));
+    json_object_set_new(o, "pid", json_integer(getpid()));
+    json_object_set_new(o, "hostname", json_string(d->hostname));
+    json_object_set_new(o, "driver", gm_json_driver(&d->driver));
+    json_object_set_new(o, "state_dir", json_string(d->cfg.state_dir));
+    json_object_set_new(o, "run_dir", json_string(d->cfg.run_dir));
+    rep->json = o;
+}
+
+static json_t *gpu_with_live(const struct gm_gpu_rec *g, const struct gm_workload_rec *ws,
+                             size_t nws)
+{
+    struct gm_gpu_live *live = NULL;
+    if (g->present) {
+        live = calloc(1, sizeof(*live));
+        struct gm_error err;
+        if (live != NULL &&
+            (gm_gpu_query(g->idx, live, &err) < 0 || strcmp(live->uuid, g->uuid) != 0)) {
+            free(live);
+            live = NULL;
+        }
+    }
+    json_t *o = gm_json_gpu(g, live, ws, nws);
+    free(live);
+    return o;
+}
+
+static void get_gpus(struct gm_daemon *d, const struct gm_request *req, struct gm_reply *rep)
+{
+    struct gm_gpu_rec *gpus;
+    struct gm_workload_rec *ws;
+    size_t ngpus, nws;
+    if (load_lists(d, &gpus, &ngpus, &ws, &nws, rep) < 0)
+        return;
+    if (req->nparts == 2) {
+        size_t i;
+        struct gm_error err;
+        if (gm_gpu_resolve(gpus, ngpus, req->parts[1], &i, &err) < 0)
+            gm_api_error(rep, &err);
+        else
+            rep->json = gpu_with_live(&gpus[i], ws, nws);
+    } else {
+        json_t *arr = json_array();
+        for (size_t i = 0; i < ngpus; i++)
+            json_array_append_new(arr, gpu_with_live(&gpus[i], ws, nws));
+        json_t *o = json_object();
+        json_object_set_new(o, "hostname", json_string(d->hostname));
+        json_object_set_new(o, "timestamp", gm_json_time(gm_now_ms()));
+        json_object_set_new(o, "driver", gm_json_driver(&d->driver));
+        json_object_set_new(o, "gpus", arr);
+        rep->json = o;
+    }
+    free(gpus);
+    gm_workload_list_free(ws, nws);
+}
+
+static void reply_gpu(struct gm_daemon *d, const struct gm_gpu_rec *g, struct gm_reply *rep)
+{
+    struct gm_gpu_rec *gpus;
+    struct gm_workload_rec *ws;
+    size_t ngpus, nws;
+    if (load_lists(d, &gpus, &ngpus, &ws, &nws, rep) < 0)
+        return;
+    rep->json = gpu_with_live(g, ws, nws);
+    free(gpus);
+    gm_workload_list_free(ws, nws);
+}
+
+static void post_gpu_mode(struct gm_daemon *d, const struct gm_request *req, struct gm_reply *rep)
+{
+    static const char *const fields[] = {"mode", NULL};
+    if (req->body == NULL) {
+        reply_err(rep, GM_EINVAL, "a body {\"mode\": \"shared|mps|vm\"} is required");
+        return;
+    }
+    if (only_fields(req->body, fields, rep) < 0)
+        return;
+    struct gm_gpu_rec g;
+    struct gm_error err;
+    if (gm_gpu_set_mode(d, req->parts[1], json_string_value(json_object_get(req->body, "mode")), &g,
+                        &err) < 0) {
+        gm_api_error(rep, &err);
+        return;
+    }
+    reply_gpu(d, &g, rep);
+}
+
+static json_t *vm_json(const struct gm_gpu_rec *g)
+{
+    json_t *o = json_object(), *gpu = json_object();
+    json_object_set_new(o, "name", json_string(g->holder));
+    json_object_set_new(gpu, "index", json_integer(g->idx));
+    json_object_set_new(gpu, "uuid", json_string(g->uuid));
+    json_object_set_new(gpu, "pci_bus_id", json_string(g->pci_bus_id));
+    json_object_set_new(o, "gpu", gpu);
+    json_object_set_new(o, "since", gm_json_time(g->holder_since));
+    return o;
+}
+
+static void vms(struct gm_daemon *d, const struct gm_request *req, struct gm_reply *rep)
+{
+    struct gm_error err;
+    struct gm_gpu_rec g;
+    if (strcmp(req->method, "POST") == 0 && req->nparts == 1) {
+        static const char *const fields[] = {"name", "gpu", NULL};
+        if (req->body == NULL) {
+            reply_err(rep, GM_EINVAL, "a body {\"name\": VM, \"gpu\": ID} is required");
+            return;
+        }
+        if (only_fields(req->body, fields, rep) < 0)
+            return;
+        char gbuf[128];
+        const char *gpu;
+        if (opt_text(req->body, "gpu", gbuf, sizeof(gbuf), &gpu, rep) < 0)
+            return;
+        const char *name = json_string_value(json_object_get(req->body, "name"));
+        if (gm_vm_attach(d, name ? name : "", gpu, &g, &err) < 0) {
+            gm_api_error(rep, &err);
+            return;
+        }
+        rep->status = 201;
+        rep->json = vm_json(&g);
+        return;
+    }
+    if (strcmp(req->method, "DELETE") == 0 && req->nparts == 2) {
+        if (gm_vm_detach(d, req->parts[1], &g, &err) < 0) {
+            gm_api_error(rep, &err);
+            return;
+        }
+        rep->json = vm_json(&g);
+        return;
+    }
+    if (strcmp(req->method, "GET") != 0) {
+        reply_err(rep, GM_ENOTFOUND, "no such API path: %s %s", req->method, req->path);
+        return;
+    }
+    struct gm_gpu_rec *gpus;
+    size_t n;
+    if (load_lists(d, &gpus, &n, NULL, NULL, rep) < 0)
+        return;
+    json_t *arr = json_array();
+    json_t *one = NULL;
+    for (size_t i = 0; i < n; i++) {
+        if (!gpus[i].holder[0])
+            continue;
+        if (req->nparts == 2 && strcmp(gpus[i].holder, req->parts[1]) == 0)
+            one = vm_json(&gpus[i]);
+        json_array_append_new(arr, vm_json(&gpus[i]));
+    }
+    free(gpus);
+    if (req->nparts == 2) {
+        json_decref(arr);
+        if (one == NULL)
+            reply_err(rep, GM_ENOTFOUND, "no VM named %s holds a GPU", req->parts[1]);
+        else
+            rep->json = one;
+        return;
+    }
+    rep->json = json_object();
+    json_object_set_new(rep->json, "vms", arr);
+}
+
+static void post_workload(struct gm_daemon *d, const struct gm_request *req, struct gm_reply *rep)
+{
+    static const char *const fields[] = {"name",   "command", "gpu",     "compute",
+                                         "memory", "env",     "restart", NULL};
+    if (req->body == NULL) {
+        reply_err(rep, GM_EINVAL, "a JSON body describing the workload is required");
+        return;
+    }
+    if (only_fields(req->body, fields, rep) < 0)
+        return;
+    json_t *name = json_object_get(req->body, "name"), *cmd = json_object_get(req->body, "command");
+    json_t *env = json_object_get(req->body, "env");
+    if (!json_is_string(name)) {
+        reply_err(rep, GM_EINVAL, "field 'name' (a string) is required");
+        return;
+    }
+    if (!json_is_array(cmd) || json_array_size(cmd) == 0) {
+        reply_err(rep, GM_EINVAL,
+                  "workload %s: field 'command' (a non-empty array of strings) is required",
+                  json_string_value(name));
+        return;
+    }
+    if (env != NULL && !json_is_object(env) && !json_is_null(env)) {
+        reply_err(rep, GM_EINVAL, "field 'env' must be an object of strings");
+        return;
+    }
+    char gbuf[512], cbuf[64], mbuf[64], rbuf[64];
+    struct gm_run_request r = {
+        .name = json_string_value(name), .uid = (int)req->uid, .gid = (int)req->gid};
+    if (opt_text(req->body, "gpu", gbuf, sizeof(gbuf), &r.gpu, rep) < 0 ||
+        opt_text(req->body, "compute", cbuf, sizeof(cbuf), &r.compute, rep) < 0 ||
+        opt_text(req->body, "memory", mbuf, sizeof(mbuf), &r.memory, rep) < 0 ||
+        opt_text(req->body, "restart", rbuf, sizeof(rbuf), &r.restart, rep) < 0)
+        return;
+    size_t n = json_array_size(cmd), nenv = env && json_is_object(env) ? json_object_size(env) : 0;
+    char **argv = calloc(n + 1, sizeof(*argv));
+    const char **keys = calloc(nenv + 1, sizeof(*keys)), **vals = calloc(nenv + 1, sizeof(*vals));
+    if (argv == NULL || keys == NULL || vals == NULL) {
+        reply_err(rep, GM_ENOMEM, "out of memory");
+        goto out;
+    }
+    for (size_t i = 0; i < n; i++) {
+        json_t *a = json_array_get(cmd, i);
+        if (!json_is_string(a)) {
+            reply_err(rep, GM_EINVAL, "field 'command': element %zu is not a string", i);
+            goto out;
+        }
+        argv[i] = (char *)json_string_value(a);
+    }
+    size_t k = 0;
+    const char *key;
+    json_t *v;
+    if (nenv > 0) {
+        json_object_foreach(env, key, v)
+        {
+            if (!json_is_string(v)) {
+                reply_err(rep, GM_EINVAL, "field 'env': %s is not a string", key);
+                goto out;
+            }
+            keys[k] = key;
+            vals[k++] = json_string_value(v);
+        }
+    }
+    r.argv = argv;
+    r.env_keys = keys;
+    r.env_vals = vals;
+    r.nenv = k;
+    struct gm_workload_rec w;
+    struct gm_error err;
+    if (gm_workload_create(d, &r, &w, &err) < 0) {
+        gm_api_error(rep, &err);
+        goto out;
+    }
+    rep->status = 201;
+    rep->json = workload_json(d, &w);
+    gm_workload_rec_free(&w);
+out:
+    free(argv);
+    free(keys);
+    free(vals);
+}
+
+static void get_logs(struct gm_daemon *d, const char *name, const struct gm_request *req,
+                     struct gm_reply *rep)
+{
+    struct gm_workload_rec w;
+    struct gm_error err;
+    pthread_mutex_lock(&d->lock);
+    int rc = gm_store_workload_get(d->store, name, &w, &err);
+    pthread_mutex_unlock(&d->lock);
+    if (rc < 0) {
+        gm_api_error(rep, &err);
+        return;
+    }
+    gm_workload_rec_free(&w);
+    const char *q = req->query(req->conn, "offset");
+    long long off = 0;
+    if (q != NULL) {
+        char *end;
+        off = strtoll(q, &end, 10);
+        if (*end != '\0' || off < 0) {
+            reply_err(rep, GM_EINVAL, "offset '%s' is not a byte offset", q);
+            return;
+        }
+    }
+    char path[PATH_MAX];
+    gm_workload_log_path(d, name, path, sizeof(path));
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    rep->offset = off;
+    if (fd < 0) {
+        rep->raw = NULL;
+        rep->rawlen = 0;
+        return; /* nothing written yet */
+    }
+    struct stat st;
+    fstat(fd, &st);
+    if (off > st.st_size)
+        off = 0; /* the log was replaced: start over */
+    size_t want = (size_t)(st.st_size - off) < LOG_CHUNK ? (size_t)(st.st_size - off) : LOG_CHUNK;
+    rep->raw = malloc(want + 1);
+    ssize_t got = rep->raw ? pread(fd, rep->raw, want, off) : -1;
+    close(fd);
+    if (got < 0) {
+        free(rep->raw);
+        rep->raw = NULL;
+        reply_err(rep, GM_EIO, "reading %s: %s", path, strerror(errno));
+        return;
+    }
+    rep->rawlen = (size_t)got;
+    rep->offset = off + got;
+}
+
+static void workloads(struct gm_daemon *d, const struct gm_request *req, struct gm_reply *rep)
+{
+    const char *m = req->method;
+    struct gm_workload_rec w;
+    struct gm_error err;
+    int rc;
+    if (req->nparts == 1) {
+        if (strcmp(m, "POST") == 0) {
+            post_workload(d, req, rep);
+            return;
+        }
+        if (strcmp(m, "GET") != 0) {
+            reply_err(rep, GM_ENOTFOUND, "no such API path: %s %s", m, req->path);
+            return;
+        }
+        struct gm_gpu_rec *gpus;
+        struct gm_workload_rec *ws;
+        size_t ngpus, nws;
+        if (load_lists(d, &gpus, &ngpus, &ws, &nws, rep) < 0)
+            return;
+        json_t *arr = json_array();
+        for (size_t i = 0; i < nws; i++)
+            json_array_append_new(arr, gm_json_workload(d, &ws[i], gpus, ngpus));
+        rep->json = json_object();
+        json_object_set_new(rep->json, "workloads", arr);
+        free(gpus);
+        gm_workload_list_free(ws, nws);
+        return;
+    }
+    const char *name = req->parts[1];
+    if (req->nparts == 3 && strcmp(req->parts[2], "logs") == 0 && strcmp(m, "GET") == 0) {
+        get_logs(d, name, req, rep);
+        return;
+    }
+    if (req->nparts == 3 && strcmp(m, "POST") == 0 && strcmp(req->parts[2], "stop") == 0)
+        rc = gm_workload_stop(d, name, &w, &err);
+    else if (req->nparts == 3 && strcmp(m, "POST") == 0 && strcmp(req->parts[2], "start") == 0)
+        rc = gm_workload_start(d, name, &w, &err);
+    else if (req->nparts == 2 && strcmp(m, "DELETE") == 0)
+        rc = gm_workload_delete(d, name, &w, &err);
+    else if (req->nparts == 2 && strcmp(m, "GET") == 0) {
+        pthread_mutex_lock(&d->lock);
+        rc = gm_store_workload_get(d->store, name, &w, &err);
+        pthread_mutex_unlock(&d->lock);
+    } else {
+        reply_err(rep, GM_ENOTFOUND, "no such API path: %s %s", m, req->path);
+        return;
+    }
+    if (rc < 0) {
+        gm_api_error(rep, &err);
+        return;
+    }
+    rep->json = workload_json(d, &w);
+    gm_workload_rec_free(&w);
+}
+
+static void get_events(struct gm_daemon *d, const struct gm_request *req, struct gm_reply *rep)
+{
+    const char *s = req->query(req->conn, "since"), *l = req->query(req->conn, "limit");
+    long long since = s ? atoll(s) : 0, limit = l ? atoll(l) : 1000;
+    if (limit <= 0 || limit > 100000)
+        limit = 1000;
+    struct gm_event *ev = NULL;
+    size_t n = 0;
+    struct gm_error err;
+    pthread_mutex_lock(&d->lock);
+    int rc = gm_store_event_list(d->store, since, (int)limit, &ev, &n, &err);
+    pthread_mutex_unlock(&d->lock);
+    if (rc < 0) {
+        gm_api_error(rep, &err);
+        return;
+    }
+    json_t *arr = json_array();
+    for (size_t i = 0; i < n; i++)
+        json_array_append_new(arr, gm_json_event(&ev[i]));
+    free(ev);
+    rep->json = json_object();
+    json_object_set_new(rep->json, "events", arr);
+}
+
+void gm_api_handle(struct gm_daemon *d, const struct gm_request *req, struct gm_reply *rep)
+{
+    const char *m = req->method, *top = req->nparts > 0 ? req->parts[0] : "";
+    int get = strcmp(m, "GET") == 0;
+    if (strcmp(top, "info") == 0 && req->nparts == 1 && get)
+        get_info(d, req, rep);
+    else if (strcmp(top, "gpus") == 0 && req->nparts <= 2 && get)
+        get_gpus(d, req, rep);
+    else if (strcmp(top, "gpus") == 0 && req->nparts == 3 && strcmp(req->parts[2], "mode") == 0 &&
+             strcmp(m, "POST") == 0)
+        post_gpu_mode(d, req, rep);
+    else if (strcmp(top, "vms") == 0 && req->nparts <= 2)
+        vms(d, req, rep);
+    else if (strcmp(top, "workloads") == 0 && req->nparts <= 3)
+        workloads(d, req, rep);
+    else if (strcmp(top, "events") == 0 && req->nparts == 1 && get)
+        get_events(d, req, rep);
+    else
+        reply_err(rep, GM_ENOTFOUND, "no such API path: %s %s", m, req->path);
+}

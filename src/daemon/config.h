@@ -1,0 +1,63 @@
+/* Daemon configuration: one table drives defaults, bounds, the YAML file, the command line and
+ * `gpumuxd --print-config` (the annotated sample). */
+#ifndef GM_DAEMON_CONFIG_H
+#define GM_DAEMON_CONFIG_H
+
+#include "common/error.h"
+
+#include <limits.h>
+#include <stdint.h>
+#include <stdio.h>
+
+struct gm_config {
+    char state_dir[PATH_MAX];
+    char run_dir[PATH_MAX];
+    char driver[8]; /* auto | nvml | sim */
+    char gpusim_dir[PATH_MAX];
+    char gpusim_config[PATH_MAX];
+    char gpusim_state[PATH_MAX];
+    char log_level[16];
+    char placement[16]; /* binpack | spread */
+    char api_group[64];
+    uint64_t memory_reserve; /* bytes kept free on every GPU for the driver */
+    long long stop_timeout_s;
+    long long poll_ms;
+};
+
+/* X(key, type, field, default, min, max, help). type: S (string), Z (size), I (integer). */
+#define GM_CONFIG_KEYS(X)                                                                          \
+    X("state_dir", S, state_dir, "/var/lib/gpumux", 0, 0,                                          \
+      "directory of the state database (state.db) and workload logs")                              \
+    X("run_dir", S, run_dir, "/run/gpumux", 0, 0,                                                  \
+      "directory of the API socket (gpumux.sock), MPS pipes and launch records")                   \
+    X("driver", S, driver, "auto", 0, 0,                                                           \
+      "auto | nvml | sim: the real driver, gpusim, or the real one when it reports a GPU")         \
+    X("gpusim_dir", S, gpusim_dir, "", 0, 0,                                                       \
+      "directory holding gpusim's libnvidia-ml.so.1 (default: ../lib/gpusim beside gpumuxd)")      \
+    X("gpusim_config", S, gpusim_config, "", 0, 0,                                                 \
+      "gpusim's device description (YAML); empty: two Tesla T4")                                   \
+    X("gpusim_state", S, gpusim_state, "", 0, 0,                                                   \
+      "gpusim's shared device state file (default: RUN_DIR/gpusim.state)")                         \
+    X("log_level", S, log_level, "info", 0, 0, "debug | info | warning | error")                   \
+    X("placement", S, placement, "binpack", 0, 0,                                                  \
+      "binpack | spread: where a workload without --gpu goes")                                     \
+    X("api_group", S, api_group, "gpumux", 0, 0,                                                   \
+      "members of this group (and root) may change state through the API")                         \
+    X("memory_reserve", Z, memory_reserve, "0", 0, 0,                                              \
+      "memory kept out of the memory limits on every GPU (e.g. 256M)")                             \
+    X("stop_timeout", I, stop_timeout_s, "10", 0, 3600,                                            \
+      "seconds between SIGTERM and SIGKILL when a workload is stopped")                            \
+    X("poll_interval_ms", I, poll_ms, "200", 10, 10000,                                            \
+      "how often workloads are checked, in milliseconds")
+
+void gm_config_defaults(struct gm_config *c);
+/* Sets one key from text; errors name the key and the source ("--placement", "FILE:3"). */
+int gm_config_set(struct gm_config *c, const char *key, const char *value, const char *source,
+                  struct gm_error *err);
+/* Reads a YAML mapping of the keys above; unknown keys and bad values are refused. */
+int gm_config_load(struct gm_config *c, const char *path, struct gm_error *err);
+/* Checks values that depend on each other and fills derived defaults. */
+int gm_config_finish(struct gm_config *c, const char *exe_dir, struct gm_error *err);
+void gm_config_print(const struct gm_config *c, FILE *out);
+
+#endif

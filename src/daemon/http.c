@@ -1,0 +1,308 @@
+/* The HTTP server: libmicrohttpd on a unix socket, one thread per connection. It parses the
+ * body, checks who may change state (SO_PEERCRED), and hands the request to the API. */
+#include "daemon/http.h"
+#include "common/log.h"
+
+#include <errno.h>
+#include <grp.h>
+#include <microhttpd.h>
+#include <pwd.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#define MAX_BODY (1024 * 1024)
+
+struct gm_http {
+    struct gm_daemon *d;
+    struct MHD_Daemon *mhd;
+    int fd;
+    char path[sizeof(((struct sockaddr_un *)0)->sun_path)];
+};
+
+struct conn_ctx {
+    char *body;
+    size_t len;
+    int too_big;
+};
+
+static const char *query_get(void *conn, const char *key)
+{
+    return MHD_lookup_connection_value((struct MHD_Connection *)conn, MHD_GET_ARGUMENT_KIND, key);
+}
+
+/* Root, or a member of the API group, may change state. */
+static int may_write(struct gm_daemon *d, uid_t uid, gid_t gid)
+{
+    if (uid == 0)
+        return 1;
+    struct group grbuf, *gr = NULL;
+    char buf[16384];
+    if (getgrnam_r(d->cfg.api_group, &grbuf, buf, sizeof(buf), &gr) != 0 || gr == NULL)
+        return 0;
+    gid_t want = gr->gr_gid;
+    if (gid == want)
+        return 1;
+    struct passwd pwbuf, *pw = NULL;
+    char pbuf[16384];
+    if (getpwuid_r(uid, &pwbuf, pbuf, sizeof(pbuf), &pw) != 0 || pw == NULL)
+        return 0;
+    gid_t groups[256];
+    int ng = 256;
+    if (getgrouplist(pw->pw_name, pw->pw_gid, groups, &ng) < 0)
+        return 0;
+    for (int i = 0; i < ng; i++)
+        if (groups[i] == want)
+            return 1;
+    return 0;
+}
+
+static enum MHD_Result send_reply(struct MHD_Connection *c, struct gm_reply *rep)
+{
+    struct MHD_Response *r;
+    const char *type;
+    if (rep->json != NULL) {
+        char *text = json_dumps(rep->json, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
+        size_t n = text ? strlen(text) : 0;
+        if (text != NULL) {
+            char *withnl = realloc(text, n + 2);
+            if (withnl != NULL) {
+                text = withnl;
+                text[n++] = '\n';
+                text[n] = '\0';
+            }
+        }
+        r = MHD_create_response_from_buffer(n, text ? text : (char *)"",
+                                            text ? MHD_RESPMEM_MUST_FREE : MHD_RESPMEM_PERSISTENT);
+        type = "application/json";
+    } else {
+        r = MHD_create_response_from_buffer(rep->rawlen, rep->raw ? rep->raw : (char *)"",
+                                            rep->raw ? MHD_RESPMEM_MUST_FREE
+                                                     : MHD_RESPMEM_PERSISTENT);
+        rep->raw = NULL;
+        type = "text/plain; charset=utf-8";
+    }
+    if (r == NULL)
+        return MHD_NO;
+    MHD_add_response_header(r, "Content-Type", type);
+    if (rep->offset >= 0) {
+        char num[32];
+        snprintf(num, sizeof(num), "%lld", rep->offset);
+        MHD_add_response_header(r, "X-Gpumux-Offset", num);
+    }
+    enum MHD_Result ret = MHD_queue_response(c, (unsigned)rep->status, r);
+    MHD_destroy_response(r);
+    json_decref(rep->json);
+    free(rep->raw);
+    return ret;
+}
+
+static enum MHD_Result fail(struct MHD_Connection *c, int code, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static enum MHD_Result fail(struct MHD_Connection *c, int code, const char *fmt, ...)
+{
+    struct gm_error err;
+    va_list ap;
+    va_start(ap, fmt);
+    err.code = code;
+    vsnprintf(err.msg, sizeof(err.msg), fmt, ap);
+    va_end(ap);
+    struct gm_reply rep = {.offset = -1};
+    gm_api_error(&rep, &err);
+    return send_reply(c, &rep);
+}
+
+static enum MHD_Result handle(void *cls, struct MHD_Connection *c, const char *url,
+                              const char *method, const char *version, const char *upload,
+                              size_t *upload_size, void **con_cls)
+{
+    struct gm_http *h = cls;
+    (void)version;
+    struct conn_ctx *ctx = *con_cls;
+    if (ctx == NULL) {
+        ctx = calloc(1, sizeof(*ctx));
+        if (ctx == NULL)
+            return MHD_NO;
+        *con_cls = ctx;
+        return MHD_YES;
+    }
+    if (*upload_size > 0) {
+        if (!ctx->too_big && ctx->len + *upload_size <= MAX_BODY) {
+            char *nb = realloc(ctx->body, ctx->len + *upload_size + 1);
+            if (nb == NULL)
+                return MHD_NO;
+            ctx->body = nb;
+            memcpy(ctx->body + ctx->len, upload, *upload_size);
+            ctx->len += *upload_size;
+            ctx->body[ctx->len] = '\0';
+        } else {
+            ctx->too_big = 1;
+        }
+        *upload_size = 0;
+        return MHD_YES;
+    }
+
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(c, MHD_CONNECTION_INFO_CONNECTION_FD);
+    struct ucred cred = {.pid = 0, .uid = (uid_t)-1, .gid = (gid_t)-1};
+    socklen_t clen = sizeof(cred);
+    if (ci == NULL || getsockopt(ci->connect_fd, SOL_SOCKET, SO_PEERCRED, &cred, &clen) < 0)
+        return fail(c, GM_EPERM, "cannot tell who is asking (SO_PEERCRED failed)");
+
+    int writes = strcmp(method, "GET") != 0 && strcmp(method, "HEAD") != 0;
+    if (writes && !may_write(h->d, cred.uid, cred.gid)) {
+        struct passwd pwbuf, *pw = NULL;
+        char pbuf[4096];
+        getpwuid_r(cred.uid, &pwbuf, pbuf, sizeof(pbuf), &pw);
+        return fail(c, GM_EPERM,
+                    "permission denied: user %s (uid %u) may only read; changes need root or "
+                    "membership of group %s",
+                    pw ? pw->pw_name : "?", (unsigned)cred.uid, h->d->cfg.api_group);
+    }
+    if (ctx->too_big)
+        return fail(c, GM_EINVAL, "request body larger than %d bytes", MAX_BODY);
+
+    json_t *body = NULL;
+    if (ctx->len > 0) {
+        json_error_t jerr;
+        body = json_loadb(ctx->body, ctx->len, 0, &jerr);
+        if (body == NULL)
+            return fail(c, GM_EINVAL, "malformed JSON in request body at line %d, column %d: %s",
+                        jerr.line, jerr.column, jerr.text);
+        if (!json_is_object(body)) {
+            json_decref(body);
+            return fail(c, GM_EINVAL, "request body must be a JSON object");
+        }
+    }
+
+    /* Split "/v1/a/b" into parts after "v1". */
+    char *copy = strdup(url);
+    const char *parts[16];
+    int nparts = 0, versioned = 0;
+    char *save = NULL;
+    for (char *tok = strtok_r(copy, "/", &save); tok && nparts < 16;
+         tok = strtok_r(NULL, "/", &save)) {
+        if (!versioned) {
+            versioned = strcmp(tok, "v1") == 0 ? 1 : -1;
+            continue;
+        }
+        parts[nparts++] = tok;
+    }
+    struct gm_reply rep = {.status = 200, .offset = -1};
+    if (versioned != 1) {
+        struct gm_error err = {.code = GM_ENOTFOUND};
+        snprintf(err.msg, sizeof(err.msg), "no such API path: %s %s (paths start with /v1/)",
+                 method, url);
+        gm_api_error(&rep, &err);
+    } else {
+        struct gm_request req = {
+            .method = method,
+            .path = url,
+            .parts = parts,
+            .nparts = nparts,
+            .body = body,
+            .uid = cred.uid,
+            .gid = cred.gid,
+            .pid = cred.pid,
+            .query = query_get,
+            .conn = c,
+        };
+        gm_api_handle(h->d, &req, &rep);
+    }
+    free(copy);
+    json_decref(body);
+    return send_reply(c, &rep);
+}
+
+static void completed(void *cls, struct MHD_Connection *c, void **con_cls,
+                      enum MHD_RequestTerminationCode toe)
+{
+    (void)cls;
+    (void)c;
+    (void)toe;
+    struct conn_ctx *ctx = *con_cls;
+    if (ctx != NULL) {
+        free(ctx->body);
+        free(ctx);
+        *con_cls = NULL;
+    }
+}
+
+static void mhd_log(void *cls, const char *fmt, va_list ap)
+{
+    (void)cls;
+    char line[512];
+    vsnprintf(line, sizeof(line), fmt, ap);
+    size_t n = strlen(line);
+    while (n > 0 && line[n - 1] == '\n')
+        line[--n] = '\0';
+    gm_warn("http: %s", line);
+}
+
+int gm_http_start(struct gm_daemon *d, struct gm_http **out, struct gm_error *err)
+{
+    struct gm_http *h = calloc(1, sizeof(*h));
+    if (h == NULL)
+        return gm_err(err, GM_ENOMEM, "out of memory");
+    h->d = d;
+    struct sockaddr_un sa = {.sun_family = AF_UNIX};
+    if ((size_t)snprintf(h->path, sizeof(h->path), "%s/gpumux.sock", d->cfg.run_dir) >=
+        sizeof(h->path)) {
+        free(h);
+        return gm_err(err, GM_EINVAL, "run_dir %s: too long for a socket path", d->cfg.run_dir);
+    }
+    memcpy(sa.sun_path, h->path, sizeof(sa.sun_path));
+    h->fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (h->fd < 0) {
+        free(h);
+        return gm_err_errno(err, GM_EIO, errno, "socket");
+    }
+    /* A socket file left by a daemon that was killed: remove it only when nobody answers. */
+    if (connect(h->fd, (struct sockaddr *)&sa, sizeof(sa)) == 0) {
+        close(h->fd);
+        free(h);
+        return gm_err(err, GM_ECONFLICT, "another gpumuxd answers at %s", sa.sun_path);
+    }
+    close(h->fd);
+    unlink(h->path);
+    h->fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    mode_t old = umask(0);
+    int rc = bind(h->fd, (struct sockaddr *)&sa, sizeof(sa));
+    umask(old);
+    if (rc < 0 || chmod(h->path, 0666) < 0 || listen(h->fd, 128) < 0) {
+        int e = errno;
+        close(h->fd);
+        free(h);
+        return gm_err_errno(err, GM_EIO, e, "listening on %s", sa.sun_path);
+    }
+    h->mhd = MHD_start_daemon(
+        MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_THREAD_PER_CONNECTION | MHD_USE_ERROR_LOG, 0,
+        NULL, NULL, handle, h, MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL, MHD_OPTION_LISTEN_SOCKET,
+        h->fd, MHD_OPTION_NOTIFY_COMPLETED, completed, h, MHD_OPTION_CONNECTION_TIMEOUT,
+        (unsigned)60, MHD_OPTION_END);
+    if (h->mhd == NULL) {
+        close(h->fd);
+        unlink(h->path);
+        free(h);
+        return gm_err(err, GM_EIO, "cannot start the HTTP server on %s", sa.sun_path);
+    }
+    gm_info("listening on %s", h->path);
+    *out = h;
+    return 0;
+}
+
+void gm_http_stop(struct gm_http *h)
+{
+    if (h == NULL)
+        return;
+    MHD_stop_daemon(h->mhd);
+    close(h->fd);
+    unlink(h->path);
+    free(h);
+}

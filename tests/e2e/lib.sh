@@ -1,0 +1,118 @@
+# Shared helpers for the end-to-end tests: each test starts a real gpumuxd on gpusim in its own
+# temporary directory and drives it through the gpumux CLI.
+# shellcheck shell=bash
+set -u
+
+B=${GM_BUILD_DIR:?GM_BUILD_DIR must point at the build directory}
+GPUMUX="$B/bin/gpumux"
+GPUMUXD="$B/bin/gpumuxd"
+T=$(mktemp -d /tmp/gm-e2e.XXXXXX)
+chmod 0755 "$T" # other users reach the socket (the group check is tested)
+export GPUMUX_SOCKET="$T/run/gpumux.sock"
+export GM_E2E_TAG="$T" # inherited by the daemon and so by every workload: the cleanup finds them
+export GPUSIM_STATE="$T/run/gpusim.state"
+FAILS=0
+PASSES=0
+DAEMON_PID=
+
+log() { printf '%s\n' "$*" >&2; }
+
+# Kills every process started under this test (daemon, monitors, workloads).
+kill_tagged() {
+    local sig=${1:-KILL} p
+    for p in /proc/[0-9]*; do
+        [ "${p#/proc/}" = "$$" ] && continue
+        if { tr "\0" "\n" <"$p/environ"; } 2>/dev/null | grep -qx "GM_E2E_TAG=$T"; then
+            kill "-$sig" "${p#/proc/}" 2>/dev/null
+        fi
+    done
+}
+
+cleanup() {
+    kill_tagged KILL
+    sleep 0.2
+    if [ "${GM_KEEP:-0}" = 1 ] || [ "$FAILS" -gt 0 ]; then
+        log "state kept in $T"
+        [ -f "$T/daemon.log" ] && tail -n 30 "$T/daemon.log" >&2
+    else
+        rm -rf "$T"
+    fi
+}
+trap cleanup EXIT
+
+# start_daemon [extra gpumuxd options]: starts gpumuxd and waits until it answers.
+start_daemon() {
+    mkdir -p "$T/state" "$T/run"
+    "$GPUMUXD" --driver sim --state-dir "$T/state" --run-dir "$T/run" \
+        --gpusim-state "$GPUSIM_STATE" --poll-interval-ms 50 --stop-timeout 3 "$@" \
+        >>"$T/daemon.log" 2>&1 &
+    DAEMON_PID=$!
+    local i
+    for i in $(seq 1 200); do
+        if "$GPUMUX" info >/dev/null 2>&1; then return 0; fi
+        if ! kill -0 "$DAEMON_PID" 2>/dev/null; then
+            log "gpumuxd exited at start:"; tail -n 20 "$T/daemon.log" >&2; return 1
+        fi
+        sleep 0.05
+    done
+    log "gpumuxd did not answer within 10 s"; return 1
+}
+
+stop_daemon() {
+    [ -n "$DAEMON_PID" ] || return 0
+    kill -TERM "$DAEMON_PID" 2>/dev/null
+    wait "$DAEMON_PID" 2>/dev/null
+    DAEMON_PID=
+}
+
+kill9_daemon() {
+    [ -n "$DAEMON_PID" ] || return 0
+    kill -KILL "$DAEMON_PID" 2>/dev/null
+    wait "$DAEMON_PID" 2>/dev/null
+    DAEMON_PID=
+}
+
+gm() { "$GPUMUX" "$@"; }
+
+pass() { PASSES=$((PASSES + 1)); log "ok: $*"; }
+fail() { FAILS=$((FAILS + 1)); log "FAIL: $*"; }
+
+# expect DESCRIPTION STATUS PATTERN -- COMMAND...: COMMAND exits with STATUS and its stdout+stderr
+# match the extended regular expression PATTERN.
+expect() {
+    local what=$1 want=$2 pat=$3
+    shift 4
+    local out rc
+    out=$("$@" 2>&1)
+    rc=$?
+    if [ "$rc" != "$want" ]; then
+        fail "$what: exit status $rc, expected $want; output: $out"
+    elif ! grep -Eq -- "$pat" <<<"$out"; then
+        fail "$what: output does not match /$pat/: $out"
+    else
+        pass "$what"
+    fi
+}
+
+# json_get EXPR: reads JSON on stdin and prints python's value of EXPR over it (d).
+json_get() { python3 -c "import json,sys; d=json.load(sys.stdin); print($1)"; }
+
+# wait_for DESCRIPTION SECONDS COMMAND...: retries until COMMAND succeeds.
+wait_for() {
+    local what=$1 secs=$2 i
+    shift 2
+    for i in $(seq 1 $((secs * 20))); do
+        if "$@" >/dev/null 2>&1; then return 0; fi
+        sleep 0.05
+    done
+    fail "$what: not true after ${secs}s"
+    return 1
+}
+
+state_of() { gm ps -o json | json_get "[w['state'] for w in d['workloads'] if w['name']=='$1'][0]"; }
+is_state() { [ "$(state_of "$1")" = "$2" ]; }
+
+finish() {
+    log "$PASSES passed, $FAILS failed"
+    [ "$FAILS" -eq 0 ]
+}

@@ -1,0 +1,97 @@
+#!/usr/bin/env bash
+# Every class of bad input gets a clear message and changes nothing.
+. "$(dirname "$0")/lib.sh"
+
+# No daemon running.
+expect "no daemon" 2 "^gpumux: cannot reach gpumuxd at $T/run/gpumux.sock: " -- gm ps
+
+start_daemon || exit 1
+gm run keep --memory 8G -- sleep 300 >/dev/null
+before_ps=$(gm ps -o json | json_get "sorted((w['name'], w['state']) for w in d['workloads'])")
+before_ev=$(gm events -o json | json_get "len(d['events'])")
+
+expect "unknown GPU" 1 'GPU 7: no such GPU' -- gm run a --gpu 7 -- sleep 1
+expect "unknown GPU uuid" 1 'no such GPU' -- gm run a --gpu GPU-nope -- sleep 1
+expect "compute 0" 1 "compute: 0 is out of range \(1..100\)" -- gm run a --compute 0 -- sleep 1
+expect "compute 101" 1 "compute: 101 is out of range" -- gm run a --compute 101 -- sleep 1
+expect "compute abc" 1 "compute: 'abc' is not a whole number" -- gm run a --compute abc -- sleep 1
+expect "memory 12X" 1 "memory: '12X' is not a size" -- gm run a --memory 12X -- sleep 1
+expect "memory larger than the GPU" 1 "memory limit 20GiB is larger than GPU 0's" -- \
+    gm run a --gpu 0 --memory 20G -- sleep 1
+expect "memory left on the GPU" 1 "GPU [01].*left for limits; 8GiB was asked" -- \
+    gm run a --gpu "$(gm ps -o json | json_get "d['workloads'][0]['gpus'][0]['index']")" --memory 8G -- sleep 1
+expect "duplicate name" 1 'workload keep already exists' -- gm run keep -- sleep 1
+expect "missing command" 1 "command 'no-such-command-xyz' not found in PATH" -- \
+    gm run a -- no-such-command-xyz
+expect "bad name" 1 "workload 'a/b'" -- gm run a/b -- sleep 1
+expect "bad restart policy" 2 "restart 'sometimes'" -- gm run a --restart sometimes -- sleep 1
+expect "fraction on two GPUs" 1 'exactly one GPU' -- gm run a --gpu 0,1 --memory 1G -- sleep 1
+expect "bad mode" 2 "mode 'turbo'" -- gm gpu mode 0 turbo
+expect "unknown workload" 1 'no workload named nope' -- gm stop nope
+expect "unknown VM" 1 'no VM named nope holds a GPU' -- gm vm detach nope
+
+# Malformed requests straight to the API.
+api() { # METHOD PATH BODY -> prints "STATUS BODY"
+    python3 - "$GPUMUX_SOCKET" "$@" <<'PY'
+import socket, sys
+path, method, url, body = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4].encode()
+s = socket.socket(socket.AF_UNIX); s.connect(path)
+s.sendall(b"%s %s HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: %d\r\nConnection: close\r\n\r\n%s" % (method.encode(), url.encode(), len(body), body))
+data = b""
+while True:
+    c = s.recv(65536)
+    if not c: break
+    data += c
+head, _, rest = data.partition(b"\r\n\r\n")
+import json as j
+try:
+    body = j.dumps(j.loads(rest))
+except ValueError:
+    body = rest.decode()
+print(head.split(b" ")[1].decode(), body)
+PY
+}
+expect "malformed JSON" 0 '^400 .*malformed JSON in request body at line 1' -- api POST /v1/workloads '{"name": "x",'
+expect "JSON that is not an object" 0 '^400 .*must be a JSON object' -- api POST /v1/workloads '[1,2]'
+expect "unknown field" 0 "^400 .*unknown field 'colour'" -- api POST /v1/workloads '{"name":"x","command":["true"],"colour":"red"}'
+expect "wrong type" 0 "^400 .*'command'" -- api POST /v1/workloads '{"name":"x","command":"true"}'
+expect "unknown path" 0 '^404 .*no such API path' -- api GET /v1/nothing ''
+expect "error body shape" 0 '"code": "invalid"' -- api POST /v1/gpus/0/mode '{"mode": 5}'
+expect "bad mode over the API" 0 "^400 .*mode 'turbo': must be one of shared, mps, vm" -- api POST /v1/gpus/0/mode '{"mode": "turbo"}'
+expect "bad restart over the API" 0 "^400 .*restart 'sometimes'" -- api POST /v1/workloads '{"name":"x","command":["true"],"restart":"sometimes"}'
+
+# A user outside the gpumux group may read but not change.
+if [ "$(id -u)" = 0 ] && command -v setpriv >/dev/null; then
+    as_nobody() { setpriv --reuid=65534 --regid=65534 --clear-groups "$@"; }
+    expect "nobody may read" 0 'keep' -- as_nobody "$GPUMUX" ps
+    expect "nobody may not change" 1 'permission denied: user nobody \(uid 65534\) may only read.*group gpumux' -- \
+        as_nobody "$GPUMUX" run intruder -- sleep 1
+    expect "nobody may not stop" 1 'permission denied' -- as_nobody "$GPUMUX" stop keep
+else
+    log "skip: the group check needs root and setpriv"
+fi
+
+after_ps=$(gm ps -o json | json_get "sorted((w['name'], w['state']) for w in d['workloads'])")
+after_ev=$(gm events -o json | json_get "len(d['events'])")
+[ "$before_ps" = "$after_ps" ] && pass "refused requests changed no workload" ||
+    fail "workloads changed: $before_ps -> $after_ps"
+[ "$before_ev" = "$after_ev" ] && pass "refused requests recorded no event" ||
+    fail "events changed: $before_ev -> $after_ev"
+
+# State directory problems stop the daemon with a clear message and touch nothing.
+stop_daemon
+cp "$T/state/state.db" "$T/good.db"
+sqlite3 "$T/state/state.db" 'PRAGMA wal_checkpoint(TRUNCATE);' >/dev/null 2>&1
+printf 'this is not a database, it is garbage %.0s' $(seq 1 200) >"$T/state/state.db"
+rm -f "$T/state/state.db-wal" "$T/state/state.db-shm"
+sum=$(md5sum <"$T/state/state.db")
+expect "corrupt database refused" 1 "state.db" -- "$GPUMUXD" --driver sim --state-dir "$T/state" \
+    --run-dir "$T/run" --gpusim-state "$GPUSIM_STATE"
+[ "$sum" = "$(md5sum <"$T/state/state.db")" ] && pass "corrupt database left untouched" ||
+    fail "corrupt database was modified"
+touch "$T/afile"
+expect "state dir under a file" 1 "cannot start: .*$T/afile" -- "$GPUMUXD" --driver sim \
+    --state-dir "$T/afile/state" --run-dir "$T/run2" --gpusim-state "$GPUSIM_STATE"
+expect "bad option" 2 "unknown setting 'bogus'" -- "$GPUMUXD" --bogus 1
+expect "bad driver" 2 "not one of auto, nvml, sim" -- "$GPUMUXD" --driver cuda
+finish

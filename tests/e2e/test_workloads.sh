@@ -1,0 +1,77 @@
+#!/usr/bin/env bash
+# Process workloads on gpusim: placement, environment, logs, exit status, restarts, stop/start,
+# delete, and the nvidia-smi view.
+. "$(dirname "$0")/lib.sh"
+start_daemon || exit 1
+
+# The nvidia-smi table shows both simulated T4s.
+out=$(gm smi)
+grep -q "Tesla T4" <<<"$out" && [ "$(grep -c 'Tesla T4' <<<"$out")" -eq 2 ] &&
+    pass "smi lists two Tesla T4" || fail "smi: $out"
+grep -q "15109MiB" <<<"$out" && pass "smi shows 15109MiB" || fail "smi memory: $out"
+longest=$(sed -n '3,/^$/p' <<<"$out" | awk '{ if (length($0) > m) m = length($0) } END { print m }')
+[ "$longest" -le 79 ] && pass "smi table is at most 79 columns" || fail "smi width $longest"
+expect "query-gpu csv" 0 '^0, Tesla T4, 15109 MiB$' -- \
+    gm smi --query-gpu=index,name,memory.total --format=csv,noheader
+expect "query-gpu nounits" 0 '^1, 15109$' -- \
+    gm smi --query-gpu=index,memory.total --format=csv,noheader,nounits
+
+# A workload gets its GPU and limits in the environment, output in its log.
+expect "run with limits" 0 'envcheck' -- gm run envcheck --gpu 1 --compute 30 --memory 1G -- \
+    sh -c 'echo "NVD=$NVIDIA_VISIBLE_DEVICES CVD=$CUDA_VISIBLE_DEVICES W=$GPUMUX_WORKLOAD C=$GPUMUX_COMPUTE_PCT M=$GPUMUX_MEMORY_LIMIT"; echo to-stderr >&2'
+uuid1=$(gm gpu ls -o json | json_get "[g['uuid'] for g in d['gpus'] if g['index']==1][0]")
+wait_for "envcheck exits" 10 is_state envcheck exited
+expect "log has the environment" 0 "NVD=$uuid1 CVD=$uuid1 W=envcheck C=30 M=1073741824" -- gm logs envcheck
+expect "log has stderr" 0 'to-stderr' -- gm logs envcheck
+code=$(gm ps -o json | json_get "[w['exit_code'] for w in d['workloads'] if w['name']=='envcheck'][0]")
+[ "$code" = 0 ] && pass "exit code 0 recorded" || fail "exit code $code"
+
+# Exit status and reason of a failing workload.
+gm run failing --restart never -- sh -c 'exit 3' >/dev/null
+wait_for "failing exits" 10 is_state failing exited
+expect "ps shows the exit status" 0 'failing .*exited .*Exited \(3\)' -- gm ps
+expect "reason names the status" 0 'exited with status 3' -- gm ps -o json
+# on-failure restarts it, with the count recorded.
+gm run flaky --restart on-failure -- sh -c 'exit 1' >/dev/null
+wait_for "flaky restarted twice" 15 sh -c "[ \$($GPUMUX ps -o json | python3 -c \"import json,sys; print([w['restart_count'] for w in json.load(sys.stdin)['workloads'] if w['name']=='flaky'][0])\") -ge 2 ]" &&
+    pass "on-failure restarts"
+gm stop flaky >/dev/null
+wait_for "flaky stopped" 10 is_state flaky stopped && pass "stop cancels restarts"
+
+# Bin-packing: with memory limits, the second workload joins the first's GPU.
+gm run pack1 --memory 4G -- sleep 300 >/dev/null
+gm run pack2 --memory 4G -- sleep 300 >/dev/null
+g1=$(gm ps -o json | json_get "[w['gpus'][0]['index'] for w in d['workloads'] if w['name']=='pack1'][0]")
+g2=$(gm ps -o json | json_get "[w['gpus'][0]['index'] for w in d['workloads'] if w['name']=='pack2'][0]")
+[ "$g1" = "$g2" ] && pass "bin-packing puts both on GPU $g1" || fail "placed on $g1 and $g2"
+wait_for "pack1 running" 5 is_state pack1 running
+pid=$(gm ps -o json | json_get "[w['pid'] for w in d['workloads'] if w['name']=='pack1'][0]")
+kill -0 "$pid" && pass "pack1 runs as pid $pid" || fail "pid $pid not alive"
+expect "ps lists running workloads" 0 'pack1.*running' -- gm ps
+expect "smi lists workloads in the gpumux section" 0 'pack2' -- gm smi
+
+# stop, start, delete.
+gm stop pack1 >/dev/null
+wait_for "pack1 stopped" 10 is_state pack1 stopped
+kill -0 "$pid" 2>/dev/null && fail "pid $pid survived stop" || pass "stop ended the process"
+expect "start again" 0 'pack1' -- gm start pack1
+wait_for "pack1 running again" 5 is_state pack1 running
+expect "start twice refused" 1 'already running' -- gm start pack1
+pid=$(gm ps -o json | json_get "[w['pid'] for w in d['workloads'] if w['name']=='pack1'][0]")
+expect "delete" 0 '' -- gm delete pack1
+kill -0 "$pid" 2>/dev/null && fail "pid $pid survived delete" || pass "delete ended the process"
+expect "deleted is gone" 1 'no workload named pack1' -- gm logs pack1
+
+# Events record what happened.
+expect "events" 0 'workload/pack1.*deleted' -- gm events
+
+# A clean daemon stop leaves workloads running; a new daemon re-adopts them.
+pid2=$(gm ps -o json | json_get "[w['pid'] for w in d['workloads'] if w['name']=='pack2'][0]")
+stop_daemon
+kill -0 "$pid2" && pass "workload outlives the daemon" || fail "pack2 died with the daemon"
+start_daemon || exit 1
+wait_for "pack2 re-adopted" 5 is_state pack2 running && pass "pack2 re-adopted"
+pidn=$(gm ps -o json | json_get "[w['pid'] for w in d['workloads'] if w['name']=='pack2'][0]")
+[ "$pidn" = "$pid2" ] && pass "same pid after restart" || fail "pid $pid2 became $pidn"
+expect "re-adopted event" 0 're-adopted' -- gm events
+finish
