@@ -249,7 +249,10 @@ void gm_reconcile(struct gm_daemon *d, int at_start)
     }
     for (size_t i = 0; i < n && !d->stopping; i++)
         check(d, &ws[i], at_start);
-    if (at_start)
+    /* Finished launches whose directory could not be removed at once (processes the workload
+     * left behind still held the lock) are swept now and then. */
+    static unsigned polls;
+    if (at_start || ++polls % 100 == 0)
         sweep(d, ws, n);
     pthread_mutex_unlock(&d->lock);
     gm_workload_list_free(ws, n);

@@ -1,0 +1,182 @@
+#!/usr/bin/env python3
+"""Daemon benchmarks on gpusim: admissions per second, `gpumux ps -o json` latency with 1,000
+workloads recorded, resident memory idle and loaded, and SIGKILL-to-answering time.
+
+Every figure comes with a baseline measured in the same run, so the ratio means something on a
+noisy machine. Usage: bench_daemon.py BUILD_DIR [--workloads N] [--admissions N]
+"""
+import argparse
+import http.client
+import json
+import os
+import platform
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+
+class UnixHTTP(http.client.HTTPConnection):
+    def __init__(self, path):
+        super().__init__("localhost", timeout=60)
+        self.path = path
+
+    def connect(self):
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.sock.connect(self.path)
+
+
+def call(sock, method, url, body=None):
+    c = UnixHTTP(sock)
+    c.request(method, url, body=json.dumps(body) if body is not None else None,
+              headers={"Content-Type": "application/json"})
+    r = c.getresponse()
+    data = r.read()
+    c.close()
+    return r.status, data
+
+
+def rss_kib(pid):
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    return 0
+
+
+class Daemon:
+    def __init__(self, build, tmp):
+        self.build, self.tmp = build, tmp
+        self.sock = os.path.join(tmp, "run", "gpumux.sock")
+        self.proc = None
+
+    def start(self):
+        os.makedirs(os.path.join(self.tmp, "run"), exist_ok=True)
+        env = dict(os.environ, GM_BENCH_TAG=self.tmp)
+        self.proc = subprocess.Popen(
+            [os.path.join(self.build, "bin", "gpumuxd"), "--driver", "sim",
+             "--state-dir", os.path.join(self.tmp, "state"),
+             "--run-dir", os.path.join(self.tmp, "run"),
+             "--gpusim-state", os.path.join(self.tmp, "run", "gpusim.state"),
+             "--log-level", "warning"],
+            env=env, stdout=subprocess.DEVNULL, stderr=open(os.path.join(self.tmp, "daemon.log"), "a"))
+        return self.wait_answer()
+
+    def wait_answer(self):
+        t0 = time.monotonic()
+        while time.monotonic() - t0 < 60:
+            try:
+                if call(self.sock, "GET", "/v1/info")[0] == 200:
+                    return time.monotonic() - t0
+            except OSError:
+                pass
+            time.sleep(0.002)
+        raise RuntimeError("daemon did not answer")
+
+    def kill9_and_restart(self):
+        t0 = time.monotonic()
+        self.proc.kill()
+        self.proc.wait()
+        self.start()
+        return time.monotonic() - t0
+
+    def stop(self):
+        if self.proc:
+            self.proc.terminate()
+            self.proc.wait()
+
+
+def kill_tagged(tag):
+    for p in os.listdir("/proc"):
+        if not p.isdigit():
+            continue
+        try:
+            if f"GM_BENCH_TAG={tag}".encode() in open(f"/proc/{p}/environ", "rb").read().split(b"\0"):
+                os.kill(int(p), signal.SIGKILL)
+        except OSError:
+            pass
+
+
+def median_ms(fn, n):
+    xs = []
+    for _ in range(n):
+        t0 = time.perf_counter()
+        fn()
+        xs.append((time.perf_counter() - t0) * 1000)
+    return statistics.median(xs)
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("build")
+    ap.add_argument("--workloads", type=int, default=1000)
+    ap.add_argument("--admissions", type=int, default=200)
+    ap.add_argument("--restarts", type=int, default=5)
+    a = ap.parse_args()
+    build = os.path.abspath(a.build)
+    gpumux = os.path.join(build, "bin", "gpumux")
+    tmp = tempfile.mkdtemp(prefix="gm-bench.")
+    d = Daemon(build, tmp)
+    results = {}
+    try:
+        d.start()
+        env = dict(os.environ, GPUMUX_SOCKET=d.sock)
+        # Idle baseline figures.
+        time.sleep(0.5)
+        results["rss_idle_kib"] = rss_kib(d.proc.pid)
+        restart_empty = [d.kill9_and_restart() for _ in range(a.restarts)]
+        results["restart_empty_ms"] = statistics.median(restart_empty) * 1000
+
+        # Admissions: each one a recorded, placed and started workload (a sleeping process).
+        base = median_ms(lambda: call(d.sock, "GET", "/v1/info"), 200)
+        t0 = time.perf_counter()
+        for i in range(a.admissions):
+            st, body = call(d.sock, "POST", "/v1/workloads",
+                            {"name": f"adm-{i}", "command": ["sleep", "3600"], "memory": "64M"})
+            if st != 201:
+                raise RuntimeError(body)
+        dt = time.perf_counter() - t0
+        results["admissions"] = a.admissions
+        results["admissions_per_s"] = a.admissions / dt
+        results["admission_ms"] = dt * 1000 / a.admissions
+        results["info_roundtrip_ms"] = base
+
+        # Fill up to N recorded workloads; the rest exit at once (recorded, not running).
+        for i in range(a.admissions, a.workloads):
+            st, body = call(d.sock, "POST", "/v1/workloads", {"name": f"rec-{i}", "command": ["true"]})
+            if st != 201:
+                raise RuntimeError(body)
+        time.sleep(2)
+        run = lambda *args: subprocess.run([gpumux, *args], env=env, stdout=subprocess.DEVNULL, check=True)
+        results["ps_json_ms"] = median_ms(lambda: run("ps", "-o", "json"), 21)
+        results["info_cli_ms"] = median_ms(lambda: run("info", "-o", "json"), 21)
+        results["rss_loaded_kib"] = rss_kib(d.proc.pid)
+        restart_full = [d.kill9_and_restart() for _ in range(a.restarts)]
+        results["restart_loaded_ms"] = statistics.median(restart_full) * 1000
+        results["workloads"] = a.workloads
+    finally:
+        d.stop()
+        kill_tagged(tmp)
+        shutil.rmtree(tmp, ignore_errors=True)
+
+    r = results
+    print(f"machine: {platform.node()}, {os.cpu_count()} cores, {platform.platform()}")
+    print(f"admissions: {r['admissions']} workloads in a row: {r['admissions_per_s']:.0f}/s "
+          f"({r['admission_ms']:.2f} ms each; a GET /v1/info round trip: {r['info_roundtrip_ms']:.2f} ms, "
+          f"ratio {r['admission_ms'] / r['info_roundtrip_ms']:.1f}x)")
+    print(f"gpumux ps -o json with {r['workloads']} workloads: {r['ps_json_ms']:.1f} ms median "
+          f"(gpumux info -o json: {r['info_cli_ms']:.1f} ms, ratio {r['ps_json_ms'] / r['info_cli_ms']:.2f}x)")
+    print(f"daemon RSS: idle {r['rss_idle_kib'] / 1024:.1f} MiB, with {r['workloads']} workloads "
+          f"{r['rss_loaded_kib'] / 1024:.1f} MiB")
+    print(f"SIGKILL to answering: {r['restart_loaded_ms']:.0f} ms with {r['workloads']} workloads "
+          f"({r['admissions']} running), {r['restart_empty_ms']:.0f} ms empty, "
+          f"ratio {r['restart_loaded_ms'] / r['restart_empty_ms']:.1f}x")
+    print("json: " + json.dumps(r))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,7 @@
+#!/usr/bin/env bash
+# Runs the benchmarks; paste what it prints into docs/benchmarks.md with the machine it ran on.
+set -euo pipefail
+B=$(cd "${1:-build}" && pwd)
+here=$(dirname "$0")
+echo "== daemon (gpusim) =="
+python3 "$here/bench_daemon.py" "$B"

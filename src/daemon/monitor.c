@@ -1,0 +1,318 @@
+/* gpumux-monitor: owns one workload so that it outlives the daemon with its output and exit
+ * status intact. See src/daemon/supervise.h for the launch directory it maintains. */
+#include "daemon/supervise.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <grp.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+static const char usage[] =
+    "usage: gpumux-monitor --dir DIR --lock-fd N --log FILE [--uid U --gid G] [--cwd D]\n"
+    "                      -- CMD [ARG..]\n"
+    "Runs CMD in its own session with stdout and stderr appended to FILE, and records its pid\n"
+    "in DIR/pid and its exit status in DIR/exit. Descriptor N holds the launch's lock; the\n"
+    "workload inherits it. CMD is looked up in PATH of this program's environment, which is\n"
+    "also the workload's. Started by gpumuxd; not meant to be run by hand.\n";
+
+struct opts {
+    const char *dir;
+    const char *log;
+    const char *cwd;
+    int lock_fd;
+    int have_uid;
+    uid_t uid;
+    gid_t gid;
+    char **cmd;
+};
+
+/* Where the monitor's own errors go: the workload's log once it is open. */
+static int log_fd = 2;
+static volatile sig_atomic_t child_pid;
+
+__attribute__((format(printf, 1, 2))) static void say(const char *fmt, ...)
+{
+    char line[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(line, sizeof(line), fmt, ap);
+    va_end(ap);
+    if (n < 0)
+        return;
+    dprintf(log_fd, "gpumux-monitor: %s\n", line);
+}
+
+static void forward_term(int sig)
+{
+    int saved = errno;
+    pid_t c = child_pid;
+    if (c > 0 && kill(-c, sig) < 0)
+        kill(c, sig);
+    errno = saved;
+}
+
+static int parse_id(const char *s, unsigned long *out)
+{
+    char *end;
+    errno = 0;
+    unsigned long v = strtoul(s, &end, 10);
+    if (errno != 0 || end == s || *end != '\0' || v > UINT32_MAX - 1)
+        return -1;
+    *out = v;
+    return 0;
+}
+
+static int parse_args(int argc, char **argv, struct opts *o)
+{
+    memset(o, 0, sizeof(*o));
+    o->lock_fd = -1;
+    o->cwd = "/";
+    int have_gid = 0;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
+            fputs(usage, stdout);
+            exit(0);
+        }
+        if (strcmp(a, "--") == 0) {
+            o->cmd = argv + i + 1;
+            break;
+        }
+        if (i + 1 >= argc) {
+            fprintf(stderr, "gpumux-monitor: %s: missing value\n", a);
+            return -1;
+        }
+        const char *v = argv[++i];
+        unsigned long n;
+        if (strcmp(a, "--dir") == 0) {
+            o->dir = v;
+        } else if (strcmp(a, "--log") == 0) {
+            o->log = v;
+        } else if (strcmp(a, "--cwd") == 0) {
+            o->cwd = v;
+        } else if (strcmp(a, "--lock-fd") == 0 && parse_id(v, &n) == 0 && n >= 3 && n < INT_MAX) {
+            o->lock_fd = (int)n;
+        } else if (strcmp(a, "--uid") == 0 && parse_id(v, &n) == 0) {
+            o->uid = (uid_t)n;
+            o->have_uid = 1;
+        } else if (strcmp(a, "--gid") == 0 && parse_id(v, &n) == 0) {
+            o->gid = (gid_t)n;
+            have_gid = 1;
+        } else {
+            fprintf(stderr, "gpumux-monitor: bad option %s %s\n", a, v);
+            return -1;
+        }
+    }
+    if (o->dir == NULL || o->log == NULL || o->lock_fd < 0 || o->cmd == NULL || o->cmd[0] == NULL ||
+        o->have_uid != have_gid) {
+        fputs(usage, stderr);
+        return -1;
+    }
+    return 0;
+}
+
+static uint64_t start_time(pid_t pid)
+{
+    char path[64], buf[1024];
+    snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return 0;
+    ssize_t n = read(fd, buf, sizeof(buf));
+    close(fd);
+    char state;
+    uint64_t start = 0;
+    if (n <= 0 || gm_proc_parse_stat(buf, (size_t)n, &state, &start) != 0)
+        return 0;
+    return start;
+}
+
+/* Replaces DIR/name by text through a temp file. When durable, the data and the rename reach
+ * the disk before it returns: the exit status must survive a power cut, the pid file need not. */
+static int write_file(const char *dir, const char *name, const char *text, int durable)
+{
+    char tmp[PATH_MAX], dst[PATH_MAX];
+    if (snprintf(tmp, sizeof(tmp), "%s/%s.tmp", dir, name) >= (int)sizeof(tmp) ||
+        snprintf(dst, sizeof(dst), "%s/%s", dir, name) >= (int)sizeof(dst)) {
+        say("%s/%s: path too long", dir, name);
+        return -1;
+    }
+    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    if (fd < 0) {
+        say("cannot create %s: %s", tmp, strerror(errno));
+        return -1;
+    }
+    size_t len = strlen(text), off = 0;
+    while (off < len) {
+        ssize_t w = write(fd, text + off, len - off);
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w < 0) {
+            say("cannot write %s: %s", tmp, strerror(errno));
+            close(fd);
+            return -1;
+        }
+        off += (size_t)w;
+    }
+    if (durable && fsync(fd) < 0) {
+        say("cannot sync %s: %s", tmp, strerror(errno));
+        close(fd);
+        return -1;
+    }
+    close(fd);
+    if (rename(tmp, dst) < 0) {
+        say("cannot rename %s: %s", tmp, strerror(errno));
+        return -1;
+    }
+    if (durable) {
+        int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        if (dfd < 0 || fsync(dfd) < 0)
+            say("cannot sync directory %s: %s", dir, strerror(errno));
+        if (dfd >= 0)
+            close(dfd);
+    }
+    return 0;
+}
+
+static int write_exit(const char *dir, int code, int sig)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    int64_t ms = (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+    char text[96];
+    snprintf(text, sizeof(text), "%d %d %" PRId64 "\n", code, sig, ms);
+    return write_file(dir, "exit", text, 1);
+}
+
+/* The workload side of the fork; the monitor is single-threaded, so anything goes here. Exit
+ * codes follow the shell's: 127 not found, 126 found but not runnable; failing to take the
+ * requested identity or directory also means the command could not be invoked (126). */
+__attribute__((noreturn)) static void run_workload(const struct opts *o, int null_fd)
+{
+    setsid(); /* its own session and process group, so that the group can be signalled whole */
+    signal(SIGHUP, SIG_DFL);
+    signal(SIGINT, SIG_DFL);
+    signal(SIGPIPE, SIG_DFL);
+    signal(SIGTERM, SIG_DFL);
+    sigset_t none;
+    sigemptyset(&none);
+    sigprocmask(SIG_SETMASK, &none, NULL);
+
+    if (dup2(null_fd, 0) < 0 || dup2(log_fd, 1) < 0 || dup2(log_fd, 2) < 0) {
+        say("cannot set up standard descriptors: %s", strerror(errno));
+        _exit(126);
+    }
+    if (o->have_uid && o->uid != 0 && geteuid() == 0) {
+        if (setgroups(0, NULL) < 0 || setgid(o->gid) < 0 || setuid(o->uid) < 0) {
+            say("cannot switch to uid %u gid %u: %s", (unsigned)o->uid, (unsigned)o->gid,
+                strerror(errno));
+            _exit(126);
+        }
+    }
+    if (chdir(o->cwd) < 0) {
+        say("cannot change directory to '%s': %s", o->cwd, strerror(errno));
+        _exit(126);
+    }
+    execvp(o->cmd[0], o->cmd);
+    int e = errno;
+    say("cannot run '%s': %s", o->cmd[0], strerror(e));
+    _exit(e == EACCES || e == ENOEXEC ? 126 : 127);
+}
+
+int main(int argc, char **argv)
+{
+    struct opts o;
+    if (parse_args(argc, argv, &o) < 0)
+        return 2;
+    if (fcntl(o.lock_fd, F_SETFD, 0) < 0) {
+        fprintf(stderr, "gpumux-monitor: lock descriptor %d: %s\n", o.lock_fd, strerror(errno));
+        return 2;
+    }
+    setsid(); /* fails only when already a group leader (run by hand): harmless */
+
+    /* Nothing but the lock may reach the workload, whatever started this program. */
+    if (o.lock_fd > 3)
+        close_range(3, (unsigned)o.lock_fd - 1, CLOSE_RANGE_CLOEXEC);
+    close_range((unsigned)o.lock_fd + 1, ~0U, CLOSE_RANGE_CLOEXEC);
+
+    signal(SIGHUP, SIG_IGN);
+    signal(SIGINT, SIG_IGN);
+    signal(SIGPIPE, SIG_IGN);
+    struct sigaction sa;
+    memset(&sa, 0, sizeof(sa));
+    sa.sa_handler = forward_term; /* no SA_RESTART: waitpid returns EINTR and is retried */
+    sigaction(SIGTERM, &sa, NULL);
+    /* Until the child's pid is known a SIGTERM stays pending; unblocking then forwards it. */
+    sigset_t term;
+    sigemptyset(&term);
+    sigaddset(&term, SIGTERM);
+    sigprocmask(SIG_BLOCK, &term, NULL);
+
+    int null_fd = open("/dev/null", O_RDWR | O_CLOEXEC);
+    int fd = open(o.log, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0640);
+    if (fd < 0) {
+        int e = errno;
+        say("cannot open log %s: %s", o.log, strerror(e));
+        /* A shell fails a command whose redirection fails with status 1. */
+        return write_exit(o.dir, 1, 0) < 0 ? 1 : 0;
+    }
+    log_fd = fd;
+    /* Off the terminal, if any; the monitor's stray stderr output (sanitizers) lands in the log. */
+    if (null_fd >= 0) {
+        dup2(null_fd, 0);
+        dup2(null_fd, 1);
+    }
+    dup2(log_fd, 2);
+
+    /* Closed by the child's exec (or exit): until then it may not yet lead its own group, and
+     * the pid file must not invite anyone to signal a group that does not exist yet. */
+    int sync[2];
+    if (pipe2(sync, O_CLOEXEC) < 0) {
+        say("cannot create pipe: %s", strerror(errno));
+        return write_exit(o.dir, 126, 0) < 0 ? 1 : 0;
+    }
+    pid_t pid = fork();
+    if (pid < 0) {
+        say("cannot fork '%s': %s", o.cmd[0], strerror(errno));
+        return write_exit(o.dir, 126, 0) < 0 ? 1 : 0;
+    }
+    if (pid == 0) {
+        close(sync[0]);
+        run_workload(&o, null_fd >= 0 ? null_fd : 0);
+    }
+    child_pid = pid;
+    close(sync[1]);
+    char b;
+    while (read(sync[0], &b, 1) < 0 && errno == EINTR)
+        ;
+    close(sync[0]);
+
+    char text[128];
+    snprintf(text, sizeof(text), "%d %" PRIu64 " %d %" PRIu64 "\n", (int)getpid(),
+             start_time(getpid()), (int)pid, start_time(pid));
+    write_file(o.dir, "pid", text, 0);
+    sigprocmask(SIG_UNBLOCK, &term, NULL);
+
+    int status;
+    while (waitpid(pid, &status, 0) < 0) {
+        if (errno != EINTR) {
+            say("waiting for pid %d: %s", (int)pid, strerror(errno));
+            return 1;
+        }
+    }
+    int code = -1, sig = 0;
+    if (WIFEXITED(status))
+        code = WEXITSTATUS(status);
+    else if (WIFSIGNALED(status))
+        sig = WTERMSIG(status);
+    return write_exit(o.dir, code, sig) < 0 ? 1 : 0;
+}
