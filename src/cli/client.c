@@ -1,0 +1,218 @@
+#include "cli/client.h"
+
+#include <curl/curl.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#define OFFSET_HEADER "x-gpumux-offset:"
+
+struct buffer {
+    char *data;
+    size_t len, cap;
+    int oom;
+};
+
+static size_t on_body(char *ptr, size_t size, size_t nmemb, void *userdata)
+{
+    struct buffer *b = userdata;
+    size_t n = size * nmemb;
+    if (b->len + n + 1 > b->cap) {
+        size_t cap = b->cap ? b->cap : 4096;
+        while (cap < b->len + n + 1)
+            cap *= 2;
+        char *p = realloc(b->data, cap);
+        if (p == NULL) {
+            b->oom = 1;
+            return 0; /* makes curl fail the transfer with CURLE_WRITE_ERROR */
+        }
+        b->data = p;
+        b->cap = cap;
+    }
+    memcpy(b->data + b->len, ptr, n);
+    b->len += n;
+    b->data[b->len] = '\0';
+    return n;
+}
+
+static size_t on_header(char *ptr, size_t size, size_t nmemb, void *userdata)
+{
+    long long *offset = userdata;
+    size_t n = size * nmemb, k = strlen(OFFSET_HEADER);
+    if (n > k && strncasecmp(ptr, OFFSET_HEADER, k) == 0) {
+        char tmp[32];
+        size_t m = n - k < sizeof(tmp) - 1 ? n - k : sizeof(tmp) - 1;
+        memcpy(tmp, ptr + k, m);
+        tmp[m] = '\0';
+        char *end;
+        errno = 0;
+        long long v = strtoll(tmp, &end, 10);
+        while (*end == ' ' || *end == '\t' || *end == '\r' || *end == '\n')
+            end++;
+        if (errno == 0 && end != tmp && *end == '\0' && v >= 0)
+            *offset = v;
+    }
+    return n;
+}
+
+/* Turn a failed transfer into the message users and scripts rely on. Connection failures
+ * carry the socket's errno ("No such file or directory", "Connection refused"), which says
+ * more than curl's generic "Couldn't connect to server". */
+static int transport_error(CURL *h, CURLcode rc, const char *socket, const char *errbuf,
+                           struct gm_error *err)
+{
+    long os_errno = 0;
+    curl_easy_getinfo(h, CURLINFO_OS_ERRNO, &os_errno);
+    const char *reason = errbuf[0] ? errbuf : curl_easy_strerror(rc);
+    if (os_errno != 0)
+        reason = strerror((int)os_errno);
+    if (rc == CURLE_COULDNT_CONNECT || rc == CURLE_COULDNT_RESOLVE_HOST ||
+        rc == CURLE_OPERATION_TIMEDOUT)
+        return gm_err(err, GM_EUNREACHABLE, "cannot reach gpumuxd at %s: %s", socket, reason);
+    return gm_err(err, GM_EUNREACHABLE, "lost the connection to gpumuxd at %s: %s", socket, reason);
+}
+
+/* A 4xx/5xx answer: take the code and message from {"error": {"code", "message"}}. */
+static int answer_error(const struct gm_cli_response *resp, const char *method, const char *path,
+                        struct gm_error *err)
+{
+    json_t *root = json_loadb(resp->body, resp->body_len, 0, NULL);
+    json_t *e = json_object_get(root, "error");
+    const char *code = json_string_value(json_object_get(e, "code"));
+    const char *msg = json_string_value(json_object_get(e, "message"));
+    int rc;
+    if (msg != NULL && msg[0] != '\0')
+        rc = gm_err(err, gm_errcode_from_name(code), "%s", msg);
+    else
+        rc = gm_err(err, GM_EIO, "gpumuxd answered %s %s with HTTP %ld and no error message",
+                    method, path, resp->status);
+    json_decref(root);
+    return rc;
+}
+
+int gm_cli_request(const char *socket, const char *method, const char *path, const json_t *body,
+                   unsigned flags, struct gm_cli_response *resp, struct gm_error *err)
+{
+    memset(resp, 0, sizeof(*resp));
+    resp->offset = -1;
+    struct buffer buf = {0};
+    char errbuf[CURL_ERROR_SIZE] = "";
+    char *payload = NULL, *url = NULL;
+    struct curl_slist *headers = NULL;
+    int rc = 0;
+
+    CURL *h = curl_easy_init();
+    if (h == NULL)
+        return gm_err(err, GM_ENOMEM, "cannot start an HTTP request: out of memory");
+    if (asprintf(&url, "http://localhost%s", path) < 0) {
+        url = NULL;
+        rc = gm_err(err, GM_ENOMEM, "out of memory");
+        goto out;
+    }
+    if (body != NULL) {
+        payload = json_dumps(body, JSON_COMPACT);
+        if (payload == NULL) {
+            rc = gm_err(err, GM_EINTERNAL, "cannot encode the request body");
+            goto out;
+        }
+    }
+    headers = curl_slist_append(headers, "Accept: application/json");
+    if (body != NULL)
+        headers = curl_slist_append(headers, "Content-Type: application/json");
+    /* The daemon answers at once; waiting a second for "100 Continue" only adds latency. */
+    headers = curl_slist_append(headers, "Expect:");
+
+    curl_easy_setopt(h, CURLOPT_UNIX_SOCKET_PATH, socket);
+    curl_easy_setopt(h, CURLOPT_URL, url);
+    curl_easy_setopt(h, CURLOPT_CUSTOMREQUEST, method);
+    if (strcmp(method, "GET") != 0) {
+        curl_easy_setopt(h, CURLOPT_POSTFIELDS, payload ? payload : "");
+        curl_easy_setopt(h, CURLOPT_POSTFIELDSIZE, (long)(payload ? strlen(payload) : 0));
+    }
+    curl_easy_setopt(h, CURLOPT_HTTPHEADER, headers);
+    curl_easy_setopt(h, CURLOPT_USERAGENT, "gpumux/" GM_VERSION);
+    curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, on_body);
+    curl_easy_setopt(h, CURLOPT_WRITEDATA, &buf);
+    curl_easy_setopt(h, CURLOPT_HEADERFUNCTION, on_header);
+    curl_easy_setopt(h, CURLOPT_HEADERDATA, &resp->offset);
+    curl_easy_setopt(h, CURLOPT_ERRORBUFFER, errbuf);
+    /* The CLI handles SIGINT itself (smi -l, logs -f); curl must not touch signals. */
+    curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
+    curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT, 10L);
+    /* Deleting a running workload stops it first, which may take the daemon's grace period. */
+    curl_easy_setopt(h, CURLOPT_TIMEOUT, 300L);
+
+    CURLcode cc = curl_easy_perform(h);
+    if (buf.oom) {
+        rc = gm_err(err, GM_ENOMEM, "out of memory reading the answer of gpumuxd");
+        goto out;
+    }
+    if (cc != CURLE_OK) {
+        rc = transport_error(h, cc, socket, errbuf, err);
+        goto out;
+    }
+    curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &resp->status);
+    if (buf.data == NULL) {
+        buf.data = calloc(1, 1);
+        if (buf.data == NULL) {
+            rc = gm_err(err, GM_ENOMEM, "out of memory");
+            goto out;
+        }
+    }
+    resp->body = buf.data;
+    resp->body_len = buf.len;
+    buf.data = NULL;
+
+    if (resp->status >= 400 || resp->status < 200) {
+        rc = answer_error(resp, method, path, err);
+        goto out;
+    }
+    if (!(flags & GM_CLI_RAW)) {
+        json_error_t je;
+        resp->json = json_loadb(resp->body, resp->body_len, 0, &je);
+        if (resp->json == NULL)
+            rc = gm_err(err, GM_EIO, "malformed answer from gpumuxd to %s %s: %s", method, path,
+                        je.text);
+    }
+out:
+    free(buf.data);
+    free(payload);
+    free(url);
+    curl_slist_free_all(headers);
+    curl_easy_cleanup(h);
+    return rc;
+}
+
+void gm_cli_response_free(struct gm_cli_response *resp)
+{
+    if (resp == NULL)
+        return;
+    json_decref(resp->json);
+    free(resp->body);
+    resp->json = NULL;
+    resp->body = NULL;
+    resp->body_len = 0;
+}
+
+char *gm_cli_urlencode(const char *s)
+{
+    static const char hex[] = "0123456789ABCDEF";
+    size_t n = strlen(s);
+    char *out = malloc(3 * n + 1), *p = out;
+    if (out == NULL)
+        return NULL;
+    for (const unsigned char *c = (const unsigned char *)s; *c; c++) {
+        if ((*c >= 'a' && *c <= 'z') || (*c >= 'A' && *c <= 'Z') || (*c >= '0' && *c <= '9') ||
+            *c == '-' || *c == '.' || *c == '_' || *c == '~') {
+            *p++ = (char)*c;
+        } else {
+            *p++ = '%';
+            *p++ = hex[*c >> 4];
+            *p++ = hex[*c & 15];
+        }
+    }
+    *p = '\0';
+    return out;
+}

@@ -1,0 +1,39 @@
+/* HTTP/JSON client for gpumuxd's unix socket (docs/api.md).
+ *
+ * One request per call; there is no connection reuse because the CLI makes a handful of
+ * requests per run and a fresh connection keeps every call independent of the last. */
+#ifndef GM_CLI_CLIENT_H
+#define GM_CLI_CLIENT_H
+
+#include "common/error.h"
+
+#include <jansson.h>
+#include <stddef.h>
+
+/* Keep the body as bytes and do not parse it as JSON (the logs endpoint answers text/plain). */
+#define GM_CLI_RAW 1u
+
+struct gm_cli_response {
+    long status;      /* HTTP status, 0 when no answer came */
+    json_t *json;     /* parsed body of a 2xx answer; NULL with GM_CLI_RAW */
+    char *body;       /* the raw body, always NUL-terminated; never NULL after a request */
+    size_t body_len;  /* bytes in body, not counting the terminator */
+    long long offset; /* X-Gpumux-Offset, -1 when the answer had none */
+};
+
+/* Send `method path` to the daemon listening on `socket`, with `body` (borrowed, may be NULL)
+ * as the JSON request body. On success returns 0 and fills *resp, which the caller releases
+ * with gm_cli_response_free(). On failure returns a negative GM_E* code and sets err:
+ *   GM_EUNREACHABLE  no connection: "cannot reach gpumuxd at PATH: <reason>"
+ *   the code named by the daemon's error body, with its message, for a 4xx/5xx answer
+ *   GM_EIO           the answer is not what docs/api.md promises (malformed JSON, no error body)
+ * *resp is filled as far as the exchange got and must be released in every case. */
+int gm_cli_request(const char *socket, const char *method, const char *path, const json_t *body,
+                   unsigned flags, struct gm_cli_response *resp, struct gm_error *err);
+void gm_cli_response_free(struct gm_cli_response *resp);
+
+/* Percent-encode one path segment or query value (RFC 3986 unreserved characters pass).
+ * Returns a malloc'd string, or NULL when out of memory. */
+char *gm_cli_urlencode(const char *s);
+
+#endif

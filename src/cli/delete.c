@@ -1,0 +1,37 @@
+#include "cli/cli.h"
+
+const char gm_cli_help_delete[] =
+    "NAME\n"
+    "    gpumux delete - delete workloads\n"
+    "\n"
+    "SYNOPSIS\n"
+    "    gpumux delete NAME [NAME..] [-o table|json]\n"
+    "\n"
+    "DESCRIPTION\n"
+    "    Deletes each workload: a running one is stopped first, then its record, limits and\n"
+    "    GPU reservation are released. Its log file stays on disk. Every NAME is tried even\n"
+    "    when an earlier one fails.\n"
+    "\n"
+    "OPTIONS\n"
+    "    -o, --output table|json\n"
+    "        json prints the daemon's answer: each workload as it was before deletion (an\n"
+    "        array for several names).\n"
+    "    -h, --help\n"
+    "        Print this help.\n"
+    "\n"
+    "EXIT STATUS\n"
+    "    0 all deleted; 1 the daemon refused at least one (no such workload, not permitted);\n"
+    "    2 usage error or gpumuxd unreachable.\n"
+    "\n"
+    "EXAMPLES\n"
+    "    gpumux delete nbody1 nbody2\n";
+
+static void report(struct gm_cli_ctx *ctx, const json_t *w)
+{
+    fprintf(ctx->out, "%s deleted\n", gm_cli_jstr(w, "name", "?"));
+}
+
+int gm_cli_delete(struct gm_cli_ctx *ctx, int argc, char **argv)
+{
+    return gm_cli_each_workload(ctx, argc, argv, gm_cli_help_delete, "DELETE", NULL, report);
+}

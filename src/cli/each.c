@@ -1,0 +1,45 @@
+#include "cli/cli.h"
+
+#include <getopt.h>
+#include <stdlib.h>
+
+int gm_cli_each_workload(struct gm_cli_ctx *ctx, int argc, char **argv, const char *help,
+                         const char *method, const char *suffix,
+                         void (*report)(struct gm_cli_ctx *ctx, const json_t *answer))
+{
+    static const struct option longopts[] = {GM_CLI_COMMON_LONG, {0, 0, 0, 0}};
+    int c, rc;
+    while ((c = getopt_long(argc, argv, GM_CLI_COMMON_SHORT, longopts, NULL)) != -1)
+        if ((rc = gm_cli_common_option(ctx, c, argv, help)) >= 0)
+            return rc;
+    if (optind >= argc)
+        return gm_cli_usage(ctx, "missing workload NAME");
+    int several = argc - optind > 1, status = GM_CLI_EXIT_OK;
+    /* Several answers print as one JSON array, so that the output stays one document. */
+    json_t *all = several && ctx->output == GM_CLI_OUT_JSON ? json_array() : NULL;
+    for (int i = optind; i < argc; i++) {
+        json_t *answer = NULL;
+        char *path = gm_cli_path("/v1/workloads/", argv[i], suffix);
+        rc = gm_cli_call(ctx, method, path, NULL, &answer);
+        free(path);
+        if (rc == GM_CLI_EXIT_USAGE) {
+            status = rc; /* unreachable: the other names would fail the same way */
+            break;
+        }
+        if (rc != 0) {
+            status = rc;
+            continue;
+        }
+        if (all != NULL)
+            json_array_append(all, answer);
+        else if (ctx->output == GM_CLI_OUT_JSON)
+            gm_cli_print_json(ctx, answer);
+        else
+            report(ctx, answer);
+        json_decref(answer);
+    }
+    if (all != NULL && json_array_size(all) > 0)
+        gm_cli_print_json(ctx, all);
+    json_decref(all);
+    return status;
+}

@@ -1,0 +1,63 @@
+#include "cli/cli.h"
+
+#include <getopt.h>
+
+const char gm_cli_help_info[] =
+    "NAME\n"
+    "    gpumux info - show the daemon's version, driver and directories\n"
+    "\n"
+    "SYNOPSIS\n"
+    "    gpumux info [-o table|json]\n"
+    "\n"
+    "DESCRIPTION\n"
+    "    Prints the client's and daemon's versions, the daemon's pid, the node's hostname, the\n"
+    "    GPU driver it uses (kind \"nvml\" for the NVIDIA driver, \"sim\" for the simulator),\n"
+    "    its state and run directories and the socket this client talked to. A quick way to\n"
+    "    check that gpumuxd is up.\n"
+    "\n"
+    "OPTIONS\n"
+    "    -o, --output table|json\n"
+    "        json prints the daemon's answer to GET /v1/info.\n"
+    "    -h, --help\n"
+    "        Print this help.\n"
+    "\n"
+    "EXIT STATUS\n"
+    "    0 success; 1 the daemon failed the request; 2 usage error or gpumuxd unreachable.\n"
+    "\n"
+    "EXAMPLES\n"
+    "    gpumux info\n"
+    "    gpumux --socket /tmp/gm/gpumux.sock info\n";
+
+int gm_cli_info(struct gm_cli_ctx *ctx, int argc, char **argv)
+{
+    static const struct option longopts[] = {GM_CLI_COMMON_LONG, {0, 0, 0, 0}};
+    int c, rc;
+    while ((c = getopt_long(argc, argv, GM_CLI_COMMON_SHORT, longopts, NULL)) != -1)
+        if ((rc = gm_cli_common_option(ctx, c, argv, gm_cli_help_info)) >= 0)
+            return rc;
+    if (optind < argc)
+        return gm_cli_usage(ctx, "unexpected argument '%s'", argv[optind]);
+    json_t *answer = NULL;
+    if ((rc = gm_cli_call(ctx, "GET", "/v1/info", NULL, &answer)) != 0)
+        return rc;
+    if (ctx->output == GM_CLI_OUT_JSON) {
+        gm_cli_print_json(ctx, answer);
+        json_decref(answer);
+        return GM_CLI_EXIT_OK;
+    }
+    const json_t *drv = json_object_get(answer, "driver");
+    char pid[24];
+    FILE *f = ctx->out;
+    fprintf(f, "Client version:  %s\n", GM_VERSION);
+    fprintf(f, "Daemon version:  %s\n", gm_cli_jstr(answer, "version", "-"));
+    fprintf(f, "Daemon pid:      %s\n", gm_cli_jint(answer, "pid", "-", pid, sizeof(pid)));
+    fprintf(f, "Hostname:        %s\n", gm_cli_jstr(answer, "hostname", "-"));
+    fprintf(f, "Driver:          %s %s (CUDA %s, NVML %s)\n", gm_cli_jstr(drv, "kind", "-"),
+            gm_cli_jstr(drv, "driver_version", "-"), gm_cli_jstr(drv, "cuda_version", "-"),
+            gm_cli_jstr(drv, "nvml_version", "-"));
+    fprintf(f, "State directory: %s\n", gm_cli_jstr(answer, "state_dir", "-"));
+    fprintf(f, "Run directory:   %s\n", gm_cli_jstr(answer, "run_dir", "-"));
+    fprintf(f, "Socket:          %s\n", ctx->socket);
+    json_decref(answer);
+    return GM_CLI_EXIT_OK;
+}

@@ -1,0 +1,115 @@
+#include "cli/cli.h"
+#include "cli/client.h"
+
+#include <getopt.h>
+#include <stdlib.h>
+#include <string.h>
+
+const char gm_cli_help_logs[] =
+    "NAME\n"
+    "    gpumux logs - print a workload's output\n"
+    "\n"
+    "SYNOPSIS\n"
+    "    gpumux logs NAME [-f]\n"
+    "\n"
+    "DESCRIPTION\n"
+    "    Prints what the workload wrote to standard output and standard error, byte for byte,\n"
+    "    from the start of its log. The log is text as the program wrote it, so -o json changes\n"
+    "    nothing here.\n"
+    "\n"
+    "OPTIONS\n"
+    "    -f, --follow\n"
+    "        Keep printing new output (checking every 0.5 s) until the workload is no longer\n"
+    "        starting, running or stopping and everything it wrote has been printed, or until\n"
+    "        interrupted (Ctrl-C ends with status 0).\n"
+    "    -h, --help\n"
+    "        Print this help.\n"
+    "\n"
+    "EXIT STATUS\n"
+    "    0 success; 1 no such workload, or the daemon failed the request; 2 usage error or\n"
+    "    gpumuxd unreachable.\n"
+    "\n"
+    "EXAMPLES\n"
+    "    gpumux logs nbody1\n"
+    "    gpumux logs -f train | grep loss\n";
+
+/* Fetch from *offset on and print; *got says whether anything new came. */
+static int fetch(struct gm_cli_ctx *ctx, const char *name, long long *offset, int *got)
+{
+    char *enc = gm_cli_urlencode(name), *path = NULL;
+    struct gm_cli_response resp;
+    struct gm_error err = {0};
+    if (enc == NULL || asprintf(&path, "/v1/workloads/%s/logs?offset=%lld", enc, *offset) < 0) {
+        free(enc);
+        gm_err(&err, GM_ENOMEM, "out of memory");
+        return gm_cli_fail(ctx, &err);
+    }
+    free(enc);
+    int rc = gm_cli_request(ctx->socket, "GET", path, NULL, GM_CLI_RAW, &resp, &err);
+    free(path);
+    if (rc < 0) {
+        gm_cli_response_free(&resp);
+        return gm_cli_fail(ctx, &err);
+    }
+    fwrite(resp.body, 1, resp.body_len, ctx->out);
+    fflush(ctx->out);
+    /* Without the header, the bytes received are what moved the offset. */
+    long long next = resp.offset >= 0 ? resp.offset : *offset + (long long)resp.body_len;
+    *got = resp.body_len > 0 || next != *offset;
+    *offset = next;
+    gm_cli_response_free(&resp);
+    return GM_CLI_EXIT_OK;
+}
+
+static int is_live(const char *state)
+{
+    return strcmp(state, "starting") == 0 || strcmp(state, "running") == 0 ||
+           strcmp(state, "stopping") == 0;
+}
+
+int gm_cli_logs(struct gm_cli_ctx *ctx, int argc, char **argv)
+{
+    static const struct option longopts[] = {
+        {"follow", no_argument, NULL, 'f'},
+        GM_CLI_COMMON_LONG,
+        {0, 0, 0, 0},
+    };
+    int c, rc, follow = 0;
+    while ((c = getopt_long(argc, argv, GM_CLI_COMMON_SHORT "f", longopts, NULL)) != -1) {
+        if (c == 'f')
+            follow = 1;
+        else if ((rc = gm_cli_common_option(ctx, c, argv, gm_cli_help_logs)) >= 0)
+            return rc;
+    }
+    if (optind >= argc)
+        return gm_cli_usage(ctx, "missing workload NAME");
+    if (optind + 1 < argc)
+        return gm_cli_usage(ctx, "unexpected argument '%s'", argv[optind + 1]);
+    const char *name = argv[optind];
+    long long offset = 0;
+    int got = 0, ended = 0;
+    if (follow)
+        gm_cli_catch_sigint();
+    for (;;) {
+        if ((rc = fetch(ctx, name, &offset, &got)) != 0)
+            return rc;
+        if (!follow || gm_cli_interrupted())
+            return GM_CLI_EXIT_OK;
+        if (got)
+            continue; /* drain before looking at the state */
+        if (ended)
+            return GM_CLI_EXIT_OK;
+        json_t *w = NULL;
+        char *path = gm_cli_path("/v1/workloads/", name, NULL);
+        rc = gm_cli_call(ctx, "GET", path, NULL, &w);
+        free(path);
+        if (rc != 0)
+            return rc;
+        /* The workload may write its last words between our fetch and this look at its
+         * state, so one more fetch follows before leaving. */
+        ended = !is_live(gm_cli_jstr(w, "state", "exited"));
+        json_decref(w);
+        if (!ended && gm_cli_sleep_ms(500))
+            return GM_CLI_EXIT_OK;
+    }
+}

@@ -1,0 +1,151 @@
+#include "cli/cli.h"
+#include "common/parse.h"
+
+#include <getopt.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+const char gm_cli_help_ps[] =
+    "NAME\n"
+    "    gpumux ps - list workloads\n"
+    "\n"
+    "SYNOPSIS\n"
+    "    gpumux ps [-a] [-o table|json]\n"
+    "\n"
+    "DESCRIPTION\n"
+    "    Lists every workload the daemon knows, running or not: a workload that ended stays\n"
+    "    until it is deleted (gpumux delete), and seeing why it ended is the point of the list.\n"
+    "\n"
+    "    NAME      the workload's name\n"
+    "    GPU       the GPUs it runs on (\"0\", \"0,1\"), or - for none\n"
+    "    MODE      the sharing mode of its GPU: shared, mps or vm\n"
+    "    COMPUTE   its compute share, or - when not limited\n"
+    "    MEMORY    its GPU memory limit, or - when not limited\n"
+    "    STATE     starting, running, stopping, exited or stopped\n"
+    "    PID       the process id while it runs\n"
+    "    RESTARTS  how often the daemon restarted it\n"
+    "    STATUS    as docker ps: \"Up 5 minutes\", \"Exited (1) 3 minutes ago\"\n"
+    "\n"
+    "OPTIONS\n"
+    "    -a, --all\n"
+    "        Accepted for docker's sake: all workloads are always listed.\n"
+    "    -o, --output table|json\n"
+    "        json prints the daemon's answer to GET /v1/workloads.\n"
+    "    -h, --help\n"
+    "        Print this help.\n"
+    "\n"
+    "EXIT STATUS\n"
+    "    0 success; 1 the daemon failed the request; 2 usage error or gpumuxd unreachable.\n"
+    "\n"
+    "EXAMPLES\n"
+    "    gpumux ps\n"
+    "    gpumux ps -o json\n";
+
+static long long since(const json_t *w, const char *key, time_t now)
+{
+    time_t t;
+    if (gm_cli_parse_time(gm_cli_jstr(w, key, NULL), &t) < 0)
+        return -1;
+    return (long long)(now - t);
+}
+
+static void status(const json_t *w, time_t now, char *buf, size_t len)
+{
+    const char *state = gm_cli_jstr(w, "state", "?"), *reason = gm_cli_jstr(w, "reason", "");
+    char dur[64], code[24];
+    long long up = since(w, "started_at", now), down = since(w, "finished_at", now);
+    if (strcmp(state, "running") == 0 && up >= 0) {
+        gm_cli_format_duration(up, dur, sizeof(dur));
+        snprintf(buf, len, "Up %s", dur);
+    } else if (strcmp(state, "starting") == 0 || strcmp(state, "stopping") == 0) {
+        snprintf(buf, len, "%c%s", state[0] - 'a' + 'A', state + 1);
+    } else if (strcmp(state, "exited") == 0 || strcmp(state, "stopped") == 0) {
+        char what[64];
+        if (gm_cli_jint(w, "exit_code", NULL, code, sizeof(code)) != NULL)
+            snprintf(what, sizeof(what), "Exited (%s)", code);
+        else if (gm_cli_jint(w, "exit_signal", NULL, code, sizeof(code)) != NULL)
+            snprintf(what, sizeof(what), "Killed (signal %s)", code);
+        else if (strcmp(state, "stopped") == 0)
+            snprintf(what, sizeof(what), "Stopped");
+        else
+            snprintf(what, sizeof(what), "%s", reason[0] ? reason : "Exited");
+        if (down >= 0) {
+            gm_cli_format_duration(down, dur, sizeof(dur));
+            snprintf(buf, len, "%s %s ago", what, dur);
+        } else {
+            snprintf(buf, len, "%s", what);
+        }
+    } else {
+        snprintf(buf, len, "%s", reason[0] ? reason : state);
+    }
+}
+
+int gm_cli_ps(struct gm_cli_ctx *ctx, int argc, char **argv)
+{
+    static const struct option longopts[] = {
+        {"all", no_argument, NULL, 'a'},
+        GM_CLI_COMMON_LONG,
+        {0, 0, 0, 0},
+    };
+    int c, rc;
+    while ((c = getopt_long(argc, argv, GM_CLI_COMMON_SHORT "a", longopts, NULL)) != -1)
+        if (c != 'a' && (rc = gm_cli_common_option(ctx, c, argv, gm_cli_help_ps)) >= 0)
+            return rc;
+    if (optind < argc)
+        return gm_cli_usage(ctx, "unexpected argument '%s'", argv[optind]);
+    json_t *answer = NULL;
+    if ((rc = gm_cli_call(ctx, "GET", "/v1/workloads", NULL, &answer)) != 0)
+        return rc;
+    if (ctx->output == GM_CLI_OUT_JSON) {
+        gm_cli_print_json(ctx, answer);
+        json_decref(answer);
+        return GM_CLI_EXIT_OK;
+    }
+    const json_t *list = json_object_get(answer, "workloads");
+    if (!json_is_array(list)) {
+        json_decref(answer);
+        fprintf(ctx->err, "gpumux: malformed answer from gpumuxd: no workload list\n");
+        return GM_CLI_EXIT_FAIL;
+    }
+    static const char *const head[] = {"NAME",  "GPU", "MODE",     "COMPUTE", "MEMORY",
+                                       "STATE", "PID", "RESTARTS", "STATUS"};
+    struct gm_cli_table *t = gm_cli_table_new(9, head);
+    time_t now = time(NULL);
+    size_t i;
+    const json_t *w;
+    json_array_foreach(list, i, w)
+    {
+        char gpu[64], pct[32], mem[32], pid[24], restarts[24], st[160];
+        const json_t *v;
+        gm_cli_gpu_list(json_object_get(w, "gpus"), gpu, sizeof(gpu));
+        if (gm_cli_jint(w, "compute_pct", NULL, pct, sizeof(pct)) != NULL)
+            snprintf(pct + strlen(pct), sizeof(pct) - strlen(pct), "%%");
+        else
+            strcpy(pct, "-");
+        v = json_object_get(w, "memory_limit");
+        if (json_is_integer(v) && json_integer_value(v) > 0)
+            gm_format_size((uint64_t)json_integer_value(v), mem, sizeof(mem));
+        else
+            strcpy(mem, "-");
+        status(w, now, st, sizeof(st));
+        /* A pid left over from an ended run would point at some unrelated process. */
+        const char *state = gm_cli_jstr(w, "state", "?");
+        int live = strcmp(state, "running") == 0 || strcmp(state, "starting") == 0 ||
+                   strcmp(state, "stopping") == 0;
+        const char *row[] = {gm_cli_jstr(w, "name", "?"),
+                             gpu,
+                             gm_cli_jstr(w, "gpu_mode", "-"),
+                             pct,
+                             mem,
+                             state,
+                             live ? gm_cli_jint(w, "pid", "-", pid, sizeof(pid)) : "-",
+                             gm_cli_jint(w, "restart_count", "0", restarts, sizeof(restarts)),
+                             st};
+        gm_cli_table_add(t, row);
+    }
+    gm_cli_table_print(t, ctx->out);
+    gm_cli_table_free(t);
+    json_decref(answer);
+    return GM_CLI_EXIT_OK;
+}

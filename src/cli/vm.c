@@ -1,0 +1,164 @@
+#include "cli/cli.h"
+
+#include <getopt.h>
+#include <stdlib.h>
+#include <string.h>
+
+const char gm_cli_help_vm[] =
+    "NAME\n"
+    "    gpumux vm - give a GPU to a virtual machine, take it back, list VMs\n"
+    "\n"
+    "SYNOPSIS\n"
+    "    gpumux vm attach VM --gpu ID [-o table|json]\n"
+    "    gpumux vm detach VM [-o table|json]\n"
+    "    gpumux vm ls [-o table|json]\n"
+    "\n"
+    "DESCRIPTION\n"
+    "    A GPU given to a VM (PCI passthrough) is not shared: it belongs to that one VM and is\n"
+    "    invisible to workloads. The first claimant wins: attach fails with \"no GPU resources\n"
+    "    available\" when workloads hold the GPU, and a GPU held by a VM is never handed to\n"
+    "    workloads.\n"
+    "\n"
+    "    attach  reserves GPU ID (index, UUID or PCI bus id) for VM.\n"
+    "    detach  releases the VM's GPU. It stays in mode vm, so that the VM can start again;\n"
+    "            use 'gpumux gpu mode ID shared' to give it to workloads.\n"
+    "    ls      lists VMs with their GPU and since when they hold it.\n"
+    "\n"
+    "OPTIONS\n"
+    "    --gpu ID\n"
+    "        The GPU to attach (required by attach).\n"
+    "    -o, --output table|json\n"
+    "        json prints the daemon's answer.\n"
+    "    -h, --help\n"
+    "        Print this help.\n"
+    "\n"
+    "EXIT STATUS\n"
+    "    0 success; 1 the daemon refused (GPU in use, no such VM, not permitted); 2 usage\n"
+    "    error or gpumuxd unreachable.\n"
+    "\n"
+    "EXAMPLES\n"
+    "    gpumux vm attach vm1 --gpu 0\n"
+    "    gpumux vm ls\n"
+    "    gpumux vm detach vm1\n";
+
+static void describe_gpu(const json_t *vm, char *buf, size_t len)
+{
+    const json_t *g = json_object_get(vm, "gpu");
+    char idx[16];
+    snprintf(buf, len, "GPU %s (%s)", gm_cli_jint(g, "index", "?", idx, sizeof(idx)),
+             gm_cli_jstr(g, "uuid", "?"));
+}
+
+static int vm_attach(struct gm_cli_ctx *ctx, const char *name, const char *gpu)
+{
+    json_t *body = json_pack("{ssss}", "name", name, "gpu", gpu), *answer = NULL;
+    int rc = gm_cli_call(ctx, "POST", "/v1/vms", body, &answer);
+    json_decref(body);
+    if (rc != 0)
+        return rc;
+    if (ctx->output == GM_CLI_OUT_JSON) {
+        gm_cli_print_json(ctx, answer);
+    } else {
+        char g[160];
+        describe_gpu(answer, g, sizeof(g));
+        fprintf(ctx->out, "VM %s: attached %s\n", gm_cli_jstr(answer, "name", name), g);
+    }
+    json_decref(answer);
+    return GM_CLI_EXIT_OK;
+}
+
+static int vm_detach(struct gm_cli_ctx *ctx, const char *name)
+{
+    json_t *answer = NULL;
+    char *path = gm_cli_path("/v1/vms/", name, NULL);
+    int rc = gm_cli_call(ctx, "DELETE", path, NULL, &answer);
+    free(path);
+    if (rc != 0)
+        return rc;
+    if (ctx->output == GM_CLI_OUT_JSON) {
+        gm_cli_print_json(ctx, answer);
+    } else {
+        char g[160];
+        describe_gpu(answer, g, sizeof(g));
+        fprintf(ctx->out, "VM %s: detached %s\n", gm_cli_jstr(answer, "name", name), g);
+    }
+    json_decref(answer);
+    return GM_CLI_EXIT_OK;
+}
+
+static int vm_ls(struct gm_cli_ctx *ctx)
+{
+    json_t *answer = NULL;
+    int rc = gm_cli_call(ctx, "GET", "/v1/vms", NULL, &answer);
+    if (rc != 0)
+        return rc;
+    if (ctx->output == GM_CLI_OUT_JSON) {
+        gm_cli_print_json(ctx, answer);
+        json_decref(answer);
+        return GM_CLI_EXIT_OK;
+    }
+    const json_t *vms = json_object_get(answer, "vms");
+    if (!json_is_array(vms)) {
+        json_decref(answer);
+        fprintf(ctx->err, "gpumux: malformed answer from gpumuxd: no VM list (\"vms\")\n");
+        return GM_CLI_EXIT_FAIL;
+    }
+    static const char *const head[] = {"NAME", "GPU", "UUID", "BUS-ID", "SINCE"};
+    struct gm_cli_table *t = gm_cli_table_new(5, head);
+    size_t i;
+    const json_t *vm;
+    json_array_foreach(vms, i, vm)
+    {
+        const json_t *g = json_object_get(vm, "gpu");
+        char idx[16];
+        const char *row[] = {gm_cli_jstr(vm, "name", "?"),
+                             gm_cli_jint(g, "index", "-", idx, sizeof(idx)),
+                             gm_cli_jstr(g, "uuid", "-"), gm_cli_jstr(g, "pci_bus_id", "-"),
+                             gm_cli_jstr(vm, "since", "-")};
+        gm_cli_table_add(t, row);
+    }
+    gm_cli_table_print(t, ctx->out);
+    gm_cli_table_free(t);
+    json_decref(answer);
+    return GM_CLI_EXIT_OK;
+}
+
+int gm_cli_vm(struct gm_cli_ctx *ctx, int argc, char **argv)
+{
+    static const struct option longopts[] = {
+        {"gpu", required_argument, NULL, 'g'},
+        GM_CLI_COMMON_LONG,
+        {0, 0, 0, 0},
+    };
+    const char *gpu = NULL;
+    int c, rc;
+    while ((c = getopt_long(argc, argv, GM_CLI_COMMON_SHORT, longopts, NULL)) != -1) {
+        if (c == 'g')
+            gpu = optarg;
+        else if ((rc = gm_cli_common_option(ctx, c, argv, gm_cli_help_vm)) >= 0)
+            return rc;
+    }
+    int n = argc - optind;
+    char **arg = argv + optind;
+    if (n == 0)
+        return gm_cli_usage(ctx, "missing subcommand: attach, detach or ls");
+    const char *sub = arg[0];
+    if (strcmp(sub, "attach") != 0 && strcmp(sub, "detach") != 0 && strcmp(sub, "ls") != 0)
+        return gm_cli_usage(ctx, "'%s' is not a vm subcommand (attach, detach, ls)", sub);
+    if (gpu != NULL && strcmp(sub, "attach") != 0)
+        return gm_cli_usage(ctx, "--gpu belongs to 'vm attach'");
+    if (strcmp(sub, "ls") == 0) {
+        if (n > 1)
+            return gm_cli_usage(ctx, "unexpected argument '%s'", arg[1]);
+        return vm_ls(ctx);
+    }
+    if (n < 2)
+        return gm_cli_usage(ctx, "missing VM name");
+    if (n > 2)
+        return gm_cli_usage(ctx, "unexpected argument '%s'", arg[2]);
+    if (strcmp(sub, "detach") == 0)
+        return vm_detach(ctx, arg[1]);
+    if (gpu == NULL)
+        return gm_cli_usage(ctx, "missing --gpu ID: which GPU should VM '%s' get?", arg[1]);
+    return vm_attach(ctx, arg[1], gpu);
+}

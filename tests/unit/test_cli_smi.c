@@ -1,0 +1,394 @@
+/* The smi formatters against nvidia-smi's own output. */
+#include "cli/smi_format.h"
+
+#include <criterion/criterion.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define MIB "1048576"
+
+/* The seed's sample: one T4 under MPS running two n-body benchmarks. */
+static const char sample_json[] =
+    "{\"hostname\": \"edge-1\", \"timestamp\": \"2021-01-25T10:00:00.250Z\","
+    " \"driver\": {\"kind\": \"nvml\", \"driver_version\": \"460.32.03\","
+    "              \"cuda_version\": \"11.2\", \"nvml_version\": \"11.460.32.03\"},"
+    " \"gpus\": [{\"index\": 0, \"uuid\": \"GPU-6d1a2b3c-0000-1111-2222-333344445555\","
+    "   \"name\": \"Tesla T4\", \"pci_bus_id\": \"0000E00B:00:00.0\", \"mode\": \"mps\","
+    "   \"holder\": null, \"memory_total\": 15842934784, \"memory_used\": 253755392,"
+    "   \"memory_free\": 15589179392, \"memory_reserved\": 2147483648,"
+    "   \"utilization_gpu\": 100, \"utilization_memory\": 41, \"temperature_gpu\": 45,"
+    "   \"power_draw_w\": 68.12, \"power_limit_w\": 70.0, \"pstate\": \"P0\","
+    "   \"compute_mode\": \"Exclusive_Process\", \"persistence_mode\": \"Enabled\","
+    "   \"display_active\": \"Off\", \"fan_speed\": null, \"ecc_errors_uncorrected_volatile\": 0,"
+    "   \"mig_mode\": null, \"compute_capability\": \"7.5\","
+    "   \"processes\": ["
+    "     {\"pid\": 144377, \"type\": \"M+C\", \"name\": \"/tmp/nbody\", \"used_memory\": "
+    "112197632},"
+    "     {\"pid\": 144379, \"type\": \"M+C\", \"name\": \"/tmp/nbody\", \"used_memory\": "
+    "112197632},"
+    "     {\"pid\": 144443, \"type\": \"C\", \"name\": \"nvidia-cuda-mps-server\","
+    "      \"used_memory\": 26214400}],"
+    "   \"workloads\": [\"cuda-sample1\", \"cuda-sample2\"]}]}";
+
+/* Two idle T4s as a cloud VM shows them: persistence off, nothing running. */
+static const char idle_json[] =
+    "{\"hostname\": \"edge-2\", \"timestamp\": \"2026-11-25T17:01:02.123Z\","
+    " \"driver\": {\"kind\": \"nvml\", \"driver_version\": \"535.104.05\","
+    "              \"cuda_version\": \"12.2\"},"
+    " \"gpus\": ["
+    "  {\"index\": 0, \"uuid\": \"GPU-0\", \"name\": \"Tesla T4\", \"pci_bus_id\": "
+    "\"00000000:00:04.0\","
+    "   \"mode\": \"shared\", \"holder\": null, \"memory_total\": 15842934784, \"memory_used\": 0,"
+    "   \"memory_free\": 15842934784, \"memory_reserved\": 0, \"utilization_gpu\": 0,"
+    "   \"utilization_memory\": 0, \"temperature_gpu\": 30, \"power_draw_w\": 9.5,"
+    "   \"power_limit_w\": 70.0, \"pstate\": \"P8\", \"compute_mode\": \"Default\","
+    "   \"persistence_mode\": \"Disabled\", \"display_active\": \"Off\", \"fan_speed\": null,"
+    "   \"ecc_errors_uncorrected_volatile\": 0, \"mig_mode\": null, \"processes\": [],"
+    "   \"workloads\": []},"
+    "  {\"index\": 1, \"uuid\": \"GPU-1\", \"name\": \"Tesla T4\", \"pci_bus_id\": "
+    "\"00000000:00:05.0\","
+    "   \"mode\": \"vm\", \"holder\": \"vm1\", \"memory_total\": 15842934784, \"memory_used\": 0,"
+    "   \"memory_free\": 15842934784, \"memory_reserved\": 0, \"utilization_gpu\": 0,"
+    "   \"utilization_memory\": 0, \"temperature_gpu\": 29, \"power_draw_w\": 8.9,"
+    "   \"power_limit_w\": 70.0, \"pstate\": \"P8\", \"compute_mode\": \"Prohibited\","
+    "   \"persistence_mode\": \"Disabled\", \"display_active\": \"Off\", \"fan_speed\": null,"
+    "   \"ecc_errors_uncorrected_volatile\": null, \"mig_mode\": null, \"processes\": [],"
+    "   \"workloads\": []}]}";
+
+static const char idle_table[] =
+    "+-----------------------------------------------------------------------------+\n"
+    "| NVIDIA-SMI 535.104.05   Driver Version: 535.104.05   CUDA Version: 12.2     |\n"
+    "|-------------------------------+----------------------+----------------------+\n"
+    "| GPU  Name        Persistence-M| Bus-Id        Disp.A | Volatile Uncorr. ECC |\n"
+    "| Fan  Temp  Perf  Pwr:Usage/Cap|         Memory-Usage | GPU-Util  Compute M. |\n"
+    "|                               |                      |               MIG M. |\n"
+    "|===============================+======================+======================|\n"
+    "|   0  Tesla T4            Off  | 00000000:00:04.0 Off |                    0 |\n"
+    "| N/A   30C    P8     9W /  70W |      0MiB / 15109MiB |      0%      Default |\n"
+    "|                               |                      |                  N/A |\n"
+    "+-------------------------------+----------------------+----------------------+\n"
+    "|   1  Tesla T4            Off  | 00000000:00:05.0 Off |                  N/A |\n"
+    "| N/A   29C    P8     8W /  70W |      0MiB / 15109MiB |      0%   Prohibited |\n"
+    "|                               |                      |                  N/A |\n"
+    "+-------------------------------+----------------------+----------------------+\n"
+    "\n"
+    "+-----------------------------------------------------------------------------+\n"
+    "| Processes:                                                                  |\n"
+    "|  GPU   GI   CI        PID   Type   Process name                  GPU Memory |\n"
+    "|        ID   ID                                                   Usage      |\n"
+    "|=============================================================================|\n"
+    "|  No running processes found                                                 |\n"
+    "+-----------------------------------------------------------------------------+\n";
+
+static json_t *load(const char *text)
+{
+    json_error_t je;
+    json_t *j = json_loads(text, 0, &je);
+    cr_assert_not_null(j, "test JSON does not parse: %s (line %d)", je.text, je.line);
+    return j;
+}
+
+static char *read_file(const char *rel)
+{
+    const char *src = getenv("GM_SOURCE_DIR");
+    char path[4096];
+    snprintf(path, sizeof(path), "%s/%s", src ? src : ".", rel);
+    FILE *f = fopen(path, "r");
+    cr_assert_not_null(f, "cannot open %s (is GM_SOURCE_DIR set?)", path);
+    char *buf = NULL;
+    size_t cap = 0;
+    ssize_t n = getdelim(&buf, &cap, '\0', f);
+    fclose(f);
+    cr_assert(n > 0, "%s is empty", path);
+    return buf;
+}
+
+/* Compare line by line so a failure names the first differing line. */
+static void assert_same_lines(const char *got, const char *want)
+{
+    int line = 1;
+    while (*got || *want) {
+        size_t g = strcspn(got, "\n"), w = strcspn(want, "\n");
+        cr_assert(g == w && strncmp(got, want, g) == 0,
+                  "line %d differs:\n  got:  '%.*s'\n  want: '%.*s'", line, (int)g, got, (int)w,
+                  want);
+        got += g + (got[g] == '\n');
+        want += w + (want[w] == '\n');
+        line++;
+    }
+}
+
+static void assert_all_79(const char *text)
+{
+    int line = 1;
+    for (const char *p = text; *p; line++) {
+        size_t n = strcspn(p, "\n");
+        cr_assert(n == 79 || n == 0, "line %d is %zu columns: '%.*s'", line, n, (int)n, p);
+        p += n + (p[n] == '\n');
+    }
+}
+
+Test(smi_table, reproduces_the_seed_sample_line_for_line)
+{
+    json_t *answer = load(sample_json);
+    char *want = read_file("tests/unit/data/nvidia-smi-sample.txt"), *got = NULL;
+    struct gm_error err = {0};
+    cr_assert_eq(gm_cli_smi_nvsmi(answer, &got, &err), 0, "%s", err.msg);
+    assert_same_lines(got, want);
+    cr_assert_str_eq(got, want);
+    free(got);
+    free(want);
+    json_decref(answer);
+}
+
+Test(smi_table, view_is_hostname_blank_line_table_then_gpumux_section)
+{
+    json_t *answer = load(sample_json);
+    json_t *wl =
+        load("{\"workloads\": ["
+             " {\"name\": \"cuda-sample1\", \"gpus\": [{\"index\": 0, \"uuid\": \"GPU-6d\"}],"
+             "  \"gpu_mode\": \"mps\", \"compute_pct\": 20, \"memory_limit\": 1073741824,"
+             "  \"state\": \"running\", \"pid\": 144377},"
+             " {\"name\": \"a-very-long-workload-name-indeed\", \"gpus\": [],"
+             "  \"gpu_mode\": \"shared\", \"compute_pct\": null, \"memory_limit\": null,"
+             "  \"state\": \"exited\", \"pid\": null}]}");
+    char *sample = read_file("tests/unit/data/nvidia-smi-sample.txt"), *got = NULL;
+    struct gm_error err = {0};
+    cr_assert_eq(gm_cli_smi_view(answer, wl, &got, &err), 0, "%s", err.msg);
+    cr_assert(strncmp(got, "edge-1\n\n", 8) == 0, "starts with '%.20s'", got);
+    cr_assert(strncmp(got + 8, sample, strlen(sample)) == 0, "nvidia-smi part differs:\n%s", got);
+    const char *rest = got + 8 + strlen(sample);
+    cr_assert(rest[0] == '\n', "a blank line separates the sections");
+    assert_all_79(rest + 1);
+    static const char gpumux[] =
+        "+-----------------------------------------------------------------------------+\n"
+        "| gpumux:                                                                     |\n"
+        "|  GPU   Mode     Holder                Reserved / Total   Workloads          |\n"
+        "|=============================================================================|\n"
+        "|    0   mps      -                   2048MiB / 15109MiB   cuda-sample1,cud...|\n"
+        "+-----------------------------------------------------------------------------+\n"
+        "|  Workload              GPU    Mode    Compute  Mem limit  State             |\n"
+        "|=============================================================================|\n"
+        "|  cuda-sample1          0      mps         20%    1024MiB  running           |\n"
+        "|  a-very-long-workl...  -      shared        -          -  exited            |\n"
+        "+-----------------------------------------------------------------------------+\n";
+    assert_same_lines(rest + 1, gpumux);
+    free(got);
+    free(sample);
+    json_decref(answer);
+    json_decref(wl);
+}
+
+Test(smi_table, two_idle_gpus_show_no_running_processes)
+{
+    json_t *answer = load(idle_json);
+    char *got = NULL;
+    struct gm_error err = {0};
+    cr_assert_eq(gm_cli_smi_nvsmi(answer, &got, &err), 0, "%s", err.msg);
+    assert_same_lines(got, idle_table);
+    free(got);
+
+    cr_assert_eq(gm_cli_smi_gpumux(answer, NULL, &got, &err), 0, "%s", err.msg);
+    cr_assert_not_null(strstr(got, "|    1   vm       vm1                    0MiB / 15109MiB   -"),
+                       "the VM holding GPU 1 is shown:\n%s", got);
+    cr_assert_null(strstr(got, "Workload "), "no workload table without workloads:\n%s", got);
+    free(got);
+    json_decref(answer);
+}
+
+Test(smi_table, long_names_are_cut_like_nvidia_smi)
+{
+    json_t *answer = load(sample_json);
+    json_t *gpu = json_array_get(json_object_get(answer, "gpus"), 0);
+    json_object_set_new(gpu, "name", json_string("NVIDIA A100-SXM4-40GB"));
+    json_t *proc = json_array_get(json_object_get(gpu, "processes"), 0);
+    json_object_set_new(proc, "name",
+                        json_string("/opt/conda/envs/train/bin/python3.10-distributed"));
+    json_t *exact = json_array_get(json_object_get(gpu, "processes"), 1);
+    json_object_set_new(exact, "name", json_string("/usr/local/bin/exactly-28-ch"));
+    char *got = NULL;
+    struct gm_error err = {0};
+    cr_assert_eq(gm_cli_smi_nvsmi(answer, &got, &err), 0, "%s", err.msg);
+    assert_all_79(got);
+    cr_assert_not_null(
+        strstr(got,
+               "|   0  NVIDIA A100-SXM...  On   | 0000E00B:00:00.0 Off |                    0 |"),
+        "GPU name cut on the right:\n%s", got);
+    cr_assert_not_null(
+        strstr(got,
+               "|    0   N/A  N/A    144377    M+C   ...in/python3.10-distributed      107MiB |"),
+        "process name cut on the left to 28 columns:\n%s", got);
+    cr_assert_not_null(
+        strstr(got,
+               "|    0   N/A  N/A    144379    M+C   /usr/local/bin/exactly-28-ch      107MiB |"),
+        "a name of exactly 28 columns stays whole:\n%s", got);
+    free(got);
+    json_decref(answer);
+}
+
+Test(smi_table, missing_members_print_na_and_keep_the_box)
+{
+    json_t *answer = load("{\"gpus\": [{\"index\": 3, \"processes\": [{\"pid\": 7}]}]}");
+    char *got = NULL;
+    struct gm_error err = {0};
+    cr_assert_eq(gm_cli_smi_nvsmi(answer, &got, &err), 0, "%s", err.msg);
+    assert_all_79(got);
+    cr_assert_not_null(strstr(got, "| NVIDIA-SMI N/A          Driver Version: N/A"), "%s", got);
+    cr_assert_not_null(strstr(got, "| N/A   N/A   N/A    N/A /  N/A |       N/A /      N/A |"),
+                       "%s", got);
+    free(got);
+    json_decref(answer);
+}
+
+Test(smi_table, malformed_answer_is_an_error_not_a_crash)
+{
+    static const char *bad[] = {"{}", "{\"gpus\": 5}", "{\"gpus\": [1]}", "[]"};
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        json_t *answer = load(bad[i]);
+        char *got = (char *)"untouched";
+        struct gm_error err = {0};
+        cr_assert_eq(gm_cli_smi_view(answer, NULL, &got, &err), -GM_EIO, "for %s", bad[i]);
+        cr_assert_null(got);
+        cr_assert_not_null(strstr(err.msg, "malformed answer from gpumuxd"), "%s", err.msg);
+        cr_assert_eq(gm_cli_smi_query(GM_CLI_QUERY_GPU, answer, "index", 0, &got, &err), -GM_EIO);
+        json_decref(answer);
+    }
+    json_t *answer = load(sample_json), *wl = load("{\"workloads\": {}}");
+    char *got = NULL;
+    struct gm_error err = {0};
+    cr_assert_eq(gm_cli_smi_view(answer, wl, &got, &err), -GM_EIO);
+    cr_assert_null(got);
+    json_decref(answer);
+    json_decref(wl);
+}
+
+static char *query(enum gm_cli_query kind, const char *json, const char *fields, const char *format)
+{
+    json_t *answer = load(json);
+    unsigned flags = 0;
+    char *got = NULL;
+    struct gm_error err = {0};
+    cr_assert_eq(gm_cli_smi_parse_format(format, &flags, &err), 0, "%s", err.msg);
+    cr_assert_eq(gm_cli_smi_query(kind, answer, fields, flags, &got, &err), 0, "%s", err.msg);
+    json_decref(answer);
+    return got;
+}
+
+Test(smi_query, csv_with_header_and_units)
+{
+    char *got = query(GM_CLI_QUERY_GPU, sample_json,
+                      "index,name,memory.total,memory.used,memory.free,utilization.gpu,"
+                      "power.draw,power.limit,temperature.gpu,pstate,compute_mode",
+                      "csv");
+    cr_assert_str_eq(got, "index, name, memory.total [MiB], memory.used [MiB], memory.free [MiB], "
+                          "utilization.gpu [%], power.draw [W], power.limit [W], "
+                          "temperature.gpu, pstate, compute_mode\n"
+                          "0, Tesla T4, 15109 MiB, 242 MiB, 14867 MiB, 100 %, 68.12 W, 70.00 W, "
+                          "45, P0, Exclusive_Process\n");
+    free(got);
+}
+
+Test(smi_query, noheader_and_nounits)
+{
+    char *got = query(GM_CLI_QUERY_GPU, idle_json, "index,memory.used,utilization.gpu,power.draw",
+                      "csv,noheader");
+    cr_assert_str_eq(got, "0, 0 MiB, 0 %, 9.50 W\n1, 0 MiB, 0 %, 8.90 W\n");
+    free(got);
+    got = query(GM_CLI_QUERY_GPU, idle_json, "index,memory.used,utilization.gpu,power.draw",
+                "csv,nounits");
+    cr_assert_str_eq(got, "index, memory.used [MiB], utilization.gpu [%], power.draw [W]\n"
+                          "0, 0, 0, 9.50\n1, 0, 0, 8.90\n");
+    free(got);
+    got = query(GM_CLI_QUERY_GPU, idle_json, "memory.total", "csv,noheader,nounits");
+    cr_assert_str_eq(got, "15109\n15109\n");
+    free(got);
+}
+
+Test(smi_query, null_values_print_na_and_aliases_use_canonical_names)
+{
+    char *got =
+        query(GM_CLI_QUERY_GPU, idle_json,
+              "gpu_name,gpu_uuid,gpu_bus_id,fan.speed,ecc.errors.uncorrected.volatile.total,"
+              "mig.mode.current,driver_version,count,persistence_mode,display_active",
+              "csv");
+    cr_assert_str_eq(got, "name, uuid, pci.bus_id, fan.speed [%], "
+                          "ecc.errors.uncorrected.volatile.total, mig.mode.current, "
+                          "driver_version, count, persistence_mode, display_active\n"
+                          "Tesla T4, GPU-0, 00000000:00:04.0, [N/A], 0, [N/A], 535.104.05, 2, "
+                          "Disabled, Disabled\n"
+                          "Tesla T4, GPU-1, 00000000:00:05.0, [N/A], [N/A], [N/A], 535.104.05, 2, "
+                          "Disabled, Disabled\n");
+    free(got);
+    got = query(GM_CLI_QUERY_GPU, idle_json, "fan.speed", "csv,noheader,nounits");
+    cr_assert_str_eq(got, "[N/A]\n[N/A]\n");
+    free(got);
+}
+
+Test(smi_query, compute_apps_one_row_per_process)
+{
+    char *got =
+        query(GM_CLI_QUERY_APPS, sample_json, "pid,process_name,used_memory,gpu_uuid", "csv");
+    cr_assert_str_eq(got, "pid, process_name, used_gpu_memory [MiB], gpu_uuid\n"
+                          "144377, /tmp/nbody, 107 MiB, GPU-6d1a2b3c-0000-1111-2222-333344445555\n"
+                          "144379, /tmp/nbody, 107 MiB, GPU-6d1a2b3c-0000-1111-2222-333344445555\n"
+                          "144443, nvidia-cuda-mps-server, 25 MiB, "
+                          "GPU-6d1a2b3c-0000-1111-2222-333344445555\n");
+    free(got);
+    got = query(GM_CLI_QUERY_APPS, sample_json, "name,gpu_bus_id,used_gpu_memory",
+                "csv,noheader,nounits");
+    cr_assert_str_eq(got, "/tmp/nbody, 0000E00B:00:00.0, 107\n/tmp/nbody, 0000E00B:00:00.0, 107\n"
+                          "nvidia-cuda-mps-server, 0000E00B:00:00.0, 25\n");
+    free(got);
+    got = query(GM_CLI_QUERY_APPS, idle_json, "pid,used_memory", "csv");
+    cr_assert_str_eq(got, "pid, used_gpu_memory [MiB]\n", "no processes: only the header");
+    free(got);
+}
+
+Test(smi_query, unknown_field_is_refused_with_nvidia_smi_words)
+{
+    struct gm_error err = {0};
+    cr_assert_eq(gm_cli_smi_check_fields(GM_CLI_QUERY_GPU, "index,foo,name", &err), -GM_EINVAL);
+    cr_assert_str_eq(err.msg, "Field \"foo\" is not a valid field to query.");
+    cr_assert_eq(gm_cli_smi_check_fields(GM_CLI_QUERY_GPU, "index,,name", &err), -GM_EINVAL);
+    cr_assert_str_eq(err.msg, "Field \"\" is not a valid field to query.");
+    /* A compute-apps field is not a GPU field, and the other way round. */
+    cr_assert_eq(gm_cli_smi_check_fields(GM_CLI_QUERY_GPU, "pid", &err), -GM_EINVAL);
+    cr_assert_eq(gm_cli_smi_check_fields(GM_CLI_QUERY_APPS, "memory.total", &err), -GM_EINVAL);
+    cr_assert_eq(gm_cli_smi_check_fields(GM_CLI_QUERY_GPU, "index, name ,uuid", &err), 0);
+
+    json_t *answer = load(sample_json);
+    char *got = NULL;
+    cr_assert_eq(gm_cli_smi_query(GM_CLI_QUERY_GPU, answer, "utilization.bogus", 0, &got, &err),
+                 -GM_EINVAL);
+    cr_assert_null(got);
+    json_decref(answer);
+}
+
+Test(smi_query, format_options)
+{
+    unsigned flags = 99;
+    struct gm_error err = {0};
+    cr_assert_eq(gm_cli_smi_parse_format("csv,nounits,noheader", &flags, &err), 0);
+    cr_assert_eq(flags, GM_CLI_CSV_NOHEADER | GM_CLI_CSV_NOUNITS);
+    cr_assert_lt(gm_cli_smi_parse_format("xml", &flags, &err), 0);
+    cr_assert_lt(gm_cli_smi_parse_format("noheader", &flags, &err), 0, "csv is required");
+}
+
+Test(smi_select, keeps_the_named_gpus)
+{
+    json_t *answer = load(idle_json);
+    struct gm_error err = {0};
+    cr_assert_eq(gm_cli_smi_select(answer, "00000000:00:05.0", &err), 0, "%s", err.msg);
+    json_t *gpus = json_object_get(answer, "gpus");
+    cr_assert_eq(json_array_size(gpus), 1);
+    cr_assert_str_eq(json_string_value(json_object_get(json_array_get(gpus, 0), "uuid")), "GPU-1");
+    json_decref(answer);
+
+    answer = load(idle_json);
+    cr_assert_eq(gm_cli_smi_select(answer, "1,GPU-0", &err), 0, "%s", err.msg);
+    cr_assert_eq(json_array_size(json_object_get(answer, "gpus")), 2);
+    cr_assert_eq(gm_cli_smi_select(answer, "7", &err), -GM_ENOTFOUND);
+    cr_assert_str_eq(err.msg, "GPU '7': no such GPU (this node has 2)");
+    json_decref(answer);
+}
