@@ -35,6 +35,7 @@ int gm_cli_main(int argc, char **argv, FILE *out, FILE *err);
     X(smi, "show the GPUs the way nvidia-smi does, plus gpumux's view")                            \
     X(gpu, "list GPUs and set their sharing mode")                                                 \
     X(vm, "give a GPU to a virtual machine, take it back, list VMs")                               \
+    X(mps, "start, stop and show NVIDIA MPS per GPU")                                              \
     X(run, "start a workload")                                                                     \
     X(ps, "list workloads")                                                                        \
     X(logs, "print a workload's output")                                                           \

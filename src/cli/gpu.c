@@ -10,7 +10,7 @@ const char gm_cli_help_gpu[] =
     "\n"
     "SYNOPSIS\n"
     "    gpumux gpu ls [-o table|json]\n"
-    "    gpumux gpu mode ID shared|mps|vm [-o table|json]\n"
+    "    gpumux gpu mode ID shared|mps|vm [--stop-workloads | --restart-workloads]\n"
     "\n"
     "DESCRIPTION\n"
     "    ls lists the node's GPUs: index, UUID, name, PCI bus id, total memory, sharing mode,\n"
@@ -21,9 +21,15 @@ const char gm_cli_help_gpu[] =
     "      mps     NVIDIA MPS: workloads run side by side with compute and memory limits.\n"
     "      vm      reserved for a virtual machine (see gpumux vm); no workload may use it.\n"
     "    The daemon refuses a change while workloads that need the current mode run on the\n"
-    "    GPU, and names them. The mode survives daemon restarts and driver updates.\n"
+    "    GPU, and names them, unless --stop-workloads (stop them first) or\n"
+    "    --restart-workloads (stop them, change the mode, start them again under it) is\n"
+    "    given. The mode survives daemon restarts, reboots and driver updates.\n"
     "\n"
     "OPTIONS\n"
+    "    --stop-workloads\n"
+    "        Stop the workloads on the GPU before changing its mode.\n"
+    "    --restart-workloads\n"
+    "        Stop them, change the mode, and start them again under the new mode.\n"
     "    -o, --output table|json\n"
     "        json prints the daemon's answer (GET /v1/gpus, or the GPU after the change).\n"
     "    -h, --help\n"
@@ -95,11 +101,11 @@ static int gpu_ls(struct gm_cli_ctx *ctx)
     return GM_CLI_EXIT_OK;
 }
 
-static int gpu_mode(struct gm_cli_ctx *ctx, const char *id, const char *mode)
+static int gpu_mode(struct gm_cli_ctx *ctx, const char *id, const char *mode, const char *on_busy)
 {
     if (strcmp(mode, "shared") != 0 && strcmp(mode, "mps") != 0 && strcmp(mode, "vm") != 0)
         return gm_cli_usage(ctx, "mode '%s': expected shared, mps or vm", mode);
-    json_t *body = json_pack("{ss}", "mode", mode), *answer = NULL;
+    json_t *body = json_pack("{ssss}", "mode", mode, "on_busy", on_busy), *answer = NULL;
     char *path = gm_cli_path("/v1/gpus/", id, "/mode");
     int rc = gm_cli_call(ctx, "POST", path, body, &answer);
     free(path);
@@ -110,6 +116,7 @@ static int gpu_mode(struct gm_cli_ctx *ctx, const char *id, const char *mode)
         gm_cli_print_json(ctx, answer);
     } else {
         char idx[16];
+        fputs(gm_cli_jstr(answer, "messages", ""), ctx->out);
         fprintf(ctx->out, "GPU %s (%s): mode %s\n",
                 gm_cli_jint(answer, "index", id, idx, sizeof(idx)),
                 gm_cli_jstr(answer, "uuid", "?"), gm_cli_jstr(answer, "mode", mode));
@@ -120,11 +127,20 @@ static int gpu_mode(struct gm_cli_ctx *ctx, const char *id, const char *mode)
 
 int gm_cli_gpu(struct gm_cli_ctx *ctx, int argc, char **argv)
 {
-    static const struct option longopts[] = {GM_CLI_COMMON_LONG, {0, 0, 0, 0}};
+    static const struct option longopts[] = {GM_CLI_COMMON_LONG,
+                                             {"stop-workloads", no_argument, NULL, 's'},
+                                             {"restart-workloads", no_argument, NULL, 'r'},
+                                             {0, 0, 0, 0}};
     int c, rc;
-    while ((c = getopt_long(argc, argv, GM_CLI_COMMON_SHORT, longopts, NULL)) != -1)
+    const char *on_busy = "refuse";
+    while ((c = getopt_long(argc, argv, GM_CLI_COMMON_SHORT, longopts, NULL)) != -1) {
+        if (c == 's' || c == 'r') {
+            on_busy = c == 's' ? "stop" : "restart";
+            continue;
+        }
         if ((rc = gm_cli_common_option(ctx, c, argv, gm_cli_help_gpu)) >= 0)
             return rc;
+    }
     int n = argc - optind;
     char **arg = argv + optind;
     if (n == 0)
@@ -139,7 +155,7 @@ int gm_cli_gpu(struct gm_cli_ctx *ctx, int argc, char **argv)
             return gm_cli_usage(ctx, "usage: gpumux gpu mode ID shared|mps|vm");
         if (n > 3)
             return gm_cli_usage(ctx, "unexpected argument '%s'", arg[3]);
-        return gpu_mode(ctx, arg[1], arg[2]);
+        return gpu_mode(ctx, arg[1], arg[2], on_busy);
     }
     return gm_cli_usage(ctx, "'%s' is not a gpu subcommand (ls, mode)", arg[0]);
 }

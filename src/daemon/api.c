@@ -1,7 +1,9 @@
 /* API handlers: one function per endpoint of docs/api.md. */
 #include "common/log.h"
 #include "daemon/http.h"
+#include "common/parse.h"
 #include "daemon/json.h"
+#include "daemon/mps.h"
 #include "daemon/sched.h"
 
 #include <errno.h>
@@ -188,23 +190,182 @@ static void reply_gpu(struct gm_daemon *d, const struct gm_gpu_rec *g, struct gm
     gm_workload_list_free(ws, nws);
 }
 
+static int parse_on_busy(const json_t *body, enum gm_on_busy *out, struct gm_reply *rep)
+{
+    const char *v = json_string_value(json_object_get(body, "on_busy"));
+    *out = GM_ON_BUSY_REFUSE;
+    if (json_object_get(body, "on_busy") == NULL || (v && strcmp(v, "refuse") == 0))
+        return 0;
+    if (v && strcmp(v, "stop") == 0)
+        *out = GM_ON_BUSY_STOP;
+    else if (v && strcmp(v, "restart") == 0)
+        *out = GM_ON_BUSY_RESTART;
+    else {
+        reply_err(rep, GM_EINVAL, "field 'on_busy' must be one of refuse, stop, restart");
+        return -1;
+    }
+    return 0;
+}
+
 static void post_gpu_mode(struct gm_daemon *d, const struct gm_request *req, struct gm_reply *rep)
 {
-    static const char *const fields[] = {"mode", NULL};
+    static const char *const fields[] = {"mode", "on_busy", NULL};
     if (req->body == NULL) {
         reply_err(rep, GM_EINVAL, "a body {\"mode\": \"shared|mps|vm\"} is required");
         return;
     }
-    if (only_fields(req->body, fields, rep) < 0)
+    enum gm_on_busy ob;
+    if (only_fields(req->body, fields, rep) < 0 || parse_on_busy(req->body, &ob, rep) < 0)
         return;
     struct gm_gpu_rec g;
     struct gm_error err;
-    if (gm_gpu_set_mode(d, req->parts[1], json_string_value(json_object_get(req->body, "mode")), &g,
-                        &err) < 0) {
+    char msgs[4096] = "";
+    if (gm_gpu_set_mode(d, req->parts[1], json_string_value(json_object_get(req->body, "mode")), ob,
+                        &g, msgs, sizeof(msgs), &err) < 0) {
         gm_api_error(rep, &err);
         return;
     }
     reply_gpu(d, &g, rep);
+    if (rep->json != NULL)
+        json_object_set_new(rep->json, "messages", json_string(msgs));
+}
+
+static json_t *mps_json(struct gm_daemon *d, const struct gm_gpu_rec *g,
+                        const struct gm_workload_rec *ws, size_t nws)
+{
+    struct gm_mps_status st;
+    gm_mps_status(d, g, &st);
+    json_t *o = json_object();
+    json_object_set_new(o, "index", json_integer(g->idx));
+    json_object_set_new(o, "uuid", json_string(g->uuid));
+    json_object_set_new(o, "mode", json_string(gm_mode_name(g->mode)));
+    json_object_set_new(o, "running", json_boolean(st.running));
+    json_object_set_new(o, "control_pid", st.running ? json_integer(st.control_pid) : json_null());
+    json_object_set_new(o, "pipe_dir", json_string(st.pipe_dir));
+    json_object_set_new(o, "log_dir", json_string(st.log_dir));
+    json_object_set_new(o, "servers", json_string(st.servers));
+    json_object_set_new(o, "default_active_thread_percentage",
+                        st.default_pct[0] ? json_string(st.default_pct) : json_null());
+    json_object_set_new(o, "configured_active_thread_percentage",
+                        g->mps_default_pct ? json_integer(g->mps_default_pct) : json_null());
+    json_object_set_new(o, "configured_pinned_mem_limit",
+                        g->mps_default_mem ? json_integer((json_int_t)g->mps_default_mem)
+                                           : json_null());
+    char names[512];
+    gm_sched_users(ws, nws, g->uuid, NULL, names, sizeof(names));
+    json_t *clients = json_array();
+    for (size_t i = 0; i < nws; i++)
+        for (int k = 0; k < ws[i].ngpus; k++)
+            if (strcmp(ws[i].gpus[k], g->uuid) == 0 && gm_workload_active(&ws[i]))
+                json_array_append_new(clients, json_string(ws[i].name));
+    json_object_set_new(o, "clients", clients);
+    return o;
+}
+
+/* GET /v1/mps, POST /v1/mps/start, POST /v1/mps/stop. */
+static void mps(struct gm_daemon *d, const struct gm_request *req, struct gm_reply *rep)
+{
+    const char *action = req->nparts == 2 ? req->parts[1] : NULL;
+    char msgs[8192] = "";
+    char gbuf[128];
+    const char *gpu = NULL;
+    struct gm_error err;
+    if (action != NULL) {
+        static const char *const fields[] = {
+            "gpu", "force", "on_busy", "active_thread_percentage", "pinned_mem_limit", NULL};
+        if (strcmp(req->method, "POST") != 0 ||
+            (strcmp(action, "start") != 0 && strcmp(action, "stop") != 0)) {
+            reply_err(rep, GM_ENOTFOUND, "no such API path: %s %s", req->method, req->path);
+            return;
+        }
+        json_t *body = req->body ? req->body : json_object();
+        char pbuf[64], mbuf[64];
+        const char *pct_s = NULL, *mem_s = NULL;
+        enum gm_on_busy ob;
+        if (only_fields(body, fields, rep) < 0 || parse_on_busy(body, &ob, rep) < 0 ||
+            opt_text(body, "gpu", gbuf, sizeof(gbuf), &gpu, rep) < 0 ||
+            opt_text(body, "active_thread_percentage", pbuf, sizeof(pbuf), &pct_s, rep) < 0 ||
+            opt_text(body, "pinned_mem_limit", mbuf, sizeof(mbuf), &mem_s, rep) < 0)
+            goto done_body;
+        if (json_is_true(json_object_get(body, "force")))
+            ob = GM_ON_BUSY_STOP;
+        int pct = 0;
+        uint64_t mem = 0;
+        if ((pct_s && gm_parse_percent(pct_s, &pct, "active thread percentage", &err) < 0) ||
+            (mem_s && gm_parse_size(mem_s, &mem, "pinned memory limit", &err) < 0)) {
+            gm_api_error(rep, &err);
+            goto done_body;
+        }
+        struct gm_gpu_rec *gpus;
+        size_t n;
+        if (load_lists(d, &gpus, &n, NULL, NULL, rep) < 0)
+            goto done_body;
+        int done = 0, failed = 0;
+        for (size_t i = 0; i < n && !failed; i++) {
+            char idx[16];
+            snprintf(idx, sizeof(idx), "%d", gpus[i].idx);
+            if (gpu != NULL) {
+                size_t k;
+                if (gm_gpu_resolve(gpus, n, gpu, &k, &err) < 0) {
+                    gm_api_error(rep, &err);
+                    failed = 1;
+                    break;
+                }
+                if (k != i)
+                    continue;
+            } else if (gpus[i].mode == GM_MODE_VM || !gpus[i].present) {
+                size_t used = strlen(msgs);
+                snprintf(msgs + used, sizeof(msgs) - used, "GPU %d is %s; skipped.\n", gpus[i].idx,
+                         gpus[i].present ? "held for VMs" : "not present");
+                continue;
+            }
+            if (strcmp(action, "start") == 0 && (pct || mem) &&
+                gm_gpu_set_mps_defaults(d, idx, pct, mem, &err) < 0) {
+                gm_api_error(rep, &err);
+                failed = 1;
+                break;
+            }
+            if (gm_gpu_set_mode(d, idx, strcmp(action, "start") == 0 ? "mps" : "shared", ob, NULL,
+                                msgs, sizeof(msgs), &err) < 0) {
+                gm_api_error(rep, &err);
+                failed = 1;
+                break;
+            }
+            done++;
+        }
+        free(gpus);
+        if (failed)
+            goto done_body;
+        (void)done;
+        size_t used = strlen(msgs);
+        snprintf(msgs + used, sizeof(msgs) - used, "All done.\n");
+    done_body:
+        if (req->body == NULL)
+            json_decref(body);
+        if (rep->json != NULL)
+            return; /* an error answer */
+    } else if (strcmp(req->method, "GET") != 0) {
+        reply_err(rep, GM_ENOTFOUND, "no such API path: %s %s", req->method, req->path);
+        return;
+    }
+    struct gm_gpu_rec *gpus;
+    struct gm_workload_rec *ws;
+    size_t ngpus, nws;
+    if (load_lists(d, &gpus, &ngpus, &ws, &nws, rep) < 0)
+        return;
+    json_t *arr = json_array();
+    for (size_t i = 0; i < ngpus; i++) {
+        size_t k;
+        if (gpu != NULL && (gm_gpu_resolve(gpus, ngpus, gpu, &k, NULL) < 0 || k != i))
+            continue;
+        json_array_append_new(arr, mps_json(d, &gpus[i], ws, nws));
+    }
+    rep->json = json_object();
+    if (action != NULL)
+        json_object_set_new(rep->json, "messages", json_string(msgs));
+    json_object_set_new(rep->json, "gpus", arr);
+    free(gpus);
+    gm_workload_list_free(ws, nws);
 }
 
 static json_t *vm_json(const struct gm_gpu_rec *g)
@@ -505,6 +666,8 @@ void gm_api_handle(struct gm_daemon *d, const struct gm_request *req, struct gm_
     else if (strcmp(top, "gpus") == 0 && req->nparts == 3 && strcmp(req->parts[2], "mode") == 0 &&
              strcmp(m, "POST") == 0)
         post_gpu_mode(d, req, rep);
+    else if (strcmp(top, "mps") == 0 && req->nparts <= 2)
+        mps(d, req, rep);
     else if (strcmp(top, "vms") == 0 && req->nparts <= 2)
         vms(d, req, rep);
     else if (strcmp(top, "workloads") == 0 && req->nparts <= 3)

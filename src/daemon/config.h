@@ -22,6 +22,8 @@ struct gm_config {
     uint64_t memory_reserve; /* bytes kept free on every GPU for the driver */
     long long stop_timeout_s;
     long long poll_ms;
+    char mps_control[PATH_MAX];
+    long long mps_exclusive;
 };
 
 /* X(key, type, field, default, min, max, help). type: S (string), Z (size), I (integer). */
@@ -48,7 +50,11 @@ struct gm_config {
     X("stop_timeout", I, stop_timeout_s, "10", 0, 3600,                                            \
       "seconds between SIGTERM and SIGKILL when a workload is stopped")                            \
     X("poll_interval_ms", I, poll_ms, "200", 10, 10000,                                            \
-      "how often workloads are checked, in milliseconds")
+      "how often workloads are checked, in milliseconds")                                          \
+    X("mps_control", S, mps_control, "", 0, 0,                                                     \
+      "the nvidia-cuda-mps-control binary (default: gpusim's with the sim driver, else PATH)")     \
+    X("mps_exclusive", I, mps_exclusive, "0", 0, 1,                                                \
+      "1: set the compute mode to EXCLUSIVE_PROCESS while MPS runs on a GPU (needs root)")
 
 void gm_config_defaults(struct gm_config *c);
 /* Sets one key from text; errors name the key and the source ("--placement", "FILE:3"). */

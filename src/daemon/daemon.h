@@ -30,6 +30,9 @@ struct gm_daemon {
     atomic_int stopping;
     struct gm_backoff *backoff; /* restart back-off per workload, in memory only */
     size_t nbackoff;
+    int mps_pid[64];           /* last known MPS control daemon per GPU index, 0 = none */
+    int mps_set_exclusive[64]; /* 1 when gpumux changed the compute mode for MPS */
+    int64_t mps_retry_at[64];  /* after a failed restart, when to try again (unix ms) */
 };
 
 /* Workload operations (workload.c). All take d->lock themselves. */
@@ -69,8 +72,17 @@ void gm_reconcile(struct gm_daemon *d, int at_start);
 
 /* GPU inventory (inventory.c): record the GPUs the driver reports. */
 int gm_inventory_sync(struct gm_daemon *d, struct gm_error *err);
-int gm_gpu_set_mode(struct gm_daemon *d, const char *id, const char *mode, struct gm_gpu_rec *out,
-                    struct gm_error *err);
+enum gm_on_busy {
+    GM_ON_BUSY_REFUSE,  /* refuse, naming the workloads */
+    GM_ON_BUSY_STOP,    /* stop them first */
+    GM_ON_BUSY_RESTART, /* stop them, change, start them again under the new mode */
+};
+/* msgs (may be NULL) receives what was done, one line each, as the appliance prints it. */
+int gm_gpu_set_mode(struct gm_daemon *d, const char *id, const char *mode, enum gm_on_busy on_busy,
+                    struct gm_gpu_rec *out, char *msgs, size_t len, struct gm_error *err);
+/* pct 0 / mem 0 keep the current value. Applied when MPS (re)starts on the GPU. */
+int gm_gpu_set_mps_defaults(struct gm_daemon *d, const char *id, int pct, uint64_t mem,
+                            struct gm_error *err);
 int gm_vm_attach(struct gm_daemon *d, const char *vm, const char *gpu, struct gm_gpu_rec *out,
                  struct gm_error *err);
 int gm_vm_detach(struct gm_daemon *d, const char *vm, struct gm_gpu_rec *out, struct gm_error *err);

@@ -3,6 +3,7 @@
  * and on every poll (exits, restarts, stop time-outs). */
 #include "common/log.h"
 #include "daemon/daemon.h"
+#include "daemon/mps.h"
 #include "daemon/supervise.h"
 
 #include <dirent.h>
@@ -247,6 +248,8 @@ void gm_reconcile(struct gm_daemon *d, int at_start)
         pthread_mutex_unlock(&d->lock);
         return;
     }
+    /* MPS first: a workload restarted below needs its GPU's control daemon. */
+    gm_mps_check(d, at_start);
     for (size_t i = 0; i < n && !d->stopping; i++)
         check(d, &ws[i], at_start);
     /* Finished launches whose directory could not be removed at once (processes the workload

@@ -3,6 +3,7 @@
 #include "common/log.h"
 #include "common/parse.h"
 #include "daemon/daemon.h"
+#include "daemon/mps.h"
 #include "daemon/sched.h"
 #include "daemon/supervise.h"
 
@@ -188,6 +189,27 @@ static int build_env(struct gm_daemon *d, const struct gm_workload_rec *w, json_
         snprintf(num, sizeof(num), "%llu", (unsigned long long)w->memory_limit);
         strv_setenv(env, "GPUMUX_MEMORY_LIMIT", num);
     }
+    /* On an MPS GPU the workload reaches that GPU's control daemon, with its share. */
+    struct gm_gpu_rec g;
+    if (w->ngpus == 1 && gm_store_gpu_get(d->store, w->gpus[0], &g, NULL) == 0) {
+        strv_setenv(env, "GPUMUX_GPU_MODE", gm_mode_name(g.mode));
+        if (g.mode == GM_MODE_MPS) {
+            char pipe[PATH_MAX], logd[PATH_MAX];
+            gm_mps_dirs(d, &g, pipe, logd, sizeof(pipe));
+            strv_setenv(env, "CUDA_MPS_PIPE_DIRECTORY", pipe);
+            strv_setenv(env, "CUDA_MPS_LOG_DIRECTORY", logd);
+            if (w->compute_pct > 0) {
+                snprintf(num, sizeof(num), "%d", w->compute_pct);
+                strv_setenv(env, "CUDA_MPS_ACTIVE_THREAD_PERCENTAGE", num);
+            }
+            if (w->memory_limit > 0) {
+                /* Device 0: CUDA_VISIBLE_DEVICES leaves the workload this one GPU. */
+                snprintf(num, sizeof(num), "0=%lluM",
+                         (unsigned long long)((w->memory_limit + GM_MIB - 1) / GM_MIB));
+                strv_setenv(env, "CUDA_MPS_PINNED_DEVICE_MEM_LIMIT", num);
+            }
+        }
+    }
     if (strcmp(d->driver.kind, "sim") == 0) {
         /* Workloads reach the simulated driver the way they reach a real one: by soname. */
         const char *old = strv_getenv(env, "LD_LIBRARY_PATH");
@@ -286,6 +308,19 @@ static int parse_request(struct gm_daemon *d, const struct gm_run_request *r,
             return gm_err(err, GM_EINVAL, "--env %s: set by gpumux itself and cannot be given", k);
         if (strcmp(k, "PATH") == 0)
             path = r->env_vals[i];
+        /* The seed's way of asking for a share of an MPS GPU. */
+        if (strcmp(k, "CUDA_MPS_ACTIVE_THREAD_PERCENTAGE") == 0) {
+            int pct;
+            if ((rc = gm_parse_percent(r->env_vals[i], &pct, "CUDA_MPS_ACTIVE_THREAD_PERCENTAGE",
+                                       err)) < 0)
+                return rc;
+            if (w->compute_pct && w->compute_pct != pct)
+                return gm_err(err, GM_EINVAL,
+                              "--compute %d and CUDA_MPS_ACTIVE_THREAD_PERCENTAGE=%d disagree; "
+                              "give one of them",
+                              w->compute_pct, pct);
+            w->compute_pct = pct;
+        }
         /* The seed's way of choosing a GPU: NVIDIA_VISIBLE_DEVICES in the environment. */
         if (strcmp(k, "NVIDIA_VISIBLE_DEVICES") == 0) {
             if (r->gpu != NULL && strcmp(r->gpu, r->env_vals[i]) != 0)
