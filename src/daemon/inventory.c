@@ -170,8 +170,9 @@ int gm_gpu_set_mode(struct gm_daemon *d, const char *id, const char *mode, enum 
         if (on_busy == GM_ON_BUSY_REFUSE) {
             rc = gm_err(err, GM_EBUSY,
                         "GPU %d (%s): changing the mode from %s to %s would break the workloads "
-                        "running on it: %s (stop or delete them first, or ask for them to be "
-                        "stopped or restarted)",
+                        "running on it: %s (stop or delete them first; gpumux mps stop --force "
+                        "or gpu mode --stop-workloads stops them, gpu mode "
+                        "--restart-workloads restarts them)",
                         g.idx, g.uuid, gm_mode_name(g.mode), gm_mode_name(m), names);
             goto out;
         }

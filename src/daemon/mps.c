@@ -96,7 +96,7 @@ static int read_pid(const char *pipe)
     if (fscanf(f, "%d", &pid) != 1)
         pid = 0;
     fclose(f);
-    return pid > 0 && kill(pid, 0) == 0 && gm_proc_start_time(pid) != 0 ? pid : 0;
+    return pid > 0 && gm_proc_alive(pid, gm_proc_start_time(pid)) ? pid : 0;
 }
 
 int gm_mps_command(struct gm_daemon *d, const struct gm_gpu_rec *g, const char *cmd, char *out,

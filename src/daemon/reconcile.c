@@ -92,7 +92,9 @@ static void ended(struct gm_daemon *d, struct gm_workload_rec *w, const struct g
         if (!wants_restart(w))
             w->desired_running = 0;
     }
-    save(d, w, w->has_exit && w->exit_code == 0 ? "info" : "warning", "%s", w->reason);
+    /* An ending that was asked for is no cause for a warning. */
+    int expected = w->state == GM_W_STOPPED || (w->has_exit && w->exit_code == 0);
+    save(d, w, expected ? "info" : "warning", "%s", w->reason);
     gm_sup_remove(dir, NULL);
     if (w->desired_running) {
         struct gm_backoff *b = gm_backoff_get(d, w->name);
