@@ -246,7 +246,7 @@ int gm_sim_set_util(struct gm_sim_state *st, int gpu, int util_gpu, int util_mem
     int rc = check_pct(util_gpu, "GPU utilisation", err);
     if (rc == 0)
         rc = check_pct(util_memory, "memory utilisation", err);
-    struct gm_sim_gpu *g;
+    struct gm_sim_gpu *g = NULL;
     if (rc == 0)
         rc = open_gpu(st, gpu, &g, err);
     if (rc < 0)
