@@ -144,13 +144,13 @@ typedef struct CUDA_ARRAY_DESCRIPTOR_st {
     unsigned int NumChannels;
 } CUDA_ARRAY_DESCRIPTOR;
 
-#define CU_CTX_SCHED_AUTO 0x00
-#define CU_EVENT_DEFAULT 0x0
-#define CU_EVENT_BLOCKING_SYNC 0x1
-#define CU_EVENT_DISABLE_TIMING 0x2
-#define CU_STREAM_DEFAULT 0x0
-#define CU_STREAM_NON_BLOCKING 0x1
-#define CU_MEM_ATTACH_GLOBAL 0x1
+#define CU_CTX_SCHED_AUTO           0x00
+#define CU_EVENT_DEFAULT            0x0
+#define CU_EVENT_BLOCKING_SYNC      0x1
+#define CU_EVENT_DISABLE_TIMING     0x2
+#define CU_STREAM_DEFAULT           0x0
+#define CU_STREAM_NON_BLOCKING      0x1
+#define CU_MEM_ATTACH_GLOBAL        0x1
 #define CU_GET_PROC_ADDRESS_DEFAULT 0
 
 typedef enum CUdriverProcAddressQueryResult_enum {
@@ -240,30 +240,30 @@ CUresult cuEventElapsedTime(float *pMilliseconds, CUevent hStart, CUevent hEnd);
 
 /* Plain names, as cuda.h defines them. */
 #ifndef GM_CUDA_NO_API_NAMES
-#define cuDeviceTotalMem cuDeviceTotalMem_v2
-#define cuDevicePrimaryCtxRelease cuDevicePrimaryCtxRelease_v2
-#define cuDevicePrimaryCtxReset cuDevicePrimaryCtxReset_v2
+#define cuDeviceTotalMem           cuDeviceTotalMem_v2
+#define cuDevicePrimaryCtxRelease  cuDevicePrimaryCtxRelease_v2
+#define cuDevicePrimaryCtxReset    cuDevicePrimaryCtxReset_v2
 #define cuDevicePrimaryCtxSetFlags cuDevicePrimaryCtxSetFlags_v2
-#define cuCtxCreate cuCtxCreate_v2
-#define cuCtxDestroy cuCtxDestroy_v2
-#define cuCtxPushCurrent cuCtxPushCurrent_v2
-#define cuCtxPopCurrent cuCtxPopCurrent_v2
-#define cuMemGetInfo cuMemGetInfo_v2
-#define cuMemAlloc cuMemAlloc_v2
-#define cuMemAllocPitch cuMemAllocPitch_v2
-#define cuMemFree cuMemFree_v2
-#define cuMemAllocHost cuMemAllocHost_v2
-#define cuMemcpyHtoD cuMemcpyHtoD_v2
-#define cuMemcpyDtoH cuMemcpyDtoH_v2
-#define cuMemcpyDtoD cuMemcpyDtoD_v2
-#define cuMemcpyHtoDAsync cuMemcpyHtoDAsync_v2
-#define cuMemcpyDtoHAsync cuMemcpyDtoHAsync_v2
-#define cuMemsetD8 cuMemsetD8_v2
-#define cuMemsetD32 cuMemsetD32_v2
-#define cuArrayCreate cuArrayCreate_v2
-#define cuModuleGetGlobal cuModuleGetGlobal_v2
-#define cuStreamDestroy cuStreamDestroy_v2
-#define cuEventDestroy cuEventDestroy_v2
+#define cuCtxCreate                cuCtxCreate_v2
+#define cuCtxDestroy               cuCtxDestroy_v2
+#define cuCtxPushCurrent           cuCtxPushCurrent_v2
+#define cuCtxPopCurrent            cuCtxPopCurrent_v2
+#define cuMemGetInfo               cuMemGetInfo_v2
+#define cuMemAlloc                 cuMemAlloc_v2
+#define cuMemAllocPitch            cuMemAllocPitch_v2
+#define cuMemFree                  cuMemFree_v2
+#define cuMemAllocHost             cuMemAllocHost_v2
+#define cuMemcpyHtoD               cuMemcpyHtoD_v2
+#define cuMemcpyDtoH               cuMemcpyDtoH_v2
+#define cuMemcpyDtoD               cuMemcpyDtoD_v2
+#define cuMemcpyHtoDAsync          cuMemcpyHtoDAsync_v2
+#define cuMemcpyDtoHAsync          cuMemcpyDtoHAsync_v2
+#define cuMemsetD8                 cuMemsetD8_v2
+#define cuMemsetD32                cuMemsetD32_v2
+#define cuArrayCreate              cuArrayCreate_v2
+#define cuModuleGetGlobal          cuModuleGetGlobal_v2
+#define cuStreamDestroy            cuStreamDestroy_v2
+#define cuEventDestroy             cuEventDestroy_v2
 #endif
 
 #endif

@@ -14,14 +14,14 @@ struct gm_driver_info {
     char kind[8]; /* "nvml" (a real driver) or "sim" (gpusim) */
     char driver_version[80];
     char nvml_version[80];
-    char cuda_version[16]; /* "12.2" */
+    char cuda_version[16];  /* "12.2" */
     char library[PATH_MAX]; /* the libnvidia-ml.so.1 that was loaded */
     char sim_dir[PATH_MAX]; /* gpusim's library directory when kind is "sim", else "" */
 };
 
 struct gm_gpu_proc {
     unsigned pid;
-    char type[4]; /* "C", "G", "M+C", "C+G" as nvidia-smi shows it */
+    char type[4];         /* "C", "G", "M+C", "C+G" as nvidia-smi shows it */
     uint64_t used_memory; /* bytes; UINT64_MAX when NVML does not know */
     char name[256];
 };
@@ -40,9 +40,9 @@ struct gm_gpu_live {
     int compute_mode; /* NVML value: 0 Default, 2 Prohibited, 3 Exclusive_Process */
     int persistence;  /* 1 on, 0 off */
     int display_active;
-    int fan;          /* percent */
+    int fan; /* percent */
     long long ecc_uncorrected_volatile;
-    int mig_mode;     /* 1 enabled, 0 disabled */
+    int mig_mode; /* 1 enabled, 0 disabled */
     int cc_major, cc_minor;
     int nprocs;
     struct gm_gpu_proc procs[GM_GPU_MAX_PROCS];
