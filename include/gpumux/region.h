@@ -13,10 +13,10 @@
 #include <pthread.h>
 #include <stdint.h>
 
-#define GM_REGION_MAGIC 0x47524d47u /* "GMRG" */
-#define GM_REGION_VERSION 1u
-#define GM_REGION_MAX_PROCS 64
-#define GM_REGION_ENV "GPUMUX_REGION"
+#define GM_REGION_MAGIC      0x47524d47u /* "GMRG" */
+#define GM_REGION_VERSION    1u
+#define GM_REGION_MAX_PROCS  64
+#define GM_REGION_ENV        "GPUMUX_REGION"
 #define GM_REGION_STRICT_ENV "GPUMUX_ENFORCE" /* "strict": refuse to run without a region */
 
 enum gm_region_flags {
@@ -24,13 +24,13 @@ enum gm_region_flags {
 };
 
 struct gm_region_proc {
-    uint32_t pid;          /* 0 = free slot */
+    uint32_t pid; /* 0 = free slot */
     uint32_t reserved;
-    uint64_t start_time;   /* /proc/PID/stat field 22, to tell a reused pid */
-    uint64_t mem_used;     /* bytes this process holds */
-    uint64_t launches;     /* kernel launches */
-    uint64_t busy_ns;      /* device time its kernels took, as measured */
-    uint64_t throttle_ns;  /* time the pacing held its launches back */
+    uint64_t start_time;  /* /proc/PID/stat field 22, to tell a reused pid */
+    uint64_t mem_used;    /* bytes this process holds */
+    uint64_t launches;    /* kernel launches */
+    uint64_t busy_ns;     /* device time its kernels took, as measured */
+    uint64_t throttle_ns; /* time the pacing held its launches back */
 };
 
 struct gm_region {
@@ -58,9 +58,9 @@ struct gm_region {
 
     /* Guarded by lock. */
     pthread_mutex_t lock;
-    uint64_t mem_used;   /* sum of the slots' mem_used */
+    uint64_t mem_used; /* sum of the slots' mem_used */
     uint64_t mem_peak;
-    uint64_t oom_count;  /* allocations refused for the limit */
+    uint64_t oom_count; /* allocations refused for the limit */
     struct gm_region_proc procs[GM_REGION_MAX_PROCS];
 };
 
