@@ -38,6 +38,7 @@ int gm_cli_main(int argc, char **argv, FILE *out, FILE *err);
     X(mps, "start, stop and show NVIDIA MPS per GPU")                                              \
     X(run, "start a workload")                                                                     \
     X(ps, "list workloads")                                                                        \
+    X(set, "change a workload's compute and memory limits while it runs")                          \
     X(logs, "print a workload's output")                                                           \
     X(stop, "stop workloads")                                                                      \
     X(start, "start stopped workloads again")                                                      \

@@ -10,7 +10,8 @@ const char gm_cli_help_run[] =
     "\n"
     "SYNOPSIS\n"
     "    gpumux run NAME [--gpu ID] [--compute PCT] [--memory SIZE] [--env KEY=VALUE].. \\\n"
-    "               [--restart never|on-failure|always] [-o table|json] -- CMD [ARG..]\n"
+    "               [--restart never|on-failure|always] [--enforce strict|best-effort]\n"
+    "               [-o table|json] -- CMD [ARG..]\n"
     "\n"
     "DESCRIPTION\n"
     "    Creates the workload NAME and starts CMD under gpumuxd's supervision. The command\n"
@@ -19,7 +20,10 @@ const char gm_cli_help_run[] =
     "    '--' is the command and its arguments, passed as they are.\n"
     "\n"
     "    The daemon checks the values of --compute and --memory, so every client reports the\n"
-    "    same errors. Fractional limits need a GPU in mode mps (gpumux gpu mode ID mps).\n"
+    "    same errors. On a GPU in mode mps, --compute becomes the workload's MPS active thread\n"
+    "    percentage; on a shared GPU the interposer (libgpumux.so) paces its kernel launches\n"
+    "    to the share. --memory is enforced across all of the workload's processes in both.\n"
+    "    Limits can be changed while the workload runs with gpumux set.\n"
     "\n"
     "OPTIONS\n"
     "    --gpu ID\n"
@@ -32,6 +36,10 @@ const char gm_cli_help_run[] =
     "        Set an environment variable for the command; may be repeated.\n"
     "    --restart never|on-failure|always\n"
     "        What the daemon does when the command ends. Default: never.\n"
+    "    --enforce strict|best-effort\n"
+    "        strict: CUDA initialisation fails in the workload when its limits cannot be\n"
+    "        enforced (no limits region); best-effort (default): it then runs unlimited and\n"
+    "        says so once on stderr.\n"
     "    -o, --output table|json\n"
     "        json prints the daemon's answer: the new workload.\n"
     "    -h, --help\n"
@@ -74,6 +82,7 @@ int gm_cli_run(struct gm_cli_ctx *ctx, int argc, char **argv)
         {"memory", required_argument, NULL, 'm'},
         {"env", required_argument, NULL, 'e'},
         {"restart", required_argument, NULL, 'r'},
+        {"enforce", required_argument, NULL, 'E'},
         GM_CLI_COMMON_LONG,
         {0, 0, 0, 0},
     };
@@ -100,6 +109,13 @@ int gm_cli_run(struct gm_cli_ctx *ctx, int argc, char **argv)
             break;
         case 'm':
             json_object_set_new(body, "memory", json_string(optarg));
+            break;
+        case 'E':
+            if (strcmp(optarg, "strict") != 0 && strcmp(optarg, "best-effort") != 0) {
+                rc = gm_cli_usage(ctx, "--enforce '%s': expected strict or best-effort", optarg);
+                goto out;
+            }
+            json_object_set_new(body, "enforce", json_string(optarg));
             break;
         case 'r':
             if (strcmp(optarg, "never") != 0 && strcmp(optarg, "on-failure") != 0 &&

@@ -469,13 +469,14 @@ static void post_workload(struct gm_daemon *d, const struct gm_request *req, str
         reply_err(rep, GM_EINVAL, "field 'env' must be an object of strings");
         return;
     }
-    char gbuf[512], cbuf[64], mbuf[64], rbuf[64];
+    char gbuf[512], cbuf[64], mbuf[64], rbuf[64], ebuf[64];
     struct gm_run_request r = {
         .name = json_string_value(name), .uid = (int)req->uid, .gid = (int)req->gid};
     if (opt_text(req->body, "gpu", gbuf, sizeof(gbuf), &r.gpu, rep) < 0 ||
         opt_text(req->body, "compute", cbuf, sizeof(cbuf), &r.compute, rep) < 0 ||
         opt_text(req->body, "memory", mbuf, sizeof(mbuf), &r.memory, rep) < 0 ||
-        opt_text(req->body, "restart", rbuf, sizeof(rbuf), &r.restart, rep) < 0)
+        opt_text(req->body, "restart", rbuf, sizeof(rbuf), &r.restart, rep) < 0 ||
+        opt_text(req->body, "enforce", ebuf, sizeof(ebuf), &r.enforce, rep) < 0)
         return;
     size_t n = json_array_size(cmd), nenv = env && json_is_object(env) ? json_object_size(env) : 0;
     char **argv = calloc(n + 1, sizeof(*argv));
@@ -607,6 +608,27 @@ static void workloads(struct gm_daemon *d, const struct gm_request *req, struct 
     const char *name = req->parts[1];
     if (req->nparts == 3 && strcmp(req->parts[2], "logs") == 0 && strcmp(m, "GET") == 0) {
         get_logs(d, name, req, rep);
+        return;
+    }
+    if (req->nparts == 3 && strcmp(m, "POST") == 0 && strcmp(req->parts[2], "limits") == 0) {
+        static const char *const fields[] = {"compute", "memory", NULL};
+        char cbuf[64], mbuf[64], msgs[512] = "";
+        const char *compute = NULL, *memory = NULL;
+        json_t *body = req->body ? req->body : json_object();
+        int bad = only_fields(body, fields, rep) < 0 ||
+                  opt_text(body, "compute", cbuf, sizeof(cbuf), &compute, rep) < 0 ||
+                  opt_text(body, "memory", mbuf, sizeof(mbuf), &memory, rep) < 0;
+        if (req->body == NULL)
+            json_decref(body);
+        if (bad)
+            return;
+        if (gm_workload_set_limits(d, name, compute, memory, &w, msgs, sizeof(msgs), &err) < 0) {
+            gm_api_error(rep, &err);
+            return;
+        }
+        rep->json = workload_json(d, &w);
+        json_object_set_new(rep->json, "messages", json_string(msgs));
+        gm_workload_rec_free(&w);
         return;
     }
     if (req->nparts == 3 && strcmp(m, "POST") == 0 && strcmp(req->parts[2], "stop") == 0)

@@ -152,6 +152,8 @@ int gm_config_finish(struct gm_config *c, const char *exe_dir, struct gm_error *
         return gm_err(err, GM_EINVAL, "state_dir and run_dir must be absolute paths");
     if (c->gpusim_dir[0] == '\0' && exe_dir != NULL)
         snprintf(c->gpusim_dir, sizeof(c->gpusim_dir), "%s/../lib/gpusim", exe_dir);
+    if (c->interposer[0] == '\0' && exe_dir != NULL)
+        snprintf(c->interposer, sizeof(c->interposer), "%s/../lib/libgpumux.so", exe_dir);
     if (c->gpusim_state[0] == '\0')
         snprintf(c->gpusim_state, sizeof(c->gpusim_state), "%s/gpusim.state", c->run_dir);
     return 0;

@@ -24,6 +24,7 @@ struct gm_config {
     long long poll_ms;
     char mps_control[PATH_MAX];
     long long mps_exclusive;
+    char interposer[PATH_MAX];
 };
 
 /* X(key, type, field, default, min, max, help). type: S (string), Z (size), I (integer). */
@@ -54,7 +55,10 @@ struct gm_config {
     X("mps_control", S, mps_control, "", 0, 0,                                                     \
       "the nvidia-cuda-mps-control binary (default: gpusim's with the sim driver, else PATH)")     \
     X("mps_exclusive", I, mps_exclusive, "0", 0, 1,                                                \
-      "1: set the compute mode to EXCLUSIVE_PROCESS while MPS runs on a GPU (needs root)")
+      "1: set the compute mode to EXCLUSIVE_PROCESS while MPS runs on a GPU (needs root)")         \
+    X("interposer", S, interposer, "", 0, 0,                                                       \
+      "libgpumux.so, preloaded into limited workloads (default: ../lib/libgpumux.so beside "       \
+      "gpumuxd)")
 
 void gm_config_defaults(struct gm_config *c);
 /* Sets one key from text; errors name the key and the source ("--placement", "FILE:3"). */

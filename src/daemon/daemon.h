@@ -45,10 +45,16 @@ struct gm_run_request {
     const char *compute; /* NULL: no cap */
     const char *memory;  /* NULL: no limit */
     const char *restart; /* NULL: never */
+    const char *enforce; /* NULL or "best-effort": run unlimited without a region; "strict" */
     int uid, gid;
 };
 int gm_workload_create(struct gm_daemon *d, const struct gm_run_request *r,
                        struct gm_workload_rec *out, struct gm_error *err);
+/* Changes a workload's limits; NULL keeps one, "none" removes it. Live through the region
+ * where the workload runs with the interposer; msgs says what applies when. */
+int gm_workload_set_limits(struct gm_daemon *d, const char *name, const char *compute,
+                           const char *memory, struct gm_workload_rec *out, char *msgs, size_t len,
+                           struct gm_error *err);
 int gm_workload_start(struct gm_daemon *d, const char *name, struct gm_workload_rec *out,
                       struct gm_error *err);
 int gm_workload_stop(struct gm_daemon *d, const char *name, struct gm_workload_rec *out,

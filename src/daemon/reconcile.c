@@ -4,6 +4,7 @@
 #include "common/log.h"
 #include "daemon/daemon.h"
 #include "daemon/mps.h"
+#include "daemon/region.h"
 #include "daemon/supervise.h"
 
 #include <dirent.h>
@@ -259,6 +260,13 @@ void gm_reconcile(struct gm_daemon *d, int at_start)
     static unsigned polls;
     if (at_start || ++polls % 100 == 0)
         sweep(d, ws, n);
+    /* Compute windows and dead slots: limits changed by `gpumux set` act within a second. */
+    static int64_t last_control;
+    int64_t now = gm_now_ms();
+    if (at_start || now - last_control >= 500) {
+        gm_region_control(d, ws, n);
+        last_control = now;
+    }
     pthread_mutex_unlock(&d->lock);
     gm_workload_list_free(ws, n);
 }

@@ -4,6 +4,7 @@
 #include "common/parse.h"
 #include "daemon/daemon.h"
 #include "daemon/mps.h"
+#include "daemon/region.h"
 #include "daemon/sched.h"
 #include "daemon/supervise.h"
 
@@ -98,6 +99,8 @@ static char *spec_build(const struct gm_run_request *r)
         json_object_set_new(env, r->env_keys[i], json_string(r->env_vals[i]));
     json_object_set_new(spec, "command", cmd);
     json_object_set_new(spec, "env", env);
+    if (r->enforce != NULL && strcmp(r->enforce, "strict") == 0)
+        json_object_set_new(spec, "enforce", json_string("strict"));
     char *s = json_dumps(spec, JSON_COMPACT | JSON_PRESERVE_ORDER);
     json_decref(spec);
     return s;
@@ -171,6 +174,8 @@ static int build_env(struct gm_daemon *d, const struct gm_workload_rec *w, json_
     json_t *v;
     json_object_foreach(json_object_get(spec, "env"), k, v)
         strv_setenv(env, k, json_string_value(v));
+    if (json_is_string(json_object_get(spec, "enforce")))
+        strv_setenv(env, GM_REGION_STRICT_ENV, json_string_value(json_object_get(spec, "enforce")));
 
     char devs[GM_MAX_WORKLOAD_GPUS * 100] = "";
     for (int i = 0; i < w->ngpus; i++) {
@@ -193,6 +198,27 @@ static int build_env(struct gm_daemon *d, const struct gm_workload_rec *w, json_
     struct gm_gpu_rec g;
     if (w->ngpus == 1 && gm_store_gpu_get(d->store, w->gpus[0], &g, NULL) == 0) {
         strv_setenv(env, "GPUMUX_GPU_MODE", gm_mode_name(g.mode));
+        /* Limits are kept inside the workload by the interposer, through its region. */
+        if (w->memory_limit > 0 || w->compute_pct > 0) {
+            struct gm_error rerr;
+            char region[PATH_MAX];
+            gm_region_path(d, w->name, region, sizeof(region));
+            if (access(d->cfg.interposer, R_OK) != 0) {
+                gm_warn("workload %s: %s is missing: its limits are not enforced in-process",
+                        w->name, d->cfg.interposer);
+            } else if (gm_region_prepare(d, w, g.mode == GM_MODE_MPS, &rerr) < 0) {
+                gm_warn("workload %s: %s", w->name, rerr.msg);
+            } else {
+                const char *old = strv_getenv(env, "LD_PRELOAD");
+                char *pre;
+                if (asprintf(&pre, "%s%s%s", d->cfg.interposer, old && *old ? ":" : "",
+                             old ? old : "") >= 0) {
+                    strv_setenv(env, "LD_PRELOAD", pre);
+                    free(pre);
+                }
+                strv_setenv(env, GM_REGION_ENV, region);
+            }
+        }
         if (g.mode == GM_MODE_MPS) {
             char pipe[PATH_MAX], logd[PATH_MAX];
             gm_mps_dirs(d, &g, pipe, logd, sizeof(pipe));
@@ -298,6 +324,9 @@ static int parse_request(struct gm_daemon *d, const struct gm_run_request *r,
     if (r->restart != NULL && gm_restart_parse(r->restart, &w->restart) < 0)
         return gm_err(err, GM_EINVAL, "--restart '%s': must be one of never, on-failure, always",
                       r->restart);
+    if (r->enforce != NULL && strcmp(r->enforce, "strict") != 0 &&
+        strcmp(r->enforce, "best-effort") != 0)
+        return gm_err(err, GM_EINVAL, "--enforce '%s': must be strict or best-effort", r->enforce);
     *gpu = r->gpu;
     const char *path = getenv("PATH");
     for (size_t i = 0; i < r->nenv; i++) {
@@ -622,7 +651,94 @@ int gm_workload_delete(struct gm_daemon *d, const char *name, struct gm_workload
         rmdir(path);
         gm_workload_log_path(d, name, path, sizeof(path));
         unlink(path);
+        gm_region_path(d, name, path, sizeof(path));
+        unlink(path);
     }
+    pthread_mutex_unlock(&d->lock);
+    if (rc == 0 && out != NULL)
+        *out = w;
+    else
+        gm_workload_rec_free(&w);
+    return rc;
+}
+
+int gm_workload_set_limits(struct gm_daemon *d, const char *name, const char *compute,
+                           const char *memory, struct gm_workload_rec *out, char *msgs, size_t len,
+                           struct gm_error *err)
+{
+    struct gm_workload_rec w = {0};
+    int pct = -1;
+    uint64_t mem = UINT64_MAX;
+    int rc;
+    if (compute == NULL && memory == NULL)
+        return gm_err(err, GM_EINVAL, "workload %s: give --compute, --memory or both", name);
+    if (compute != NULL && strcmp(compute, "none") == 0)
+        pct = 0;
+    else if (compute != NULL && (rc = gm_parse_percent(compute, &pct, "--compute", err)) < 0)
+        return rc;
+    if (memory != NULL && strcmp(memory, "none") == 0)
+        mem = 0;
+    else if (memory != NULL && (rc = gm_parse_size(memory, &mem, "--memory", err)) < 0)
+        return rc;
+    pthread_mutex_lock(&d->lock);
+    rc = gm_store_workload_get(d->store, name, &w, err);
+    if (rc < 0)
+        goto out;
+    if (w.ngpus != 1 && ((pct > 0) || (mem != UINT64_MAX && mem > 0))) {
+        rc = gm_err(err, GM_EINVAL,
+                    "workload %s: a fractional share applies to exactly one GPU, and it has %d",
+                    name, w.ngpus);
+        goto out;
+    }
+    struct gm_workload_rec next = w;
+    if (pct >= 0)
+        next.compute_pct = pct;
+    if (mem != UINT64_MAX)
+        next.memory_limit = mem;
+    if (gm_workload_active(&w)) {
+        /* The new memory limit must fit beside the others on the GPU. */
+        rc = admit(d, &next, next.gpus[0], err);
+        if (rc < 0)
+            goto out;
+    }
+    char object[80];
+    snprintf(object, sizeof(object), "workload/%s", name);
+    if ((rc = gm_store_begin(d->store, err)) < 0)
+        goto out;
+    if ((rc = gm_store_workload_update(d->store, &next, err)) < 0) {
+        gm_store_rollback(d->store);
+        goto out;
+    }
+    char a[32] = "none", b[32] = "none";
+    if (next.memory_limit)
+        gm_format_size(next.memory_limit, a, sizeof(a));
+    if (next.compute_pct)
+        snprintf(b, sizeof(b), "%d%%", next.compute_pct);
+    gm_store_event(d->store, "info", object, "limits set: compute %s, memory %s", b, a);
+    if ((rc = gm_store_commit(d->store, err)) < 0)
+        goto out;
+    w = next;
+    struct gm_gpu_rec g;
+    int by_mps = w.ngpus == 1 && gm_store_gpu_get(d->store, w.gpus[0], &g, NULL) == 0 &&
+                 g.mode == GM_MODE_MPS;
+    char path[PATH_MAX];
+    gm_region_path(d, name, path, sizeof(path));
+    struct gm_region *r;
+    int live = gm_workload_active(&w) && gm_region_map(path, &r, NULL) == 0;
+    if (live) {
+        gm_region_set_limits(r, w.memory_limit, w.compute_pct, by_mps);
+        gm_region_unmap(r);
+        snprintf(
+            msgs, len, "Limits of %s changed while it runs: compute %s, memory %s.%s\n", name, b, a,
+            by_mps && pct >= 0 ? " MPS applies the compute share when the workload starts next."
+                               : "");
+    } else {
+        snprintf(msgs, len,
+                 "Limits of %s recorded: compute %s, memory %s; they apply when it starts%s.\n",
+                 name, b, a,
+                 gm_workload_active(&w) ? " next (it runs without the interposer)" : "");
+    }
+out:
     pthread_mutex_unlock(&d->lock);
     if (rc == 0 && out != NULL)
         *out = w;
