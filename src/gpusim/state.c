@@ -254,6 +254,53 @@ int gm_sim_check_gpu(const struct gm_sim_state *st, int gpu, struct gm_error *er
     return 0;
 }
 
+void gm_sim_timeline_advance_locked(struct gm_sim_timeline *t, uint64_t now_ns)
+{
+    uint64_t now_slot = now_ns / GM_SIM_SLOT_NS;
+    uint64_t first = now_slot > GM_SIM_SLOT_HISTORY ? now_slot - GM_SIM_SLOT_HISTORY : 0;
+    if (first <= t->first_slot)
+        return;
+    /* The slots that leave the past come back as the far future: empty. */
+    uint64_t drop = first - t->first_slot;
+    if (drop >= GM_SIM_SLOTS) {
+        memset(t->used, 0, sizeof(t->used));
+        memset(t->busy, 0, sizeof(t->busy));
+    } else {
+        for (uint64_t k = t->first_slot; k < first; k++) {
+            t->used[k % GM_SIM_SLOTS] = 0;
+            t->busy[k % GM_SIM_SLOTS] = 0;
+        }
+    }
+    t->first_slot = first;
+}
+
+int gm_sim_timeline_util_locked(struct gm_sim_timeline *t, uint64_t now_ns)
+{
+    gm_sim_timeline_advance_locked(t, now_ns);
+    uint64_t now_slot = now_ns / GM_SIM_SLOT_NS;
+    const uint64_t window = 1000000000ull / GM_SIM_SLOT_NS;
+    double busy = 0;
+    for (uint64_t k = now_slot > window ? now_slot - window : 0; k < now_slot; k++)
+        if (k >= t->first_slot)
+            busy += t->busy[k % GM_SIM_SLOTS];
+    int pct = (int)(busy * 100.0 / (double)window + 0.5);
+    return pct > 100 ? 100 : pct;
+}
+
+/* While kernels run, and for the second after, utilisation is what the timeline measured, as
+ * NVML's is; then it goes back to 0 and to whatever gpusimctl sets. */
+static void timeline_util_locked(struct gm_sim_gpu *g, struct gm_sim_timeline *t)
+{
+    if (t->last_end_ns == 0)
+        return;
+    uint64_t now = gm_sim_now_ns();
+    g->util_gpu = gm_sim_timeline_util_locked(t, now);
+    if (now > t->last_end_ns + 1000000000ull + GM_SIM_SLOT_NS) {
+        g->util_gpu = 0;
+        t->last_end_ns = 0;
+    }
+}
+
 int gm_sim_gpu_snapshot(struct gm_sim_state *st, int gpu, struct gm_sim_gpu *out,
                         struct gm_sim_reading *reading, struct gm_error *err)
 {
@@ -264,6 +311,7 @@ int gm_sim_gpu_snapshot(struct gm_sim_state *st, int gpu, struct gm_sim_gpu *out
         return rc;
     struct gm_sim_gpu *g = &st->gpus[gpu];
     gm_sim_prune_locked(g);
+    timeline_util_locked(g, &st->timelines[gpu]);
     struct gm_sim_reading r;
     gm_sim_model_update_locked(g, &r);
     if (out != NULL)

@@ -17,7 +17,7 @@
 #include <stdint.h>
 
 #define GM_SIM_MAGIC         "GPUSIMST"
-#define GM_SIM_LAYOUT        2
+#define GM_SIM_LAYOUT        3
 #define GM_SIM_MAX_GPUS      8
 #define GM_SIM_MAX_PROCS     64
 #define GM_SIM_DEFAULT_STATE "/dev/shm/gpumux-gpusim"
@@ -59,8 +59,13 @@ struct gm_sim_proc {
 struct gm_sim_timeline {
     uint64_t tail_ns;     /* end of the last kernel scheduled on the GPU */
     uint64_t last_end_ns; /* latest end of any kernel; 0 while utilisation is left to gpusimctl */
-    uint32_t tail_pid;    /* the process of that kernel, for the context-switch penalty */
-    uint32_t reserved;
+    /* The end of each process's queued work, to tell a contended GPU (time-sliced, paying for
+     * context switches) from one that a process has to itself. Free when end_ns has passed. */
+    struct gm_sim_timeline_proc {
+        uint32_t pid;
+        uint32_t reserved;
+        uint64_t end_ns;
+    } procs[GM_SIM_MAX_PROCS];
     uint64_t first_slot;      /* absolute slot number (ns / GM_SIM_SLOT_NS) of the oldest slot */
     float used[GM_SIM_SLOTS]; /* share of the SMs taken, 0..1, at ring[slot % GM_SIM_SLOTS] */
     float busy[GM_SIM_SLOTS]; /* fraction of the slot during which any kernel ran, 0..1 */
