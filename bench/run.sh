@@ -5,3 +5,6 @@ B=$(cd "${1:-build}" && pwd)
 here=$(dirname "$0")
 echo "== daemon (gpusim) =="
 python3 "$here/bench_daemon.py" "$B"
+
+echo "== MPS versus time-slicing (gpusim model) =="
+python3 "$here/bench_mps.py" "$B"

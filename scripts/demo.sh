@@ -1,64 +1,95 @@
 #!/usr/bin/env bash
-# The walk-through of `make demo`: a gpumuxd on gpusim (or on the real driver when one reports a
-# GPU) in a temporary directory, driven through the gpumux CLI as a user would.
+# The walk-through of `make demo`: the seed's experiment (two n-body samples on one GPU,
+# time-sliced, then under MPS, then at 30% and 70%), placement, and VM claims, driven through
+# the gpumux CLI against a gpumuxd in a temporary directory, on gpusim or on a real GPU.
 set -euo pipefail
 B=$(cd "${1:-build}" && pwd)
 D=$(mktemp -d /tmp/gpumux-demo.XXXXXX)
+chmod 0755 "$D"
 export GPUMUX_SOCKET="$D/run/gpumux.sock"
 export GPUMUX_DEMO_TAG="$D"
 DRIVER=${GPUMUX_DRIVER:-auto}
+SECONDS_PER_PHASE=${GPUMUX_DEMO_SECONDS:-6}
+SAMPLE="$B/bin/gpumux-sample"
 
-say() { printf '\n\033[1m$ %s\033[0m\n' "$*"; }
-run() { say "$*"; "$@"; }
+bold() { printf '\n\033[1m%s\033[0m\n' "$*"; }
+run() { printf '\n\033[1m$ %s\033[0m\n' "$*"; "$@"; }
 cleanup() {
+    "$B/bin/gpumux" mps stop --force >/dev/null 2>&1 || true
     [ -n "${DPID:-}" ] && kill "$DPID" 2>/dev/null && wait "$DPID" 2>/dev/null
     # Workloads outlive the daemon by design; the demo's own are ended here.
     for p in /proc/[0-9]*; do
-        tr '\0' '\n' <"$p/environ" 2>/dev/null | grep -qx "GPUMUX_DEMO_TAG=$D" &&
+        { tr '\0' '\n' <"$p/environ"; } 2>/dev/null | grep -qx "GPUMUX_DEMO_TAG=$D" &&
             kill -9 "${p#/proc/}" 2>/dev/null
     done
     rm -rf "$D"
 }
 trap cleanup EXIT
+gm() { "$B/bin/gpumux" "$@"; }
+state() { gm ps -o json | python3 -c "import json,sys; print([w['state'] for w in json.load(sys.stdin)['workloads'] if w['name']=='$1'][0])"; }
+wait_done() { for n in "$@"; do while [ "$(state "$n")" = running ] || [ "$(state "$n")" = starting ]; do sleep 0.2; done; done; }
+rate() { gm logs "$1" | sed -n 's/^= \([0-9.]*\) billion interactions per second/\1/p' | tail -n1; }
+PATH="$B/bin:$PATH"
 
 mkdir -p "$D/state" "$D/run"
 "$B/bin/gpumuxd" --driver "$DRIVER" --state-dir "$D/state" --run-dir "$D/run" \
     --gpusim-state "$D/run/gpusim.state" --stop-timeout 2 >"$D/daemon.log" 2>&1 &
 DPID=$!
-for _ in $(seq 1 100); do "$B/bin/gpumux" info >/dev/null 2>&1 && break; sleep 0.1; done
-gm() { "$B/bin/gpumux" "$@"; }
-PATH="$B/bin:$PATH"
-
+for _ in $(seq 1 100); do gm info >/dev/null 2>&1 && break; sleep 0.1; done
 echo "gpumuxd runs in $D (log: $D/daemon.log):"
 sed -n '1,4p' "$D/daemon.log"
 
 run gpumux smi
-run gpumux smi --query-gpu=index,name,uuid,pci.bus_id,memory.total,memory.used,compute_mode --format=csv
 run gpumux gpu ls
 
-echo; echo "# Workloads: two whole-GPU samples time-sliced on GPU 0, and two with limits placed by bin-packing."
-run gpumux run cuda-sample1 --gpu 0 -- sh -c 'echo "sample1 sees $NVIDIA_VISIBLE_DEVICES"; exec sleep 600'
-run gpumux run cuda-sample2 --env NVIDIA_VISIBLE_DEVICES=0 -- sh -c 'echo "sample2 sees $NVIDIA_VISIBLE_DEVICES"; exec sleep 600'
+bold "# 1. Two n-body samples time-sliced on GPU 0 (the seed's run without MPS)"
+run gpumux run cuda-sample1 --gpu 0 -- "$SAMPLE" -benchmark -t="$SECONDS_PER_PHASE"
+run gpumux run cuda-sample2 --env NVIDIA_VISIBLE_DEVICES=0 -- "$SAMPLE" -benchmark -t="$SECONDS_PER_PHASE"
+sleep 2
+run gpumux smi
+wait_done cuda-sample1 cuda-sample2
+run gpumux logs cuda-sample1
+ts1=$(rate cuda-sample1) ts2=$(rate cuda-sample2)
+
+bold "# 2. The same under MPS"
+run gpumux mps start --gpu 0
+run gpumux run mps-sample1 --gpu 0 -- "$SAMPLE" -benchmark -t="$SECONDS_PER_PHASE"
+run gpumux run mps-sample2 --gpu 0 -- "$SAMPLE" -benchmark -t="$SECONDS_PER_PHASE"
+sleep 2
+run gpumux smi
+wait_done mps-sample1 mps-sample2
+mps1=$(rate mps-sample1) mps2=$(rate mps-sample2)
+
+bold "# 3. Under MPS with CUDA_MPS_ACTIVE_THREAD_PERCENTAGE 30 and 70"
+run gpumux run split30 --gpu 0 --compute 30 -- "$SAMPLE" -benchmark -t="$SECONDS_PER_PHASE"
+run gpumux run split70 --gpu 0 --env CUDA_MPS_ACTIVE_THREAD_PERCENTAGE=70 -- "$SAMPLE" -benchmark -t="$SECONDS_PER_PHASE"
+sleep 1
+run gpumux mps status
+wait_done split30 split70
+s30=$(rate split30) s70=$(rate split70)
+
+bold "# Interactions per second (billions), each sample of the pair"
+printf '%-28s %10s %10s %10s\n' phase "sample 1" "sample 2" "sum"
+row() { printf '%-28s %10s %10s %10s\n' "$1" "$2" "$3" "$(python3 -c "print(f'{$2+$3:.1f}')" 2>/dev/null || echo -)"; }
+row "time-sliced" "$ts1" "$ts2"
+row "MPS" "$mps1" "$mps2"
+row "MPS 30% / 70%" "$s30" "$s70"
+echo "(on gpusim these figures come from the simulator's model, not from hardware: docs/gpusim.md)"
+
+bold "# 4. Placement, limits and VM claims"
+run gpumux mps stop --gpu 0
 run gpumux run trainer --memory 6G --compute 70 -- sleep 600
 run gpumux run notebook --memory 4G --compute 30 -- sleep 600
 run gpumux ps
-run gpumux logs cuda-sample1
-run gpumux smi
-
-echo; echo "# A VM asks for GPU 0, which containers use: refused, with the reason."
-run gpumux vm attach vm1 --gpu 0 || true
-echo; echo "# GPU 1 is free of workloads once the limited ones leave; the VM takes it."
-gpu_of() { gm ps -o json | python3 -c "import json,sys; print([w['gpus'][0]['index'] for w in json.load(sys.stdin)['workloads'] if w['name']=='$1'][0])"; }
-echo "(trainer is on GPU $(gpu_of trainer), notebook on GPU $(gpu_of notebook))"
-run gpumux delete trainer notebook
-run gpumux vm attach vm1 --gpu 1
-run gpumux vm ls
-echo; echo "# Now a workload that asks for GPU 1 is refused: the VM holds it."
-run gpumux run intruder --gpu 1 -- sleep 1 || true
-echo; echo "# And one that asks for 20 GiB on a 15109 MiB T4:"
+echo "# A VM asks for the GPU the limited workloads use: refused, with the reason."
+g=$(gm ps -o json | python3 -c "import json,sys; print([w['gpus'][0]['index'] for w in json.load(sys.stdin)['workloads'] if w['name']=='trainer'][0])")
+run gpumux vm attach vm1 --gpu "$g" || true
+other=$((1 - g))
+run gpumux vm attach vm1 --gpu "$other"
+echo "# Now a workload that asks for the VM's GPU is refused:"
+run gpumux run intruder --gpu "$other" -- sleep 1 || true
+echo "# And one that asks for 20 GiB on a 15109 MiB T4:"
 run gpumux run hungry --memory 20G -- sleep 1 || true
-echo; echo "# Changing GPU 0 to MPS while samples run would break them:"
-run gpumux gpu mode 0 mps || true
-run gpumux gpu ls
-run gpumux events
-echo; echo "Demo done."
+run gpumux vm ls
+run gpumux smi
+bold "Demo done."

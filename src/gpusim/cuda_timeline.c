@@ -7,10 +7,13 @@
 #include <string.h>
 #include <time.h>
 
-/* A T4 (40 SMs) runs NVIDIA's n-body at 98.5 G interactions/s (20 flops each, 1970 GFLOP/s):
- * the seed's measurement. Other devices scale with their SM count. */
+/* A T4 (40 SMs) runs NVIDIA's n-body at 216.4 G interactions/s alone (20 flops each, 4.3
+ * TFLOP/s, about half the T4's FP32 peak). Calibrated on the seed: two processes time-sliced
+ * measured 98.5 G interactions/s each (40960^2 x 10000 in 170.4 s), which with the switch cost
+ * below is 216.4 / (2 x 1.099); under MPS the same model gives 108.2 each (seed: 108.3). Other
+ * devices scale with their SM count. */
 #define T4_SMS                40.0
-#define T4_INTERACTIONS_PER_S 98.5e9
+#define T4_INTERACTIONS_PER_S 216.4e9
 /* Any other kernel: 1 ns of the whole T4 per thread, and never less than a launch costs. */
 #define NS_PER_THREAD 1.0
 #define MIN_KERNEL_NS 5000.0

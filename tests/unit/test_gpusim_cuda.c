@@ -475,7 +475,7 @@ Test(gpusim_cuda, modules)
     cr_assert_eq(cu.cuModuleGetFunction(&f, mod, "third"), CUDA_ERROR_NOT_FOUND);
 }
 
-/* The model: n^2 interactions at 98.5e9/s on a 40-SM T4, measured by the program's events. */
+/* The model: n^2 interactions at 216.4e9/s on a 40-SM T4, measured by the program's events. */
 Test(gpusim_cuda, kernel_time_follows_the_model)
 {
     start();
@@ -498,7 +498,7 @@ Test(gpusim_cuda, kernel_time_follows_the_model)
     double waited = now_s() - t0;
     float ms = 0;
     OK(cu.cuEventElapsedTime(&ms, a, b));
-    double want = (double)n * n * iters / 98.5e9 * 1e3;
+    double want = (double)n * n * iters / 216.4e9 * 1e3;
     cr_assert(ms > want * 0.99 && ms < want * 1.01, "%.3f ms, model says %.3f ms", (double)ms,
               want);
     cr_assert_lt(launched, want / 1e3 / 2, "launches should not wait for the kernels");
@@ -574,7 +574,7 @@ static void run_together(int k, const char *const *pcts, double *rates, int *gpu
             if (pcts[i] != NULL)
                 setenv("CUDA_MPS_ACTIVE_THREAD_PERCENTAGE", pcts[i], 1);
             close(fds[i][0]);
-            load_child(fds[i][1], ptx, start_at, seconds, 16384);
+            load_child(fds[i][1], ptx, start_at, seconds, 24576);
         }
         close(fds[i][1]);
     }
@@ -604,7 +604,7 @@ Test(gpusim_cuda, two_processes_time_sliced)
     int util = -1;
     run_together(2, pcts, r, &util);
     /* Half the device each, less the 9.9% the context switches cost. */
-    double want = 98.5e9 / 2 / 1.099;
+    double want = 216.4e9 / 2 / 1.099;
     for (int i = 0; i < 2; i++)
         cr_assert(r[i] > want * 0.94 && r[i] < want * 1.06, "process %d: %.2f G/s, want %.2f", i,
                   r[i] / 1e9, want / 1e9);
@@ -640,7 +640,7 @@ Test(gpusim_cuda, mps_clients_at_30_and_70_percent)
     cr_assert(share > 28 && share < 32, "30%% client got %.1f%% (%.2f and %.2f G/s)", share,
               r[0] / 1e9, r[1] / 1e9);
     /* Together they use the whole device: no context switches under MPS. */
-    cr_assert((r[0] + r[1]) > 98.5e9 * 0.95, "together %.2f G/s", (r[0] + r[1]) / 1e9);
+    cr_assert((r[0] + r[1]) > 216.4e9 * 0.95, "together %.2f G/s", (r[0] + r[1]) / 1e9);
 }
 
 Test(gpusim_cuda, the_49th_mps_client_is_refused)
