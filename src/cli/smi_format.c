@@ -565,7 +565,15 @@ static int gpumux_section(FILE *f, const json_t *answer, const json_t *workloads
                           "malformed answer from gpumuxd: no workload list (\"workloads\")");
     }
     fputs(rule, f);
-    line1(f, " gpumux:");
+    /* Say which driver answered: a simulated GPU must never pass for a real one. */
+    const char *kind =
+        json_string_value(json_object_get(json_object_get(answer, "driver"), "kind"));
+    if (kind != NULL && strcmp(kind, "sim") == 0)
+        line1(f, " gpumux: simulated GPUs (gpusim driver)");
+    else if (kind != NULL && strcmp(kind, "nvml") == 0)
+        line1(f, " gpumux: NVIDIA driver");
+    else
+        line1(f, " gpumux:");
     line1(f, "%5s   %-7s  %-18s  %18s   %s", "GPU", "Mode", "Holder", "Reserved / Total",
           "Workloads");
     fputs(double_rule, f);

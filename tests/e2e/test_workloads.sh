@@ -8,6 +8,7 @@ start_daemon || exit 1
 out=$(gm smi)
 grep -q "Tesla T4" <<<"$out" && [ "$(grep -c 'Tesla T4' <<<"$out")" -eq 2 ] &&
     pass "smi lists two Tesla T4" || fail "smi: $out"
+expect "smi says the GPUs are simulated" 0 "gpumux: simulated GPUs \\(gpusim driver\\)" -- gm smi
 grep -q "15109MiB" <<<"$out" && pass "smi shows 15109MiB" || fail "smi memory: $out"
 longest=$(sed -n '3,/^$/p' <<<"$out" | awk '{ if (length($0) > m) m = length($0) } END { print m }')
 [ "$longest" -le 79 ] && pass "smi table is at most 79 columns" || fail "smi width $longest"

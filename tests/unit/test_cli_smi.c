@@ -163,7 +163,7 @@ Test(smi_table, view_is_hostname_blank_line_table_then_gpumux_section)
     assert_all_79(rest + 1);
     static const char gpumux[] =
         "+-----------------------------------------------------------------------------+\n"
-        "| gpumux:                                                                     |\n"
+        "| gpumux: NVIDIA driver                                                       |\n"
         "|  GPU   Mode     Holder                Reserved / Total   Workloads          |\n"
         "|=============================================================================|\n"
         "|    0   mps      -                   2048MiB / 15109MiB   cuda-sample1,cud...|\n"
