@@ -55,7 +55,8 @@
     X(cuEventCreate)                                                                               \
     X(cuEventRecord)                                                                               \
     X(cuEventSynchronize)                                                                          \
-    X(cuEventElapsedTime)
+    X(cuEventElapsedTime)                                                                          \
+    X(cuEventDestroy_v2)
 
 static struct {
     void *lib;
@@ -517,6 +518,8 @@ Test(gpusim_cuda, kernel_time_follows_the_model)
     OK(cu.cuEventSynchronize(b));
     OK(cu.cuEventElapsedTime(&ms, a, b));
     cr_assert(ms > 10.24 * 0.99 && ms < 10.24 * 1.01, "%.3f ms for 10.24 M threads", (double)ms);
+    OK(cu.cuEventDestroy_v2(a));
+    OK(cu.cuEventDestroy_v2(b));
 }
 
 /* A child that runs n-body steps of n bodies from start_at (CLOCK_MONOTONIC seconds) for
