@@ -97,61 +97,10 @@ GM_SIM_CUDA_API CUresult cuGetErrorString(CUresult error, const char **str)
     return CUDA_ERROR_INVALID_VALUE;
 }
 
-/* A UUID, or a prefix of one that names exactly one GPU, as the driver accepts; -1 otherwise. */
-static int by_uuid(const struct gm_sim_state *st, const char *tok, size_t n)
-{
-    int found = -1;
-    for (uint32_t i = 0; i < st->ngpus && i < GM_SIM_MAX_GPUS; i++)
-        if (strlen(st->gpus[i].info.uuid) >= n && strncmp(st->gpus[i].info.uuid, tok, n) == 0) {
-            if (found >= 0)
-                return -1;
-            found = (int)i;
-        }
-    return found;
-}
-
-static int by_index(const struct gm_sim_state *st, const char *tok, size_t n)
-{
-    if (n == 0 || n > 3)
-        return -1;
-    for (size_t i = 0; i < n; i++)
-        if (!isdigit((unsigned char)tok[i]))
-            return -1;
-    int v = atoi(tok);
-    return (uint32_t)v < st->ngpus ? v : -1;
-}
-
-/* CUDA_VISIBLE_DEVICES as the driver reads it: the list ends at the first entry that names no
- * GPU, or one already listed; unset shows every GPU, and "" none. */
+/* CUDA_VISIBLE_DEVICES as the driver reads it. */
 static int visible_gpus(const struct gm_sim_state *st, int *out)
 {
-    const char *cvd = getenv("CUDA_VISIBLE_DEVICES");
-    int n = 0;
-    if (cvd == NULL) {
-        for (uint32_t i = 0; i < st->ngpus && i < GM_SIM_MAX_GPUS; i++)
-            out[n++] = (int)i;
-        return n;
-    }
-    const char *p = cvd;
-    while (*p != '\0' && n < GM_SIM_MAX_GPUS) {
-        while (*p == ' ' || *p == '\t')
-            p++;
-        size_t len = strcspn(p, ",");
-        size_t tl = len;
-        while (tl > 0 && (p[tl - 1] == ' ' || p[tl - 1] == '\t'))
-            tl--;
-        int gpu = strncmp(p, "GPU-", 4) == 0 && tl > 4 ? by_uuid(st, p, tl) : by_index(st, p, tl);
-        if (gpu < 0)
-            break;
-        for (int i = 0; i < n; i++)
-            if (out[i] == gpu)
-                return n;
-        out[n++] = gpu;
-        p += len;
-        if (*p == ',')
-            p++;
-    }
-    return n;
+    return gm_sim_visible_gpus(st, getenv("CUDA_VISIBLE_DEVICES"), out, GM_SIM_MAX_GPUS);
 }
 
 static CUresult init_locked(void)

@@ -643,7 +643,7 @@ static int resolve_gpus(struct gm_sim_mps_daemon *d, char *why, size_t len)
         return -1;
     }
     int idx[GM_SIM_MAX_GPUS];
-    d->ngpus = gm_sim_mps_visible_gpus(st, getenv("CUDA_VISIBLE_DEVICES"), idx, GM_SIM_MAX_GPUS);
+    d->ngpus = gm_sim_visible_gpus(st, getenv("CUDA_VISIBLE_DEVICES"), idx, GM_SIM_MAX_GPUS);
     for (int i = 0; i < d->ngpus; i++) {
         d->gpu_index[i] = idx[i];
         snprintf(d->gpu_uuid[i], sizeof(d->gpu_uuid[i]), "%s", st->gpus[idx[i]].info.uuid);

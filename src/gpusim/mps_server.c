@@ -78,7 +78,7 @@ int main(void)
         return 1;
     }
     int gpus[GM_SIM_MAX_GPUS];
-    int n = gm_sim_mps_visible_gpus(st, getenv("CUDA_VISIBLE_DEVICES"), gpus, GM_SIM_MAX_GPUS);
+    int n = gm_sim_visible_gpus(st, getenv("CUDA_VISIBLE_DEVICES"), gpus, GM_SIM_MAX_GPUS);
     for (int i = 0; i < n; i++) {
         LOG("Creating server context on device %d (%s)", i, st->gpus[gpus[i]].info.name);
         if (gm_sim_proc_register(st, gpus[i], (uint32_t)pid,

@@ -182,4 +182,9 @@ void gm_sim_prune_locked(struct gm_sim_gpu *g);
 void gm_sim_model_update_locked(struct gm_sim_gpu *g, struct gm_sim_reading *out);
 uint64_t gm_sim_now_ns(void);
 
+/* The GPUs named by cvd (CUDA_VISIBLE_DEVICES: indices, UUIDs or unique UUID prefixes), in its
+ * order; the list ends at the first entry that names no GPU or one already listed. NULL shows
+ * every GPU, "" none. Returns how many, at most max. */
+int gm_sim_visible_gpus(const struct gm_sim_state *st, const char *cvd, int *out, int max);
+
 #endif

@@ -1,6 +1,7 @@
-/* Which GPUs an MPS daemon and its servers see: CUDA_VISIBLE_DEVICES as the CUDA driver reads
- * it, because the gpumux daemon starts one control daemon per GPU by naming that GPU there. */
-#include "gpusim/mps_daemon.h"
+/* CUDA_VISIBLE_DEVICES as the CUDA driver reads it: used by gpusim's libcuda.so.1 and by its
+ * MPS control daemon and servers (gpumuxd starts one control daemon per GPU by naming that GPU
+ * there), so that all of them see the same GPUs. */
+#include "gpusim/state.h"
 
 #include <ctype.h>
 #include <stdlib.h>
@@ -11,7 +12,7 @@ static int by_uuid(const struct gm_sim_state *st, const char *tok, size_t n)
 {
     int found = -1;
     for (uint32_t i = 0; i < st->ngpus && i < GM_SIM_MAX_GPUS; i++)
-        if (strncmp(st->gpus[i].info.uuid, tok, n) == 0) {
+        if (strlen(st->gpus[i].info.uuid) >= n && strncmp(st->gpus[i].info.uuid, tok, n) == 0) {
             if (found >= 0)
                 return -1;
             found = (int)i;
@@ -30,7 +31,7 @@ static int by_index(const struct gm_sim_state *st, const char *tok, size_t n)
     return (uint32_t)v < st->ngpus ? v : -1;
 }
 
-int gm_sim_mps_visible_gpus(const struct gm_sim_state *st, const char *cvd, int *out, int max)
+int gm_sim_visible_gpus(const struct gm_sim_state *st, const char *cvd, int *out, int max)
 {
     int n = 0;
     if (cvd == NULL) {
