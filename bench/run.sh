@@ -8,3 +8,6 @@ python3 "$here/bench_daemon.py" "$B"
 
 echo "== MPS versus time-slicing (gpusim model) =="
 python3 "$here/bench_mps.py" "$B"
+
+echo "== interposer (gpusim) =="
+"$B/bin/bench_interpose" "$B"

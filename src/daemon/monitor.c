@@ -222,6 +222,13 @@ __attribute__((noreturn)) static void run_workload(const struct opts *o, int nul
         say("cannot change directory to '%s': %s", o->cwd, strerror(errno));
         _exit(126);
     }
+    /* The interposer is for the workload, not for this monitor: the daemon hands it over
+     * under another name so that it is preloaded into the workload alone. */
+    const char *preload = getenv(GM_MONITOR_PRELOAD_ENV);
+    if (preload != NULL) {
+        setenv("LD_PRELOAD", preload, 1);
+        unsetenv(GM_MONITOR_PRELOAD_ENV);
+    }
     execvp(o->cmd[0], o->cmd);
     int e = errno;
     say("cannot run '%s': %s", o->cmd[0], strerror(e));

@@ -70,7 +70,10 @@ int gm_region_set_window(struct gm_region *r, uint64_t period_ns, uint64_t offse
         __atomic_load_n(&r->window_offset_ns, __ATOMIC_ACQUIRE) == offset_ns &&
         __atomic_load_n(&r->window_len_ns, __ATOMIC_ACQUIRE) == len_ns)
         return 0;
-    /* Length 0 first, so a reader never pairs the new offset with the old length. */
+    /* Seqlock: the generation is odd while the window changes, and readers retry when it
+     * moved; length 0 first, so even a reader that does not check never pairs the new offset
+     * with the old length. */
+    __atomic_add_fetch(&r->generation, 1, __ATOMIC_ACQ_REL);
     __atomic_store_n(&r->window_len_ns, 0, __ATOMIC_RELEASE);
     __atomic_store_n(&r->period_ns, period_ns, __ATOMIC_RELEASE);
     __atomic_store_n(&r->window_offset_ns, offset_ns, __ATOMIC_RELEASE);
@@ -146,8 +149,9 @@ static int create(const char *path, const struct gm_workload_rec *w, struct gm_e
     int rc = 0;
     if (wr != (ssize_t)sizeof(*r))
         rc = gm_err_errno(err, GM_EIO, errno, "writing region %s", tmp);
-    /* The workload maps it read-write under its own identity. */
-    else if (geteuid() == 0 && fchown(fd, (uid_t)w->uid, (gid_t)w->gid) < 0)
+    /* The workload maps it read-write under its own identity; 0660 whatever the umask. */
+    else if (fchmod(fd, 0660) < 0 ||
+             (geteuid() == 0 && fchown(fd, (uid_t)w->uid, (gid_t)w->gid) < 0))
         rc = gm_err_errno(err, GM_EIO, errno, "region %s: chown", tmp);
     close(fd);
     if (rc == 0 && rename(tmp, path) < 0)

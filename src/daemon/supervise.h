@@ -21,6 +21,9 @@
 #include <stdint.h>
 #include <sys/types.h>
 
+/* The monitor sets LD_PRELOAD to this variable's value in the workload only. */
+#define GM_MONITOR_PRELOAD_ENV "GPUMUX_LD_PRELOAD"
+
 struct gm_launch {
     const char *monitor_path; /* the gpumux-monitor binary */
     const char *dir;          /* the launch directory (created, 0700, parents too) */

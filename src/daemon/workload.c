@@ -209,11 +209,17 @@ static int build_env(struct gm_daemon *d, const struct gm_workload_rec *w, json_
             } else if (gm_region_prepare(d, w, g.mode == GM_MODE_MPS, &rerr) < 0) {
                 gm_warn("workload %s: %s", w->name, rerr.msg);
             } else {
+                /* Its compute window exists before its first launch, not a poll later. */
+                struct gm_workload_rec *all = NULL;
+                size_t nall = 0;
+                if (w->compute_pct > 0 && gm_store_workload_list(d->store, &all, &nall, NULL) == 0)
+                    gm_region_control(d, all, nall);
+                gm_workload_list_free(all, nall);
                 const char *old = strv_getenv(env, "LD_PRELOAD");
                 char *pre;
                 if (asprintf(&pre, "%s%s%s", d->cfg.interposer, old && *old ? ":" : "",
                              old ? old : "") >= 0) {
-                    strv_setenv(env, "LD_PRELOAD", pre);
+                    strv_setenv(env, GM_MONITOR_PRELOAD_ENV, pre);
                     free(pre);
                 }
                 strv_setenv(env, GM_REGION_ENV, region);

@@ -110,7 +110,6 @@ int gm_sim_mps_device_slot(const struct gm_sim_mps_daemon *d, const char *arg);
 /* mps_commands.c: answers one control-client command line on c. */
 void gm_sim_mps_command(struct gm_sim_mps_daemon *d, struct gm_sim_mps_conn *c, char *line);
 
-
 /* mps_daemon.c: sets up d (lock, socket, log) and runs the loop; returns the exit status. */
 int gm_sim_mps_daemon_setup(struct gm_sim_mps_daemon *d, char *why, size_t len);
 int gm_sim_mps_daemon_run(struct gm_sim_mps_daemon *d);

@@ -11,6 +11,9 @@ chmod 0755 "$T" # other users reach the socket (the group check is tested)
 export GPUMUX_SOCKET="$T/run/gpumux.sock"
 export GM_E2E_TAG="$T" # inherited by the daemon and so by every workload: the cleanup finds them
 export GPUSIM_STATE="$T/run/gpusim.state"
+# In the sanitizer build, workloads are instrumented programs into which the daemon preloads the
+# (plain) interposer ahead of the ASan runtime; ASan accepts that when told so.
+export ASAN_OPTIONS="${ASAN_OPTIONS:+$ASAN_OPTIONS:}verify_asan_link_order=0"
 FAILS=0
 PASSES=0
 DAEMON_PID=

@@ -28,7 +28,7 @@ fi
 
 if [ ! -e "$SIMDIR/libcuda.so.1" ]; then
     echo "skip: $SIMDIR/libcuda.so.1 is not built"
-    exit 0
+    exit 77
 fi
 if [ ! -x "$SAMPLE" ]; then
     echo "FAIL: $SAMPLE is not built"

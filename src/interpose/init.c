@@ -1,0 +1,112 @@
+/* Lazy start-up, the region-less modes, fork and exit. */
+#include "interpose/interpose.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+__thread int gm_ip_depth __attribute__((tls_model("initial-exec")));
+int gm_ip_refused;
+
+static pthread_once_t init_once = PTHREAD_ONCE_INIT;
+
+void gm_ip_say(const char *fmt, ...)
+{
+    char line[512];
+    int n = snprintf(line, sizeof(line), "gpumux: ");
+    va_list ap;
+    va_start(ap, fmt);
+    int m = vsnprintf(line + n, sizeof(line) - (size_t)n - 1, fmt, ap);
+    va_end(ap);
+    size_t len = (size_t)n + (m < 0 ? 0 : (size_t)m);
+    if (len > sizeof(line) - 2)
+        len = sizeof(line) - 2;
+    line[len++] = '\n';
+    /* One write, so lines of concurrent processes do not interleave. */
+    ssize_t w = write(STDERR_FILENO, line, len);
+    (void)w;
+}
+
+uint64_t gm_ip_now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+void gm_ip_sleep_until(uint64_t t_ns)
+{
+    struct timespec ts = {.tv_sec = (time_t)(t_ns / 1000000000ull),
+                          .tv_nsec = (long)(t_ns % 1000000000ull)};
+    while (clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &ts, NULL) == EINTR)
+        ;
+}
+
+static void atfork_prepare(void)
+{
+    gm_ip_memory_atfork_prepare();
+    gm_ip_launch_atfork_prepare();
+}
+
+static void atfork_parent(void)
+{
+    gm_ip_launch_atfork_parent();
+    gm_ip_memory_atfork_parent();
+}
+
+/* The child holds none of the parent's allocations (a CUDA context does not survive fork), so
+ * it starts from zero in a slot of its own, under the same workload limit. */
+static void atfork_child(void)
+{
+    gm_ip_launch_atfork_child();
+    gm_ip_memory_atfork_child();
+    gm_ip_region_claim();
+}
+
+static void init_once_fn(void)
+{
+    const char *path = getenv(GM_REGION_ENV);
+    const char *enforce = getenv(GM_REGION_STRICT_ENV);
+    int strict = enforce != NULL && strcmp(enforce, "strict") == 0;
+    char why[512];
+    int ok = -1;
+    if (path == NULL || path[0] == '\0')
+        snprintf(why, sizeof(why), "$%s is not set", GM_REGION_ENV);
+    else
+        ok = gm_ip_region_attach(path, why, sizeof(why));
+    if (ok == 0) {
+        gm_ip_region_claim();
+    } else if (strict) {
+        gm_ip_refused = 1;
+        gm_ip_say("no limits region (%s): %s=strict, so CUDA is refused "
+                  "(cuInit returns CUDA_ERROR_NOT_PERMITTED)",
+                  why, GM_REGION_STRICT_ENV);
+    } else {
+        gm_ip_say("no limits region (%s): running without limits", why);
+    }
+    pthread_atfork(atfork_prepare, atfork_parent, atfork_child);
+}
+
+void gm_ip_init(void)
+{
+    pthread_once(&init_once, init_once_fn);
+}
+
+__attribute__((destructor)) static void gm_ip_fini(void)
+{
+    gm_ip_launch_exit();
+    gm_ip_region_release();
+}
+
+CUresult cuInit(unsigned int flags)
+{
+    gm_ip_init();
+    if (gm_ip_refused)
+        return CUDA_ERROR_NOT_PERMITTED;
+    return GM_CALL_REAL(cuInit, flags);
+}

@@ -1,0 +1,479 @@
+/* The compute cap on a time-sliced GPU: launches are held to the workload's duty-cycle window
+ * (docs/interpose.md, "Compute"). The daemon computes the windows; this file only obeys them.
+ *
+ * Without a cap (or under MPS) a launch costs two relaxed loads and a counter increment on top
+ * of the driver's: the "no pacing" answer is cached for the region's generation, so a live
+ * change of the cap is seen at the next launch. */
+#include "interpose/interpose.h"
+
+#include <pthread.h>
+#include <string.h>
+
+#define GM_IP_FALLBACK_PERIOD_NS 100000000ull /* when the daemon has not scheduled us yet */
+#define GM_IP_FN_SLOTS           256
+#define GM_IP_SAMPLE_FIRST       8  /* launches of a function measured before sampling */
+#define GM_IP_SAMPLE_EVERY       16 /* then one launch in this many */
+#define GM_IP_LATE_DRAIN_NS      50000ull
+#define GM_IP_FLUSH_EVERY        4096u
+
+/* gen + 1 of the region generation for which no pacing is needed (1 without a region); 0 while
+ * unknown or while pacing. */
+static uint64_t nopace_key;
+static uint64_t launches;
+
+struct schedule {
+    uint64_t period, offset, len, epoch;
+};
+
+/* Measured duration of one function's kernels. */
+struct fn_stat {
+    CUfunction f;
+    uint64_t ema_ns; /* 0: never measured */
+    uint64_t launches;
+    CUevent ev_start, ev_end;
+    int pending; /* events recorded around a launch, not read yet */
+};
+
+static struct {
+    pthread_mutex_t lock;
+    int have_window;
+    int64_t k;         /* index of the window the state below belongs to */
+    uint64_t ws, we;   /* its start and end */
+    uint64_t tail;     /* when the work launched in it should be done */
+    uint64_t debt;     /* device time owed from overruns, paid out of the next windows */
+    unsigned launched; /* launches in this window not yet drained */
+    int64_t skipped_k; /* a window given up entirely to pay debt */
+    struct fn_stat fns[GM_IP_FN_SLOTS];
+} pace = {.lock = PTHREAD_MUTEX_INITIALIZER, .skipped_k = INT64_MIN};
+
+/* A plain per-thread count, published in steps: an atomic add on a shared counter at every
+ * launch would cost more than the rest of the fast path together. What a thread launched since
+ * its last step is published at exit for the exiting thread only; the count is a statistic. */
+static __thread unsigned thread_launches __attribute__((tls_model("initial-exec")));
+
+static void count_launch(void)
+{
+    if (__builtin_expect(++thread_launches >= GM_IP_FLUSH_EVERY, 0)) {
+        __atomic_add_fetch(&launches, thread_launches, __ATOMIC_RELAXED);
+        thread_launches = 0;
+        gm_ip_launch_flush();
+    }
+}
+
+void gm_ip_launch_flush(void)
+{
+    struct gm_region_proc *p = gm_ip_slot();
+    if (p != NULL)
+        __atomic_store_n(&p->launches, __atomic_load_n(&launches, __ATOMIC_RELAXED),
+                         __ATOMIC_RELAXED);
+}
+
+void gm_ip_launch_exit(void)
+{
+    __atomic_add_fetch(&launches, thread_launches, __ATOMIC_RELAXED);
+    thread_launches = 0;
+    gm_ip_launch_flush();
+}
+
+static inline int pace_off(void)
+{
+    uint64_t key = __atomic_load_n(&nopace_key, __ATOMIC_RELAXED);
+    if (__builtin_expect(key == 0, 0))
+        return 0;
+    const struct gm_region *r = gm_ip_region;
+    return r == NULL || __atomic_load_n(&r->generation, __ATOMIC_RELAXED) + 1 == key;
+}
+
+/* The schedule, consistent with one generation; 0 when launches need no pacing. */
+static int read_schedule(struct schedule *s)
+{
+    struct gm_region *r = gm_ip_region;
+    if (r == NULL) {
+        __atomic_store_n(&nopace_key, 1, __ATOMIC_RELAXED);
+        return 0;
+    }
+    for (;;) {
+        uint64_t gen = __atomic_load_n(&r->generation, __ATOMIC_ACQUIRE);
+        uint32_t flags = __atomic_load_n(&r->flags, __ATOMIC_RELAXED);
+        uint32_t pct = __atomic_load_n(&r->compute_pct, __ATOMIC_RELAXED);
+        s->period = __atomic_load_n(&r->period_ns, __ATOMIC_RELAXED);
+        s->offset = __atomic_load_n(&r->window_offset_ns, __ATOMIC_RELAXED);
+        s->len = __atomic_load_n(&r->window_len_ns, __ATOMIC_RELAXED);
+        s->epoch = __atomic_load_n(&r->epoch_ns, __ATOMIC_RELAXED);
+        if (__atomic_load_n(&r->generation, __ATOMIC_ACQUIRE) != gen)
+            continue; /* the daemon was writing: read again */
+        if (pct == 0 || pct >= 100 || (flags & GM_REGION_COMPUTE_BY_MPS) != 0) {
+            __atomic_store_n(&nopace_key, gen + 1, __ATOMIC_RELAXED);
+            return 0;
+        }
+        if (s->period == 0 || s->len == 0) {
+            /* Not scheduled yet: a window of our own keeps the cap, though not yet disjoint
+             * from the other workloads' windows. */
+            s->period = GM_IP_FALLBACK_PERIOD_NS;
+            s->offset = 0;
+            s->len = GM_IP_FALLBACK_PERIOD_NS * pct / 100;
+            s->epoch = 0;
+        }
+        if (s->len >= s->period) {
+            __atomic_store_n(&nopace_key, gen + 1, __ATOMIC_RELAXED);
+            return 0;
+        }
+        __atomic_store_n(&nopace_key, 0, __ATOMIC_RELAXED);
+        return 1;
+    }
+}
+
+/* The window containing now (1), or the next one (0); its index and bounds. */
+static int window_at(const struct schedule *s, uint64_t now, int64_t *k, uint64_t *ws, uint64_t *we)
+{
+    int64_t rel = (int64_t)(now - s->epoch - s->offset);
+    int64_t p = (int64_t)s->period;
+    int64_t idx = rel >= 0 ? rel / p : -((-rel + p - 1) / p);
+    uint64_t start = s->epoch + s->offset + (uint64_t)(idx * p);
+    int in = now - start < s->len;
+    if (!in) {
+        idx++;
+        start += s->period;
+    }
+    *k = idx;
+    *ws = start;
+    *we = start + s->len;
+    return in;
+}
+
+static void add_throttle(uint64_t ns)
+{
+    struct gm_region_proc *p = gm_ip_slot();
+    if (p != NULL)
+        __atomic_add_fetch(&p->throttle_ns, ns, __ATOMIC_RELAXED);
+}
+
+static void sleep_to(uint64_t t)
+{
+    uint64_t now = gm_ip_now_ns();
+    if (t <= now)
+        return;
+    gm_ip_sleep_until(t);
+    add_throttle(gm_ip_now_ns() - now);
+}
+
+/* Caller holds pace.lock. Waits for the work launched in the window to finish, so that the
+ * next window, another workload's, finds the GPU free; an overrun becomes debt. A window left
+ * long ago is not measured by the clock (its work may have ended any time since): the
+ * estimate stands in. */
+static void drain_locked(uint64_t now)
+{
+    if (pace.launched == 0)
+        return;
+    __typeof__(&cuCtxSynchronize) sync = GM_REAL(cuCtxSynchronize);
+    if (sync != NULL)
+        sync();
+    uint64_t done = gm_ip_now_ns();
+    if (done - now < GM_IP_LATE_DRAIN_NS && now > pace.we)
+        done = pace.tail < now ? pace.tail : now;
+    if (done > pace.we)
+        pace.debt += done - pace.we;
+    pace.launched = 0;
+}
+
+static struct fn_stat *fn_stat_locked(CUfunction f)
+{
+    uintptr_t h = ((uintptr_t)f >> 4) * 0x9e3779b97f4a7c15ull;
+    for (unsigned i = 0; i < GM_IP_FN_SLOTS; i++) {
+        struct fn_stat *s = &pace.fns[(h + i) % GM_IP_FN_SLOTS];
+        if (s->f == f)
+            return s;
+        if (s->f == NULL) {
+            s->f = f;
+            return s;
+        }
+    }
+    return &pace.fns[h % GM_IP_FN_SLOTS]; /* full: share an estimate */
+}
+
+static void ema_add(struct fn_stat *s, uint64_t ns)
+{
+    if (s->ema_ns == 0)
+        s->ema_ns = ns == 0 ? 1 : ns;
+    else
+        s->ema_ns = (s->ema_ns * 3 + ns) / 4;
+    if (s->ema_ns == 0)
+        s->ema_ns = 1;
+}
+
+/* Reads a finished sample. */
+static void poll_sample_locked(struct fn_stat *s)
+{
+    if (!s->pending || GM_CALL_REAL(cuEventQuery, s->ev_end) != CUDA_SUCCESS)
+        return;
+    float ms = 0;
+    if (GM_CALL_REAL(cuEventElapsedTime, &ms, s->ev_start, s->ev_end) == CUDA_SUCCESS && ms >= 0)
+        ema_add(s, (uint64_t)((double)ms * 1e6));
+    s->pending = 0;
+}
+
+static int make_events_locked(struct fn_stat *s)
+{
+    if (s->ev_start != NULL)
+        return 0;
+    if (GM_CALL_REAL(cuEventCreate, &s->ev_start, CU_EVENT_DEFAULT) != CUDA_SUCCESS) {
+        s->ev_start = NULL;
+        return -1;
+    }
+    if (GM_CALL_REAL(cuEventCreate, &s->ev_end, CU_EVENT_DEFAULT) != CUDA_SUCCESS) {
+        GM_CALL_REAL(cuEventDestroy_v2, s->ev_start);
+        s->ev_start = s->ev_end = NULL;
+        return -1;
+    }
+    return 0;
+}
+
+/* Caller holds pace.lock. Returns when a kernel expected to take e ns may be launched now. */
+static void wait_turn_locked(const struct schedule *s, uint64_t e)
+{
+    for (;;) {
+        uint64_t now = gm_ip_now_ns(), ws, we;
+        int64_t k;
+        int in = window_at(s, now, &k, &ws, &we);
+        if (pace.launched > 0 && (!in || k != pace.k))
+            drain_locked(now);
+        if (!in || k == pace.skipped_k) {
+            sleep_to(in ? we : ws);
+            continue;
+        }
+        if (!pace.have_window || k != pace.k) {
+            pace.have_window = 1;
+            pace.k = k;
+            pace.ws = ws;
+            pace.we = we;
+            pace.launched = 0;
+            if (pace.debt >= s->len) {
+                pace.debt -= s->len;
+                pace.skipped_k = k;
+                continue;
+            }
+            pace.tail = ws + pace.debt;
+            pace.debt = 0;
+        }
+        uint64_t start = pace.tail > now ? pace.tail : now;
+        if (start + e <= pace.we || (pace.launched == 0 && e > s->len)) {
+            pace.tail = start + e;
+            pace.launched++;
+            return;
+        }
+        /* It does not fit what is left: the window is over for us. */
+        drain_locked(now);
+        sleep_to(pace.we);
+    }
+}
+
+typedef CUresult launch_fn(const void *args);
+
+/* The slow path: a cap applies (or the answer is not cached yet). */
+static CUresult paced(CUfunction f, CUstream stream, launch_fn *launch, const void *args)
+{
+    gm_ip_init();
+    struct schedule s;
+    if (gm_ip_refused || !read_schedule(&s))
+        return launch(args);
+
+    pthread_mutex_lock(&pace.lock);
+    struct fn_stat *fs = fn_stat_locked(f);
+    poll_sample_locked(fs);
+    uint64_t e = fs->ema_ns;
+    wait_turn_locked(&s, e);
+
+    CUresult rc;
+    fs->launches++;
+    if (e == 0) {
+        /* Never measured: run it alone on an idle GPU, timed by the clock, so that the first
+         * estimate is exact and no unknown amount of work gets queued. */
+        __typeof__(&cuCtxSynchronize) sync = GM_REAL(cuCtxSynchronize);
+        if (sync != NULL)
+            sync();
+        uint64_t t0 = gm_ip_now_ns();
+        rc = launch(args);
+        if (rc == CUDA_SUCCESS && sync != NULL && sync() == CUDA_SUCCESS) {
+            uint64_t t1 = gm_ip_now_ns();
+            ema_add(fs, t1 - t0);
+            pace.tail = t1;
+            e = fs->ema_ns;
+        }
+    } else {
+        int sample =
+            !fs->pending &&
+            (fs->launches <= GM_IP_SAMPLE_FIRST || fs->launches % GM_IP_SAMPLE_EVERY == 0) &&
+            make_events_locked(fs) == 0;
+        if (sample)
+            sample = GM_CALL_REAL(cuEventRecord, fs->ev_start, stream) == CUDA_SUCCESS;
+        rc = launch(args);
+        if (sample && rc == CUDA_SUCCESS)
+            fs->pending = GM_CALL_REAL(cuEventRecord, fs->ev_end, stream) == CUDA_SUCCESS;
+    }
+    if (rc != CUDA_SUCCESS) {
+        /* Nothing was queued: give the time back. */
+        pace.tail -= e < pace.tail ? e : 0;
+        pace.launched--;
+    } else {
+        struct gm_region_proc *p = gm_ip_slot();
+        if (p != NULL)
+            __atomic_add_fetch(&p->busy_ns, e, __ATOMIC_RELAXED);
+    }
+    pthread_mutex_unlock(&pace.lock);
+    return rc;
+}
+
+void gm_ip_launch_atfork_prepare(void)
+{
+    pthread_mutex_lock(&pace.lock);
+}
+
+void gm_ip_launch_atfork_parent(void)
+{
+    pthread_mutex_unlock(&pace.lock);
+}
+
+void gm_ip_launch_atfork_child(void)
+{
+    /* The parent's events and contexts are not the child's. */
+    memset(&pace, 0, sizeof(pace));
+    pthread_mutex_init(&pace.lock, NULL);
+    pace.skipped_k = INT64_MIN;
+    __atomic_store_n(&launches, 0, __ATOMIC_RELAXED);
+    thread_launches = 0;
+    __atomic_store_n(&nopace_key, 0, __ATOMIC_RELAXED);
+}
+
+/* Each launch entry point packs its arguments for the slow path. */
+struct kernel_args {
+    __typeof__(&cuLaunchKernel) fn;
+    CUfunction f;
+    unsigned gx, gy, gz, bx, by, bz, shmem;
+    CUstream stream;
+    void **params, **extra;
+};
+
+static CUresult launch_kernel(const void *p)
+{
+    const struct kernel_args *a = p;
+    return a->fn(a->f, a->gx, a->gy, a->gz, a->bx, a->by, a->bz, a->shmem, a->stream, a->params,
+                 a->extra);
+}
+
+#define GM_IP_LAUNCH_KERNEL(sym, per_thread)                                                       \
+    do {                                                                                           \
+        __typeof__(&sym) real_ = GM_REAL(sym);                                                     \
+        if (real_ == NULL)                                                                         \
+            return CUDA_ERROR_NOT_FOUND;                                                           \
+        count_launch();                                                                            \
+        if (__builtin_expect(pace_off(), 1))                                                       \
+            return real_(f, gridDimX, gridDimY, gridDimZ, blockDimX, blockDimY, blockDimZ,         \
+                         sharedMemBytes, hStream, kernelParams, extra);                            \
+        struct kernel_args a_ = {real_,          f,         gridDimX,     gridDimY,                \
+                                 gridDimZ,       blockDimX, blockDimY,    blockDimZ,               \
+                                 sharedMemBytes, hStream,   kernelParams, extra};                  \
+        return paced(f, (per_thread) && hStream == NULL ? CU_STREAM_PER_THREAD : hStream,          \
+                     launch_kernel, &a_);                                                          \
+    } while (0)
+
+CUresult cuLaunchKernel(CUfunction f, unsigned int gridDimX, unsigned int gridDimY,
+                        unsigned int gridDimZ, unsigned int blockDimX, unsigned int blockDimY,
+                        unsigned int blockDimZ, unsigned int sharedMemBytes, CUstream hStream,
+                        void **kernelParams, void **extra)
+{
+    GM_IP_LAUNCH_KERNEL(cuLaunchKernel, 0);
+}
+
+CUresult cuLaunchKernel_ptsz(CUfunction f, unsigned int gridDimX, unsigned int gridDimY,
+                             unsigned int gridDimZ, unsigned int blockDimX, unsigned int blockDimY,
+                             unsigned int blockDimZ, unsigned int sharedMemBytes, CUstream hStream,
+                             void **kernelParams, void **extra)
+{
+    GM_IP_LAUNCH_KERNEL(cuLaunchKernel_ptsz, 1);
+}
+
+struct coop_args {
+    __typeof__(&cuLaunchCooperativeKernel) fn;
+    CUfunction f;
+    unsigned gx, gy, gz, bx, by, bz, shmem;
+    CUstream stream;
+    void **params;
+};
+
+static CUresult launch_coop(const void *p)
+{
+    const struct coop_args *a = p;
+    return a->fn(a->f, a->gx, a->gy, a->gz, a->bx, a->by, a->bz, a->shmem, a->stream, a->params);
+}
+
+#define GM_IP_LAUNCH_COOP(sym, per_thread)                                                         \
+    do {                                                                                           \
+        __typeof__(&sym) real_ = GM_REAL(sym);                                                     \
+        if (real_ == NULL)                                                                         \
+            return CUDA_ERROR_NOT_FOUND;                                                           \
+        count_launch();                                                                            \
+        if (__builtin_expect(pace_off(), 1))                                                       \
+            return real_(f, gridDimX, gridDimY, gridDimZ, blockDimX, blockDimY, blockDimZ,         \
+                         sharedMemBytes, hStream, kernelParams);                                   \
+        struct coop_args a_ = {real_,          f,         gridDimX,    gridDimY,                   \
+                               gridDimZ,       blockDimX, blockDimY,   blockDimZ,                  \
+                               sharedMemBytes, hStream,   kernelParams};                           \
+        return paced(f, (per_thread) && hStream == NULL ? CU_STREAM_PER_THREAD : hStream,          \
+                     launch_coop, &a_);                                                            \
+    } while (0)
+
+CUresult cuLaunchCooperativeKernel(CUfunction f, unsigned int gridDimX, unsigned int gridDimY,
+                                   unsigned int gridDimZ, unsigned int blockDimX,
+                                   unsigned int blockDimY, unsigned int blockDimZ,
+                                   unsigned int sharedMemBytes, CUstream hStream,
+                                   void **kernelParams)
+{
+    GM_IP_LAUNCH_COOP(cuLaunchCooperativeKernel, 0);
+}
+
+CUresult cuLaunchCooperativeKernel_ptsz(CUfunction f, unsigned int gridDimX, unsigned int gridDimY,
+                                        unsigned int gridDimZ, unsigned int blockDimX,
+                                        unsigned int blockDimY, unsigned int blockDimZ,
+                                        unsigned int sharedMemBytes, CUstream hStream,
+                                        void **kernelParams)
+{
+    GM_IP_LAUNCH_COOP(cuLaunchCooperativeKernel_ptsz, 1);
+}
+
+struct ex_args {
+    __typeof__(&cuLaunchKernelEx) fn;
+    const CUlaunchConfig *config;
+    CUfunction f;
+    void **params, **extra;
+};
+
+static CUresult launch_ex(const void *p)
+{
+    const struct ex_args *a = p;
+    return a->fn(a->config, a->f, a->params, a->extra);
+}
+
+#define GM_IP_LAUNCH_EX(sym, per_thread)                                                           \
+    do {                                                                                           \
+        __typeof__(&sym) real_ = GM_REAL(sym);                                                     \
+        if (real_ == NULL)                                                                         \
+            return CUDA_ERROR_NOT_FOUND;                                                           \
+        count_launch();                                                                            \
+        if (__builtin_expect(pace_off(), 1) || config == NULL)                                     \
+            return real_(config, f, kernelParams, extra);                                          \
+        struct ex_args a_ = {real_, config, f, kernelParams, extra};                               \
+        CUstream s_ = config->hStream;                                                             \
+        return paced(f, (per_thread) && s_ == NULL ? CU_STREAM_PER_THREAD : s_, launch_ex, &a_);   \
+    } while (0)
+
+CUresult cuLaunchKernelEx(const CUlaunchConfig *config, CUfunction f, void **kernelParams,
+                          void **extra)
+{
+    GM_IP_LAUNCH_EX(cuLaunchKernelEx, 0);
+}
+
+CUresult cuLaunchKernelEx_ptsz(const CUlaunchConfig *config, CUfunction f, void **kernelParams,
+                               void **extra)
+{
+    GM_IP_LAUNCH_EX(cuLaunchKernelEx_ptsz, 1);
+}
