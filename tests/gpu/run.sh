@@ -86,6 +86,51 @@ if command -v nvidia-cuda-mps-control >/dev/null; then
 else
     echo "skip: nvidia-cuda-mps-control not installed; MPS phases not run"
 fi
+# Limits enforced by libgpumux.so on the real driver (GPU 0 is shared again by now).
+if [ -e "$B/lib/libgpumux.so" ]; then
+    gm run memsmall --gpu 0 --memory 1M -- "$B/bin/gpumux-sample" -benchmark -i=1 >/dev/null
+    wait_done memsmall
+    gm logs memsmall | grep -q 'CUDA_ERROR_OUT_OF_MEMORY' && pass "sample refused past a 1 MiB limit" ||
+        fail "memory limit with the sample: $(gm logs memsmall | tail -n 3)"
+    if command -v nvcc >/dev/null || [ -x /usr/local/cuda/bin/nvcc ]; then
+        NVCC=$(command -v nvcc || echo /usr/local/cuda/bin/nvcc)
+        if "$NVCC" -o "$T/alloc_until_full" "$(dirname "$0")/alloc_until_full.cu" >"$T/nvcc.log" 2>&1; then
+            gm run rtmem --gpu 0 --memory 512M -- "$T/alloc_until_full" >/dev/null
+            wait_done rtmem
+            gm logs rtmem
+            gm logs rtmem | grep -q '^allocated 512 MiB' && pass "CUDA runtime program stops at 512 MiB" ||
+                fail "runtime program under a 512 MiB limit: $(gm logs rtmem)"
+            gm logs rtmem | grep -q 'total 512 MiB' && pass "cudaMemGetInfo reports the limit" ||
+                fail "cudaMemGetInfo under the limit"
+        else
+            fail "nvcc could not build alloc_until_full.cu: $(tail -n 5 "$T/nvcc.log")"
+        fi
+    else
+        echo "skip: nvcc not installed; the CUDA runtime memory check was not run"
+    fi
+    gm run capsolo --gpu 0 -- "$B/bin/gpumux-sample" -benchmark -n=16384 -t="$ITER_SECONDS" >/dev/null
+    wait_done capsolo
+    gm run cap30 --gpu 0 --compute 30 -- "$B/bin/gpumux-sample" -benchmark -n=16384 -t="$ITER_SECONDS" >/dev/null
+    gm run cap70 --gpu 0 --compute 70 -- "$B/bin/gpumux-sample" -benchmark -n=16384 -t="$ITER_SECONDS" >/dev/null
+    wait_done cap30 cap70
+    gm run cap50 --gpu 0 --compute 50 -- "$B/bin/gpumux-sample" -benchmark -n=16384 -t="$ITER_SECONDS" >/dev/null
+    wait_done cap50
+    shares=$(python3 -c "s=$(rate capsolo); print(' '.join(f'{100*float(x)/s:.1f}' for x in ('$(rate cap30)','$(rate cap70)','$(rate cap50)')))")
+    echo "compute caps 30/70 together and 50 alone, percent of the solo rate: $shares"
+    python3 -c "import sys; a,b,c=map(float,'$shares'.split()); sys.exit(0 if abs(a-30)<=5 and abs(b-70)<=5 and abs(c-50)<=5 else 1)" &&
+        pass "compute caps within 5 points on the real GPU: $shares" || fail "compute caps: $shares"
+    if python3 -c "import torch; assert torch.cuda.is_available()" 2>/dev/null; then
+        gm run torchfree --gpu 0 -- python3 "$(dirname "$0")/torch_matmul.py" 10 >/dev/null
+        gm run torchcap --gpu 0 --compute 50 --memory 2G -- python3 "$(dirname "$0")/torch_matmul.py" 10 >/dev/null
+        wait_done torchfree torchcap
+        echo "PyTorch uncapped: $(gm logs torchfree | tr '\n' ' ')"
+        echo "PyTorch at 50% and 2 GiB: $(gm logs torchcap | tr '\n' ' ')"
+        gm logs torchcap | grep -Eq 'held (1[0-9]{3}|20[0-4][0-9]) MiB' && pass "PyTorch held at most 2 GiB" ||
+            fail "PyTorch memory under 2 GiB: $(gm logs torchcap)"
+    else
+        echo "skip: PyTorch with CUDA not installed; the PyTorch checks were not run"
+    fi
+fi
 echo
 echo "results (billion interactions/s, $(nvidia-smi --query-gpu=name --format=csv,noheader -i 0)):"
 echo "  alone: $solo"
