@@ -459,6 +459,22 @@ static int commit_and_launch(struct gm_daemon *d, struct gm_workload_rec *w, int
     return rc;
 }
 
+/* Gives w to the caller when the operation succeeded and it asked, else frees it. */
+static int hand_over(struct gm_workload_rec *w, struct gm_workload_rec *out, int rc)
+{
+    if (rc == 0 && out != NULL)
+        *out = *w;
+    else
+        gm_workload_rec_free(w);
+    return rc;
+}
+
+/* Has the current launch a process that may still run? */
+static int launched(const struct gm_workload_rec *w)
+{
+    return w->state == GM_W_STARTING || w->state == GM_W_RUNNING || w->state == GM_W_STOPPING;
+}
+
 int gm_workload_create(struct gm_daemon *d, const struct gm_run_request *r,
                        struct gm_workload_rec *out, struct gm_error *err)
 {
@@ -485,11 +501,7 @@ int gm_workload_create(struct gm_daemon *d, const struct gm_run_request *r,
     rc = commit_and_launch(d, &w, 1, err);
 out:
     pthread_mutex_unlock(&d->lock);
-    if (rc == 0 && out != NULL)
-        *out = w;
-    else
-        gm_workload_rec_free(&w);
-    return rc;
+    return hand_over(&w, out, rc);
 }
 
 int gm_workload_start(struct gm_daemon *d, const char *name, struct gm_workload_rec *out,
@@ -532,11 +544,7 @@ int gm_workload_start(struct gm_daemon *d, const char *name, struct gm_workload_
     rc = commit_and_launch(d, &w, 0, err);
 out:
     pthread_mutex_unlock(&d->lock);
-    if (rc == 0 && out != NULL)
-        *out = w;
-    else
-        gm_workload_rec_free(&w);
-    return rc;
+    return hand_over(&w, out, rc);
 }
 
 /* Marks w stopping and sends SIGTERM. Caller holds d->lock. */
@@ -586,11 +594,7 @@ int gm_workload_stop(struct gm_daemon *d, const char *name, struct gm_workload_r
     if (rc == 0 && (w.desired_running || w.state == GM_W_STARTING || w.state == GM_W_RUNNING))
         rc = request_stop(d, &w, "stopped by request", err);
     pthread_mutex_unlock(&d->lock);
-    if (rc == 0 && out != NULL)
-        *out = w;
-    else
-        gm_workload_rec_free(&w);
-    return rc;
+    return hand_over(&w, out, rc);
 }
 
 int gm_workload_delete(struct gm_daemon *d, const char *name, struct gm_workload_rec *out,
@@ -599,8 +603,7 @@ int gm_workload_delete(struct gm_daemon *d, const char *name, struct gm_workload
     struct gm_workload_rec w = {0};
     pthread_mutex_lock(&d->lock);
     int rc = gm_store_workload_get(d->store, name, &w, err);
-    if (rc == 0 && (w.desired_running || w.state == GM_W_STARTING || w.state == GM_W_RUNNING ||
-                    w.state == GM_W_STOPPING))
+    if (rc == 0 && (w.desired_running || launched(&w)))
         rc = request_stop(d, &w, "deleted by request", err);
     pthread_mutex_unlock(&d->lock);
     if (rc < 0) {
@@ -661,11 +664,7 @@ int gm_workload_delete(struct gm_daemon *d, const char *name, struct gm_workload
         unlink(path);
     }
     pthread_mutex_unlock(&d->lock);
-    if (rc == 0 && out != NULL)
-        *out = w;
-    else
-        gm_workload_rec_free(&w);
-    return rc;
+    return hand_over(&w, out, rc);
 }
 
 int gm_workload_set_limits(struct gm_daemon *d, const char *name, const char *compute,
@@ -746,9 +745,5 @@ int gm_workload_set_limits(struct gm_daemon *d, const char *name, const char *co
     }
 out:
     pthread_mutex_unlock(&d->lock);
-    if (rc == 0 && out != NULL)
-        *out = w;
-    else
-        gm_workload_rec_free(&w);
-    return rc;
+    return hand_over(&w, out, rc);
 }
