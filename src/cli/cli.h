@@ -86,6 +86,13 @@ int gm_cli_each_workload(struct gm_cli_ctx *ctx, int argc, char **argv, const ch
                          const char *method, const char *suffix,
                          void (*report)(struct gm_cli_ctx *ctx, const json_t *answer));
 
+/* One request whose answer is shown: with -o json the answer itself, else table(ctx, answer),
+ * or with table NULL the answer's "messages" (what the daemon did, a line each). Returns the
+ * exit status. */
+int gm_cli_call_show(struct gm_cli_ctx *ctx, const char *method, const char *path,
+                     const json_t *body,
+                     void (*table)(struct gm_cli_ctx *ctx, const json_t *answer));
+
 /* Print a JSON value indented, as `-o json` shows the daemon's answers. */
 void gm_cli_print_json(struct gm_cli_ctx *ctx, const json_t *json);
 

@@ -126,8 +126,8 @@ int gm_cli_mps(struct gm_cli_ctx *ctx, int argc, char **argv)
     if (n > 1)
         return gm_cli_usage(ctx, "unexpected argument '%s'", arg[1]);
     const char *sub = arg[0];
-    json_t *answer = NULL;
     if (strcmp(sub, "status") == 0) {
+        json_t *answer = NULL;
         if (force || pct || mem)
             return gm_cli_usage(ctx, "status takes only --gpu");
         rc = gm_cli_call(ctx, "GET", "/v1/mps", NULL, &answer);
@@ -172,14 +172,7 @@ int gm_cli_mps(struct gm_cli_ctx *ctx, int argc, char **argv)
         json_object_set_new(body, "force", json_true());
     char path[32];
     snprintf(path, sizeof(path), "/v1/mps/%s", sub);
-    rc = gm_cli_call(ctx, "POST", path, body, &answer);
+    rc = gm_cli_call_show(ctx, "POST", path, body, NULL);
     json_decref(body);
-    if (rc != 0)
-        return rc;
-    if (ctx->output == GM_CLI_OUT_JSON)
-        gm_cli_print_json(ctx, answer);
-    else
-        fputs(gm_cli_jstr(answer, "messages", ""), ctx->out);
-    json_decref(answer);
-    return GM_CLI_EXIT_OK;
+    return rc;
 }

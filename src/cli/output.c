@@ -162,3 +162,21 @@ void gm_cli_format_duration(long long s, char *buf, size_t len)
     else
         snprintf(buf, len, "%lld weeks", s / (7 * 86400));
 }
+
+int gm_cli_call_show(struct gm_cli_ctx *ctx, const char *method, const char *path,
+                     const json_t *body,
+                     void (*table)(struct gm_cli_ctx *ctx, const json_t *answer))
+{
+    json_t *answer = NULL;
+    int rc = gm_cli_call(ctx, method, path, body, &answer);
+    if (rc != 0)
+        return rc;
+    if (ctx->output == GM_CLI_OUT_JSON)
+        gm_cli_print_json(ctx, answer);
+    else if (table != NULL)
+        table(ctx, answer);
+    else
+        fputs(gm_cli_jstr(answer, "messages", ""), ctx->out);
+    json_decref(answer);
+    return GM_CLI_EXIT_OK;
+}

@@ -65,21 +65,14 @@ int gm_cli_set(struct gm_cli_ctx *ctx, int argc, char **argv)
         return gm_cli_usage(ctx, "unexpected argument '%s'", argv[optind + 1]);
     if (compute == NULL && memory == NULL)
         return gm_cli_usage(ctx, "give --compute, --memory or both");
-    json_t *body = json_object(), *answer = NULL;
+    json_t *body = json_object();
     if (compute)
         json_object_set_new(body, "compute", json_string(compute));
     if (memory)
         json_object_set_new(body, "memory", json_string(memory));
     char *path = gm_cli_path("/v1/workloads/", argv[optind], "/limits");
-    rc = gm_cli_call(ctx, "POST", path, body, &answer);
+    rc = path ? gm_cli_call_show(ctx, "POST", path, body, NULL) : GM_CLI_EXIT_FAIL;
     free(path);
     json_decref(body);
-    if (rc != 0)
-        return rc;
-    if (ctx->output == GM_CLI_OUT_JSON)
-        gm_cli_print_json(ctx, answer);
-    else
-        fputs(gm_cli_jstr(answer, "messages", ""), ctx->out);
-    json_decref(answer);
-    return GM_CLI_EXIT_OK;
+    return rc;
 }

@@ -49,41 +49,37 @@ static void describe_gpu(const json_t *vm, char *buf, size_t len)
              gm_cli_jstr(g, "uuid", "?"));
 }
 
+static void report(struct gm_cli_ctx *ctx, const json_t *answer, const char *what)
+{
+    char g[160];
+    describe_gpu(answer, g, sizeof(g));
+    fprintf(ctx->out, "VM %s: %s %s\n", gm_cli_jstr(answer, "name", "?"), what, g);
+}
+
+static void attached(struct gm_cli_ctx *ctx, const json_t *answer)
+{
+    report(ctx, answer, "attached");
+}
+
+static void detached(struct gm_cli_ctx *ctx, const json_t *answer)
+{
+    report(ctx, answer, "detached");
+}
+
 static int vm_attach(struct gm_cli_ctx *ctx, const char *name, const char *gpu)
 {
-    json_t *body = json_pack("{ssss}", "name", name, "gpu", gpu), *answer = NULL;
-    int rc = gm_cli_call(ctx, "POST", "/v1/vms", body, &answer);
+    json_t *body = json_pack("{ssss}", "name", name, "gpu", gpu);
+    int rc = gm_cli_call_show(ctx, "POST", "/v1/vms", body, attached);
     json_decref(body);
-    if (rc != 0)
-        return rc;
-    if (ctx->output == GM_CLI_OUT_JSON) {
-        gm_cli_print_json(ctx, answer);
-    } else {
-        char g[160];
-        describe_gpu(answer, g, sizeof(g));
-        fprintf(ctx->out, "VM %s: attached %s\n", gm_cli_jstr(answer, "name", name), g);
-    }
-    json_decref(answer);
-    return GM_CLI_EXIT_OK;
+    return rc;
 }
 
 static int vm_detach(struct gm_cli_ctx *ctx, const char *name)
 {
-    json_t *answer = NULL;
     char *path = gm_cli_path("/v1/vms/", name, NULL);
-    int rc = gm_cli_call(ctx, "DELETE", path, NULL, &answer);
+    int rc = path ? gm_cli_call_show(ctx, "DELETE", path, NULL, detached) : GM_CLI_EXIT_FAIL;
     free(path);
-    if (rc != 0)
-        return rc;
-    if (ctx->output == GM_CLI_OUT_JSON) {
-        gm_cli_print_json(ctx, answer);
-    } else {
-        char g[160];
-        describe_gpu(answer, g, sizeof(g));
-        fprintf(ctx->out, "VM %s: detached %s\n", gm_cli_jstr(answer, "name", name), g);
-    }
-    json_decref(answer);
-    return GM_CLI_EXIT_OK;
+    return rc;
 }
 
 static int vm_ls(struct gm_cli_ctx *ctx)
