@@ -160,8 +160,15 @@ int gm_cli_run(struct gm_cli_ctx *ctx, int argc, char **argv)
         goto out;
     }
     json_t *cmd = json_array();
-    for (int i = dd + 1; i < argc; i++)
-        json_array_append_new(cmd, json_string(argv[i]));
+    for (int i = dd + 1; i < argc; i++) {
+        /* The workload does not run in this directory: a relative path to the command is
+         * made absolute here, where it means what the user meant. */
+        char *abs = NULL;
+        if (i == dd + 1 && strchr(argv[i], '/') != NULL && argv[i][0] != '/')
+            abs = realpath(argv[i], NULL);
+        json_array_append_new(cmd, json_string(abs ? abs : argv[i]));
+        free(abs);
+    }
     json_object_set_new(body, "name", json_string(name));
     json_object_set_new(body, "command", cmd);
     if (json_object_size(env) > 0)

@@ -63,6 +63,11 @@ static int check_command(const char *cmd, const char *path, struct gm_error *err
         return gm_err(err, GM_EINVAL, "a command is required");
     if (strchr(cmd, '/') != NULL) {
         struct stat st;
+        if (cmd[0] != '/')
+            return gm_err(err, GM_EINVAL,
+                          "command '%s' is a relative path; give an absolute one (workloads do "
+                          "not run in the caller's directory)",
+                          cmd);
         if (stat(cmd, &st) < 0)
             return gm_err_errno(err, GM_EINVAL, errno, "command '%s'", cmd);
         if (!S_ISREG(st.st_mode) || access(cmd, X_OK) < 0)

@@ -56,6 +56,7 @@ expect "JSON that is not an object" 0 '^400 .*must be a JSON object' -- api POST
 expect "unknown field" 0 "^400 .*unknown field 'colour'" -- api POST /v1/workloads '{"name":"x","command":["true"],"colour":"red"}'
 expect "wrong type" 0 "^400 .*'command'" -- api POST /v1/workloads '{"name":"x","command":"true"}'
 expect "unknown path" 0 '^404 .*no such API path' -- api GET /v1/nothing ''
+expect "relative command path over the API" 0 "^400 .*relative path" -- api POST /v1/workloads '{"name":"x","command":["bin/true"]}'
 expect "error body shape" 0 '"code": "invalid"' -- api POST /v1/gpus/0/mode '{"mode": 5}'
 expect "bad mode over the API" 0 "^400 .*mode 'turbo': must be one of shared, mps, vm" -- api POST /v1/gpus/0/mode '{"mode": "turbo"}'
 expect "bad restart over the API" 0 "^400 .*restart 'sometimes'" -- api POST /v1/workloads '{"name":"x","command":["true"],"restart":"sometimes"}'

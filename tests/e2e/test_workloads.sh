@@ -27,6 +27,11 @@ expect "log has stderr" 0 'to-stderr' -- gm logs envcheck
 code=$(gm ps -o json | json_get "[w['exit_code'] for w in d['workloads'] if w['name']=='envcheck'][0]")
 [ "$code" = 0 ] && pass "exit code 0 recorded" || fail "exit code $code"
 
+# A relative command path means the caller's directory.
+(cd "$B" && gm run relpath -- bin/gpumux --version >/dev/null)
+wait_for "relpath exits" 10 is_state relpath exited
+expect "relative command run from the caller's directory" 0 'gpumux version 0' -- gm logs relpath
+
 # Exit status and reason of a failing workload.
 gm run failing --restart never -- sh -c 'exit 3' >/dev/null
 wait_for "failing exits" 10 is_state failing exited
