@@ -5,7 +5,7 @@ JOBS       ?= $(shell nproc)
 CMAKE_ARGS ?=
 CTEST_ARGS ?=
 
-.PHONY: all deps build asan test test-fast demo bench format format-check clean
+.PHONY: all deps build asan test test-fast demo bench install format format-check clean
 
 all: build
 
@@ -42,6 +42,10 @@ demo: build
 
 bench: build
 	@bench/run.sh $(BUILD)
+
+PREFIX ?= /usr/local
+install: build
+	cmake --install $(BUILD) --prefix $(PREFIX)
 
 format:
 	@git ls-files '*.c' '*.h' | xargs clang-format -i
