@@ -62,6 +62,12 @@
     X(CUresult, cuArray3DCreate_v2, cuArray3DCreate, 3020, 0,                                      \
       (CUarray * pHandle, const CUDA_ARRAY3D_DESCRIPTOR *pAllocateArray))                          \
     X(CUresult, cuArrayDestroy, cuArrayDestroy, 2000, 0, (CUarray hArray))                         \
+    X(CUresult, cuCtxDestroy, cuCtxDestroy, 2000, 0, (CUcontext ctx))                              \
+    X(CUresult, cuCtxDestroy_v2, cuCtxDestroy, 4000, 0, (CUcontext ctx))                           \
+    X(CUresult, cuDevicePrimaryCtxRelease, cuDevicePrimaryCtxRelease, 7000, 0, (CUdevice dev))     \
+    X(CUresult, cuDevicePrimaryCtxRelease_v2, cuDevicePrimaryCtxRelease, 11000, 0, (CUdevice dev)) \
+    X(CUresult, cuDevicePrimaryCtxReset, cuDevicePrimaryCtxReset, 7000, 0, (CUdevice dev))         \
+    X(CUresult, cuDevicePrimaryCtxReset_v2, cuDevicePrimaryCtxReset, 11000, 0, (CUdevice dev))     \
     X(CUresult, cuLaunchKernel, cuLaunchKernel, 4000, 0,                                           \
       (CUfunction f, unsigned int gridDimX, unsigned int gridDimY, unsigned int gridDimZ,          \
        unsigned int blockDimX, unsigned int blockDimY, unsigned int blockDimZ,                     \
@@ -85,6 +91,9 @@
 
 /* Driver calls the interposer makes for itself and never hooks. */
 #define GM_IP_INTERNAL(X)                                                                          \
+    X(cuCtxGetCurrent)                                                                             \
+    X(cuDevicePrimaryCtxRetain)                                                                    \
+    X(cuDevicePrimaryCtxGetState)                                                                  \
     X(cuCtxSynchronize)                                                                            \
     X(cuEventCreate)                                                                               \
     X(cuEventDestroy_v2)                                                                           \

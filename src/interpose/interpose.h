@@ -4,7 +4,8 @@
  * Threads: the region's robust mutex guards the workload-wide counters and the slots; a process
  * mutex guards the allocation map (memory.c) and another the pacing state (launch.c). The region
  * lock is taken inside the map lock, never the other way round, and none is held across fork
- * (pthread_atfork). Nothing here ever aborts, exits or signals the host process. */
+ * (pthread_atfork). The map lock is held across the driver calls that destroy a context, and
+ * across no other driver call. Nothing here ever aborts, exits or signals the host process. */
 #ifndef GM_INTERPOSE_INTERPOSE_H
 #define GM_INTERPOSE_INTERPOSE_H
 

@@ -2,7 +2,11 @@
  * asked, under the region lock, so that no interleaving of threads and processes can take the
  * workload past its limit by a single byte; the charge is returned when the driver refuses or
  * the memory is freed. Sizes are the bytes asked for (pitch x height, array extents x element
- * size), not the driver's rounding. */
+ * size), not the driver's rounding.
+ *
+ * Each allocation also remembers the context that was current when it was made: the driver frees
+ * a context's memory with the context (cuCtxDestroy, the primary context's reset or last release),
+ * and the charge goes with it. */
 #include "interpose/interpose.h"
 
 #include <pthread.h>
@@ -11,11 +15,13 @@
 
 enum kind { KIND_PTR = 1, KIND_ARRAY, KIND_HANDLE };
 
-/* Live allocations of this process: (kind, key) -> size, open addressing with tombstones. */
+/* Live allocations of this process: (kind, key) -> (size, context), open addressing with
+ * tombstones. */
 struct cell {
     uint64_t key;
     uint64_t size;
-    uint8_t kind; /* 0 empty, 0xff deleted */
+    CUcontext ctx; /* current when it was made; NULL when none was */
+    uint8_t kind;  /* 0 empty, 0xff deleted */
 };
 #define DELETED 0xff
 
@@ -50,7 +56,7 @@ static int map_grow_locked(void)
     return 0;
 }
 
-static int map_put(int kind, uint64_t key, uint64_t size)
+static int map_put(int kind, uint64_t key, uint64_t size, CUcontext ctx)
 {
     pthread_mutex_lock(&map_lock);
     if ((nused + 1) * 2 > ncells && map_grow_locked() != 0) {
@@ -62,14 +68,14 @@ static int map_put(int kind, uint64_t key, uint64_t size)
         j = (j + 1) & (ncells - 1);
     if (cells[j].kind == 0)
         nused++;
-    cells[j] = (struct cell){.key = key, .size = size, .kind = (uint8_t)kind};
+    cells[j] = (struct cell){.key = key, .size = size, .ctx = ctx, .kind = (uint8_t)kind};
     nlive++;
     pthread_mutex_unlock(&map_lock);
     return 0;
 }
 
-/* Removes (kind, key); 1 with its size when it was there. */
-static int map_take(int kind, uint64_t key, uint64_t *size)
+/* Removes (kind, key); 1 with its size and context when it was there. */
+static int map_take(int kind, uint64_t key, uint64_t *size, CUcontext *ctx)
 {
     int found = 0;
     pthread_mutex_lock(&map_lock);
@@ -78,6 +84,7 @@ static int map_take(int kind, uint64_t key, uint64_t *size)
         while (cells[j].kind != 0) {
             if (cells[j].kind == kind && cells[j].key == key) {
                 *size = cells[j].size;
+                *ctx = cells[j].ctx;
                 cells[j].kind = DELETED;
                 nlive--;
                 found = 1;
@@ -171,6 +178,15 @@ static void uncharge(uint64_t size)
     gm_ip_region_unlock();
 }
 
+/* The context the driver makes allocations in now, asked of the driver itself. */
+static CUcontext current_ctx(void)
+{
+    CUcontext ctx = NULL;
+    if (GM_CALL_REAL(cuCtxGetCurrent, &ctx) != CUDA_SUCCESS)
+        return NULL;
+    return ctx;
+}
+
 /* After the driver answered: keep the charge for a new allocation, return it on failure. An
  * allocation the map cannot record (no memory) stays charged until the process exits. */
 static void settle(const struct charge *c, CUresult rc, int kind, uint64_t key)
@@ -180,7 +196,7 @@ static void settle(const struct charge *c, CUresult rc, int kind, uint64_t key)
     if (rc != CUDA_SUCCESS)
         uncharge(c->size);
     else
-        map_put(kind, key, c->size);
+        map_put(kind, key, c->size, current_ctx());
 }
 
 /* The driver's free succeeded: return the charge. The entry leaves the map before the driver
@@ -190,14 +206,15 @@ static void settle(const struct charge *c, CUresult rc, int kind, uint64_t key)
         if (gm_ip_depth > 0)                                                                       \
             return GM_CALL_REAL(sym, __VA_ARGS__);                                                 \
         uint64_t size_ = 0;                                                                        \
-        int found_ = map_take(kind_, (uint64_t)(key_), &size_);                                    \
+        CUcontext ctx_ = NULL;                                                                     \
+        int found_ = map_take(kind_, (uint64_t)(key_), &size_, &ctx_);                             \
         gm_ip_depth++;                                                                             \
         CUresult rc_ = GM_CALL_REAL(sym, __VA_ARGS__);                                             \
         gm_ip_depth--;                                                                             \
         if (found_ && rc_ == CUDA_SUCCESS)                                                         \
             uncharge(size_);                                                                       \
         else if (found_)                                                                           \
-            map_put(kind_, (uint64_t)(key_), size_);                                               \
+            map_put(kind_, (uint64_t)(key_), size_, ctx_);                                         \
         return rc_;                                                                                \
     } while (0)
 
@@ -425,6 +442,137 @@ CUresult cuArrayDestroy(CUarray hArray)
 CUresult cuMemRelease(CUmemGenericAllocationHandle handle)
 {
     GM_IP_FREE(cuMemRelease, KIND_HANDLE, handle, handle);
+}
+
+/* ---- memory the driver frees with its context ---- */
+
+/* Caller holds map_lock: drops every allocation made in ctx and returns their charge. */
+static void release_ctx_locked(CUcontext ctx)
+{
+    uint64_t total = 0;
+    for (size_t i = 0; i < ncells; i++) {
+        struct cell *c = &cells[i];
+        if (c->kind == 0 || c->kind == DELETED || c->ctx != ctx)
+            continue;
+        total += c->size;
+        c->kind = DELETED;
+        nlive--;
+    }
+    if (total > 0 && gm_ip_region_lock() == 0) {
+        sub_locked(gm_ip_region, total);
+        gm_ip_region_unlock();
+    }
+}
+
+typedef CUresult primary_fn(CUdevice dev);
+
+/* 1 when dev's primary context is active, 0 when it is not, -1 when the driver cannot say. */
+static int primary_active(CUdevice dev)
+{
+    unsigned flags = 0;
+    int active = 0;
+    if (GM_CALL_REAL(cuDevicePrimaryCtxGetState, dev, &flags, &active) != CUDA_SUCCESS)
+        return -1;
+    return active != 0;
+}
+
+/* The handle of dev's primary context while it is active, else NULL. A retain and a release
+ * that cancel out: the release cannot be the last one, since the context was active and holds
+ * our reference too. */
+static CUcontext primary_handle(CUdevice dev, primary_fn *release)
+{
+    CUcontext ctx = NULL;
+    if (primary_active(dev) != 1 ||
+        GM_CALL_REAL(cuDevicePrimaryCtxRetain, &ctx, dev) != CUDA_SUCCESS)
+        return NULL;
+    release(dev);
+    return ctx;
+}
+
+/* The map lock is held across the driver's call, so that an allocation made meanwhile in a
+ * context that reuses the handle (a new context at the same address, the primary context
+ * retained again) enters the map only after the purge and keeps its charge. No other hook holds
+ * the map lock inside the driver (they take it before or after their driver call), and calls
+ * the driver makes into its own entry points pass through without it (gm_ip_depth). */
+static CUresult ctx_destroy(CUresult (*real)(CUcontext), CUcontext ctx)
+{
+    if (real == NULL)
+        return CUDA_ERROR_NOT_FOUND;
+    if (gm_ip_depth > 0)
+        return real(ctx);
+    gm_ip_depth++;
+    pthread_mutex_lock(&map_lock);
+    CUresult rc = real(ctx);
+    if (rc == CUDA_SUCCESS && ctx != NULL)
+        release_ctx_locked(ctx);
+    pthread_mutex_unlock(&map_lock);
+    gm_ip_depth--;
+    return rc;
+}
+
+/* Release or reset of dev's primary context: its memory goes when the context does, which the
+ * driver's own state tells after the call (a release that drops the last reference; a reset). */
+static CUresult primary_drop(primary_fn *real, primary_fn *undo, CUdevice dev)
+{
+    if (real == NULL)
+        return CUDA_ERROR_NOT_FOUND;
+    if (gm_ip_depth > 0)
+        return real(dev);
+    gm_ip_depth++;
+    pthread_mutex_lock(&map_lock);
+    int any = nlive > 0;
+    pthread_mutex_unlock(&map_lock);
+    CUcontext ctx = any && undo != NULL ? primary_handle(dev, undo) : NULL;
+    pthread_mutex_lock(&map_lock);
+    CUresult rc = real(dev);
+    if (rc == CUDA_SUCCESS && ctx != NULL && primary_active(dev) == 0)
+        release_ctx_locked(ctx);
+    pthread_mutex_unlock(&map_lock);
+    gm_ip_depth--;
+    return rc;
+}
+
+/* The release that undoes primary_handle's retain, whichever variant the driver has. */
+static primary_fn *real_primary_release(void)
+{
+    primary_fn *f = GM_REAL(cuDevicePrimaryCtxRelease_v2);
+    return f != NULL ? f : GM_REAL(cuDevicePrimaryCtxRelease);
+}
+
+CUresult cuCtxDestroy_v2(CUcontext ctx)
+{
+    gm_ip_init();
+    return ctx_destroy(GM_REAL(cuCtxDestroy_v2), ctx);
+}
+
+CUresult cuCtxDestroy(CUcontext ctx)
+{
+    gm_ip_init();
+    return ctx_destroy(GM_REAL(cuCtxDestroy), ctx);
+}
+
+CUresult cuDevicePrimaryCtxRelease_v2(CUdevice dev)
+{
+    gm_ip_init();
+    return primary_drop(GM_REAL(cuDevicePrimaryCtxRelease_v2), real_primary_release(), dev);
+}
+
+CUresult cuDevicePrimaryCtxRelease(CUdevice dev)
+{
+    gm_ip_init();
+    return primary_drop(GM_REAL(cuDevicePrimaryCtxRelease), real_primary_release(), dev);
+}
+
+CUresult cuDevicePrimaryCtxReset_v2(CUdevice dev)
+{
+    gm_ip_init();
+    return primary_drop(GM_REAL(cuDevicePrimaryCtxReset_v2), real_primary_release(), dev);
+}
+
+CUresult cuDevicePrimaryCtxReset(CUdevice dev)
+{
+    gm_ip_init();
+    return primary_drop(GM_REAL(cuDevicePrimaryCtxReset), real_primary_release(), dev);
 }
 
 /* What the workload may still use: the limit less what all its processes hold, and never more

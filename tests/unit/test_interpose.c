@@ -564,6 +564,155 @@ Test(memory, forked_children_share_the_limit)
     cr_expect(WIFEXITED(st) && WEXITSTATUS(st) == 0);
 }
 
+/* ---- memory the driver frees with its context ---- */
+
+TestSuite(contexts, .init = setup, .fini = teardown);
+
+Test(contexts, get_proc_address_answers_context_hooks)
+{
+    load();
+    t_region_create(region_path, 0, 0);
+    cuda_up();
+    void *p = NULL;
+    cr_assert_eq(H(cuGetProcAddress)("cuCtxDestroy", &p, 12020, 0), CUDA_SUCCESS);
+    cr_expect_eq(p, (void *)H(cuCtxDestroy_v2));
+    cr_assert_eq(H(cuGetProcAddress)("cuDevicePrimaryCtxRelease", &p, 12020, 0), CUDA_SUCCESS);
+    cr_expect_eq(p, (void *)H(cuDevicePrimaryCtxRelease_v2));
+    cr_assert_eq(H(cuGetProcAddress)("cuDevicePrimaryCtxRelease", &p, 10020, 0), CUDA_SUCCESS);
+    cr_expect_eq(p, (void *)H(cuDevicePrimaryCtxRelease));
+    cr_assert_eq(H(cuGetProcAddress)("cuDevicePrimaryCtxReset", &p, 12020, 0), CUDA_SUCCESS);
+    cr_expect_eq(p, (void *)H(cuDevicePrimaryCtxReset_v2));
+}
+
+/* This process's slot in the region. */
+static struct gm_region_proc *own_slot(struct gm_region *r)
+{
+    for (int i = 0; i < GM_REGION_MAX_PROCS; i++)
+        if (r->procs[i].pid == (uint32_t)getpid())
+            return &r->procs[i];
+    cr_assert_fail("no slot for this process");
+    return NULL;
+}
+
+Test(contexts, destroyed_context_returns_its_memory)
+{
+    struct gm_region *r = t_region_create(region_path, 64 * MIB, 0);
+    load();
+    cuda_up();
+    CUdeviceptr keep, d;
+    cr_assert_eq(H(cuMemAlloc_v2)(&keep, 8 * MIB), CUDA_SUCCESS, "in the primary context");
+    uint64_t before = r->mem_used;
+    cr_assert_eq(before, 8 * MIB);
+
+    CUcontext ctx;
+    cr_assert_eq(R(cuCtxCreate_v2)(&ctx, 0, 0), CUDA_SUCCESS);
+    cr_assert_eq(H(cuMemAlloc_v2)(&d, 40 * MIB), CUDA_SUCCESS);
+    CUDA_ARRAY_DESCRIPTOR ad = {
+        .Width = 1024, .Height = 256, .Format = CU_AD_FORMAT_FLOAT, .NumChannels = 4};
+    CUarray arr;
+    cr_assert_eq(H(cuArrayCreate_v2)(&arr, &ad), CUDA_SUCCESS);
+    cr_expect_eq(r->mem_used, before + 44 * MIB);
+    cr_expect_eq(H(cuMemAlloc_v2)(&d, 40 * MIB), CUDA_ERROR_OUT_OF_MEMORY);
+
+    cr_assert_eq(H(cuCtxDestroy_v2)(ctx), CUDA_SUCCESS);
+    cr_expect_eq(r->mem_used, before, "the destroyed context's memory is still counted: %llu",
+                 (unsigned long long)r->mem_used);
+    cr_expect_eq(own_slot(r)->mem_used, before);
+
+    /* The same amount again, in a new context; the primary context's allocation stayed. */
+    cr_assert_eq(R(cuCtxCreate_v2)(&ctx, 0, 0), CUDA_SUCCESS);
+    cr_expect_eq(H(cuMemAlloc_v2)(&d, 40 * MIB), CUDA_SUCCESS);
+    cr_expect_eq(H(cuArrayCreate_v2)(&arr, &ad), CUDA_SUCCESS);
+    cr_expect_eq(r->mem_used, before + 44 * MIB);
+    cr_assert_eq(H(cuCtxDestroy)(ctx), CUDA_SUCCESS, "the first version's hook");
+    cr_expect_eq(r->mem_used, before);
+    /* A failed destroy changes nothing. */
+    cr_expect_neq(H(cuCtxDestroy_v2)(ctx), CUDA_SUCCESS);
+    cr_expect_eq(r->mem_used, before);
+    cr_expect_eq(H(cuMemFree_v2)(keep), CUDA_SUCCESS);
+    cr_expect_eq(r->mem_used, 0);
+}
+
+Test(contexts, primary_reset_returns_its_memory)
+{
+    struct gm_region *r = t_region_create(region_path, 64 * MIB, 0);
+    load();
+    cuda_up();
+    /* An ordinary context's allocation, which the reset must leave counted. */
+    CUcontext other, popped;
+    CUdeviceptr keep, d;
+    cr_assert_eq(R(cuCtxCreate_v2)(&other, 0, 0), CUDA_SUCCESS);
+    cr_assert_eq(H(cuMemAlloc_v2)(&keep, 8 * MIB), CUDA_SUCCESS);
+    cr_assert_eq(R(cuCtxPopCurrent_v2)(&popped), CUDA_SUCCESS);
+    cr_assert_eq(popped, other);
+    uint64_t before = r->mem_used;
+    cr_assert_eq(before, 8 * MIB);
+
+    cr_assert_eq(H(cuMemAlloc_v2)(&d, 40 * MIB), CUDA_SUCCESS, "in the primary context");
+    cr_assert_eq(H(cuMemAllocManaged)(&d, 4 * MIB, CU_MEM_ATTACH_GLOBAL), CUDA_SUCCESS);
+    cr_expect_eq(r->mem_used, before + 44 * MIB);
+    cr_expect_eq(H(cuMemAlloc_v2)(&d, 40 * MIB), CUDA_ERROR_OUT_OF_MEMORY);
+
+    cr_assert_eq(H(cuDevicePrimaryCtxReset_v2)(0), CUDA_SUCCESS);
+    cr_expect_eq(r->mem_used, before, "the reset primary context's memory is still counted: %llu",
+                 (unsigned long long)r->mem_used);
+    cr_expect_eq(own_slot(r)->mem_used, before);
+
+    CUcontext primary;
+    cr_assert_eq(R(cuDevicePrimaryCtxRetain)(&primary, 0), CUDA_SUCCESS);
+    cr_assert_eq(R(cuCtxSetCurrent)(primary), CUDA_SUCCESS);
+    cr_expect_eq(H(cuMemAlloc_v2)(&d, 40 * MIB), CUDA_SUCCESS);
+    cr_expect_eq(H(cuMemAllocManaged)(&d, 4 * MIB, CU_MEM_ATTACH_GLOBAL), CUDA_SUCCESS);
+    cr_expect_eq(r->mem_used, before + 44 * MIB);
+    cr_assert_eq(H(cuDevicePrimaryCtxReset)(0), CUDA_SUCCESS, "the first version's hook");
+    cr_expect_eq(r->mem_used, before);
+    /* A reset of an inactive primary context succeeds and changes nothing. */
+    cr_expect_eq(H(cuDevicePrimaryCtxReset_v2)(0), CUDA_SUCCESS);
+    cr_expect_eq(r->mem_used, before);
+}
+
+Test(contexts, last_primary_release_returns_its_memory)
+{
+    struct gm_region *r = t_region_create(region_path, 64 * MIB, 0);
+    load();
+    cuda_up(); /* the first reference */
+    CUcontext primary;
+    cr_assert_eq(R(cuDevicePrimaryCtxRetain)(&primary, 0), CUDA_SUCCESS); /* the second */
+    uint64_t before = r->mem_used;
+    CUdeviceptr d;
+    cr_assert_eq(H(cuMemAlloc_v2)(&d, 40 * MIB), CUDA_SUCCESS);
+    cr_assert_eq(H(cuMemAllocAsync)(&d, 4 * MIB, NULL), CUDA_SUCCESS);
+    cr_expect_eq(r->mem_used, before + 44 * MIB);
+    cr_expect_eq(H(cuMemAlloc_v2)(&d, 40 * MIB), CUDA_ERROR_OUT_OF_MEMORY);
+
+    /* Not the last reference: the context and its memory live on. */
+    cr_assert_eq(H(cuDevicePrimaryCtxRelease_v2)(0), CUDA_SUCCESS);
+    unsigned flags;
+    int active = 0;
+    cr_assert_eq(R(cuDevicePrimaryCtxGetState)(0, &flags, &active), CUDA_SUCCESS);
+    cr_assert(active, "the check for the last reference released one of its own");
+    cr_expect_eq(r->mem_used, before + 44 * MIB);
+
+    cr_assert_eq(H(cuDevicePrimaryCtxRelease)(0), CUDA_SUCCESS, "the first version's hook");
+    cr_assert_eq(R(cuDevicePrimaryCtxGetState)(0, &flags, &active), CUDA_SUCCESS);
+    cr_assert(!active);
+    cr_expect_eq(r->mem_used, before,
+                 "the released primary context's memory is still counted: %llu",
+                 (unsigned long long)r->mem_used);
+    cr_expect_eq(own_slot(r)->mem_used, before);
+
+    cr_assert_eq(R(cuDevicePrimaryCtxRetain)(&primary, 0), CUDA_SUCCESS);
+    cr_assert_eq(R(cuCtxSetCurrent)(primary), CUDA_SUCCESS);
+    cr_expect_eq(H(cuMemAlloc_v2)(&d, 40 * MIB), CUDA_SUCCESS);
+    cr_expect_eq(H(cuMemAllocAsync)(&d, 4 * MIB, NULL), CUDA_SUCCESS);
+    cr_expect_eq(r->mem_used, before + 44 * MIB);
+    cr_assert_eq(H(cuDevicePrimaryCtxRelease_v2)(0), CUDA_SUCCESS);
+    cr_expect_eq(r->mem_used, before);
+    /* A release with no reference left fails and changes nothing. */
+    cr_expect_neq(H(cuDevicePrimaryCtxRelease_v2)(0), CUDA_SUCCESS);
+    cr_expect_eq(r->mem_used, before);
+}
+
 /* ---- region robustness ---- */
 
 TestSuite(region, .init = setup, .fini = teardown);
