@@ -300,7 +300,7 @@ static void mps(struct gm_daemon *d, const struct gm_request *req, struct gm_rep
         size_t n;
         if (load_lists(d, &gpus, &n, NULL, NULL, rep) < 0)
             goto done_body;
-        int done = 0, failed = 0;
+        int failed = 0;
         for (size_t i = 0; i < n && !failed; i++) {
             char idx[16];
             snprintf(idx, sizeof(idx), "%d", gpus[i].idx);
@@ -331,12 +331,10 @@ static void mps(struct gm_daemon *d, const struct gm_request *req, struct gm_rep
                 failed = 1;
                 break;
             }
-            done++;
         }
         free(gpus);
         if (failed)
             goto done_body;
-        (void)done;
         size_t used = strlen(msgs);
         snprintf(msgs + used, sizeof(msgs) - used, "All done.\n");
     done_body:

@@ -318,8 +318,8 @@ int gm_workload_launch(struct gm_daemon *d, struct gm_workload_rec *w, struct gm
     return 0;
 }
 
-static int parse_request(struct gm_daemon *d, const struct gm_run_request *r,
-                         struct gm_workload_rec *w, const char **gpu, struct gm_error *err)
+static int parse_request(const struct gm_run_request *r, struct gm_workload_rec *w,
+                         const char **gpu, struct gm_error *err)
 {
     int rc = gm_check_name(r->name, "workload", err);
     if (rc < 0)
@@ -375,7 +375,6 @@ static int parse_request(struct gm_daemon *d, const struct gm_run_request *r,
         return gm_err_wrap(err, "workload %s", r->name);
     w->uid = r->uid;
     w->gid = r->gid;
-    (void)d;
     return 0;
 }
 
@@ -485,7 +484,7 @@ int gm_workload_create(struct gm_daemon *d, const struct gm_run_request *r,
 {
     struct gm_workload_rec w;
     const char *gpu = NULL;
-    int rc = parse_request(d, r, &w, &gpu, err);
+    int rc = parse_request(r, &w, &gpu, err);
     if (rc < 0)
         return rc;
     w.spec_json = spec_build(r);
