@@ -208,3 +208,17 @@ void gm_store_rollback(struct gm_store *s)
     if (run_simple(s, GM_SQL_ROLLBACK, &err, "rolling back") < 0)
         gm_warn("%s", err.msg);
 }
+
+int gm_store_grow(void **v, size_t *cap, size_t len, size_t elem, size_t first, const char *what,
+                  struct gm_error *err)
+{
+    if (len < *cap)
+        return 0;
+    size_t ncap = *cap != 0 ? *cap * 2 : first;
+    void *nv = realloc(*v, ncap * elem);
+    if (nv == NULL)
+        return gm_err(err, GM_ENOMEM, "listing %s: out of memory", what);
+    *v = nv;
+    *cap = ncap;
+    return 0;
+}

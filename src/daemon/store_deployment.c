@@ -104,16 +104,8 @@ int gm_store_deployment_list(struct gm_store *s, struct gm_deployment_rec **out,
     size_t len = 0, cap = 0;
     int rc, ret = 0;
     while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-        if (len == cap) {
-            size_t ncap = cap != 0 ? cap * 2 : 8;
-            struct gm_deployment_rec *nv = realloc(v, ncap * sizeof(*v));
-            if (nv == NULL) {
-                ret = gm_err(err, GM_ENOMEM, "listing deployments: out of memory");
-                goto done;
-            }
-            v = nv;
-            cap = ncap;
-        }
+        if ((ret = gm_store_grow((void **)&v, &cap, len, sizeof(*v), 8, "deployments", err)) < 0)
+            goto done;
         if ((ret = read_deployment(st, &v[len], err)) < 0)
             goto done;
         len++;

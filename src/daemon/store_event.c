@@ -72,16 +72,8 @@ int gm_store_event_list(struct gm_store *s, int64_t since_id, int limit, struct 
     size_t len = 0, cap = 0;
     int rc, ret = 0;
     while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-        if (len == cap) {
-            size_t ncap = cap != 0 ? cap * 2 : 64;
-            struct gm_event *nv = realloc(v, ncap * sizeof(*v));
-            if (nv == NULL) {
-                ret = gm_err(err, GM_ENOMEM, "listing events: out of memory");
-                goto done;
-            }
-            v = nv;
-            cap = ncap;
-        }
+        if ((ret = gm_store_grow((void **)&v, &cap, len, sizeof(*v), 64, "events", err)) < 0)
+            goto done;
         struct gm_event *e = &v[len++];
         e->id = sqlite3_column_int64(st, 0);
         e->time_ms = sqlite3_column_int64(st, 1);

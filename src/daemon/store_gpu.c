@@ -78,16 +78,8 @@ int gm_store_gpu_list(struct gm_store *s, struct gm_gpu_rec **out, size_t *n, st
     size_t len = 0, cap = 0;
     int rc, ret = 0;
     while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-        if (len == cap) {
-            size_t ncap = cap != 0 ? cap * 2 : 8;
-            struct gm_gpu_rec *nv = realloc(v, ncap * sizeof(*v));
-            if (nv == NULL) {
-                ret = gm_err(err, GM_ENOMEM, "listing GPUs: out of memory");
-                goto done;
-            }
-            v = nv;
-            cap = ncap;
-        }
+        if ((ret = gm_store_grow((void **)&v, &cap, len, sizeof(*v), 8, "GPUs", err)) < 0)
+            goto done;
         if ((ret = read_gpu(s, st, &v[len], err)) < 0)
             goto done;
         len++;

@@ -87,6 +87,10 @@ void gm_store_bind_text(sqlite3_stmt *st, int i, const char *v); /* "" stays "" 
 void gm_store_bind_i64(sqlite3_stmt *st, int i, int64_t v);
 /* Copies a text column into a fixed buffer, cutting at a UTF-8 character boundary. */
 void gm_store_col_text(sqlite3_stmt *st, int i, char *dst, size_t size);
+/* Makes room for one more element of size elem in *v (len used of *cap), doubling from first.
+ * Returns 0, or -GM_ENOMEM with "listing WHAT: out of memory" in err; *v stays valid. */
+int gm_store_grow(void **v, size_t *cap, size_t len, size_t elem, size_t first, const char *what,
+                  struct gm_error *err);
 /* A text column as an owned string; NULL stays NULL. -GM_ENOMEM on allocation failure. */
 int gm_store_col_strdup(sqlite3_stmt *st, int i, char **out);
 void gm_store_copy_text(char *dst, size_t size, const char *src);

@@ -224,16 +224,8 @@ int gm_store_workload_list(struct gm_store *s, struct gm_workload_rec **out, siz
     size_t len = 0, cap = 0;
     int rc, ret = 0;
     while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-        if (len == cap) {
-            size_t ncap = cap != 0 ? cap * 2 : 64;
-            struct gm_workload_rec *nv = realloc(v, ncap * sizeof(*v));
-            if (nv == NULL) {
-                ret = gm_err(err, GM_ENOMEM, "listing workloads: out of memory");
-                goto done;
-            }
-            v = nv;
-            cap = ncap;
-        }
+        if ((ret = gm_store_grow((void **)&v, &cap, len, sizeof(*v), 64, "workloads", err)) < 0)
+            goto done;
         if ((ret = read_workload(s, st, &v[len], err)) < 0)
             goto done;
         len++;
