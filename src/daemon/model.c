@@ -79,10 +79,3 @@ void gm_workload_list_free(struct gm_workload_rec *v, size_t n)
         gm_workload_rec_free(&v[i]);
     free(v);
 }
-
-int64_t gm_now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}

@@ -2,6 +2,8 @@
 #ifndef GM_DAEMON_MODEL_H
 #define GM_DAEMON_MODEL_H
 
+#include "common/clock.h"
+
 #include <stddef.h>
 #include <stdint.h>
 
@@ -72,6 +74,5 @@ int gm_restart_parse(const char *s, enum gm_restart *out);
 int gm_workload_active(const struct gm_workload_rec *w);
 void gm_workload_rec_free(struct gm_workload_rec *w); /* frees owned members only */
 void gm_workload_list_free(struct gm_workload_rec *v, size_t n);
-int64_t gm_now_ms(void);
 
 #endif

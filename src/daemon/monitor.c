@@ -120,20 +120,12 @@ static int parse_args(int argc, char **argv, struct opts *o)
     return 0;
 }
 
+/* Start time even of a zombie: a workload that ended at once still had one. */
 static uint64_t start_time(pid_t pid)
 {
-    char path[64], buf[1024];
-    snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
-        return 0;
-    ssize_t n = read(fd, buf, sizeof(buf));
-    close(fd);
     char state;
     uint64_t start = 0;
-    if (n <= 0 || gm_proc_parse_stat(buf, (size_t)n, &state, &start) != 0)
-        return 0;
-    return start;
+    return gm_proc_stat(pid, &state, &start) == 0 ? start : 0;
 }
 
 /* Replaces DIR/name by text through a temp file. When durable, the data and the rename reach

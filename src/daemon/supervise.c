@@ -31,58 +31,6 @@ struct sup_msg {
 };
 enum { SUP_MSG_PID = 1, SUP_MSG_FAIL = 2 };
 
-/* ---- /proc ---------------------------------------------------------------------------------- */
-
-/* Only open/read/close and plain code: this runs between fork and exec. */
-static int proc_stat(pid_t pid, char *state, uint64_t *start)
-{
-    if (pid <= 0)
-        return -1;
-    char path[32] = "/proc/";
-    char digits[16];
-    int n = 0;
-    for (unsigned v = (unsigned)pid; v != 0; v /= 10)
-        digits[n++] = (char)('0' + v % 10);
-    size_t p = strlen(path);
-    while (n > 0)
-        path[p++] = digits[--n];
-    memcpy(path + p, "/stat", sizeof("/stat"));
-
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
-        return -1;
-    char buf[1024];
-    size_t len = 0;
-    for (;;) {
-        ssize_t r = read(fd, buf + len, sizeof(buf) - len);
-        if (r < 0 && errno == EINTR)
-            continue;
-        if (r <= 0)
-            break;
-        len += (size_t)r;
-        if (len == sizeof(buf))
-            break;
-    }
-    close(fd);
-    return gm_proc_parse_stat(buf, len, state, start);
-}
-
-uint64_t gm_proc_start_time(pid_t pid)
-{
-    char state = '?';
-    uint64_t start = 0;
-    return proc_stat(pid, &state, &start) == 0 ? start : 0;
-}
-
-int gm_proc_alive(pid_t pid, uint64_t start)
-{
-    char state = '?';
-    uint64_t now = 0;
-    if (start == 0 || proc_stat(pid, &state, &now) != 0)
-        return 0;
-    return now == start && state != 'Z' && state != 'X';
-}
-
 /* ---- files of a launch directory ----------------------------------------------------------- */
 
 /* Reads a small file whole. Returns 0, -ENOENT when it does not exist, or another -errno. */

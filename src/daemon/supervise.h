@@ -17,6 +17,7 @@
 #define GM_DAEMON_SUPERVISE_H
 
 #include "common/error.h"
+#include "common/proc.h"
 
 #include <stdint.h>
 #include <sys/types.h>
@@ -66,39 +67,5 @@ int gm_sup_signal(const char *dir, int sig, struct gm_error *err);
 /* Removes the launch directory (after its exit was recorded). GM_EBUSY while anything still
  * holds the lock: the monitor in its last moments, or processes the workload left behind. */
 int gm_sup_remove(const char *dir, struct gm_error *err);
-
-/* Start time of a process in clock ticks since boot (field 22 of /proc/PID/stat), 0 if none. */
-uint64_t gm_proc_start_time(pid_t pid);
-/* Is pid alive with that start time? A zombie counts as dead. */
-int gm_proc_alive(pid_t pid, uint64_t start);
-
-/* Parses the text of /proc/PID/stat: the state letter (field 3) and the start time (field 22).
- * Fields are counted from the last ')' because the process name may hold spaces and
- * parentheses. Returns 0, or -1 when the text is malformed. Pure and async-signal-safe; inline
- * so that gpumux-monitor, which links only gm_common, records start times the same way. */
-static inline int gm_proc_parse_stat(const char *buf, size_t len, char *state, uint64_t *start)
-{
-    size_t i = len;
-    while (i > 0 && buf[i - 1] != ')')
-        i--;
-    if (i == 0)
-        return -1;
-    /* i is just past ')'; the fields after it are separated by single spaces. */
-    int field = 2;
-    for (; i < len && field < 22; i++) {
-        if (buf[i] != ' ')
-            continue;
-        field++;
-        if (field == 3 && i + 1 < len)
-            *state = buf[i + 1];
-    }
-    if (field != 22 || i >= len || buf[i] < '0' || buf[i] > '9')
-        return -1;
-    uint64_t v = 0;
-    for (; i < len && buf[i] >= '0' && buf[i] <= '9'; i++)
-        v = v * 10 + (uint64_t)(buf[i] - '0');
-    *start = v;
-    return 0;
-}
 
 #endif

@@ -1,0 +1,97 @@
+#include "common/proc.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <string.h>
+#include <unistd.h>
+
+int gm_proc_parse_stat(const char *buf, size_t len, char *state, uint64_t *start)
+{
+    const char *end = buf + len, *p = NULL;
+    for (const char *q = buf; q < end; q++)
+        if (*q == ')')
+            p = q;
+    if (p == NULL || p + 2 >= end)
+        return -1;
+    p += 2; /* ") " */
+    *state = *p;
+    /* Field 3 is the state; 19 more spaces lead to field 22. */
+    for (int field = 3; field < 22; field++) {
+        while (p < end && *p != ' ')
+            p++;
+        if (p >= end)
+            return -1;
+        p++;
+    }
+    uint64_t v = 0;
+    int digits = 0;
+    for (; p < end && *p >= '0' && *p <= '9'; p++, digits++)
+        v = v * 10 + (uint64_t)(*p - '0');
+    if (digits == 0)
+        return -1;
+    *start = v;
+    return 0;
+}
+
+int gm_proc_stat(pid_t pid, char *state, uint64_t *start)
+{
+    if (pid <= 0)
+        return -1;
+    char path[32] = "/proc/";
+    char digits[16];
+    int n = 0;
+    for (unsigned v = (unsigned)pid; v != 0; v /= 10)
+        digits[n++] = (char)('0' + v % 10);
+    size_t p = strlen(path);
+    while (n > 0)
+        path[p++] = digits[--n];
+    memcpy(path + p, "/stat", sizeof("/stat"));
+
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return -1;
+    char buf[1024];
+    size_t len = 0;
+    for (;;) {
+        ssize_t r = read(fd, buf + len, sizeof(buf) - len);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r <= 0)
+            break;
+        len += (size_t)r;
+        if (len == sizeof(buf))
+            break;
+    }
+    close(fd);
+    return gm_proc_parse_stat(buf, len, state, start);
+}
+
+uint64_t gm_proc_start_time(pid_t pid)
+{
+    char state = '?';
+    uint64_t start = 0;
+    if (gm_proc_stat(pid, &state, &start) != 0 || state == 'Z' || state == 'X')
+        return 0;
+    return start;
+}
+
+enum gm_proc_state gm_proc_check(pid_t pid, uint64_t start)
+{
+    if (pid <= 0)
+        return GM_PROC_GONE;
+    char state = '?';
+    uint64_t now = 0;
+    if (gm_proc_stat(pid, &state, &now) == 0) {
+        if (state == 'Z' || state == 'X')
+            return GM_PROC_GONE;
+        if (start == 0)
+            return GM_PROC_UNKNOWN;
+        return now == start ? GM_PROC_SAME : GM_PROC_GONE;
+    }
+    /* /proc could not tell: ask the kernel whether the pid exists at all. */
+    int saved = errno;
+    int exists = kill(pid, 0) == 0 || errno == EPERM;
+    errno = saved;
+    return exists ? GM_PROC_UNKNOWN : GM_PROC_GONE;
+}
