@@ -85,6 +85,15 @@ static int opt_text(const json_t *body, const char *key, char *buf, size_t len, 
     return 0;
 }
 
+/* The lines of an outcome as the answer's "messages" text, one per line. */
+static json_t *messages_json(const struct gm_strv *lines)
+{
+    char *text = gm_strv_join(lines, "\n");
+    json_t *j = json_sprintf("%s%s", text ? text : "", lines->n ? "\n" : "");
+    free(text);
+    return j;
+}
+
 static int load_lists(struct gm_daemon *d, struct gm_gpu_rec **gpus, size_t *ngpus,
                       struct gm_workload_rec **ws, size_t *nws, struct gm_reply *rep)
 {
@@ -217,17 +226,25 @@ static void post_gpu_mode(struct gm_daemon *d, const struct gm_request *req, str
     enum gm_on_busy ob;
     if (only_fields(req->body, fields, rep) < 0 || parse_on_busy(req->body, &ob, rep) < 0)
         return;
-    struct gm_gpu_rec g;
     struct gm_error err;
-    char msgs[4096] = "";
-    if (gm_gpu_set_mode(d, req->parts[1], json_string_value(json_object_get(req->body, "mode")), ob,
-                        &g, msgs, sizeof(msgs), &err) < 0) {
+    enum gm_mode mode;
+    const char *ms = json_string_value(json_object_get(req->body, "mode"));
+    if (ms == NULL || gm_mode_parse(ms, &mode) < 0) {
+        reply_err(rep, GM_EINVAL, "mode '%s': must be one of shared, mps, vm", ms ? ms : "");
+        return;
+    }
+    struct gm_mode_outcome o;
+    if (gm_gpu_set_mode(d, req->parts[1], mode, ob, &o, &err) < 0) {
         gm_api_error(rep, &err);
         return;
     }
-    reply_gpu(d, &g, rep);
+    reply_gpu(d, &o.gpu, rep);
+    struct gm_strv lines = {0};
+    gm_msg_mode(&o, &lines);
     if (rep->json != NULL)
-        json_object_set_new(rep->json, "messages", json_string(msgs));
+        json_object_set_new(rep->json, "messages", messages_json(&lines));
+    gm_strv_free(&lines);
+    gm_mode_outcome_free(&o);
 }
 
 static json_t *mps_json(struct gm_daemon *d, const struct gm_gpu_rec *g,
@@ -266,7 +283,7 @@ static json_t *mps_json(struct gm_daemon *d, const struct gm_gpu_rec *g,
 static void mps(struct gm_daemon *d, const struct gm_request *req, struct gm_reply *rep)
 {
     const char *action = req->nparts == 2 ? req->parts[1] : NULL;
-    char msgs[8192] = "";
+    struct gm_strv msgs = {0};
     char gbuf[128];
     const char *gpu = NULL;
     struct gm_error err;
@@ -314,9 +331,8 @@ static void mps(struct gm_daemon *d, const struct gm_request *req, struct gm_rep
                 if (k != i)
                     continue;
             } else if (gpus[i].mode == GM_MODE_VM || !gpus[i].present) {
-                size_t used = strlen(msgs);
-                snprintf(msgs + used, sizeof(msgs) - used, "GPU %d is %s; skipped.\n", gpus[i].idx,
-                         gpus[i].present ? "held for VMs" : "not present");
+                gm_strv_addf(&msgs, "GPU %d is %s; skipped.", gpus[i].idx,
+                             gpus[i].present ? "held for VMs" : "not present");
                 continue;
             }
             if (strcmp(action, "start") == 0 && (pct || mem) &&
@@ -325,23 +341,27 @@ static void mps(struct gm_daemon *d, const struct gm_request *req, struct gm_rep
                 failed = 1;
                 break;
             }
-            if (gm_gpu_set_mode(d, idx, strcmp(action, "start") == 0 ? "mps" : "shared", ob, NULL,
-                                msgs, sizeof(msgs), &err) < 0) {
+            struct gm_mode_outcome o;
+            if (gm_gpu_set_mode(d, idx, strcmp(action, "start") == 0 ? GM_MODE_MPS : GM_MODE_SHARED,
+                                ob, &o, &err) < 0) {
                 gm_api_error(rep, &err);
                 failed = 1;
                 break;
             }
+            gm_msg_mode(&o, &msgs);
+            gm_mode_outcome_free(&o);
         }
         free(gpus);
         if (failed)
             goto done_body;
-        size_t used = strlen(msgs);
-        snprintf(msgs + used, sizeof(msgs) - used, "All done.\n");
+        gm_strv_add(&msgs, "All done.");
     done_body:
         if (req->body == NULL)
             json_decref(body);
-        if (rep->json != NULL)
+        if (rep->json != NULL) {
+            gm_strv_free(&msgs);
             return; /* an error answer */
+        }
     } else if (strcmp(req->method, "GET") != 0) {
         reply_err(rep, GM_ENOTFOUND, "no such API path: %s %s", req->method, req->path);
         return;
@@ -360,7 +380,8 @@ static void mps(struct gm_daemon *d, const struct gm_request *req, struct gm_rep
     }
     rep->json = json_object();
     if (action != NULL)
-        json_object_set_new(rep->json, "messages", json_string(msgs));
+        json_object_set_new(rep->json, "messages", messages_json(&msgs));
+    gm_strv_free(&msgs);
     json_object_set_new(rep->json, "gpus", arr);
     free(gpus);
     gm_workload_list_free(ws, nws);
@@ -443,8 +464,8 @@ static void vms(struct gm_daemon *d, const struct gm_request *req, struct gm_rep
 
 static void post_workload(struct gm_daemon *d, const struct gm_request *req, struct gm_reply *rep)
 {
-    static const char *const fields[] = {"name",   "command", "gpu",     "compute",
-                                         "memory", "env",     "restart", NULL};
+    static const char *const fields[] = {"name", "command", "gpu",     "compute", "memory",
+                                         "env",  "restart", "enforce", NULL};
     if (req->body == NULL) {
         reply_err(rep, GM_EINVAL, "a JSON body describing the workload is required");
         return;
@@ -468,14 +489,30 @@ static void post_workload(struct gm_daemon *d, const struct gm_request *req, str
         return;
     }
     char gbuf[512], cbuf[64], mbuf[64], rbuf[64], ebuf[64];
+    const char *compute = NULL, *memory = NULL, *restart = NULL, *enforce = NULL;
     struct gm_run_request r = {
         .name = json_string_value(name), .uid = (int)req->uid, .gid = (int)req->gid};
     if (opt_text(req->body, "gpu", gbuf, sizeof(gbuf), &r.gpu, rep) < 0 ||
-        opt_text(req->body, "compute", cbuf, sizeof(cbuf), &r.compute, rep) < 0 ||
-        opt_text(req->body, "memory", mbuf, sizeof(mbuf), &r.memory, rep) < 0 ||
-        opt_text(req->body, "restart", rbuf, sizeof(rbuf), &r.restart, rep) < 0 ||
-        opt_text(req->body, "enforce", ebuf, sizeof(ebuf), &r.enforce, rep) < 0)
+        opt_text(req->body, "compute", cbuf, sizeof(cbuf), &compute, rep) < 0 ||
+        opt_text(req->body, "memory", mbuf, sizeof(mbuf), &memory, rep) < 0 ||
+        opt_text(req->body, "restart", rbuf, sizeof(rbuf), &restart, rep) < 0 ||
+        opt_text(req->body, "enforce", ebuf, sizeof(ebuf), &enforce, rep) < 0)
         return;
+    struct gm_error perr;
+    if ((compute != NULL && gm_parse_percent(compute, &r.compute_pct, "--compute", &perr) < 0) ||
+        (memory != NULL && gm_parse_size(memory, &r.memory_limit, "--memory", &perr) < 0)) {
+        gm_api_error(rep, &perr);
+        return;
+    }
+    if (restart != NULL && gm_restart_parse(restart, &r.restart) < 0) {
+        reply_err(rep, GM_EINVAL, "--restart '%s': must be one of never, on-failure, always",
+                  restart);
+        return;
+    }
+    if (enforce != NULL && gm_enforce_parse(enforce, &r.enforce) < 0) {
+        reply_err(rep, GM_EINVAL, "--enforce '%s': must be strict or best-effort", enforce);
+        return;
+    }
     size_t n = json_array_size(cmd), nenv = env && json_is_object(env) ? json_object_size(env) : 0;
     char **argv = calloc(n + 1, sizeof(*argv));
     const char **keys = calloc(nenv + 1, sizeof(*keys)), **vals = calloc(nenv + 1, sizeof(*vals));
@@ -610,7 +647,7 @@ static void workloads(struct gm_daemon *d, const struct gm_request *req, struct 
     }
     if (req->nparts == 3 && strcmp(m, "POST") == 0 && strcmp(req->parts[2], "limits") == 0) {
         static const char *const fields[] = {"compute", "memory", NULL};
-        char cbuf[64], mbuf[64], msgs[512] = "";
+        char cbuf[64], mbuf[64];
         const char *compute = NULL, *memory = NULL;
         json_t *body = req->body ? req->body : json_object();
         int bad = only_fields(body, fields, rep) < 0 ||
@@ -620,12 +657,27 @@ static void workloads(struct gm_daemon *d, const struct gm_request *req, struct 
             json_decref(body);
         if (bad)
             return;
-        if (gm_workload_set_limits(d, name, compute, memory, &w, msgs, sizeof(msgs), &err) < 0) {
+        int pct = -1;
+        uint64_t mem = UINT64_MAX;
+        if ((compute != NULL && strcmp(compute, "none") == 0 ? (pct = 0, 0)
+             : compute != NULL ? gm_parse_percent(compute, &pct, "--compute", &err)
+                               : 0) < 0 ||
+            (memory != NULL && strcmp(memory, "none") == 0 ? (mem = 0, 0)
+             : memory != NULL ? gm_parse_size(memory, &mem, "--memory", &err)
+                              : 0) < 0) {
+            gm_api_error(rep, &err);
+            return;
+        }
+        struct gm_limits_outcome lo;
+        if (gm_workload_set_limits(d, name, pct, mem, &w, &lo, &err) < 0) {
             gm_api_error(rep, &err);
             return;
         }
         rep->json = workload_json(d, &w);
-        json_object_set_new(rep->json, "messages", json_string(msgs));
+        struct gm_strv lines = {0};
+        gm_msg_limits(name, &w, &lo, &lines);
+        json_object_set_new(rep->json, "messages", messages_json(&lines));
+        gm_strv_free(&lines);
         gm_workload_rec_free(&w);
         return;
     }

@@ -3,20 +3,25 @@
 #define GM_DAEMON_DAEMON_H
 
 #include "common/error.h"
+#include "common/strv.h"
 #include "daemon/config.h"
 #include "daemon/gpu.h"
 #include "daemon/model.h"
+#include "daemon/plan.h"
 #include "daemon/store.h"
 
 #include <pthread.h>
 #include <stdatomic.h>
 
-/* Timers kept in memory only: a daemon restart re-derives them from the records. */
-struct gm_backoff {
+/* What the daemon knows of a workload in memory only: a restart re-derives it from the
+ * records. */
+struct gm_wmem {
     char name[64];
-    int64_t restart_at_ms; /* when an exited workload may be started again */
-    int64_t kill_at_ms;    /* when a stopping workload gets SIGKILL */
+    struct gm_timers timers;
+    int launching; /* a launch of it is being made outside the lock; reconcile leaves it alone */
 };
+
+struct gm_mps; /* mps.c */
 
 struct gm_daemon {
     struct gm_config cfg;
@@ -28,32 +33,40 @@ struct gm_daemon {
      * state it commits to. */
     pthread_mutex_t lock;
     atomic_int stopping;
-    struct gm_backoff *backoff; /* restart back-off per workload, in memory only */
-    size_t nbackoff;
-    int mps_pid[64];           /* last known MPS control daemon per GPU index, 0 = none */
-    int mps_set_exclusive[64]; /* 1 when gpumux changed the compute mode for MPS */
-    int64_t mps_retry_at[64];  /* after a failed restart, when to try again (unix ms) */
+    struct gm_wmem *wmem; /* per workload, in memory only */
+    size_t nwmem;
+    struct gm_strv changing; /* UUIDs of GPUs whose mode is changing: placement avoids them */
+    struct gm_mps *mps;      /* the MPS manager's own state (mps.c), keyed by GPU UUID */
 };
 
-/* Workload operations (workload.c). All take d->lock themselves. */
+/* Workload operations (workload.c). Each takes d->lock itself, only around its decisions and
+ * records: launches, signals and waits happen outside it. */
 struct gm_run_request {
     const char *name;
     char **argv;                                   /* NULL-terminated */
     const char *const *env_keys, *const *env_vals; /* nenv pairs */
     size_t nenv;
-    const char *gpu;     /* NULL: place by policy */
-    const char *compute; /* NULL: no cap */
-    const char *memory;  /* NULL: no limit */
-    const char *restart; /* NULL: never */
-    const char *enforce; /* NULL or "best-effort": run unlimited without a region; "strict" */
+    const char *gpu;       /* NULL: place by policy */
+    int compute_pct;       /* 0: no cap */
+    uint64_t memory_limit; /* bytes, 0: no limit */
+    enum gm_restart restart;
+    enum gm_enforce enforce; /* best-effort: run unlimited without a region; strict: refuse */
     int uid, gid;
 };
 int gm_workload_create(struct gm_daemon *d, const struct gm_run_request *r,
                        struct gm_workload_rec *out, struct gm_error *err);
-/* Changes a workload's limits; NULL keeps one, "none" removes it. Live through the region
- * where the workload runs with the interposer; msgs says what applies when. */
-int gm_workload_set_limits(struct gm_daemon *d, const char *name, const char *compute,
-                           const char *memory, struct gm_workload_rec *out, char *msgs, size_t len,
+
+/* What a change of limits did. */
+struct gm_limits_outcome {
+    int live;             /* the running workload's region took the new limits */
+    int compute_next_run; /* on an mps GPU MPS applies a new compute share at the next start */
+    int not_interposed;   /* it runs without the interposer: the limits apply at its next start */
+};
+/* Changes a workload's limits: compute_pct -1 keeps the cap, 0 removes it; memory UINT64_MAX
+ * keeps the limit, 0 removes it. Live through the region where the workload runs with the
+ * interposer. */
+int gm_workload_set_limits(struct gm_daemon *d, const char *name, int compute_pct, uint64_t memory,
+                           struct gm_workload_rec *out, struct gm_limits_outcome *what,
                            struct gm_error *err);
 int gm_workload_start(struct gm_daemon *d, const char *name, struct gm_workload_rec *out,
                       struct gm_error *err);
@@ -61,37 +74,86 @@ int gm_workload_stop(struct gm_daemon *d, const char *name, struct gm_workload_r
                      struct gm_error *err);
 int gm_workload_delete(struct gm_daemon *d, const char *name, struct gm_workload_rec *out,
                        struct gm_error *err);
-/* Path of the launch directory of a workload's launch. */
-void gm_workload_launch_dir(const struct gm_daemon *d, const char *name, int64_t launch_id,
-                            char *buf, size_t len);
-void gm_workload_log_path(const struct gm_daemon *d, const char *name, char *buf, size_t len);
+/* Path of the launch directory of a workload's launch, and of its log. */
+int gm_workload_launch_dir(const struct gm_daemon *d, const char *name, int64_t launch_id,
+                           char *buf, size_t len);
+int gm_workload_log_path(const struct gm_daemon *d, const char *name, char *buf, size_t len);
 
-/* Starts launch number w->launch_id of a recorded workload (the record is committed first).
- * Caller holds d->lock. Fills monitor pid and, when it appears quickly, the workload's pid. */
-int gm_workload_launch(struct gm_daemon *d, struct gm_workload_rec *w, struct gm_error *err);
-struct gm_backoff *gm_backoff_get(struct gm_daemon *d, const char *name);
-void gm_backoff_forget(struct gm_daemon *d, const char *name);
+/* The executor (exec.c). */
+/* The memory-only state of a workload, created on first use. Caller holds d->lock. */
+struct gm_wmem *gm_wmem_get(struct gm_daemon *d, const char *name);
+const struct gm_wmem *gm_wmem_find(const struct gm_daemon *d, const char *name);
+void gm_wmem_forget(struct gm_daemon *d, const char *name);
+/* What a launch that could not be made does to its record. */
+enum gm_undo {
+    GM_UNDO_DELETE, /* a new workload: its record goes */
+    GM_UNDO_STOP,   /* an explicit start: stopped, with the reason */
+    GM_UNDO_EXITED, /* a restart: exited, not to be restarted, with the reason */
+};
+/* Makes launch `launch_id` of workload `name`, whose record (state starting) the caller
+ * committed and marked launching (gm_wmem_get(...)->launching = 1) under d->lock. Called
+ * WITHOUT d->lock: prepares the region, starts the monitor, waits briefly for the workload's
+ * pid, then records the outcome and clears the mark. out (may be NULL) receives the record. */
+int gm_exec_launch(struct gm_daemon *d, const char *name, int64_t launch_id, enum gm_undo undo,
+                   struct gm_workload_rec *out, struct gm_error *err);
+/* Sends sig to launch launch_id of name (outside d->lock). */
+void gm_exec_signal(struct gm_daemon *d, const char *name, int64_t launch_id, int sig);
+/* Waits, without d->lock, until no active workload is left among names; SIGKILL after
+ * stop_timeout. */
+int gm_exec_wait_stopped(struct gm_daemon *d, const struct gm_strv *names, struct gm_error *err);
+/* Refreshes every limited workload's compute window and reaps dead slots (outside d->lock). */
+void gm_exec_windows(struct gm_daemon *d);
 
 /* Reconciliation (reconcile.c): compare the database with what runs; called at start and on
- * every poll. Takes d->lock. */
+ * every poll. */
 void gm_reconcile(struct gm_daemon *d, int at_start);
 
 /* GPU inventory (inventory.c): record the GPUs the driver reports. */
 int gm_inventory_sync(struct gm_daemon *d, struct gm_error *err);
-enum gm_on_busy {
-    GM_ON_BUSY_REFUSE,  /* refuse, naming the workloads */
-    GM_ON_BUSY_STOP,    /* stop them first */
-    GM_ON_BUSY_RESTART, /* stop them, change, start them again under the new mode */
+
+struct gm_mps_outcome {
+    int gpu_idx;
+    int already_ran; /* start: it ran already (pid) */
+    int started;     /* start: pid, pipe_dir */
+    int stopped;     /* stop: pid */
+    int was_not_running;
+    int killed;        /* stop: it did not quit and was killed */
+    int exclusive_set; /* the compute mode was set to EXCLUSIVE_PROCESS / back to DEFAULT */
+    int exclusive_reset;
+    int pct_set;      /* default active thread percentage applied */
+    uint64_t mem_set; /* default pinned memory limit applied, bytes */
+    int pid;
+    char pci_bus_id[32];
+    char pipe_dir[PATH_MAX];
 };
-/* msgs (may be NULL) receives what was done, one line each, as the appliance prints it. */
-int gm_gpu_set_mode(struct gm_daemon *d, const char *id, const char *mode, enum gm_on_busy on_busy,
-                    struct gm_gpu_rec *out, char *msgs, size_t len, struct gm_error *err);
+
+/* What a mode change did, for the answer. */
+struct gm_mode_outcome {
+    struct gm_gpu_rec gpu; /* the record afterwards */
+    enum gm_mode from;
+    int changed;
+    struct gm_mps_outcome mps_start, mps_stop;
+    int mps_started, mps_stopped;          /* which of the two are filled */
+    struct gm_strv stopped;                /* workloads stopped for the change */
+    struct gm_strv restarted;              /* stopped ones started again under the new mode */
+    struct gm_strv not_restarted, why_not; /* stopped ones that could not start again, and why */
+};
+void gm_mode_outcome_free(struct gm_mode_outcome *o);
+/* Changes a GPU's sharing mode (inventory.c). out may be NULL. */
+int gm_gpu_set_mode(struct gm_daemon *d, const char *id, enum gm_mode mode, enum gm_on_busy on_busy,
+                    struct gm_mode_outcome *out, struct gm_error *err);
 /* pct 0 / mem 0 keep the current value. Applied when MPS (re)starts on the GPU. */
 int gm_gpu_set_mps_defaults(struct gm_daemon *d, const char *id, int pct, uint64_t mem,
                             struct gm_error *err);
 int gm_vm_attach(struct gm_daemon *d, const char *vm, const char *gpu, struct gm_gpu_rec *out,
                  struct gm_error *err);
 int gm_vm_detach(struct gm_daemon *d, const char *vm, struct gm_gpu_rec *out, struct gm_error *err);
+
+/* The lines users see for outcomes, as the appliance prints them (messages.c). */
+void gm_msg_mps(const struct gm_mps_outcome *o, int starting, struct gm_strv *lines);
+void gm_msg_mode(const struct gm_mode_outcome *o, struct gm_strv *lines);
+void gm_msg_limits(const char *name, const struct gm_workload_rec *w,
+                   const struct gm_limits_outcome *o, struct gm_strv *lines);
 
 /* HTTP API (http.c). */
 struct gm_http;

@@ -12,20 +12,6 @@
 #include <string.h>
 #include <unistd.h>
 
-static void append_msg(char *msgs, size_t len, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static void append_msg(char *msgs, size_t len, const char *fmt, ...)
-{
-    if (msgs == NULL || len == 0)
-        return;
-    size_t used = strlen(msgs);
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(msgs + used, len - used, fmt, ap);
-    va_end(ap);
-}
-
 int gm_inventory_sync(struct gm_daemon *d, struct gm_error *err)
 {
     int n = gm_gpu_count();
@@ -82,161 +68,142 @@ static int load(struct gm_daemon *d, const char *id, struct gm_gpu_rec **gpus, s
 static int save(struct gm_daemon *d, const struct gm_gpu_rec *g, const char *object,
                 const char *msg, struct gm_error *err)
 {
-    int rc = gm_store_begin(d->store, err);
-    if (rc < 0)
-        return rc;
-    rc = gm_store_gpu_update(d->store, g, err);
-    if (rc < 0) {
-        gm_store_rollback(d->store);
-        return rc;
-    }
-    gm_store_event(d->store, "info", object, "%s", msg);
-    return gm_store_commit(d->store, err);
+    return gm_store_gpu_save(d->store, g, object, "info", msg, err);
 }
 
-/* Stops (and waits for) the active workloads on GPU uuid; their names go to names. Called
- * without d->lock. */
-static int stop_users(struct gm_daemon *d, const char *uuid, char *names, size_t len,
-                      struct gm_error *err)
+void gm_mode_outcome_free(struct gm_mode_outcome *o)
 {
-    struct gm_workload_rec *ws = NULL;
-    size_t nws = 0;
-    pthread_mutex_lock(&d->lock);
-    int rc = gm_store_workload_list(d->store, &ws, &nws, err);
-    pthread_mutex_unlock(&d->lock);
-    if (rc < 0)
-        return rc;
-    names[0] = '\0';
-    for (size_t i = 0; i < nws; i++) {
-        int on = 0;
-        for (int k = 0; k < ws[i].ngpus; k++)
-            on |= strcmp(ws[i].gpus[k], uuid) == 0;
-        if (!on || !gm_workload_active(&ws[i]))
-            continue;
-        size_t used = strlen(names);
-        snprintf(names + used, len - used, "%s%s", used ? " " : "", ws[i].name);
-        gm_workload_stop(d, ws[i].name, NULL, NULL);
-    }
-    gm_workload_list_free(ws, nws);
-    /* Wait until none of them runs any more. */
-    int64_t deadline = gm_now_ms() + (d->cfg.stop_timeout_s + 5) * 1000;
-    for (;;) {
-        pthread_mutex_lock(&d->lock);
-        rc = gm_store_workload_list(d->store, &ws, &nws, err);
-        pthread_mutex_unlock(&d->lock);
-        if (rc < 0)
-            return rc;
-        char busy[512];
-        int left = gm_sched_users(ws, nws, uuid, NULL, busy, sizeof(busy));
-        gm_workload_list_free(ws, nws);
-        if (left == 0)
-            return 0;
-        if (gm_now_ms() > deadline)
-            return gm_err(err, GM_EBUSY, "workloads %s did not stop in time", busy);
-        usleep(50000);
-    }
+    if (o == NULL)
+        return;
+    gm_strv_free(&o->stopped);
+    gm_strv_free(&o->restarted);
+    gm_strv_free(&o->not_restarted);
+    gm_strv_free(&o->why_not);
 }
 
-int gm_gpu_set_mode(struct gm_daemon *d, const char *id, const char *mode, enum gm_on_busy on_busy,
-                    struct gm_gpu_rec *out, char *msgs, size_t len, struct gm_error *err)
+static void changing_done(struct gm_daemon *d, const char *uuid)
 {
-    enum gm_mode m;
-    if (mode == NULL || gm_mode_parse(mode, &m) < 0)
-        return gm_err(err, GM_EINVAL, "mode '%s': must be one of shared, mps, vm",
-                      mode ? mode : "");
+    long i = gm_strv_find(&d->changing, uuid);
+    if (i < 0)
+        return;
+    free(d->changing.v[i]);
+    d->changing.v[i] = d->changing.v[--d->changing.n];
+    d->changing.v[d->changing.n] = NULL;
+}
+
+/* Stops the workloads of the plan and waits until none of them runs. Without d->lock. */
+static int stop_users(struct gm_daemon *d, const struct gm_strv *names, struct gm_error *err)
+{
+    for (size_t i = 0; i < names->n; i++)
+        gm_workload_stop(d, names->v[i], NULL, NULL);
+    return gm_exec_wait_stopped(d, names, err);
+}
+
+int gm_gpu_set_mode(struct gm_daemon *d, const char *id, enum gm_mode m, enum gm_on_busy on_busy,
+                    struct gm_mode_outcome *out, struct gm_error *err)
+{
+    struct gm_mode_outcome local;
+    struct gm_mode_outcome *o = out != NULL ? out : &local;
+    memset(o, 0, sizeof(*o));
     struct gm_gpu_rec *gpus;
     struct gm_workload_rec *ws;
-    size_t ngpus = 0, nws = 0, i = 0;
-    char stopped[1024] = "";
-    int locked = 1;
+    size_t ngpus = 0, nws = 0;
+    struct gm_mode_plan plan;
+
+    /* Decide on a snapshot; the GPU is marked changing, so that placement and a second mode
+     * change keep off it while the effects run without the lock. */
     pthread_mutex_lock(&d->lock);
-    int rc = load(d, id, &gpus, &ngpus, &ws, &nws, &i, err);
-    if (rc < 0)
-        goto out;
-    struct gm_gpu_rec g = gpus[i];
-    if (g.mode == m) {
-        if (m == GM_MODE_MPS) /* make sure it runs, as `mps start` promises */
-            rc = gm_mps_start(d, &g, msgs, len, err);
-        goto done;
-    }
-    if (g.mode == GM_MODE_VM && g.holder[0]) {
-        rc = gm_err(err, GM_ECONFLICT,
-                    "GPU %d (%s) is held by VM %s; detach it first (gpumux vm detach %s)", g.idx,
-                    g.uuid, g.holder, g.holder);
-        goto out;
-    }
-    char names[512];
-    if (gm_sched_users(ws, nws, g.uuid, NULL, names, sizeof(names)) > 0) {
-        if (on_busy == GM_ON_BUSY_REFUSE) {
-            rc = gm_err(err, GM_EBUSY,
-                        "GPU %d (%s): changing the mode from %s to %s would break the workloads "
-                        "running on it: %s (stop or delete them first; gpumux mps stop --force "
-                        "or gpu mode --stop-workloads stops them, gpu mode "
-                        "--restart-workloads restarts them)",
-                        g.idx, g.uuid, gm_mode_name(g.mode), gm_mode_name(m), names);
-            goto out;
-        }
-        pthread_mutex_unlock(&d->lock);
-        locked = 0;
-        rc = stop_users(d, g.uuid, stopped, sizeof(stopped), err);
-        if (rc < 0)
-            goto out;
-        pthread_mutex_lock(&d->lock);
-        locked = 1;
-        free(gpus);
-        gm_workload_list_free(ws, nws);
-        rc = load(d, id, &gpus, &ngpus, &ws, &nws, &i, err);
-        if (rc < 0)
-            goto out;
-        g = gpus[i];
-        if (gm_sched_users(ws, nws, g.uuid, NULL, names, sizeof(names)) > 0) {
-            rc = gm_err(err, GM_EBUSY, "GPU %d (%s): workloads %s started again meanwhile", g.idx,
-                        g.uuid, names);
-            goto out;
-        }
-    }
-    /* MPS goes first: when it cannot start the GPU stays as it was. */
-    if (m == GM_MODE_MPS && (rc = gm_mps_start(d, &g, msgs, len, err)) < 0)
-        goto out;
-    if (g.mode == GM_MODE_MPS)
-        gm_mps_stop(d, &g, msgs, len, err);
-    char msg[256];
-    snprintf(msg, sizeof(msg), "mode changed from %s to %s", gm_mode_name(g.mode), gm_mode_name(m));
-    enum gm_mode was = g.mode;
-    g.mode = m;
-    g.holder[0] = '\0';
-    g.holder_since = 0;
-    char object[32];
-    snprintf(object, sizeof(object), "gpu/%d", g.idx);
-    rc = save(d, &g, object, msg, err);
-    if (rc < 0 && m == GM_MODE_MPS)
-        gm_mps_stop(d, &g, NULL, 0, NULL);
-    if (rc < 0 && was == GM_MODE_MPS)
-        gm_mps_start(d, &gpus[i], NULL, 0, NULL);
+    int rc = load(d, NULL, &gpus, &ngpus, &ws, &nws, NULL, err);
     if (rc == 0)
-        gm_info("GPU %d (%s): %s", g.idx, g.uuid, msg);
-done:
-    if (rc == 0 && out != NULL)
-        *out = g;
-out:
-    if (locked)
-        pthread_mutex_unlock(&d->lock);
+        rc = gm_plan_mode(gpus, ngpus, ws, nws, id, m, on_busy, &d->changing, &plan, err);
+    struct gm_gpu_rec g;
+    if (rc == 0) {
+        g = gpus[plan.gpu];
+        if (gm_strv_add(&d->changing, g.uuid) < 0)
+            rc = gm_err(err, GM_ENOMEM, "out of memory");
+    }
+    pthread_mutex_unlock(&d->lock);
     free(gpus);
     gm_workload_list_free(ws, nws);
-    /* Workloads stopped for the change start again under the new mode when asked. */
-    if (rc == 0 && on_busy == GM_ON_BUSY_RESTART && stopped[0]) {
-        char *save_p = NULL;
-        for (char *n = strtok_r(stopped, " ", &save_p); n; n = strtok_r(NULL, " ", &save_p)) {
-            struct gm_error e;
-            if (gm_workload_start(d, n, NULL, &e) < 0) {
-                append_msg(msgs, len, "workload %s could not start again: %s\n", n, e.msg);
-            } else {
-                append_msg(msgs, len, "Restarted workload %s.\n", n);
+    if (rc < 0) {
+        if (out == NULL)
+            gm_mode_outcome_free(o);
+        return rc;
+    }
+    o->from = plan.from;
+    o->gpu = g;
+
+    if (plan.stop_users) {
+        for (size_t i = 0; i < plan.users.n; i++)
+            gm_strv_add(&o->stopped, plan.users.v[i]);
+        rc = stop_users(d, &plan.users, err);
+    }
+    /* MPS goes first: when it cannot start the GPU stays as it was. */
+    if (rc == 0 && plan.start_mps) {
+        rc = gm_mps_start(d, &g, &o->mps_start, err);
+        o->mps_started = rc == 0;
+    }
+    if (rc == 0 && plan.stop_mps) {
+        gm_mps_stop(d, &g, &o->mps_stop);
+        o->mps_stopped = 1;
+    }
+    pthread_mutex_lock(&d->lock);
+    if (rc == 0 && plan.change) {
+        /* Record the mode, checking that nothing started on the GPU meanwhile. */
+        struct gm_gpu_rec now;
+        struct gm_strv users = {0};
+        rc = gm_store_gpu_get(d->store, g.uuid, &now, err);
+        if (rc == 0 && gm_store_workload_list(d->store, &ws, &nws, err) == 0) {
+            gm_plan_users(ws, nws, g.uuid, &users);
+            gm_workload_list_free(ws, nws);
+        }
+        if (rc == 0 && users.n > 0) {
+            char *list = gm_strv_join(&users, ", ");
+            rc = gm_err(err, GM_EBUSY, "GPU %d (%s): workloads %s started again meanwhile", g.idx,
+                        g.uuid, list ? list : "");
+            free(list);
+        }
+        gm_strv_free(&users);
+        if (rc == 0) {
+            char msg[256], object[32];
+            snprintf(msg, sizeof(msg), "mode changed from %s to %s", gm_mode_name(now.mode),
+                     gm_mode_name(m));
+            snprintf(object, sizeof(object), "gpu/%d", now.idx);
+            now.mode = m;
+            now.holder[0] = '\0';
+            now.holder_since = 0;
+            rc = save(d, &now, object, msg, err);
+            if (rc == 0) {
+                gm_info("GPU %d (%s): %s", now.idx, now.uuid, msg);
+                o->gpu = now;
+                o->changed = 1;
             }
         }
-    } else if (rc == 0 && stopped[0]) {
-        append_msg(msgs, len, "Stopped workloads: %s.\n", stopped);
     }
+    changing_done(d, g.uuid);
+    pthread_mutex_unlock(&d->lock);
+    /* Not recorded: the MPS daemons go back to what the record says. */
+    struct gm_mps_outcome undo;
+    if (rc < 0 && plan.change && o->mps_started && o->mps_start.started)
+        gm_mps_stop(d, &g, &undo);
+    if (rc < 0 && plan.change && o->mps_stopped)
+        gm_mps_start(d, &g, &undo, NULL);
+
+    /* Workloads stopped for the change start again under the new mode when asked. */
+    if (rc == 0 && plan.restart_users) {
+        for (size_t i = 0; i < plan.users.n; i++) {
+            struct gm_error e;
+            if (gm_workload_start(d, plan.users.v[i], NULL, &e) < 0) {
+                gm_strv_add(&o->not_restarted, plan.users.v[i]);
+                gm_strv_add(&o->why_not, e.msg);
+            } else {
+                gm_strv_add(&o->restarted, plan.users.v[i]);
+            }
+        }
+    }
+    gm_mode_plan_free(&plan);
+    if (out == NULL || rc < 0)
+        gm_mode_outcome_free(o);
     return rc;
 }
 
@@ -278,6 +245,8 @@ int gm_vm_attach(struct gm_daemon *d, const char *vm, const char *gpu, struct gm
     struct gm_gpu_rec *gpus;
     struct gm_workload_rec *ws;
     size_t ngpus = 0, nws = 0, i = 0;
+    struct gm_gpu_rec g;
+    int marked = 0;
     pthread_mutex_lock(&d->lock);
     rc = load(d, gpu, &gpus, &ngpus, &ws, &nws, &i, err);
     if (rc < 0)
@@ -289,7 +258,7 @@ int gm_vm_attach(struct gm_daemon *d, const char *vm, const char *gpu, struct gm
             goto out;
         }
     }
-    struct gm_gpu_rec g = gpus[i];
+    g = gpus[i];
     if (!g.present) {
         rc = gm_err(err, GM_ENOSPACE,
                     "VM %s: no GPU resources available: GPU %d (%s) is not present", vm, g.idx,
@@ -302,6 +271,11 @@ int gm_vm_attach(struct gm_daemon *d, const char *vm, const char *gpu, struct gm
                     g.uuid, g.holder);
         goto out;
     }
+    if (gm_strv_find(&d->changing, g.uuid) >= 0) {
+        rc = gm_err(err, GM_EBUSY, "VM %s: GPU %d (%s) is changing its mode now; try again", vm,
+                    g.idx, g.uuid);
+        goto out;
+    }
     char names[512];
     if (gm_sched_users(ws, nws, g.uuid, NULL, names, sizeof(names)) > 0) {
         rc = gm_err(err, GM_ENOSPACE,
@@ -309,8 +283,18 @@ int gm_vm_attach(struct gm_daemon *d, const char *vm, const char *gpu, struct gm
                     g.idx, g.uuid, names);
         goto out;
     }
-    if (g.mode == GM_MODE_MPS)
-        gm_mps_stop(d, &g, NULL, 0, NULL);
+    if (g.mode == GM_MODE_MPS) {
+        /* Its MPS daemon is stopped without the lock; the GPU is kept from placement meanwhile. */
+        if ((rc = gm_strv_add(&d->changing, g.uuid)) < 0) {
+            rc = gm_err(err, GM_ENOMEM, "out of memory");
+            goto out;
+        }
+        marked = 1;
+        pthread_mutex_unlock(&d->lock);
+        struct gm_mps_outcome o;
+        gm_mps_stop(d, &g, &o);
+        pthread_mutex_lock(&d->lock);
+    }
     g.mode = GM_MODE_VM;
     snprintf(g.holder, sizeof(g.holder), "%s", vm);
     g.holder_since = gm_now_ms();
@@ -321,6 +305,8 @@ int gm_vm_attach(struct gm_daemon *d, const char *vm, const char *gpu, struct gm
     if (rc == 0 && out != NULL)
         *out = g;
 out:
+    if (marked)
+        changing_done(d, g.uuid);
     pthread_mutex_unlock(&d->lock);
     free(gpus);
     gm_workload_list_free(ws, nws);

@@ -1,6 +1,8 @@
 /* gpumuxd: the gpumux node daemon. */
 #include "common/log.h"
+#include "common/path.h"
 #include "daemon/daemon.h"
+#include "daemon/mps.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -45,23 +47,6 @@ static void usage(FILE *out)
             "\n"
             "Exit status: 0 after SIGTERM or SIGINT, 1 when it cannot start (the reason is\n"
             "logged), 2 for a usage error.\n");
-}
-
-static int mkdir_p(const char *path, mode_t mode, struct gm_error *err)
-{
-    char buf[PATH_MAX];
-    snprintf(buf, sizeof(buf), "%s", path);
-    for (char *p = buf + 1; *p; p++) {
-        if (*p != '/')
-            continue;
-        *p = '\0';
-        if (mkdir(buf, 0755) < 0 && errno != EEXIST)
-            return gm_err_errno(err, GM_EIO, errno, "creating %s", buf);
-        *p = '/';
-    }
-    if (mkdir(buf, mode) < 0 && errno != EEXIST)
-        return gm_err_errno(err, GM_EIO, errno, "creating %s", buf);
-    return 0;
 }
 
 static int exe_dir(char *buf, size_t len)
@@ -186,6 +171,10 @@ int main(int argc, char **argv)
     }
     gethostname(d.hostname, sizeof(d.hostname) - 1);
     pthread_mutex_init(&d.lock, NULL);
+    if (gm_mps_new(&d.mps) < 0) {
+        gm_error("cannot start: out of memory");
+        return 1;
+    }
 
     /* Signals are taken synchronously by the main loop; the HTTP threads never see them. */
     sigset_t set;
@@ -198,7 +187,7 @@ int main(int argc, char **argv)
 
     struct gm_http *http = NULL;
     int lockfd = -1;
-    if (mkdir_p(d.cfg.state_dir, 0750, &err) < 0 || mkdir_p(d.cfg.run_dir, 0755, &err) < 0)
+    if (gm_mkdir_p(d.cfg.state_dir, 0750, &err) < 0 || gm_mkdir_p(d.cfg.run_dir, 0755, &err) < 0)
         goto fail;
     if ((lockfd = lock_state(d.cfg.state_dir, &err)) < 0)
         goto fail;
@@ -238,7 +227,9 @@ int main(int argc, char **argv)
     gm_store_close(d.store);
     pthread_mutex_unlock(&d.lock);
     gm_gpu_close();
-    free(d.backoff);
+    free(d.wmem);
+    gm_strv_free(&d.changing);
+    gm_mps_free(d.mps);
     close(lockfd);
     return 0;
 fail:

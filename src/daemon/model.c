@@ -59,6 +59,22 @@ int gm_restart_parse(const char *s, enum gm_restart *out)
     return 0;
 }
 
+static const char *const enforce_names[] = {"best-effort", "strict"};
+
+const char *gm_enforce_name(enum gm_enforce e)
+{
+    return (unsigned)e < 2 ? enforce_names[e] : "?";
+}
+
+int gm_enforce_parse(const char *s, enum gm_enforce *out)
+{
+    int i = lookup(enforce_names, 2, s);
+    if (i < 0)
+        return -GM_EINVAL;
+    *out = (enum gm_enforce)i;
+    return 0;
+}
+
 int gm_workload_active(const struct gm_workload_rec *w)
 {
     return w->desired_running || w->state == GM_W_STARTING || w->state == GM_W_RUNNING ||

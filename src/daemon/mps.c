@@ -1,6 +1,8 @@
 #include "daemon/mps.h"
 #include "common/log.h"
+#include "common/clock.h"
 #include "common/parse.h"
+#include "common/path.h"
 #include "daemon/spawn.h"
 #include "daemon/supervise.h"
 
@@ -17,11 +19,78 @@ extern char **environ;
 
 #define MPS_TIMEOUT_MS 10000
 
-void gm_mps_dirs(const struct gm_daemon *d, const struct gm_gpu_rec *g, char *pipe, char *log,
-                 size_t len)
+/* What the manager remembers per GPU, keyed by UUID, for any number of GPUs. Guarded by its own
+ * mutex, held only for lookups: the control programs run without any lock. */
+struct gm_mps_gpu {
+    char uuid[96];
+    int pid;             /* last known control daemon, 0 = none */
+    int set_exclusive;   /* gpumux changed the compute mode for MPS */
+    int64_t retry_at_ms; /* after a failed restart, when to try again (monotonic ms) */
+};
+
+struct gm_mps {
+    pthread_mutex_t lock;
+    struct gm_mps_gpu *v;
+    size_t n;
+};
+
+int gm_mps_new(struct gm_mps **out)
 {
-    snprintf(pipe, len, "%s/mps/%s/pipe", d->cfg.run_dir, g->uuid);
-    snprintf(log, len, "%s/mps/%s/log", d->cfg.run_dir, g->uuid);
+    struct gm_mps *m = calloc(1, sizeof(*m));
+    if (m == NULL)
+        return -GM_ENOMEM;
+    pthread_mutex_init(&m->lock, NULL);
+    *out = m;
+    return 0;
+}
+
+void gm_mps_free(struct gm_mps *m)
+{
+    if (m == NULL)
+        return;
+    pthread_mutex_destroy(&m->lock);
+    free(m->v);
+    free(m);
+}
+
+/* A copy of the GPU's entry (zeroed when there is none). */
+static struct gm_mps_gpu entry_get(struct gm_mps *m, const char *uuid)
+{
+    struct gm_mps_gpu e = {0};
+    snprintf(e.uuid, sizeof(e.uuid), "%s", uuid);
+    pthread_mutex_lock(&m->lock);
+    for (size_t i = 0; i < m->n; i++)
+        if (strcmp(m->v[i].uuid, uuid) == 0)
+            e = m->v[i];
+    pthread_mutex_unlock(&m->lock);
+    return e;
+}
+
+static void entry_put(struct gm_mps *m, const struct gm_mps_gpu *e)
+{
+    pthread_mutex_lock(&m->lock);
+    size_t i = 0;
+    while (i < m->n && strcmp(m->v[i].uuid, e->uuid) != 0)
+        i++;
+    if (i == m->n) {
+        struct gm_mps_gpu *nv = realloc(m->v, (m->n + 1) * sizeof(*nv));
+        if (nv == NULL) {
+            pthread_mutex_unlock(&m->lock);
+            return;
+        }
+        m->v = nv;
+        m->n++;
+    }
+    m->v[i] = *e;
+    pthread_mutex_unlock(&m->lock);
+}
+
+int gm_mps_dirs(const struct gm_daemon *d, const struct gm_gpu_rec *g, char *pipe, char *log,
+                size_t len)
+{
+    if (gm_path(NULL, pipe, len, "%s/mps/%s/pipe", d->cfg.run_dir, g->uuid) < 0)
+        return -GM_EINVAL;
+    return gm_path(NULL, log, len, "%s/mps/%s/log", d->cfg.run_dir, g->uuid) < 0 ? -GM_EINVAL : 0;
 }
 
 static int control_binary(const struct gm_daemon *d, char *path, size_t len, struct gm_error *err)
@@ -70,25 +139,11 @@ static void free_env(char **env)
     free(env);
 }
 
-static int mkdirs(const char *path)
-{
-    char buf[PATH_MAX];
-    snprintf(buf, sizeof(buf), "%s", path);
-    for (char *p = buf + 1; *p; p++) {
-        if (*p == '/') {
-            *p = '\0';
-            if (mkdir(buf, 0755) < 0 && errno != EEXIST)
-                return -1;
-            *p = '/';
-        }
-    }
-    return mkdir(buf, 0755) < 0 && errno != EEXIST ? -1 : 0;
-}
-
 static int read_pid(const char *pipe)
 {
     char path[PATH_MAX];
-    snprintf(path, sizeof(path), "%s/nvidia-cuda-mps-control.pid", pipe);
+    if (gm_path(NULL, path, sizeof(path), "%s/nvidia-cuda-mps-control.pid", pipe) < 0)
+        return 0;
     FILE *f = fopen(path, "r");
     if (f == NULL)
         return 0;
@@ -125,20 +180,6 @@ int gm_mps_command(struct gm_daemon *d, const struct gm_gpu_rec *g, const char *
     return 0;
 }
 
-static void append(char *msgs, size_t len, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static void append(char *msgs, size_t len, const char *fmt, ...)
-{
-    if (msgs == NULL)
-        return;
-    size_t used = strlen(msgs);
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(msgs + used, len - used, fmt, ap);
-    va_end(ap);
-}
-
 int gm_mps_status(struct gm_daemon *d, const struct gm_gpu_rec *g, struct gm_mps_status *st)
 {
     memset(st, 0, sizeof(*st));
@@ -159,22 +200,30 @@ int gm_mps_status(struct gm_daemon *d, const struct gm_gpu_rec *g, struct gm_mps
     return 0;
 }
 
-int gm_mps_start(struct gm_daemon *d, const struct gm_gpu_rec *g, char *msgs, size_t len,
+int gm_mps_start(struct gm_daemon *d, const struct gm_gpu_rec *g, struct gm_mps_outcome *o,
                  struct gm_error *err)
 {
     char bin[PATH_MAX], pipe[PATH_MAX], log[PATH_MAX];
+    memset(o, 0, sizeof(*o));
+    o->gpu_idx = g->idx;
+    snprintf(o->pci_bus_id, sizeof(o->pci_bus_id), "%s", g->pci_bus_id);
     int rc = control_binary(d, bin, sizeof(bin), err);
     if (rc < 0)
         return gm_err_wrap(err, "GPU %d (%s): cannot start MPS", g->idx, g->uuid);
-    gm_mps_dirs(d, g, pipe, log, sizeof(pipe));
+    if (gm_mps_dirs(d, g, pipe, log, sizeof(pipe)) < 0)
+        return gm_err(err, GM_EINVAL, "GPU %d: the MPS directories' paths are too long", g->idx);
+    snprintf(o->pipe_dir, sizeof(o->pipe_dir), "%s", pipe);
+    struct gm_mps_gpu e = entry_get(d->mps, g->uuid);
     int pid = read_pid(pipe);
     if (pid > 0) {
-        d->mps_pid[g->idx & 63] = pid;
-        append(msgs, len, "MPS control daemon for GPU %d already runs (pid %d).\n", g->idx, pid);
+        e.pid = pid;
+        entry_put(d->mps, &e);
+        o->already_ran = 1;
+        o->pid = pid;
         return 0;
     }
-    if (mkdirs(pipe) < 0 || mkdirs(log) < 0)
-        return gm_err_errno(err, GM_EIO, errno, "GPU %d: creating %s", g->idx, pipe);
+    if ((rc = gm_mkdir_p(pipe, 0755, err)) < 0 || (rc = gm_mkdir_p(log, 0755, err)) < 0)
+        return gm_err_wrap(err, "GPU %d", g->idx);
     if (d->cfg.mps_exclusive) {
         struct gm_gpu_live *live = calloc(1, sizeof(*live));
         if (live != NULL && gm_gpu_query(g->idx, live, NULL) == 0 && live->compute_mode != 3) {
@@ -183,8 +232,8 @@ int gm_mps_start(struct gm_daemon *d, const struct gm_gpu_rec *g, char *msgs, si
                 return gm_err_wrap(err, "GPU %d (%s): cannot set EXCLUSIVE_PROCESS", g->idx,
                                    g->uuid);
             }
-            d->mps_set_exclusive[g->idx & 63] = 1;
-            append(msgs, len, "Set compute mode to EXCLUSIVE_PROCESS for GPU %s.\n", g->pci_bus_id);
+            e.set_exclusive = 1;
+            o->exclusive_set = 1;
         }
         free(live);
     }
@@ -196,63 +245,71 @@ int gm_mps_start(struct gm_daemon *d, const struct gm_gpu_rec *g, char *msgs, si
     free_env(env);
     if (rc == 0 && status != 0)
         rc = gm_err(err, GM_EDRIVER, "%s -d exited with status %d: %s", bin, status, out);
-    for (int i = 0; rc == 0 && i < 200 && (pid = read_pid(pipe)) == 0; i++)
+    /* The daemon forks away at once and writes its pid file when it is ready. */
+    for (int64_t until = gm_mono_ms() + MPS_TIMEOUT_MS;
+         rc == 0 && (pid = read_pid(pipe)) == 0 && gm_mono_ms() < until;)
         usleep(10000);
     if (rc == 0 && pid == 0)
-        rc = gm_err(err, GM_EDRIVER, "%s -d started but wrote no pid file in %s", bin, pipe);
-    if (rc < 0)
+        rc = gm_err(err, GM_EDRIVER, "%s -d started but wrote no pid file in %s within %d s", bin,
+                    pipe, MPS_TIMEOUT_MS / 1000);
+    if (rc < 0) {
+        entry_put(d->mps, &e);
         return gm_err_wrap(err, "GPU %d (%s): cannot start MPS", g->idx, g->uuid);
-    d->mps_pid[g->idx & 63] = pid;
-    append(msgs, len, "Started the MPS control daemon for GPU %d (pid %d, pipe directory %s).\n",
-           g->idx, pid, pipe);
+    }
+    e.pid = pid;
+    entry_put(d->mps, &e);
+    o->started = 1;
+    o->pid = pid;
 
     char cmd[128], ans[512];
     if (g->mps_default_pct > 0) {
         snprintf(cmd, sizeof(cmd), "set_default_active_thread_percentage %d", g->mps_default_pct);
         if ((rc = gm_mps_command(d, g, cmd, ans, sizeof(ans), err)) < 0)
             return rc;
-        append(msgs, len, "Set the default active thread percentage to %d.\n", g->mps_default_pct);
+        o->pct_set = g->mps_default_pct;
     }
     if (g->mps_default_mem > 0) {
         snprintf(cmd, sizeof(cmd), "set_default_device_pinned_mem_limit 0 %lluM",
                  (unsigned long long)(g->mps_default_mem / GM_MIB));
         if ((rc = gm_mps_command(d, g, cmd, ans, sizeof(ans), err)) < 0)
             return rc;
-        append(msgs, len, "Set the default pinned device memory limit to %lluMiB.\n",
-               (unsigned long long)(g->mps_default_mem / GM_MIB));
+        o->mem_set = g->mps_default_mem;
     }
     gm_info("GPU %d: MPS control daemon started (pid %d)", g->idx, pid);
     return 0;
 }
 
-int gm_mps_stop(struct gm_daemon *d, const struct gm_gpu_rec *g, char *msgs, size_t len,
-                struct gm_error *err)
+int gm_mps_stop(struct gm_daemon *d, const struct gm_gpu_rec *g, struct gm_mps_outcome *o)
 {
     char pipe[PATH_MAX], log[PATH_MAX], ans[512];
-    gm_mps_dirs(d, g, pipe, log, sizeof(pipe));
-    int pid = read_pid(pipe);
-    d->mps_pid[g->idx & 63] = 0;
+    memset(o, 0, sizeof(*o));
+    o->gpu_idx = g->idx;
+    snprintf(o->pci_bus_id, sizeof(o->pci_bus_id), "%s", g->pci_bus_id);
+    struct gm_mps_gpu e = entry_get(d->mps, g->uuid);
+    int pid = gm_mps_dirs(d, g, pipe, log, sizeof(pipe)) == 0 ? read_pid(pipe) : 0;
+    e.pid = 0;
+    struct gm_error err;
     if (pid > 0) {
-        if (gm_mps_command(d, g, "quit", ans, sizeof(ans), err) < 0)
-            gm_warn("GPU %d: MPS quit: %s", g->idx, err->msg);
-        for (int i = 0; i < 500 && kill(pid, 0) == 0 && gm_proc_alive(pid, gm_proc_start_time(pid));
-             i++)
+        if (gm_mps_command(d, g, "quit", ans, sizeof(ans), &err) < 0)
+            gm_warn("GPU %d: MPS quit: %s", g->idx, err.msg);
+        for (int64_t until = gm_mono_ms() + 5000;
+             gm_proc_alive(pid, gm_proc_start_time(pid)) && gm_mono_ms() < until;)
             usleep(10000);
         if (gm_proc_alive(pid, gm_proc_start_time(pid))) {
             kill(pid, SIGKILL);
-            append(msgs, len, "The MPS control daemon of GPU %d did not quit; killed it.\n",
-                   g->idx);
+            o->killed = 1;
         }
-        append(msgs, len, "Stopped the MPS control daemon for GPU %d (pid %d).\n", g->idx, pid);
+        o->stopped = 1;
+        o->pid = pid;
     } else {
-        append(msgs, len, "No MPS control daemon ran for GPU %d.\n", g->idx);
+        o->was_not_running = 1;
     }
-    if (d->mps_set_exclusive[g->idx & 63]) {
-        if (gm_gpu_set_compute_mode(g->idx, 0, err) == 0)
-            append(msgs, len, "Set compute mode to DEFAULT for GPU %s.\n", g->pci_bus_id);
-        d->mps_set_exclusive[g->idx & 63] = 0;
+    if (e.set_exclusive) {
+        if (gm_gpu_set_compute_mode(g->idx, 0, &err) == 0)
+            o->exclusive_reset = 1;
+        e.set_exclusive = 0;
     }
-    gm_error_clear(err);
+    entry_put(d->mps, &e);
     return 0;
 }
 
@@ -261,40 +318,57 @@ void gm_mps_check(struct gm_daemon *d, int at_start)
     struct gm_gpu_rec *gpus = NULL;
     size_t n = 0;
     struct gm_error err;
-    if (gm_store_gpu_list(d->store, &gpus, &n, &err) < 0)
+    pthread_mutex_lock(&d->lock);
+    int rc = gm_store_gpu_list(d->store, &gpus, &n, &err);
+    /* A GPU whose mode is changing is its mode change's business. */
+    for (size_t i = 0; rc == 0 && i < n; i++)
+        if (gm_strv_find(&d->changing, gpus[i].uuid) >= 0)
+            gpus[i].present = 0;
+    pthread_mutex_unlock(&d->lock);
+    if (rc < 0)
         return;
     for (size_t i = 0; i < n; i++) {
         const struct gm_gpu_rec *g = &gpus[i];
         if (g->mode != GM_MODE_MPS || !g->present)
             continue;
         char pipe[PATH_MAX], log[PATH_MAX];
-        gm_mps_dirs(d, g, pipe, log, sizeof(pipe));
-        int was = d->mps_pid[g->idx & 63];
-        if (read_pid(pipe) > 0)
+        if (gm_mps_dirs(d, g, pipe, log, sizeof(pipe)) < 0 || read_pid(pipe) > 0)
             continue;
-        char object[32];
+        struct gm_mps_gpu e = entry_get(d->mps, g->uuid);
+        int64_t now = gm_mono_ms();
+        if (e.retry_at_ms != 0 && now < e.retry_at_ms)
+            continue;
+        char object[32], msg[1200];
         snprintf(object, sizeof(object), "gpu/%d", g->idx);
-        int64_t now = gm_now_ms();
-        if (now < d->mps_retry_at[g->idx & 63])
-            continue;
-        if (gm_mps_start(d, g, NULL, 0, &err) < 0) {
+        struct gm_mps_outcome o;
+        const char *level = "info";
+        int was = e.pid;
+        if (gm_mps_start(d, g, &o, &err) < 0) {
             /* Said once per outage, tried again every few seconds. */
-            if (d->mps_retry_at[g->idx & 63] == 0) {
-                gm_error("GPU %d: %s", g->idx, err.msg);
-                gm_store_event(d->store, "error", object, "MPS control daemon is not running: %s",
-                               err.msg);
+            int first = e.retry_at_ms == 0;
+            e = entry_get(d->mps, g->uuid);
+            e.retry_at_ms = now + 5000;
+            entry_put(d->mps, &e);
+            if (!first)
+                continue;
+            gm_error("GPU %d: %s", g->idx, err.msg);
+            level = "error";
+            snprintf(msg, sizeof(msg), "MPS control daemon is not running: %s", err.msg);
+        } else {
+            e = entry_get(d->mps, g->uuid);
+            e.retry_at_ms = 0;
+            entry_put(d->mps, &e);
+            if (at_start && was == 0) {
+                snprintf(msg, sizeof(msg), "MPS control daemon started (pid %d)", o.pid);
+            } else {
+                level = "warning";
+                snprintf(msg, sizeof(msg),
+                         "MPS control daemon (pid %d) died; restarted it (pid %d)", was, o.pid);
             }
-            d->mps_retry_at[g->idx & 63] = now + 5000;
-            continue;
         }
-        d->mps_retry_at[g->idx & 63] = 0;
-        if (at_start && was == 0)
-            gm_store_event(d->store, "info", object, "MPS control daemon started (pid %d)",
-                           d->mps_pid[g->idx & 63]);
-        else
-            gm_store_event(d->store, "warning", object,
-                           "MPS control daemon (pid %d) died; restarted it (pid %d)", was,
-                           d->mps_pid[g->idx & 63]);
+        pthread_mutex_lock(&d->lock);
+        gm_store_event(d->store, level, object, "%s", msg);
+        pthread_mutex_unlock(&d->lock);
     }
     free(gpus);
 }

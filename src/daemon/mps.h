@@ -16,21 +16,28 @@ struct gm_mps_status {
     char default_pct[32]; /* get_default_active_thread_percentage */
 };
 
-void gm_mps_dirs(const struct gm_daemon *d, const struct gm_gpu_rec *g, char *pipe, char *log,
-                 size_t len);
-/* Starts (or finds running) the control daemon of g and applies its defaults. Appends what it
- * did, in the manner of the appliance, to msgs. Caller holds d->lock. */
-int gm_mps_start(struct gm_daemon *d, const struct gm_gpu_rec *g, char *msgs, size_t len,
+/* The manager's memory (control daemon pids, compute modes it changed, retry times), keyed
+ * by GPU UUID; d->mps. */
+int gm_mps_new(struct gm_mps **out);
+void gm_mps_free(struct gm_mps *m);
+/* RUN_DIR/mps/UUID/{pipe,log}; -GM_EINVAL when the paths do not fit. */
+int gm_mps_dirs(const struct gm_daemon *d, const struct gm_gpu_rec *g, char *pipe, char *log,
+                size_t len);
+/* None of the functions below may be called with d->lock held: they run the control program
+ * and wait for it (up to 10 s). */
+/* Starts (or finds running) the control daemon of g and applies its defaults; o says what was
+ * done. */
+int gm_mps_start(struct gm_daemon *d, const struct gm_gpu_rec *g, struct gm_mps_outcome *o,
                  struct gm_error *err);
-/* Quits the control daemon of g (its servers end with it). Caller holds d->lock. */
-int gm_mps_stop(struct gm_daemon *d, const struct gm_gpu_rec *g, char *msgs, size_t len,
-                struct gm_error *err);
+/* Quits the control daemon of g (its servers end with it), killing it when it does not quit. */
+int gm_mps_stop(struct gm_daemon *d, const struct gm_gpu_rec *g, struct gm_mps_outcome *o);
 /* Sends one command; out receives the answer. */
 int gm_mps_command(struct gm_daemon *d, const struct gm_gpu_rec *g, const char *cmd, char *out,
                    size_t len, struct gm_error *err);
 int gm_mps_status(struct gm_daemon *d, const struct gm_gpu_rec *g, struct gm_mps_status *st);
-/* Restarts control daemons of GPUs in mps mode that are not running; records an event for
- * each. Caller holds d->lock. at_start: the daemon starts (after a reboot nothing runs). */
+/* Restarts control daemons of GPUs in mps mode that are not running (not of GPUs whose mode is
+ * changing); records an event for each. at_start: the daemon starts (after a reboot nothing
+ * runs). Takes d->lock only to read the GPUs and to record. */
 void gm_mps_check(struct gm_daemon *d, int at_start);
 
 #endif

@@ -1,205 +1,171 @@
 /* Reconciliation: the database says what should run, the launch directories say what does.
  * Run at start (re-adopting live workloads, recording those that died while the daemon was down)
- * and on every poll (exits, restarts, stop time-outs). */
+ * and on every poll (exits, restarts, stop time-outs).
+ *
+ * One pass: a snapshot of the records under d->lock; the launch directories read without it;
+ * then, under the lock again, gm_plan_reconcile decides for each record that did not change
+ * meanwhile and the plans' records are committed in one transaction; last, without the lock,
+ * the executor sends the signals, removes ended launch directories and makes the launches. */
+#include "common/clock.h"
 #include "common/log.h"
+#include "common/path.h"
 #include "daemon/daemon.h"
 #include "daemon/mps.h"
 #include "daemon/region.h"
 #include "daemon/supervise.h"
 
 #include <dirent.h>
+#include <limits.h>
 #include <signal.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
-static int wants_restart(const struct gm_workload_rec *w)
-{
-    if (!w->desired_running)
-        return 0;
-    switch (w->restart) {
-    case GM_RESTART_ALWAYS:
-        return 1;
-    case GM_RESTART_ON_FAILURE:
-        return !w->has_exit || w->exit_code != 0;
-    default:
-        return 0;
-    }
-}
-
-static int64_t backoff_ms(int restarts)
-{
-    int64_t ms = 100;
-    for (int i = 0; i < restarts && ms < 10000; i++)
-        ms *= 2;
-    return ms < 10000 ? ms : 10000;
-}
-
-static void save(struct gm_daemon *d, const struct gm_workload_rec *w, const char *level,
-                 const char *fmt, ...) __attribute__((format(printf, 4, 5)));
-
-static void save(struct gm_daemon *d, const struct gm_workload_rec *w, const char *level,
-                 const char *fmt, ...)
-{
-    char msg[512], object[80];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(msg, sizeof(msg), fmt, ap);
-    va_end(ap);
-    snprintf(object, sizeof(object), "workload/%s", w->name);
-    struct gm_error err;
-    if (gm_store_begin(d->store, &err) < 0 || gm_store_workload_update(d->store, w, &err) < 0) {
-        gm_store_rollback(d->store);
-        gm_error("workload %s: cannot record '%s': %s", w->name, msg, err.msg);
-        return;
-    }
-    gm_store_event(d->store, level, object, "%s", msg);
-    if (gm_store_commit(d->store, &err) < 0)
-        gm_error("workload %s: cannot record '%s': %s", w->name, msg, err.msg);
-    gm_log(strcmp(level, "info") == 0 ? GM_LOG_INFO : GM_LOG_WARN, "workload %s: %s", w->name, msg);
-}
-
-/* The launch ended; record how, then decide on a restart. */
-static void ended(struct gm_daemon *d, struct gm_workload_rec *w, const struct gm_sup_status *st,
-                  const char *dir)
-{
-    w->pid = 0;
-    w->pid_start = 0;
-    w->monitor_pid = 0;
-    w->monitor_start = 0;
-    if (st->state == GM_SUP_EXITED) {
-        w->has_exit = 1;
-        w->exit_code = st->exit_code;
-        w->exit_signal = st->exit_signal;
-        w->finished_at = st->finished_ms ? st->finished_ms : gm_now_ms();
-        if (st->exit_code >= 0)
-            snprintf(w->reason, sizeof(w->reason), "exited with status %d", st->exit_code);
-        else
-            snprintf(w->reason, sizeof(w->reason), "killed by signal %d (%s)", st->exit_signal,
-                     strsignal(st->exit_signal));
-    } else {
-        w->has_exit = 0;
-        w->finished_at = gm_now_ms();
-        snprintf(w->reason, sizeof(w->reason),
-                 "lost: its processes ended while their monitor was gone; exit status unknown");
-    }
-    if (w->state == GM_W_STOPPING || !w->desired_running) {
-        w->desired_running = 0;
-        w->state = GM_W_STOPPED;
-    } else {
-        w->state = GM_W_EXITED;
-        if (!wants_restart(w))
-            w->desired_running = 0;
-    }
-    /* An ending that was asked for is no cause for a warning. */
-    int expected = w->state == GM_W_STOPPED || (w->has_exit && w->exit_code == 0);
-    save(d, w, expected ? "info" : "warning", "%s", w->reason);
-    gm_sup_remove(dir, NULL);
-    if (w->desired_running) {
-        struct gm_backoff *b = gm_backoff_get(d, w->name);
-        if (b != NULL)
-            b->restart_at_ms = gm_now_ms() + backoff_ms(w->restart_count);
-    } else {
-        gm_backoff_forget(d, w->name);
-    }
-}
-
-static void relaunch(struct gm_daemon *d, struct gm_workload_rec *w, int counts_as_restart)
-{
-    w->launch_id++;
-    w->state = GM_W_STARTING;
-    w->pid = w->monitor_pid = 0;
-    w->pid_start = w->monitor_start = 0;
-    w->has_exit = 0;
-    w->started_at = gm_now_ms();
-    w->finished_at = 0;
-    if (counts_as_restart)
-        w->restart_count++;
-    w->reason[0] = '\0';
-    save(d, w, "info", "%s (launch %lld)", counts_as_restart ? "restarting" : "starting",
-         (long long)w->launch_id);
-    struct gm_error err;
-    if (gm_workload_launch(d, w, &err) < 0) {
-        w->state = GM_W_EXITED;
-        w->desired_running = 0;
-        snprintf(w->reason, sizeof(w->reason), "could not start: %.200s", err.msg);
-        save(d, w, "error", "%s", w->reason);
-        return;
-    }
-    save(d, w, "info", "running (pid %d)", w->pid);
-}
-
-static void check(struct gm_daemon *d, struct gm_workload_rec *w, int at_start)
-{
-    char dir[PATH_MAX];
-    gm_workload_launch_dir(d, w->name, w->launch_id, dir, sizeof(dir));
-    int64_t now = gm_now_ms();
-
-    if (w->state == GM_W_EXITED || w->state == GM_W_STOPPED) {
-        if (w->state == GM_W_EXITED && w->desired_running) {
-            struct gm_backoff *b = gm_backoff_get(d, w->name);
-            if (b == NULL || now >= b->restart_at_ms)
-                relaunch(d, w, 1);
-        }
-        return;
-    }
-
+/* What was seen of one record's launch outside the lock. */
+struct seen {
+    int polled;
+    int poll_failed;
     struct gm_sup_status st;
+};
+
+/* The effects of one pass, performed after the commit. */
+struct effect {
+    char name[64];
+    int64_t launch_id;     /* of the launch to signal or make */
+    int64_t old_launch_id; /* whose directory to remove, 0 for none */
+    int signal;
+    int launch;
+    enum gm_undo undo;
+};
+
+/* Did the record change between the snapshot and now? Then its observation is stale. */
+static int moved_on(const struct gm_workload_rec *a, const struct gm_workload_rec *b)
+{
+    return a->launch_id != b->launch_id || a->state != b->state ||
+           a->desired_running != b->desired_running || a->pid != b->pid;
+}
+
+/* Finds name in v, looking at hint first (both lists come in the store's order). */
+static const struct gm_workload_rec *match(const struct gm_workload_rec *v, size_t n, size_t hint,
+                                           const char *name)
+{
+    if (hint < n && strcmp(v[hint].name, name) == 0)
+        return &v[hint];
+    for (size_t i = 0; i < n; i++)
+        if (strcmp(v[i].name, name) == 0)
+            return &v[i];
+    return NULL;
+}
+
+static void observe(struct gm_daemon *d, const struct gm_workload_rec *ws, size_t n,
+                    const int *skip, struct seen *seen)
+{
+    for (size_t i = 0; i < n && !d->stopping; i++) {
+        const struct gm_workload_rec *w = &ws[i];
+        if (skip[i] || w->state == GM_W_EXITED || w->state == GM_W_STOPPED)
+            continue;
+        char dir[PATH_MAX];
+        struct gm_error err;
+        seen[i].polled = 1;
+        if (gm_workload_launch_dir(d, w->name, w->launch_id, dir, sizeof(dir)) < 0 ||
+            gm_sup_poll(dir, &seen[i].st, &err) < 0) {
+            seen[i].poll_failed = 1;
+            gm_warn("workload %s: cannot read its launch directory %s", w->name, dir);
+        }
+    }
+}
+
+/* Decides for every record and commits the records of all plans. Caller holds d->lock. */
+static size_t decide(struct gm_daemon *d, const struct gm_workload_rec *snap, size_t n,
+                     const int *skip, const struct seen *seen, int at_start, struct effect *fx)
+{
+    struct gm_workload_rec *now = NULL;
+    size_t nnow = 0, nfx = 0;
     struct gm_error err;
-    if (gm_sup_poll(dir, &st, &err) < 0) {
-        gm_warn("workload %s: %s", w->name, err.msg);
-        return;
+    if (gm_store_workload_list(d->store, &now, &nnow, &err) < 0) {
+        gm_error("reconcile: %s", err.msg);
+        return 0;
     }
-    if (st.state == GM_SUP_ALIVE) {
-        if (st.pid > 0 && (st.pid != w->pid || st.pid_start != w->pid_start)) {
-            w->pid = st.pid;
-            w->pid_start = st.pid_start;
-            w->monitor_pid = st.monitor_pid;
-            w->monitor_start = st.monitor_start;
-            if (w->state == GM_W_STARTING)
-                w->state = GM_W_RUNNING;
-            save(d, w, "info", "running (pid %d)", w->pid);
-        } else if (at_start) {
-            char object[80];
-            snprintf(object, sizeof(object), "workload/%s", w->name);
-            gm_store_event(d->store, "info", object, "re-adopted (pid %d)", w->pid);
-            gm_info("workload %s: re-adopted (pid %d)", w->name, w->pid);
+    int64_t now_ms = gm_now_ms();
+    int open = gm_store_begin(d->store, &err) == 0;
+    for (size_t i = 0; i < n && open; i++) {
+        const struct gm_workload_rec *w = match(now, nnow, i, snap[i].name);
+        const struct gm_wmem *m = w ? gm_wmem_find(d, w->name) : NULL;
+        if (skip[i] || w == NULL || moved_on(w, &snap[i]) || (m != NULL && m->launching))
+            continue;
+        struct gm_rc_plan p;
+        gm_plan_reconcile(w, seen[i].polled && !seen[i].poll_failed ? &seen[i].st : NULL,
+                          seen[i].poll_failed, m ? &m->timers : NULL, now_ms, at_start,
+                          d->cfg.stop_timeout_s, &p);
+        if (p.action == GM_RC_NONE || p.action == GM_RC_POLL_FAILED)
+            continue;
+        char object[96];
+        snprintf(object, sizeof(object), "workload/%s", w->name);
+        if (p.save && gm_store_workload_update(d->store, &p.next, &err) < 0) {
+            gm_error("workload %s: cannot record '%s': %s", w->name, p.event, err.msg);
+            continue;
         }
-        if (w->state == GM_W_STOPPING) {
-            struct gm_backoff *b = gm_backoff_get(d, w->name);
-            if (b != NULL && (at_start || b->kill_at_ms == 0)) {
-                gm_sup_signal(dir, SIGTERM, NULL);
-                b->kill_at_ms = now + d->cfg.stop_timeout_s * 1000;
-            } else if (b != NULL && now >= b->kill_at_ms) {
-                gm_sup_signal(dir, SIGKILL, NULL);
-            }
+        if (p.event[0]) {
+            gm_store_event(d->store, p.level, object, "%s", p.event);
+            gm_log(strcmp(p.level, "info") == 0 ? GM_LOG_INFO : GM_LOG_WARN, "workload %s: %s",
+                   w->name, p.event);
         }
-        return;
+        struct gm_wmem *mm = gm_wmem_get(d, w->name);
+        if (mm != NULL && p.set_timers)
+            mm->timers = p.timers;
+        if (mm != NULL && p.launch)
+            mm->launching = 1;
+        struct effect *e = &fx[nfx++];
+        memset(e, 0, sizeof(*e));
+        snprintf(e->name, sizeof(e->name), "%s", w->name);
+        e->launch_id = p.next.launch_id;
+        e->signal = p.signal;
+        e->launch = p.launch;
+        e->undo = GM_UNDO_EXITED;
+        if (p.remove_dir)
+            e->old_launch_id = w->launch_id;
     }
-    if (st.state == GM_SUP_GONE && w->state == GM_W_STARTING && w->pid == 0) {
-        /* The daemon stopped between recording the launch and starting it: nothing of it ever
-         * ran, so starting it now starts it once. */
-        if (w->desired_running) {
-            w->launch_id--; /* relaunch counts it up again */
+    if (open && gm_store_commit(d->store, &err) < 0) {
+        /* Nothing was recorded, so nothing may be acted on. */
+        gm_error("reconcile: %s", err.msg);
+        for (size_t i = 0; i < nfx; i++) {
+            struct gm_wmem *mm = gm_wmem_get(d, fx[i].name);
+            if (mm != NULL)
+                mm->launching = 0;
+        }
+        nfx = 0;
+    }
+    gm_workload_list_free(now, nnow);
+    return nfx;
+}
+
+static void act(struct gm_daemon *d, const struct effect *fx, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        const struct effect *e = &fx[i];
+        char dir[PATH_MAX];
+        if (e->signal)
+            gm_exec_signal(d, e->name, e->launch_id, e->signal);
+        if (e->old_launch_id &&
+            gm_workload_launch_dir(d, e->name, e->old_launch_id, dir, sizeof(dir)) == 0)
             gm_sup_remove(dir, NULL);
-            relaunch(d, w, 0);
-        } else {
-            w->state = GM_W_STOPPED;
-            save(d, w, "info", "stopped before it started");
+        if (e->launch) {
+            struct gm_error err;
+            if (gm_exec_launch(d, e->name, e->launch_id, e->undo, NULL, &err) < 0)
+                gm_warn("workload %s: %s", e->name, err.msg);
         }
-        return;
     }
-    ended(d, w, &st, dir);
 }
 
 /* Launch directories that belong to no current launch: remove them, and stop anything that
- * still runs from them (it would be a workload nobody tracks). */
-static void sweep(struct gm_daemon *d, const struct gm_workload_rec *ws, size_t n)
+ * still runs from them (it would be a workload nobody tracks). Called without d->lock; each
+ * workload's record is read fresh, so a workload created meanwhile is not taken for a stray. */
+static void sweep(struct gm_daemon *d)
 {
     char root[PATH_MAX];
-    snprintf(root, sizeof(root), "%s/workloads", d->cfg.run_dir);
+    if (gm_path(NULL, root, sizeof(root), "%s/workloads", d->cfg.run_dir) < 0)
+        return;
     DIR *top = opendir(root);
     if (top == NULL)
         return;
@@ -207,12 +173,18 @@ static void sweep(struct gm_daemon *d, const struct gm_workload_rec *ws, size_t 
     while ((e = readdir(top)) != NULL) {
         if (e->d_name[0] == '.')
             continue;
-        const struct gm_workload_rec *w = NULL;
-        for (size_t i = 0; i < n; i++)
-            if (strcmp(ws[i].name, e->d_name) == 0)
-                w = &ws[i];
+        struct gm_workload_rec w;
+        pthread_mutex_lock(&d->lock);
+        int have = gm_store_workload_get(d->store, e->d_name, &w, NULL) == 0;
+        const struct gm_wmem *m = gm_wmem_find(d, e->d_name);
+        int busy = m != NULL && m->launching;
+        int64_t current = have ? w.launch_id : 0;
+        if (have)
+            gm_workload_rec_free(&w);
+        pthread_mutex_unlock(&d->lock);
         char wdir[PATH_MAX];
-        snprintf(wdir, sizeof(wdir), "%s/%.200s", root, e->d_name);
+        if (busy || gm_path(NULL, wdir, sizeof(wdir), "%s/%s", root, e->d_name) < 0)
+            continue;
         DIR *sub = opendir(wdir);
         if (sub == NULL)
             continue;
@@ -220,15 +192,18 @@ static void sweep(struct gm_daemon *d, const struct gm_workload_rec *ws, size_t 
         while ((l = readdir(sub)) != NULL) {
             if (l->d_name[0] == '.')
                 continue;
-            if (w != NULL && atoll(l->d_name) == w->launch_id)
-                continue;
+            if (have && atoll(l->d_name) >= current)
+                continue; /* the current launch */
             char dir[PATH_MAX];
-            snprintf(dir, sizeof(dir), "%s/%.200s", wdir, l->d_name);
+            if (gm_path(NULL, dir, sizeof(dir), "%s/%s", wdir, l->d_name) < 0)
+                continue;
             struct gm_sup_status st;
             if (gm_sup_poll(dir, &st, NULL) == 0 && st.state == GM_SUP_ALIVE) {
                 gm_warn("launch %s still runs but no record owns it: killing it", dir);
+                pthread_mutex_lock(&d->lock);
                 gm_store_event(d->store, "warning", "daemon", "killed untracked launch %s (pid %d)",
                                dir, st.pid);
+                pthread_mutex_unlock(&d->lock);
                 gm_sup_signal(dir, SIGKILL, NULL);
                 continue;
             }
@@ -245,28 +220,51 @@ void gm_reconcile(struct gm_daemon *d, int at_start)
     struct gm_workload_rec *ws = NULL;
     size_t n = 0;
     struct gm_error err;
-    pthread_mutex_lock(&d->lock);
-    if (gm_store_workload_list(d->store, &ws, &n, &err) < 0) {
-        gm_error("reconcile: %s", err.msg);
-        pthread_mutex_unlock(&d->lock);
-        return;
-    }
     /* MPS first: a workload restarted below needs its GPU's control daemon. */
     gm_mps_check(d, at_start);
-    for (size_t i = 0; i < n && !d->stopping; i++)
-        check(d, &ws[i], at_start);
+
+    pthread_mutex_lock(&d->lock);
+    if (gm_store_workload_list(d->store, &ws, &n, &err) < 0) {
+        pthread_mutex_unlock(&d->lock);
+        gm_error("reconcile: %s", err.msg);
+        return;
+    }
+    int *skip = calloc(n + 1, sizeof(*skip));
+    struct seen *seen = calloc(n + 1, sizeof(*seen));
+    struct effect *fx = calloc(n + 1, sizeof(*fx));
+    if (skip == NULL || seen == NULL || fx == NULL) {
+        pthread_mutex_unlock(&d->lock);
+        gm_error("reconcile: out of memory");
+        goto out;
+    }
+    /* A launch being made belongs to the executor until its outcome is recorded. */
+    for (size_t i = 0; i < n; i++) {
+        const struct gm_wmem *m = gm_wmem_find(d, ws[i].name);
+        skip[i] = m != NULL && m->launching;
+    }
+    pthread_mutex_unlock(&d->lock);
+
+    observe(d, ws, n, skip, seen);
+    pthread_mutex_lock(&d->lock);
+    size_t nfx = decide(d, ws, n, skip, seen, at_start, fx);
+    pthread_mutex_unlock(&d->lock);
+    act(d, fx, nfx);
+
     /* Finished launches whose directory could not be removed at once (processes the workload
      * left behind still held the lock) are swept now and then. */
     static unsigned polls;
     if (at_start || ++polls % 100 == 0)
-        sweep(d, ws, n);
+        sweep(d);
     /* Compute windows and dead slots: limits changed by `gpumux set` act within a second. */
     static int64_t last_control;
-    int64_t now = gm_now_ms();
+    int64_t now = gm_mono_ms();
     if (at_start || now - last_control >= 500) {
-        gm_region_control(d, ws, n);
+        gm_exec_windows(d);
         last_control = now;
     }
-    pthread_mutex_unlock(&d->lock);
+out:
+    free(skip);
+    free(seen);
+    free(fx);
     gm_workload_list_free(ws, n);
 }

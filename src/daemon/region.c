@@ -1,5 +1,6 @@
 #include "daemon/region.h"
 #include "common/log.h"
+#include "common/path.h"
 #include "daemon/supervise.h"
 
 #include <errno.h>
@@ -13,9 +14,9 @@
 
 #define PERIOD_NS ((uint64_t)100 * 1000 * 1000)
 
-void gm_region_path(const struct gm_daemon *d, const char *name, char *buf, size_t len)
+int gm_region_path(const struct gm_daemon *d, const char *name, char *buf, size_t len)
 {
-    snprintf(buf, len, "%s/regions/%s.region", d->cfg.run_dir, name);
+    return gm_path(NULL, buf, len, "%s/regions/%s.region", d->cfg.run_dir, name);
 }
 
 static int header_ok(const struct gm_region *r)
@@ -183,12 +184,9 @@ int gm_region_prepare(struct gm_daemon *d, const struct gm_workload_rec *w, int 
     return 0;
 }
 
-void gm_region_control(struct gm_daemon *d, const struct gm_workload_rec *ws, size_t n)
+void gm_region_control(struct gm_daemon *d, const struct gm_gpu_rec *gpus, size_t ngpus,
+                       const struct gm_workload_rec *ws, size_t n)
 {
-    struct gm_gpu_rec *gpus = NULL;
-    size_t ngpus = 0;
-    if (gm_store_gpu_list(d->store, &gpus, &ngpus, NULL) < 0)
-        return;
     for (size_t g = 0; g < ngpus; g++) {
         /* Caps are limits: when they add up past 100% each gets its share of the period. */
         int sum = 0;
@@ -221,5 +219,4 @@ void gm_region_control(struct gm_daemon *d, const struct gm_workload_rec *ws, si
             gm_region_unmap(r);
         }
     }
-    free(gpus);
 }

@@ -8,7 +8,7 @@
 
 #include <gpumux/region.h>
 
-void gm_region_path(const struct gm_daemon *d, const char *name, char *buf, size_t len);
+int gm_region_path(const struct gm_daemon *d, const char *name, char *buf, size_t len);
 /* Creates RUN_DIR/regions/NAME.region for w (mode 0660, owned by the workload's user), or
  * refreshes the limits of an existing one with the right layout; a file with another layout is
  * replaced. by_mps: the GPU is in mps mode, so MPS caps compute. */
@@ -25,7 +25,9 @@ int gm_region_set_window(struct gm_region *r, uint64_t period_ns, uint64_t offse
 /* Frees the slots of processes that died and recomputes mem_used; returns how many. */
 int gm_region_reap(struct gm_region *r);
 /* The controller: gives the capped workloads of every time-sliced GPU disjoint windows of
- * the compute period in proportion to their caps, and reaps dead slots. Caller holds d->lock. */
-void gm_region_control(struct gm_daemon *d, const struct gm_workload_rec *ws, size_t n);
+ * the compute period in proportion to their caps, and reaps dead slots. Called without
+ * d->lock, on a snapshot of the records. */
+void gm_region_control(struct gm_daemon *d, const struct gm_gpu_rec *gpus, size_t ngpus,
+                       const struct gm_workload_rec *ws, size_t n);
 
 #endif

@@ -82,6 +82,13 @@ int gm_store_deployment_delete(struct gm_store *s, const char *name, struct gm_e
 void gm_store_deployment_rec_free(struct gm_deployment_rec *d); /* owned members only */
 void gm_store_deployment_list_free(struct gm_deployment_rec *v, size_t n);
 
+/* A record saved (inserted or updated) together with its event in one transaction; nothing
+ * is kept when the record cannot be. level or event NULL: no event. */
+int gm_store_workload_save(struct gm_store *s, struct gm_workload_rec *w, int insert,
+                           const char *level, const char *event, struct gm_error *err);
+int gm_store_gpu_save(struct gm_store *s, const struct gm_gpu_rec *g, const char *object,
+                      const char *level, const char *event, struct gm_error *err);
+
 /* Events. add never fails the caller's operation: errors are logged. list: at most limit
  * events, all when limit <= 0; the caller frees *out. */
 void gm_store_event(struct gm_store *s, const char *level, const char *object, const char *fmt, ...)

@@ -1,15 +1,18 @@
-/* Workload life cycle: create, start, stop, delete. Every change is committed before it is
- * acted on; a launch that cannot be made is rolled back so that nothing is half-applied. */
+/* Workload life cycle: create, start, stop, delete, limits. Each operation decides under
+ * d->lock on the records (admission is sched.c's pure function), commits the record with its
+ * event, and leaves the effects (the launch, signals, waits) to the executor outside the lock.
+ * A launch that cannot be made is undone, so that nothing is half-applied. */
 #include "common/log.h"
 #include "common/parse.h"
+#include "common/path.h"
 #include "daemon/daemon.h"
-#include "daemon/mps.h"
 #include "daemon/region.h"
 #include "daemon/sched.h"
 #include "daemon/supervise.h"
 
 #include <errno.h>
 #include <jansson.h>
+#include <limits.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -17,42 +20,16 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-extern char **environ;
-
-void gm_workload_launch_dir(const struct gm_daemon *d, const char *name, int64_t launch_id,
-                            char *buf, size_t len)
+int gm_workload_launch_dir(const struct gm_daemon *d, const char *name, int64_t launch_id,
+                           char *buf, size_t len)
 {
-    snprintf(buf, len, "%s/workloads/%s/%lld", d->cfg.run_dir, name, (long long)launch_id);
+    return gm_path(NULL, buf, len, "%s/workloads/%s/%lld", d->cfg.run_dir, name,
+                   (long long)launch_id);
 }
 
-void gm_workload_log_path(const struct gm_daemon *d, const char *name, char *buf, size_t len)
+int gm_workload_log_path(const struct gm_daemon *d, const char *name, char *buf, size_t len)
 {
-    snprintf(buf, len, "%s/logs/%s.log", d->cfg.state_dir, name);
-}
-
-struct gm_backoff *gm_backoff_get(struct gm_daemon *d, const char *name)
-{
-    for (size_t i = 0; i < d->nbackoff; i++)
-        if (strcmp(d->backoff[i].name, name) == 0)
-            return &d->backoff[i];
-    struct gm_backoff *nb = realloc(d->backoff, (d->nbackoff + 1) * sizeof(*nb));
-    if (nb == NULL)
-        return NULL;
-    d->backoff = nb;
-    struct gm_backoff *b = &d->backoff[d->nbackoff++];
-    memset(b, 0, sizeof(*b));
-    snprintf(b->name, sizeof(b->name), "%s", name);
-    return b;
-}
-
-void gm_backoff_forget(struct gm_daemon *d, const char *name)
-{
-    for (size_t i = 0; i < d->nbackoff; i++) {
-        if (strcmp(d->backoff[i].name, name) == 0) {
-            d->backoff[i] = d->backoff[--d->nbackoff];
-            return;
-        }
-    }
+    return gm_path(NULL, buf, len, "%s/logs/%s.log", d->cfg.state_dir, name);
 }
 
 /* Looks cmd up the way execvp will, so that a missing command is refused before anything is
@@ -104,218 +81,11 @@ static char *spec_build(const struct gm_run_request *r)
         json_object_set_new(env, r->env_keys[i], json_string(r->env_vals[i]));
     json_object_set_new(spec, "command", cmd);
     json_object_set_new(spec, "env", env);
-    if (r->enforce != NULL && strcmp(r->enforce, "strict") == 0)
-        json_object_set_new(spec, "enforce", json_string("strict"));
+    if (r->enforce == GM_ENFORCE_STRICT)
+        json_object_set_new(spec, "enforce", json_string(gm_enforce_name(r->enforce)));
     char *s = json_dumps(spec, JSON_COMPACT | JSON_PRESERVE_ORDER);
     json_decref(spec);
     return s;
-}
-
-struct strv {
-    char **v;
-    size_t n, cap;
-};
-
-static int strv_push(struct strv *s, char *owned)
-{
-    if (owned == NULL)
-        return -1;
-    if (s->n + 2 > s->cap) {
-        size_t cap = s->cap ? s->cap * 2 : 64;
-        char **nv = realloc(s->v, cap * sizeof(*nv));
-        if (nv == NULL) {
-            free(owned);
-            return -1;
-        }
-        s->v = nv;
-        s->cap = cap;
-    }
-    s->v[s->n++] = owned;
-    s->v[s->n] = NULL;
-    return 0;
-}
-
-static void strv_free(struct strv *s)
-{
-    for (size_t i = 0; i < s->n; i++)
-        free(s->v[i]);
-    free(s->v);
-}
-
-static void strv_setenv(struct strv *s, const char *k, const char *v)
-{
-    size_t kl = strlen(k);
-    for (size_t i = 0; i < s->n; i++) {
-        if (strncmp(s->v[i], k, kl) == 0 && s->v[i][kl] == '=') {
-            free(s->v[i]);
-            if (asprintf(&s->v[i], "%s=%s", k, v) < 0)
-                s->v[i] = strdup("GPUMUX_ENV_ERROR=1");
-            return;
-        }
-    }
-    char *e;
-    if (asprintf(&e, "%s=%s", k, v) >= 0)
-        strv_push(s, e);
-}
-
-static const char *strv_getenv(const struct strv *s, const char *k)
-{
-    size_t kl = strlen(k);
-    for (size_t i = 0; i < s->n; i++)
-        if (strncmp(s->v[i], k, kl) == 0 && s->v[i][kl] == '=')
-            return s->v[i] + kl + 1;
-    return NULL;
-}
-
-/* The workload's environment: the daemon's own, the user's, then what gpumux decides. */
-static int build_env(struct gm_daemon *d, const struct gm_workload_rec *w, json_t *spec,
-                     struct strv *env)
-{
-    for (char **e = environ; *e; e++)
-        if (strncmp(*e, "GPUMUX_", 7) != 0 && strncmp(*e, "NVIDIA_VISIBLE_DEVICES=", 23) != 0 &&
-            strncmp(*e, "CUDA_VISIBLE_DEVICES=", 21) != 0 && strncmp(*e, "NOTIFY_SOCKET=", 14) != 0)
-            strv_push(env, strdup(*e));
-    const char *k;
-    json_t *v;
-    json_object_foreach(json_object_get(spec, "env"), k, v)
-        strv_setenv(env, k, json_string_value(v));
-    if (json_is_string(json_object_get(spec, "enforce")))
-        strv_setenv(env, GM_REGION_STRICT_ENV, json_string_value(json_object_get(spec, "enforce")));
-
-    char devs[GM_MAX_WORKLOAD_GPUS * 100] = "";
-    for (int i = 0; i < w->ngpus; i++) {
-        size_t used = strlen(devs);
-        snprintf(devs + used, sizeof(devs) - used, "%s%s", i ? "," : "", w->gpus[i]);
-    }
-    strv_setenv(env, "NVIDIA_VISIBLE_DEVICES", w->ngpus ? devs : "void");
-    strv_setenv(env, "CUDA_VISIBLE_DEVICES", devs);
-    strv_setenv(env, "GPUMUX_WORKLOAD", w->name);
-    char num[32];
-    if (w->compute_pct > 0) {
-        snprintf(num, sizeof(num), "%d", w->compute_pct);
-        strv_setenv(env, "GPUMUX_COMPUTE_PCT", num);
-    }
-    if (w->memory_limit > 0) {
-        snprintf(num, sizeof(num), "%llu", (unsigned long long)w->memory_limit);
-        strv_setenv(env, "GPUMUX_MEMORY_LIMIT", num);
-    }
-    /* On an MPS GPU the workload reaches that GPU's control daemon, with its share. */
-    struct gm_gpu_rec g;
-    if (w->ngpus == 1 && gm_store_gpu_get(d->store, w->gpus[0], &g, NULL) == 0) {
-        strv_setenv(env, "GPUMUX_GPU_MODE", gm_mode_name(g.mode));
-        /* Limits are kept inside the workload by the interposer, through its region. */
-        if (w->memory_limit > 0 || w->compute_pct > 0) {
-            struct gm_error rerr;
-            char region[PATH_MAX];
-            gm_region_path(d, w->name, region, sizeof(region));
-            if (access(d->cfg.interposer, R_OK) != 0) {
-                gm_warn("workload %s: %s is missing: its limits are not enforced in-process",
-                        w->name, d->cfg.interposer);
-            } else if (gm_region_prepare(d, w, g.mode == GM_MODE_MPS, &rerr) < 0) {
-                gm_warn("workload %s: %s", w->name, rerr.msg);
-            } else {
-                /* Its compute window exists before its first launch, not a poll later. */
-                struct gm_workload_rec *all = NULL;
-                size_t nall = 0;
-                if (w->compute_pct > 0 && gm_store_workload_list(d->store, &all, &nall, NULL) == 0)
-                    gm_region_control(d, all, nall);
-                gm_workload_list_free(all, nall);
-                const char *old = strv_getenv(env, "LD_PRELOAD");
-                char *pre;
-                if (asprintf(&pre, "%s%s%s", d->cfg.interposer, old && *old ? ":" : "",
-                             old ? old : "") >= 0) {
-                    strv_setenv(env, GM_MONITOR_PRELOAD_ENV, pre);
-                    free(pre);
-                }
-                strv_setenv(env, GM_REGION_ENV, region);
-            }
-        }
-        if (g.mode == GM_MODE_MPS) {
-            char pipe[PATH_MAX], logd[PATH_MAX];
-            gm_mps_dirs(d, &g, pipe, logd, sizeof(pipe));
-            strv_setenv(env, "CUDA_MPS_PIPE_DIRECTORY", pipe);
-            strv_setenv(env, "CUDA_MPS_LOG_DIRECTORY", logd);
-            if (w->compute_pct > 0) {
-                snprintf(num, sizeof(num), "%d", w->compute_pct);
-                strv_setenv(env, "CUDA_MPS_ACTIVE_THREAD_PERCENTAGE", num);
-            }
-            if (w->memory_limit > 0) {
-                /* Device 0: CUDA_VISIBLE_DEVICES leaves the workload this one GPU. */
-                snprintf(num, sizeof(num), "0=%lluM",
-                         (unsigned long long)((w->memory_limit + GM_MIB - 1) / GM_MIB));
-                strv_setenv(env, "CUDA_MPS_PINNED_DEVICE_MEM_LIMIT", num);
-            }
-        }
-    }
-    if (strcmp(d->driver.kind, "sim") == 0) {
-        /* Workloads reach the simulated driver the way they reach a real one: by soname. */
-        const char *old = strv_getenv(env, "LD_LIBRARY_PATH");
-        char *lp;
-        if (asprintf(&lp, "%s%s%s", d->driver.sim_dir, old && *old ? ":" : "", old ? old : "") >=
-            0) {
-            strv_setenv(env, "LD_LIBRARY_PATH", lp);
-            free(lp);
-        }
-        strv_setenv(env, "GPUSIM_STATE", d->cfg.gpusim_state);
-        if (d->cfg.gpusim_config[0])
-            strv_setenv(env, "GPUSIM_CONFIG", d->cfg.gpusim_config);
-    }
-    return 0;
-}
-
-int gm_workload_launch(struct gm_daemon *d, struct gm_workload_rec *w, struct gm_error *err)
-{
-    json_error_t jerr;
-    json_t *spec = json_loads(w->spec_json ? w->spec_json : "{}", 0, &jerr);
-    if (spec == NULL)
-        return gm_err(err, GM_EINTERNAL, "workload %s: its recorded spec is not JSON: %s", w->name,
-                      jerr.text);
-    struct strv argv = {0}, env = {0};
-    size_t i;
-    json_t *a;
-    json_array_foreach(json_object_get(spec, "command"), i, a)
-        strv_push(&argv, strdup(json_string_value(a)));
-    build_env(d, w, spec, &env);
-    json_decref(spec);
-
-    char dir[PATH_MAX], log[PATH_MAX], logdir[PATH_MAX];
-    gm_workload_launch_dir(d, w->name, w->launch_id, dir, sizeof(dir));
-    gm_workload_log_path(d, w->name, log, sizeof(log));
-    snprintf(logdir, sizeof(logdir), "%s/logs", d->cfg.state_dir);
-    mkdir(logdir, 0750);
-    struct gm_launch l = {
-        .monitor_path = d->monitor_path,
-        .dir = dir,
-        .log_path = log,
-        .argv = argv.v,
-        .envp = env.v,
-        .uid = (uid_t)w->uid,
-        .gid = (gid_t)w->gid,
-        .cwd = NULL,
-    };
-    pid_t mpid = 0;
-    uint64_t mstart = 0;
-    int rc = argv.n ? gm_sup_launch(&l, &mpid, &mstart, err)
-                    : gm_err(err, GM_EINTERNAL, "workload %s has no command", w->name);
-    strv_free(&argv);
-    strv_free(&env);
-    if (rc < 0)
-        return rc;
-    w->monitor_pid = mpid;
-    w->monitor_start = mstart;
-    /* The monitor writes the workload's pid at once; waiting briefly lets the answer carry it. */
-    for (int tries = 0; tries < 50; tries++) {
-        struct gm_sup_status st;
-        if (gm_sup_poll(dir, &st, NULL) == 0 && st.pid > 0) {
-            w->pid = st.pid;
-            w->pid_start = st.pid_start;
-            if (st.state != GM_SUP_EXITED)
-                w->state = GM_W_RUNNING;
-            break;
-        }
-        usleep(2000);
-    }
-    return 0;
 }
 
 static int parse_request(const struct gm_run_request *r, struct gm_workload_rec *w,
@@ -327,17 +97,11 @@ static int parse_request(const struct gm_run_request *r, struct gm_workload_rec 
     memset(w, 0, sizeof(*w));
     snprintf(w->name, sizeof(w->name), "%s", r->name);
     snprintf(w->kind, sizeof(w->kind), "process");
-    if (r->compute != NULL &&
-        (rc = gm_parse_percent(r->compute, &w->compute_pct, "--compute", err)) < 0)
-        return rc;
-    if (r->memory != NULL && (rc = gm_parse_size(r->memory, &w->memory_limit, "--memory", err)) < 0)
-        return rc;
-    if (r->restart != NULL && gm_restart_parse(r->restart, &w->restart) < 0)
-        return gm_err(err, GM_EINVAL, "--restart '%s': must be one of never, on-failure, always",
-                      r->restart);
-    if (r->enforce != NULL && strcmp(r->enforce, "strict") != 0 &&
-        strcmp(r->enforce, "best-effort") != 0)
-        return gm_err(err, GM_EINVAL, "--enforce '%s': must be strict or best-effort", r->enforce);
+    if (r->compute_pct < 0 || r->compute_pct > 100)
+        return gm_err(err, GM_EINVAL, "--compute %d: must be between 1 and 100", r->compute_pct);
+    w->compute_pct = r->compute_pct;
+    w->memory_limit = r->memory_limit;
+    w->restart = r->restart;
     *gpu = r->gpu;
     const char *path = getenv("PATH");
     for (size_t i = 0; i < r->nenv; i++) {
@@ -399,6 +163,14 @@ static int admit(struct gm_daemon *d, struct gm_workload_rec *w, const char *gpu
         };
         struct gm_sched_result res;
         rc = gm_sched_admit(gpus, ngpus, ws, nws, &req, &res, err);
+        for (int i = 0; rc == 0 && i < res.ngpus; i++) {
+            const struct gm_gpu_rec *g = &gpus[res.gpu[i]];
+            if (gm_strv_find(&d->changing, g->uuid) >= 0)
+                rc = gm_err(err, GM_EBUSY,
+                            "GPU %d (%s) is changing its sharing mode; try again when that is "
+                            "done",
+                            g->idx, g->uuid);
+        }
         if (rc == 0) {
             w->ngpus = res.ngpus;
             for (int i = 0; i < res.ngpus; i++)
@@ -419,47 +191,23 @@ static void describe_gpus(const struct gm_workload_rec *w, char *buf, size_t len
     }
 }
 
-/* Commits w (already inserted or updated by the caller's statement), launches it, records the
- * monitor. On a launch failure the caller's undo runs. */
-static int commit_and_launch(struct gm_daemon *d, struct gm_workload_rec *w, int inserted,
-                             struct gm_error *err)
+/* Records launch w->launch_id (insert or update) with its event and marks it launching, so
+ * that the reconciler leaves it to the executor. Caller holds d->lock. */
+static int record_launch(struct gm_daemon *d, struct gm_workload_rec *w, int insert,
+                         struct gm_error *err)
 {
-    char object[80], where[GM_MAX_WORKLOAD_GPUS * 100];
-    snprintf(object, sizeof(object), "workload/%s", w->name);
+    struct gm_wmem *m = gm_wmem_get(d, w->name);
+    if (m == NULL)
+        return gm_err(err, GM_ENOMEM, "out of memory");
+    char where[GM_MAX_WORKLOAD_GPUS * 100], event[GM_MAX_WORKLOAD_GPUS * 100 + 64];
     describe_gpus(w, where, sizeof(where));
-    int rc = gm_store_begin(d->store, err);
-    if (rc < 0)
-        return rc;
-    rc = inserted ? gm_store_workload_insert(d->store, w, err)
-                  : gm_store_workload_update(d->store, w, err);
-    if (rc < 0) {
-        gm_store_rollback(d->store);
-        return rc;
+    snprintf(event, sizeof(event), "%s on %s (launch %lld)", insert ? "created" : "starting", where,
+             (long long)w->launch_id);
+    int rc = gm_store_workload_save(d->store, w, insert, "info", event, err);
+    if (rc == 0) {
+        m->launching = 1;
+        m->timers = (struct gm_timers){0};
     }
-    gm_store_event(d->store, "info", object, "%s on %s (launch %lld)",
-                   inserted ? "created" : "starting", where, (long long)w->launch_id);
-    if ((rc = gm_store_commit(d->store, err)) < 0)
-        return rc;
-
-    struct gm_error lerr;
-    if (gm_workload_launch(d, w, &lerr) < 0) {
-        gm_store_event(d->store, "error", object, "could not start: %s", lerr.msg);
-        if (inserted) {
-            gm_store_workload_delete(d->store, w->name, NULL);
-        } else {
-            w->desired_running = 0;
-            w->state = GM_W_STOPPED;
-            snprintf(w->reason, sizeof(w->reason), "could not start: %.200s", lerr.msg);
-            gm_store_workload_update(d->store, w, NULL);
-        }
-        *err = lerr;
-        return -lerr.code;
-    }
-    rc = gm_store_workload_update(d->store, w, err);
-    if (rc == 0 && w->pid > 0)
-        gm_store_event(d->store, "info", object, "running (pid %d)", w->pid);
-    gm_info("workload %s: started on %s (monitor %d, pid %d)", w->name, where, w->monitor_pid,
-            w->pid);
     return rc;
 }
 
@@ -490,21 +238,28 @@ int gm_workload_create(struct gm_daemon *d, const struct gm_run_request *r,
     w.spec_json = spec_build(r);
     pthread_mutex_lock(&d->lock);
     struct gm_workload_rec old;
+    const struct gm_wmem *m = gm_wmem_find(d, w.name);
     if (gm_store_workload_get(d->store, w.name, &old, NULL) == 0) {
         gm_workload_rec_free(&old);
         rc = gm_err(err, GM_ECONFLICT, "workload %s already exists", w.name);
-        goto out;
+    } else if (m != NULL && m->launching) {
+        rc = gm_err(err, GM_EBUSY, "workload %s is being deleted; try again", w.name);
+    } else {
+        rc = admit(d, &w, gpu, err);
     }
-    rc = admit(d, &w, gpu, err);
-    if (rc < 0)
-        goto out;
-    w.desired_running = 1;
-    w.state = GM_W_STARTING;
-    w.launch_id = 1;
-    w.created_at = w.started_at = gm_now_ms();
-    rc = commit_and_launch(d, &w, 1, err);
-out:
+    if (rc == 0) {
+        w.desired_running = 1;
+        w.state = GM_W_STARTING;
+        w.launch_id = 1;
+        w.created_at = w.started_at = gm_now_ms();
+        rc = record_launch(d, &w, 1, err);
+    }
     pthread_mutex_unlock(&d->lock);
+    if (rc == 0) {
+        int64_t id = w.launch_id;
+        gm_workload_rec_free(&w);
+        return gm_exec_launch(d, r->name, id, GM_UNDO_DELETE, out, err);
+    }
     return hand_over(&w, out, rc);
 }
 
@@ -514,9 +269,10 @@ int gm_workload_start(struct gm_daemon *d, const char *name, struct gm_workload_
     struct gm_workload_rec w = {0};
     pthread_mutex_lock(&d->lock);
     int rc = gm_store_workload_get(d->store, name, &w, err);
+    const struct gm_wmem *m = rc == 0 ? gm_wmem_find(d, name) : NULL;
     if (rc < 0)
         goto out;
-    if (w.state == GM_W_STARTING || w.state == GM_W_RUNNING) {
+    if (w.state == GM_W_STARTING || w.state == GM_W_RUNNING || (m != NULL && m->launching)) {
         rc = gm_err(err, GM_ECONFLICT, "workload %s is already running (pid %d)", name, w.pid);
         goto out;
     }
@@ -526,16 +282,16 @@ int gm_workload_start(struct gm_daemon *d, const char *name, struct gm_workload_
         goto out;
     }
     /* Admission again: its GPU may have been given to a VM, or its memory to others. */
-    char spec[GM_MAX_WORKLOAD_GPUS * 100] = "none";
-    for (int i = 0; i < w.ngpus; i++) {
-        size_t used = i ? strlen(spec) : 0;
-        snprintf(spec + used, sizeof(spec) - used, "%s%s", i ? "," : "", w.gpus[i]);
-    }
+    struct gm_strv ids = {0};
+    for (int i = 0; i < w.ngpus; i++)
+        gm_strv_add(&ids, w.gpus[i]);
+    char *spec = w.ngpus ? gm_strv_join(&ids, ",") : NULL;
+    gm_strv_free(&ids);
     w.desired_running = 0; /* not counted against itself */
-    rc = admit(d, &w, spec, err);
+    rc = admit(d, &w, spec ? spec : "none", err);
+    free(spec);
     if (rc < 0)
         goto out;
-    gm_backoff_forget(d, name);
     w.desired_running = 1;
     w.state = GM_W_STARTING;
     w.launch_id++;
@@ -545,48 +301,38 @@ int gm_workload_start(struct gm_daemon *d, const char *name, struct gm_workload_
     w.reason[0] = '\0';
     w.started_at = gm_now_ms();
     w.finished_at = 0;
-    rc = commit_and_launch(d, &w, 0, err);
+    rc = record_launch(d, &w, 0, err);
 out:
     pthread_mutex_unlock(&d->lock);
+    if (rc == 0) {
+        int64_t id = w.launch_id;
+        gm_workload_rec_free(&w);
+        return gm_exec_launch(d, name, id, GM_UNDO_STOP, out, err);
+    }
     return hand_over(&w, out, rc);
 }
 
-/* Marks w stopping and sends SIGTERM. Caller holds d->lock. */
-static int request_stop(struct gm_daemon *d, struct gm_workload_rec *w, const char *why,
-                        struct gm_error *err)
+/* Records w as stopping (or a pending restart as cancelled). Caller holds d->lock. Returns 1
+ * when the launch must get SIGTERM, 0 when nothing runs, or a negative error. */
+static int record_stop(struct gm_daemon *d, struct gm_workload_rec *w, const char *why,
+                       struct gm_error *err)
 {
-    char object[80];
-    snprintf(object, sizeof(object), "workload/%s", w->name);
-    int was_alive =
-        w->state == GM_W_STARTING || w->state == GM_W_RUNNING || w->state == GM_W_STOPPING;
+    int was_alive = launched(w);
     w->desired_running = 0;
-    if (was_alive) {
+    if (was_alive)
         w->state = GM_W_STOPPING;
-    } else if (w->state == GM_W_EXITED) {
+    else if (w->state == GM_W_EXITED)
         w->state = GM_W_STOPPED; /* a pending restart is cancelled */
-    }
     snprintf(w->reason, sizeof(w->reason), "%s", why);
-    int rc = gm_store_begin(d->store, err);
+    int rc = gm_store_workload_save(d->store, w, 0, "info", why, err);
     if (rc < 0)
         return rc;
-    rc = gm_store_workload_update(d->store, w, err);
-    if (rc < 0) {
-        gm_store_rollback(d->store);
-        return rc;
+    struct gm_wmem *m = gm_wmem_get(d, w->name);
+    if (m != NULL) {
+        m->timers.restart_at_ms = 0;
+        m->timers.kill_at_ms = was_alive ? gm_now_ms() + d->cfg.stop_timeout_s * 1000 : 0;
     }
-    gm_store_event(d->store, "info", object, "%s", why);
-    if ((rc = gm_store_commit(d->store, err)) < 0)
-        return rc;
-    gm_backoff_forget(d, w->name);
-    if (was_alive) {
-        char dir[PATH_MAX];
-        gm_workload_launch_dir(d, w->name, w->launch_id, dir, sizeof(dir));
-        gm_sup_signal(dir, SIGTERM, NULL);
-        struct gm_backoff *b = gm_backoff_get(d, w->name);
-        if (b != NULL)
-            b->kill_at_ms = gm_now_ms() + d->cfg.stop_timeout_s * 1000;
-    }
-    return 0;
+    return was_alive;
 }
 
 int gm_workload_stop(struct gm_daemon *d, const char *name, struct gm_workload_rec *out,
@@ -596,9 +342,25 @@ int gm_workload_stop(struct gm_daemon *d, const char *name, struct gm_workload_r
     pthread_mutex_lock(&d->lock);
     int rc = gm_store_workload_get(d->store, name, &w, err);
     if (rc == 0 && (w.desired_running || w.state == GM_W_STARTING || w.state == GM_W_RUNNING))
-        rc = request_stop(d, &w, "stopped by request", err);
+        rc = record_stop(d, &w, "stopped by request", err);
     pthread_mutex_unlock(&d->lock);
-    return hand_over(&w, out, rc);
+    if (rc == 1)
+        gm_exec_signal(d, name, w.launch_id, SIGTERM);
+    return hand_over(&w, out, rc < 0 ? rc : 0);
+}
+
+/* Removes what the daemon kept of a deleted workload. */
+static void remove_files(struct gm_daemon *d, const char *name, int64_t launch_id)
+{
+    char path[PATH_MAX];
+    if (gm_workload_launch_dir(d, name, launch_id, path, sizeof(path)) == 0)
+        gm_sup_remove(path, NULL);
+    if (gm_path(NULL, path, sizeof(path), "%s/workloads/%s", d->cfg.run_dir, name) == 0)
+        rmdir(path);
+    if (gm_workload_log_path(d, name, path, sizeof(path)) == 0)
+        unlink(path);
+    if (gm_region_path(d, name, path, sizeof(path)) == 0)
+        unlink(path);
 }
 
 int gm_workload_delete(struct gm_daemon *d, const char *name, struct gm_workload_rec *out,
@@ -608,28 +370,31 @@ int gm_workload_delete(struct gm_daemon *d, const char *name, struct gm_workload
     pthread_mutex_lock(&d->lock);
     int rc = gm_store_workload_get(d->store, name, &w, err);
     if (rc == 0 && (w.desired_running || launched(&w)))
-        rc = request_stop(d, &w, "deleted by request", err);
+        rc = record_stop(d, &w, "deleted by request", err);
     pthread_mutex_unlock(&d->lock);
     if (rc < 0) {
         gm_workload_rec_free(&w);
         return rc;
     }
+    if (rc == 1)
+        gm_exec_signal(d, name, w.launch_id, SIGTERM);
     /* Wait, without holding the lock, until nothing of the launch runs: the record goes only
      * once its process is gone, so a crash in between leaves a record, never an orphan. */
+    struct gm_strv one = {0};
+    gm_strv_add(&one, name);
+    rc = gm_exec_wait_stopped(d, &one, err);
+    gm_strv_free(&one);
+    if (rc < 0) {
+        gm_workload_rec_free(&w);
+        return gm_err_wrap(err, "workload %s", name);
+    }
     char dir[PATH_MAX];
-    gm_workload_launch_dir(d, name, w.launch_id, dir, sizeof(dir));
-    int64_t deadline = gm_now_ms() + d->cfg.stop_timeout_s * 1000, hard = deadline + 5000;
-    int killed = 0;
-    for (;;) {
+    for (int64_t deadline = gm_mono_ms() + 5000;;) {
         struct gm_sup_status st;
-        if (gm_sup_poll(dir, &st, NULL) < 0 || st.state != GM_SUP_ALIVE)
+        if (gm_workload_launch_dir(d, name, w.launch_id, dir, sizeof(dir)) < 0 ||
+            gm_sup_poll(dir, &st, NULL) < 0 || st.state != GM_SUP_ALIVE)
             break;
-        int64_t now = gm_now_ms();
-        if (now >= deadline && !killed) {
-            gm_sup_signal(dir, SIGKILL, NULL);
-            killed = 1;
-        }
-        if (now >= hard) {
+        if (gm_mono_ms() >= deadline) {
             gm_workload_rec_free(&w);
             return gm_err(err, GM_EBUSY, "workload %s: its process did not end after SIGKILL",
                           name);
@@ -648,7 +413,7 @@ int gm_workload_delete(struct gm_daemon *d, const char *name, struct gm_workload
     if (rc == 0) {
         rc = gm_store_workload_delete(d->store, name, err);
         if (rc == 0) {
-            char object[80];
+            char object[96];
             snprintf(object, sizeof(object), "workload/%s", name);
             gm_store_event(d->store, "info", object, "deleted");
             rc = gm_store_commit(d->store, err);
@@ -656,97 +421,74 @@ int gm_workload_delete(struct gm_daemon *d, const char *name, struct gm_workload
             gm_store_rollback(d->store);
         }
     }
-    if (rc == 0) {
-        gm_backoff_forget(d, name);
-        gm_sup_remove(dir, NULL);
-        char path[PATH_MAX];
-        snprintf(path, sizeof(path), "%s/workloads/%s", d->cfg.run_dir, name);
-        rmdir(path);
-        gm_workload_log_path(d, name, path, sizeof(path));
-        unlink(path);
-        gm_region_path(d, name, path, sizeof(path));
-        unlink(path);
-    }
+    if (rc == 0)
+        gm_wmem_forget(d, name);
     pthread_mutex_unlock(&d->lock);
+    if (rc == 0)
+        remove_files(d, name, w.launch_id);
     return hand_over(&w, out, rc);
 }
 
-int gm_workload_set_limits(struct gm_daemon *d, const char *name, const char *compute,
-                           const char *memory, struct gm_workload_rec *out, char *msgs, size_t len,
+int gm_workload_set_limits(struct gm_daemon *d, const char *name, int compute_pct, uint64_t memory,
+                           struct gm_workload_rec *out, struct gm_limits_outcome *what,
                            struct gm_error *err)
 {
     struct gm_workload_rec w = {0};
-    int pct = -1;
-    uint64_t mem = UINT64_MAX;
-    int rc;
-    if (compute == NULL && memory == NULL)
+    struct gm_limits_outcome o = {0};
+    if (compute_pct < 0 && memory == UINT64_MAX)
         return gm_err(err, GM_EINVAL, "workload %s: give --compute, --memory or both", name);
-    if (compute != NULL && strcmp(compute, "none") == 0)
-        pct = 0;
-    else if (compute != NULL && (rc = gm_parse_percent(compute, &pct, "--compute", err)) < 0)
-        return rc;
-    if (memory != NULL && strcmp(memory, "none") == 0)
-        mem = 0;
-    else if (memory != NULL && (rc = gm_parse_size(memory, &mem, "--memory", err)) < 0)
-        return rc;
+    if (compute_pct > 100)
+        return gm_err(err, GM_EINVAL, "--compute %d: must be between 1 and 100", compute_pct);
     pthread_mutex_lock(&d->lock);
-    rc = gm_store_workload_get(d->store, name, &w, err);
+    int rc = gm_store_workload_get(d->store, name, &w, err);
     if (rc < 0)
         goto out;
-    if (w.ngpus != 1 && ((pct > 0) || (mem != UINT64_MAX && mem > 0))) {
+    if (w.ngpus != 1 && (compute_pct > 0 || (memory != UINT64_MAX && memory > 0))) {
         rc = gm_err(err, GM_EINVAL,
                     "workload %s: a fractional share applies to exactly one GPU, and it has %d",
                     name, w.ngpus);
         goto out;
     }
     struct gm_workload_rec next = w;
-    if (pct >= 0)
-        next.compute_pct = pct;
-    if (mem != UINT64_MAX)
-        next.memory_limit = mem;
+    if (compute_pct >= 0)
+        next.compute_pct = compute_pct;
+    if (memory != UINT64_MAX)
+        next.memory_limit = memory;
     if (gm_workload_active(&w)) {
         /* The new memory limit must fit beside the others on the GPU. */
         rc = admit(d, &next, next.gpus[0], err);
         if (rc < 0)
             goto out;
     }
-    char object[80];
-    snprintf(object, sizeof(object), "workload/%s", name);
-    if ((rc = gm_store_begin(d->store, err)) < 0)
-        goto out;
-    if ((rc = gm_store_workload_update(d->store, &next, err)) < 0) {
-        gm_store_rollback(d->store);
-        goto out;
-    }
-    char a[32] = "none", b[32] = "none";
+    char a[32] = "none", b[32] = "none", event[128];
     if (next.memory_limit)
         gm_format_size(next.memory_limit, a, sizeof(a));
     if (next.compute_pct)
         snprintf(b, sizeof(b), "%d%%", next.compute_pct);
-    gm_store_event(d->store, "info", object, "limits set: compute %s, memory %s", b, a);
-    if ((rc = gm_store_commit(d->store, err)) < 0)
+    snprintf(event, sizeof(event), "limits set: compute %s, memory %s", b, a);
+    if ((rc = gm_store_workload_save(d->store, &next, 0, "info", event, err)) < 0)
         goto out;
     w = next;
     struct gm_gpu_rec g;
     int by_mps = w.ngpus == 1 && gm_store_gpu_get(d->store, w.gpus[0], &g, NULL) == 0 &&
                  g.mode == GM_MODE_MPS;
+    pthread_mutex_unlock(&d->lock);
+
+    /* The region takes the new limits with atomic stores: no lock of the workload's is taken. */
     char path[PATH_MAX];
-    gm_region_path(d, name, path, sizeof(path));
     struct gm_region *r;
-    int live = gm_workload_active(&w) && gm_region_map(path, &r, NULL) == 0;
-    if (live) {
+    if (gm_workload_active(&w) && gm_region_path(d, name, path, sizeof(path)) == 0 &&
+        gm_region_map(path, &r, NULL) == 0) {
         gm_region_set_limits(r, w.memory_limit, w.compute_pct, by_mps);
         gm_region_unmap(r);
-        snprintf(
-            msgs, len, "Limits of %s changed while it runs: compute %s, memory %s.%s\n", name, b, a,
-            by_mps && pct >= 0 ? " MPS applies the compute share when the workload starts next."
-                               : "");
+        o.live = 1;
+        o.compute_next_run = by_mps && compute_pct >= 0;
     } else {
-        snprintf(msgs, len,
-                 "Limits of %s recorded: compute %s, memory %s; they apply when it starts%s.\n",
-                 name, b, a,
-                 gm_workload_active(&w) ? " next (it runs without the interposer)" : "");
+        o.not_interposed = gm_workload_active(&w);
     }
+    if (what != NULL)
+        *what = o;
+    return hand_over(&w, out, 0);
 out:
     pthread_mutex_unlock(&d->lock);
     return hand_over(&w, out, rc);
