@@ -3,9 +3,9 @@
  * protocol the simulated libcuda uses. Each test runs a private daemon, pipe and log directory
  * and device state under a temporary directory. */
 #include "common/cuda_api.h"
-#include "gpusim/mps_client.h"
-#include "gpusim/mps_proto.h"
-#include "gpusim/state.h"
+#include "gpusim/mps/mps_client.h"
+#include "gpusim/mps/mps_proto.h"
+#include "gpusim/state/state.h"
 
 #include <criterion/criterion.h>
 #include <dirent.h>
