@@ -10,14 +10,6 @@
 #include <time.h>
 #include <unistd.h>
 
-void gm_sim_cuda_sleep_until(uint64_t t_ns)
-{
-    struct timespec ts = {(time_t)(t_ns / 1000000000u), (long)(t_ns % 1000000000u)};
-    while (gm_sim_now_ns() < t_ns &&
-           clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &ts, NULL) == EINTR)
-        ;
-}
-
 static uint64_t max_u64(uint64_t a, uint64_t b)
 {
     return a > b ? a : b;
@@ -151,7 +143,7 @@ GM_SIM_CUDA_API CUresult cuStreamSynchronize(CUstream hStream)
     CUresult rc = stream_tail(hStream, &t, &d);
     if (rc != CUDA_SUCCESS)
         return rc;
-    gm_sim_cuda_sleep_until(t);
+    gm_sleep_until_ns(t);
     return gm_sim_cuda_mps_check(d);
 }
 
@@ -162,7 +154,7 @@ GM_SIM_CUDA_API CUresult cuStreamQuery(CUstream hStream)
     CUresult rc = stream_tail(hStream, &t, &d);
     if (rc != CUDA_SUCCESS)
         return rc;
-    return t <= gm_sim_now_ns() ? CUDA_SUCCESS : CUDA_ERROR_NOT_READY;
+    return t <= gm_mono_ns() ? CUDA_SUCCESS : CUDA_ERROR_NOT_READY;
 }
 
 GM_SIM_CUDA_API CUresult cuCtxSynchronize(void)
@@ -174,7 +166,7 @@ GM_SIM_CUDA_API CUresult cuCtxSynchronize(void)
     pthread_mutex_lock(&gm_sim_cuda_g.lock);
     uint64_t t = gm_sim_cuda_ctx_tail_locked(ctx);
     pthread_mutex_unlock(&gm_sim_cuda_g.lock);
-    gm_sim_cuda_sleep_until(t);
+    gm_sleep_until_ns(t);
     return gm_sim_cuda_mps_check(&gm_sim_cuda_g.dev[ctx->dev]);
 }
 
@@ -231,7 +223,7 @@ GM_SIM_CUDA_API CUresult cuEventRecord(CUevent hEvent, CUstream hStream)
     if (!valid_event(hEvent))
         return CUDA_ERROR_INVALID_HANDLE;
     pthread_mutex_lock(&gm_sim_cuda_g.lock);
-    hEvent->t_ns = max_u64(gm_sim_now_ns(), not_before_locked(s));
+    hEvent->t_ns = max_u64(gm_mono_ns(), not_before_locked(s));
     hEvent->recorded = 1;
     pthread_mutex_unlock(&gm_sim_cuda_g.lock);
     return CUDA_SUCCESS;
@@ -244,8 +236,7 @@ GM_SIM_CUDA_API CUresult cuEventQuery(CUevent hEvent)
         return rc;
     if (!valid_event(hEvent))
         return CUDA_ERROR_INVALID_HANDLE;
-    return !hEvent->recorded || hEvent->t_ns <= gm_sim_now_ns() ? CUDA_SUCCESS
-                                                                : CUDA_ERROR_NOT_READY;
+    return !hEvent->recorded || hEvent->t_ns <= gm_mono_ns() ? CUDA_SUCCESS : CUDA_ERROR_NOT_READY;
 }
 
 GM_SIM_CUDA_API CUresult cuEventSynchronize(CUevent hEvent)
@@ -256,7 +247,7 @@ GM_SIM_CUDA_API CUresult cuEventSynchronize(CUevent hEvent)
     if (!valid_event(hEvent))
         return CUDA_ERROR_INVALID_HANDLE;
     if (hEvent->recorded)
-        gm_sim_cuda_sleep_until(hEvent->t_ns);
+        gm_sleep_until_ns(hEvent->t_ns);
     return gm_sim_cuda_check_ctx(hEvent->ctx) == CUDA_SUCCESS
                ? gm_sim_cuda_mps_check(&gm_sim_cuda_g.dev[hEvent->ctx->dev])
                : CUDA_SUCCESS;
@@ -272,7 +263,7 @@ GM_SIM_CUDA_API CUresult cuEventElapsedTime(float *pMilliseconds, CUevent hStart
     if (!valid_event(hStart) || !valid_event(hEnd) || !hStart->recorded || !hEnd->recorded ||
         ((hStart->flags | hEnd->flags) & CU_EVENT_DISABLE_TIMING))
         return CUDA_ERROR_INVALID_HANDLE;
-    uint64_t now = gm_sim_now_ns();
+    uint64_t now = gm_mono_ns();
     if (hStart->t_ns > now || hEnd->t_ns > now)
         return CUDA_ERROR_NOT_READY;
     *pMilliseconds = (float)(((double)hEnd->t_ns - (double)hStart->t_ns) / 1e6);
@@ -342,9 +333,9 @@ GM_SIM_CUDA_API CUresult cuLaunchKernel(CUfunction f, unsigned int gridDimX, uns
         pthread_mutex_unlock(&g->lock);
         uint64_t until = max_u64(
             oldest, tail > GM_SIM_CUDA_QUEUE_AHEAD_NS ? tail - GM_SIM_CUDA_QUEUE_AHEAD_NS : 0);
-        if (until <= gm_sim_now_ns())
+        if (until <= gm_mono_ns())
             break;
-        gm_sim_cuda_sleep_until(until);
+        gm_sleep_until_ns(until);
     }
 
     pthread_mutex_lock(&g->lock);

@@ -9,6 +9,7 @@
 #define GM_GPUSIM_CUDA_INTERNAL_H
 
 #define GM_CUDA_NO_API_NAMES
+#include "common/clock.h"
 #include "common/cuda_api.h"
 #include "gpusim/mps/mps_client.h"
 #include "gpusim/mps/mps_proto.h"
@@ -166,7 +167,6 @@ void *gm_sim_cuda_host_ptr_locked(CUdeviceptr p, size_t len);
 void gm_sim_cuda_streams_release_ctx_locked(struct CUctx_st *ctx);
 /* When all work queued in ctx is done. */
 uint64_t gm_sim_cuda_ctx_tail_locked(const struct CUctx_st *ctx);
-void gm_sim_cuda_sleep_until(uint64_t t_ns);
 
 /* The device timeline in the shared state (cuda_timeline.c). */
 struct gm_sim_cuda_job {

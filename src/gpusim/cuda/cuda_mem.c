@@ -419,7 +419,7 @@ static void wait_ctx(struct CUctx_st *ctx)
     pthread_mutex_lock(&gm_sim_cuda_g.lock);
     uint64_t t = gm_sim_cuda_ctx_tail_locked(ctx);
     pthread_mutex_unlock(&gm_sim_cuda_g.lock);
-    gm_sim_cuda_sleep_until(t);
+    gm_sleep_until_ns(t);
 }
 
 enum dir { H2D, D2H, D2D };

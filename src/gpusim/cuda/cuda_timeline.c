@@ -102,7 +102,7 @@ int gm_sim_cuda_schedule(struct gm_sim_state *st, const struct gm_sim_cuda_job *
     if (rc < 0)
         return rc;
     struct gm_sim_timeline *t = &st->timelines[job->gpu];
-    uint64_t now = gm_sim_now_ns();
+    uint64_t now = gm_mono_ns();
     gm_sim_timeline_advance_locked(t, now);
     uint64_t start = now > job->not_before_ns ? now : job->not_before_ns, end;
     double work = (double)job->work_ns;

@@ -2,6 +2,9 @@
  * simulated libcuda: paths, the socket's line I/O and the log format. */
 #include "gpusim/mps/mps_proto.h"
 
+#include "common/clock.h"
+#include "common/path.h"
+
 #include <errno.h>
 #include <poll.h>
 #include <stdio.h>
@@ -29,8 +32,7 @@ int gm_sim_mps_connect(const char *pipe_dir)
     struct sockaddr_un sa;
     memset(&sa, 0, sizeof(sa));
     sa.sun_family = AF_UNIX;
-    int n = snprintf(sa.sun_path, sizeof(sa.sun_path), "%s/%s", pipe_dir, GM_SIM_MPS_SOCKET);
-    if (n < 0 || (size_t)n >= sizeof(sa.sun_path)) {
+    if (gm_path_try(sa.sun_path, sizeof(sa.sun_path), "%s/%s", pipe_dir, GM_SIM_MPS_SOCKET) < 0) {
         errno = ENAMETOOLONG;
         return -1;
     }
@@ -67,19 +69,12 @@ int gm_sim_mps_send(int fd, const char *buf, size_t len)
     return 0;
 }
 
-static long long now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 int gm_sim_mps_read_line(int fd, char *buf, size_t len, int timeout_ms)
 {
-    long long deadline = now_ms() + timeout_ms;
+    int64_t deadline = gm_mono_ms() + timeout_ms;
     size_t used = 0;
     for (;;) {
-        long long left = deadline - now_ms();
+        int64_t left = deadline - gm_mono_ms();
         if (left <= 0) {
             errno = ETIMEDOUT;
             return -1;

@@ -3,7 +3,9 @@
  * a peer, and each kind of wait has a deadline. */
 #include "gpusim/mps/mps_daemon.h"
 
+#include "common/clock.h"
 #include "common/cuda_api.h"
+#include "common/path.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -37,11 +39,6 @@ static void on_term(int sig)
 {
     (void)sig;
     got_term = 1;
-}
-
-static uint64_t now_ns(void)
-{
-    return gm_sim_now_ns();
 }
 
 void gm_sim_mps_dlog(struct gm_sim_mps_daemon *d, const char *fmt, ...)
@@ -115,7 +112,7 @@ static void finish(struct gm_sim_mps_conn *c)
     c->close_after_flush = 1;
     c->wait_quit = 0;
     c->wait_server = 0;
-    c->since_ns = now_ns();
+    c->since_ns = gm_mono_ns();
     flush(c);
 }
 
@@ -190,7 +187,7 @@ static void stop_server(struct gm_sim_mps_daemon *d, struct gm_sim_mps_server *s
     if (s->stopping)
         return;
     s->stopping = 1;
-    s->started_ns = now_ns(); /* from now on: the stop deadline */
+    s->started_ns = gm_mono_ns(); /* from now on: the stop deadline */
     gm_sim_mps_dlog(d, "Stopping server %d", (int)s->pid);
     if (s->conn != NULL && !s->conn->dead) {
         gm_sim_mps_reply(s->conn, "QUIT\n");
@@ -198,25 +195,6 @@ static void stop_server(struct gm_sim_mps_daemon *d, struct gm_sim_mps_server *s
     } else {
         kill(s->pid, SIGTERM);
     }
-}
-
-static int mkdir_p(const char *path, mode_t mode)
-{
-    char buf[PATH_MAX];
-    if (snprintf(buf, sizeof(buf), "%s", path) >= (int)sizeof(buf)) {
-        errno = ENAMETOOLONG;
-        return -1;
-    }
-    for (char *p = buf + 1; *p != '\0'; p++)
-        if (*p == '/') {
-            *p = '\0';
-            if (mkdir(buf, mode) < 0 && errno != EEXIST)
-                return -1;
-            *p = '/';
-        }
-    if (mkdir(buf, mode) < 0 && errno != EEXIST)
-        return -1;
-    return 0;
 }
 
 /* The server runs as the client's user, as the real daemon starts it. */
@@ -273,7 +251,7 @@ struct gm_sim_mps_server *gm_sim_mps_start_server(struct gm_sim_mps_daemon *d, u
     s->uid = uid;
     s->pct = d->default_pct;
     memcpy(s->mem_limit, d->default_mem, sizeof(s->mem_limit));
-    s->started_ns = now_ns();
+    s->started_ns = gm_mono_ns();
     gm_sim_mps_log(d->log_fd, "Control", (int)pid, "Starting new server %d for user %u", (int)pid,
                    (unsigned)uid);
     return s;
@@ -306,7 +284,7 @@ void gm_sim_mps_begin_quit(struct gm_sim_mps_daemon *d, double timeout_s)
     if (d->quitting)
         return;
     d->quitting = 1;
-    d->quit_deadline_ns = now_ns() + (uint64_t)(timeout_s * 1e9);
+    d->quit_deadline_ns = gm_mono_ns() + (uint64_t)(timeout_s * 1e9);
     gm_sim_mps_dlog(d, "Shutting down%s", timeout_s > 0 ? ", waiting for clients to exit" : "");
 }
 
@@ -379,7 +357,7 @@ static void new_client(struct gm_sim_mps_daemon *d, struct gm_sim_mps_conn *c, c
                     "NEW CLIENT %d from user %u: Server is not ready, push client to pending list",
                     (int)c->pid, (unsigned)c->uid);
     c->pending = 1;
-    c->since_ns = now_ns();
+    c->since_ns = gm_mono_ns();
 }
 
 static void new_server(struct gm_sim_mps_daemon *d, struct gm_sim_mps_conn *c)
@@ -469,7 +447,7 @@ static void accept_all(struct gm_sim_mps_daemon *d)
         c->fd = fd;
         c->pid = cred.pid;
         c->uid = cred.uid;
-        c->since_ns = now_ns();
+        c->since_ns = gm_mono_ns();
         d->conns[d->nconns++] = c;
         gm_sim_mps_dlog(d, "Accepting connection...");
     }
@@ -582,7 +560,7 @@ static void schedule(struct gm_sim_mps_daemon *d)
 
 static void timeouts(struct gm_sim_mps_daemon *d)
 {
-    uint64_t now = now_ns();
+    uint64_t now = gm_mono_ns();
     for (int i = 0; i < d->nconns; i++) {
         struct gm_sim_mps_conn *c = d->conns[i];
         if (c->dead)
@@ -613,7 +591,7 @@ static void progress_quit(struct gm_sim_mps_daemon *d)
 {
     if (!d->quitting || d->stopping_servers)
         return;
-    if (count_clients(d, 0, -1) > 0 && now_ns() < d->quit_deadline_ns)
+    if (count_clients(d, 0, -1) > 0 && gm_mono_ns() < d->quit_deadline_ns)
         return;
     for (int i = 0; i < d->nconns; i++) {
         struct gm_sim_mps_conn *c = d->conns[i];
@@ -631,6 +609,30 @@ static int fail(char *why, size_t len, const char *what, const char *path)
 {
     snprintf(why, len, "%s %s: %s", what, path, strerror(errno));
     return -1;
+}
+
+/* dir/name into buf, or the reason in why: a cut path would name another file. */
+static int path_or_why(char *why, size_t len, char *buf, size_t size, const char *dir,
+                       const char *name)
+{
+    struct gm_error err;
+    if (gm_path(&err, buf, size, "%s/%s", dir, name) == 0)
+        return 0;
+    snprintf(why, len, "%s", err.msg);
+    return -1;
+}
+
+/* dir and its parents, then its canonical name into out. */
+static int make_dir(const char *what, const char *dir, char *out, char *why, size_t len)
+{
+    struct gm_error err;
+    if (gm_mkdir_p(dir, 0755, &err) < 0) {
+        snprintf(why, len, "cannot create %s %s: %s", what, dir, err.msg);
+        return -1;
+    }
+    if (realpath(dir, out) == NULL)
+        return fail(why, len, "cannot resolve", dir);
+    return 0;
 }
 
 static int resolve_gpus(struct gm_sim_mps_daemon *d, char *why, size_t len)
@@ -664,14 +666,15 @@ static int server_exe(struct gm_sim_mps_daemon *d, char *why, size_t len)
     char *slash = strrchr(self, '/');
     if (slash != NULL)
         *slash = '\0';
-    snprintf(d->server_exe, sizeof(d->server_exe), "%s/%s", self, GM_SIM_MPS_SERVER_NAME);
-    return 0;
+    return path_or_why(why, len, d->server_exe, sizeof(d->server_exe), self,
+                       GM_SIM_MPS_SERVER_NAME);
 }
 
 static int open_log(const char *dir, const char *name, char *why, size_t len)
 {
     char path[PATH_MAX];
-    snprintf(path, sizeof(path), "%s/%s", dir, name);
+    if (path_or_why(why, len, path, sizeof(path), dir, name) < 0)
+        return -1;
     int fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
     if (fd < 0)
         fail(why, len, "cannot open", path);
@@ -694,12 +697,13 @@ int gm_sim_mps_daemon_setup(struct gm_sim_mps_daemon *d, char *why, size_t len)
     d->pid = getpid();
     d->listen_fd = d->pid_fd = d->log_fd = d->server_log_fd = -1;
     const char *pipe_dir = gm_sim_mps_pipe_dir(), *log_dir = gm_sim_mps_log_dir();
-    if (mkdir_p(pipe_dir, 0755) < 0 || realpath(pipe_dir, d->pipe_dir) == NULL)
-        return fail(why, len, "cannot create pipe directory", pipe_dir);
-    if (mkdir_p(log_dir, 0755) < 0 || realpath(log_dir, d->log_dir) == NULL)
-        return fail(why, len, "cannot create log directory", log_dir);
-    snprintf(d->pid_path, sizeof(d->pid_path), "%s/%s", d->pipe_dir, GM_SIM_MPS_PID_FILE);
-    snprintf(d->sock_path, sizeof(d->sock_path), "%s/%s", d->pipe_dir, GM_SIM_MPS_SOCKET);
+    if (make_dir("pipe directory", pipe_dir, d->pipe_dir, why, len) < 0 ||
+        make_dir("log directory", log_dir, d->log_dir, why, len) < 0)
+        return -1;
+    const char *pd = d->pipe_dir;
+    if (path_or_why(why, len, d->pid_path, sizeof(d->pid_path), pd, GM_SIM_MPS_PID_FILE) < 0 ||
+        path_or_why(why, len, d->sock_path, sizeof(d->sock_path), pd, GM_SIM_MPS_SOCKET) < 0)
+        return -1;
 
     d->pid_fd = open(d->pid_path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
     if (d->pid_fd < 0)

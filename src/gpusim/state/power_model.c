@@ -7,6 +7,8 @@
  * first-order lag of THERMAL_TAU_S seconds, so a watcher sees it climb and fall. */
 #include "gpusim/state/state.h"
 
+#include "common/clock.h"
+
 #include <math.h>
 
 #define IDLE_POWER_FRAC 0.135
@@ -32,7 +34,7 @@ void gm_sim_model_update_locked(struct gm_sim_gpu *g, struct gm_sim_reading *out
     out->power_mw = (uint32_t)(limit * frac);
 
     double target = TEMP_AMBIENT_C + TEMP_RISE_C * frac;
-    uint64_t now = gm_sim_now_ns();
+    uint64_t now = gm_mono_ns();
     if (g->temp_pinned >= 0) {
         g->temp_c = g->temp_pinned;
     } else if (g->temp_ts_ns == 0) {

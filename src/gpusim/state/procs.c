@@ -1,21 +1,18 @@
 /* The per-GPU process tables: what the driver knows about the processes that hold a context. */
 #include "gpusim/state/state.h"
 
+#include "common/clock.h"
+#include "common/proc.h"
+
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
 
 #define MIB ((uint64_t)1048576)
-
-uint64_t gm_sim_now_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
 
 static ssize_t read_file(const char *path, char *buf, size_t len)
 {
@@ -32,23 +29,11 @@ static ssize_t read_file(const char *path, char *buf, size_t len)
 
 int gm_sim_proc_start_time(uint32_t pid, uint64_t *out, struct gm_error *err)
 {
-    char path[64], buf[1024];
-    snprintf(path, sizeof(path), "/proc/%u/stat", pid);
-    if (pid == 0 || read_file(path, buf, sizeof(buf)) < 0)
-        return gm_err(err, GM_ENOTFOUND, "pid %u: no such process", pid);
-    /* comm (field 2) may hold spaces and parentheses: fields restart after the last ')'. */
-    char *p = strrchr(buf, ')');
-    char state = 0;
-    unsigned long long start = 0;
-    if (p == NULL ||
-        sscanf(p + 1,
-               " %c %*s %*s %*s %*s %*s %*s %*s %*s %*s %*s %*s %*s %*s %*s %*s %*s %*s "
-               "%*s %llu",
-               &state, &start) != 2)
-        return gm_err(err, GM_EIO, "pid %u: unreadable %s", pid, path);
-    /* A zombie has released its GPU contexts, as a real driver sees it. */
-    if (state == 'Z' || state == 'X')
-        return gm_err(err, GM_ENOTFOUND, "pid %u: no such process (exited)", pid);
+    /* 0 for no process and for a zombie alike: a zombie has released its GPU contexts, as a
+     * real driver sees it. */
+    uint64_t start = pid > 0 && pid <= INT_MAX ? gm_proc_start_time((pid_t)pid) : 0;
+    if (start == 0)
+        return gm_err(err, GM_ENOTFOUND, "pid %u: no such process (or it has exited)", pid);
     *out = start;
     return 0;
 }
@@ -67,10 +52,11 @@ int gm_sim_proc_name(uint32_t pid, char *buf, size_t len)
     return 0;
 }
 
+/* Only a process that is certainly the one registered keeps its entry: one that cannot be
+ * read in /proc is dropped, as gpusim needs its users in the host pid namespace anyway. */
 static int alive(const struct gm_sim_proc *p)
 {
-    uint64_t start;
-    return gm_sim_proc_start_time(p->pid, &start, NULL) == 0 && start == p->start_time;
+    return p->pid <= INT_MAX && gm_proc_alive((pid_t)p->pid, p->start_time);
 }
 
 void gm_sim_prune_locked(struct gm_sim_gpu *g)
@@ -270,7 +256,7 @@ int gm_sim_set_temp(struct gm_sim_state *st, int gpu, int temp_c, struct gm_erro
     g->temp_pinned = temp_c;
     if (temp_c >= 0) {
         g->temp_c = temp_c; /* when unpinned, the model moves on from here */
-        g->temp_ts_ns = gm_sim_now_ns();
+        g->temp_ts_ns = gm_mono_ns();
     }
     gm_sim_unlock(st);
     return 0;

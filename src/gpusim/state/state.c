@@ -1,5 +1,6 @@
 #include "gpusim/state/state.h"
 
+#include "common/clock.h"
 #include "gpusim/state/config.h"
 
 #include <errno.h>
@@ -293,7 +294,7 @@ static void timeline_util_locked(struct gm_sim_gpu *g, struct gm_sim_timeline *t
 {
     if (t->last_end_ns == 0)
         return;
-    uint64_t now = gm_sim_now_ns();
+    uint64_t now = gm_mono_ns();
     g->util_gpu = gm_sim_timeline_util_locked(t, now);
     if (now > t->last_end_ns + 1000000000ull + GM_SIM_SLOT_NS) {
         g->util_gpu = 0;

@@ -172,7 +172,8 @@ int gm_sim_timeline_util_locked(struct gm_sim_timeline *t, uint64_t now_ns);
 
 /* Internal helpers shared by the state files. */
 int gm_sim_check_gpu(const struct gm_sim_state *st, int gpu, struct gm_error *err);
-/* /proc/PID/stat field 22; -GM_ENOTFOUND when the process does not exist. */
+/* /proc/PID/stat field 22 (gm_proc_start_time); -GM_ENOTFOUND when the process does not exist
+ * or is a zombie: a dead process has released its contexts, as a real driver sees it. */
 int gm_sim_proc_start_time(uint32_t pid, uint64_t *out, struct gm_error *err);
 /* argv[0] of pid (falling back to comm); -GM_ENOTFOUND when the process does not exist. */
 int gm_sim_proc_name(uint32_t pid, char *buf, size_t len);
@@ -180,7 +181,6 @@ int gm_sim_proc_name(uint32_t pid, char *buf, size_t len);
 void gm_sim_prune_locked(struct gm_sim_gpu *g);
 /* Advance the thermal model to now and compute the readings; caller holds the lock. */
 void gm_sim_model_update_locked(struct gm_sim_gpu *g, struct gm_sim_reading *out);
-uint64_t gm_sim_now_ns(void);
 
 /* The GPUs named by cvd (CUDA_VISIBLE_DEVICES: indices, UUIDs or unique UUID prefixes), in its
  * order; the list ends at the first entry that names no GPU or one already listed. NULL shows
