@@ -58,6 +58,10 @@ static int run_daemon(int foreground)
 {
     static struct gm_sim_mps_daemon d;
     char why[1024] = "";
+    if (gm_sim_mps_start_delay(&d.start_delay_ms, why, sizeof(why)) < 0) {
+        fprintf(stderr, "nvidia-cuda-mps-control: %s\n", why);
+        return 1;
+    }
     if (foreground) {
         d.foreground = 1;
         int rc = gm_sim_mps_daemon_setup(&d, why, sizeof(why));
@@ -96,10 +100,11 @@ static int run_daemon(int foreground)
     close(p[1]);
     char buf[1100];
     size_t got = 0;
-    /* The daemon reports once it listens; it cannot take long, but it must not hang us. */
+    /* The daemon reports once it listens; it cannot take long (but for a test's start delay),
+     * and it must not hang us. */
     for (;;) {
         struct pollfd pf = {.fd = p[0], .events = POLLIN};
-        int rc = poll(&pf, 1, GM_SIM_MPS_IO_TIMEOUT_MS);
+        int rc = poll(&pf, 1, GM_SIM_MPS_IO_TIMEOUT_MS + d.start_delay_ms);
         if (rc < 0 && errno == EINTR)
             continue;
         if (rc <= 0)

@@ -5,6 +5,7 @@
 
 #include "common/clock.h"
 #include "common/cuda_api.h"
+#include "common/parse.h"
 #include "common/path.h"
 
 #include <errno.h>
@@ -635,6 +636,23 @@ static int make_dir(const char *what, const char *dir, char *out, char *why, siz
     return 0;
 }
 
+int gm_sim_mps_start_delay(int *ms, char *why, size_t len)
+{
+    *ms = 0;
+    const char *v = getenv(GM_SIM_MPS_START_DELAY_ENV);
+    if (v == NULL || v[0] == '\0')
+        return 0;
+    struct gm_error err;
+    long long n;
+    if (gm_parse_int(v, 0, GM_SIM_MPS_START_DELAY_MAX_MS, &n, GM_SIM_MPS_START_DELAY_ENV, &err) <
+        0) {
+        snprintf(why, len, "%s", err.msg);
+        return -1;
+    }
+    *ms = (int)n;
+    return 0;
+}
+
 static int resolve_gpus(struct gm_sim_mps_daemon *d, char *why, size_t len)
 {
     struct gm_sim_state *st;
@@ -704,6 +722,10 @@ int gm_sim_mps_daemon_setup(struct gm_sim_mps_daemon *d, char *why, size_t len)
     if (path_or_why(why, len, d->pid_path, sizeof(d->pid_path), pd, GM_SIM_MPS_PID_FILE) < 0 ||
         path_or_why(why, len, d->sock_path, sizeof(d->sock_path), pd, GM_SIM_MPS_SOCKET) < 0)
         return -1;
+    /* Test-only (GPUSIM_MPS_START_DELAY_MS): a daemon that is slow to come up. Nothing of it is
+     * visible meanwhile, neither the pid file nor the socket. */
+    if (d->start_delay_ms > 0)
+        gm_sleep_until_ns(gm_mono_ns() + (uint64_t)d->start_delay_ms * NS_PER_MS);
 
     d->pid_fd = open(d->pid_path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
     if (d->pid_fd < 0)

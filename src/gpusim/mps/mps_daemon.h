@@ -64,9 +64,10 @@ struct gm_sim_mps_daemon {
     char server_exe[PATH_MAX];
     int listen_fd;
     int pid_fd;
-    int log_fd;        /* control.log */
-    int server_log_fd; /* server.log, handed to each server as its stderr */
-    int foreground;    /* -f: the log also goes to stderr */
+    int log_fd;         /* control.log */
+    int server_log_fd;  /* server.log, handed to each server as its stderr */
+    int foreground;     /* -f: the log also goes to stderr */
+    int start_delay_ms; /* test-only: GPUSIM_MPS_START_DELAY_MS */
     pid_t pid;
 
     int ngpus; /* the GPUs of CUDA_VISIBLE_DEVICES, in its order */
@@ -109,6 +110,13 @@ int gm_sim_mps_device_slot(const struct gm_sim_mps_daemon *d, const char *arg);
 
 /* mps_commands.c: answers one control-client command line on c. */
 void gm_sim_mps_command(struct gm_sim_mps_daemon *d, struct gm_sim_mps_conn *c, char *line);
+
+/* Test-only: GPUSIM_MPS_START_DELAY_MS makes `nvidia-cuda-mps-control -d` (and -f) wait that
+ * long before it creates its pid file and socket, so that callers can be tested against an MPS
+ * start that takes a while. Reads it into ms (0 when unset); -1 with why for a bad value. */
+#define GM_SIM_MPS_START_DELAY_ENV    "GPUSIM_MPS_START_DELAY_MS"
+#define GM_SIM_MPS_START_DELAY_MAX_MS 60000
+int gm_sim_mps_start_delay(int *ms, char *why, size_t len);
 
 /* mps_daemon.c: sets up d (lock, socket, log) and runs the loop; returns the exit status. */
 int gm_sim_mps_daemon_setup(struct gm_sim_mps_daemon *d, char *why, size_t len);
