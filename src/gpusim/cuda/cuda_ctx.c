@@ -116,7 +116,7 @@ static CUresult device_open_locked(int ordinal)
     if (r < 0) {
         gm_sim_mps_detach(&d->mps_client);
         d->mps = 0;
-        return r == -GM_ENOSPACE ? CUDA_ERROR_OUT_OF_MEMORY : CUDA_ERROR_UNKNOWN;
+        return gm_sim_cuda_from_gm(r, GM_SIM_CUDA_IN_CALL);
     }
     d->registered_bytes = d->ctx_memory;
     return CUDA_SUCCESS;
@@ -146,7 +146,7 @@ static CUresult ctx_activate_locked(struct CUctx_st *ctx)
             return rc;
     }
     d->nctx++;
-    CUresult rc = gm_sim_cuda_account_locked(d, 0, 0);
+    CUresult rc = gm_sim_cuda_from_gm(gm_sim_cuda_account_locked(d, 0, 0), GM_SIM_CUDA_IN_CALL);
     if (rc != CUDA_SUCCESS) {
         if (--d->nctx == 0)
             device_close_locked(d);

@@ -65,6 +65,35 @@ struct gm_sim_cuda gm_sim_cuda_g = {.lock = PTHREAD_MUTEX_INITIALIZER};
     X(CUDA_ERROR_MPS_CLIENT_TERMINATED, "the MPS client has been terminated by the server")        \
     X(CUDA_ERROR_UNKNOWN, "unknown error")
 
+/* X(gm code, at cuInit, in a call, in a launch). A code not listed reads as `other` below: no
+ * device at cuInit, CUDA_ERROR_UNKNOWN in a call, a failed launch. Behaviour a program sees: a
+ * state file of another layout or a bad config is a driver mismatch at cuInit, any other failure to
+ * attach means no device; a GPU without room is out of memory; a timeline that cannot be reached
+ * fails the launch. */
+#define GM_SIM_CUDA_FROM_GM(X)                                                                     \
+    X(0, CUDA_SUCCESS, CUDA_SUCCESS, CUDA_SUCCESS)                                                 \
+    X(-GM_EINVAL, CUDA_ERROR_SYSTEM_DRIVER_MISMATCH, CUDA_ERROR_UNKNOWN, CUDA_ERROR_LAUNCH_FAILED) \
+    X(-GM_EDRIVER, CUDA_ERROR_SYSTEM_DRIVER_MISMATCH, CUDA_ERROR_UNKNOWN,                          \
+      CUDA_ERROR_LAUNCH_FAILED)                                                                    \
+    X(-GM_ENOSPACE, CUDA_ERROR_NO_DEVICE, CUDA_ERROR_OUT_OF_MEMORY, CUDA_ERROR_LAUNCH_FAILED)      \
+    X(-GM_ENOMEM, CUDA_ERROR_NO_DEVICE, CUDA_ERROR_OUT_OF_MEMORY, CUDA_ERROR_LAUNCH_FAILED)
+
+CUresult gm_sim_cuda_from_gm(int rc, enum gm_sim_cuda_edge edge)
+{
+    static const CUresult other[] = {CUDA_ERROR_NO_DEVICE, CUDA_ERROR_UNKNOWN,
+                                     CUDA_ERROR_LAUNCH_FAILED};
+    switch (rc) {
+#define GM_X(gm, at_init, in_call, launch)                                                         \
+    case gm: {                                                                                     \
+        static const CUresult r[] = {at_init, in_call, launch};                                    \
+        return r[edge];                                                                            \
+    }
+        GM_SIM_CUDA_FROM_GM(GM_X)
+#undef GM_X
+    }
+    return other[edge];
+}
+
 GM_SIM_CUDA_API CUresult cuGetErrorName(CUresult error, const char **str)
 {
     if (str == NULL)
@@ -108,11 +137,12 @@ static CUresult init_locked(void)
     struct gm_error err;
     gm_error_clear(&err);
     struct gm_sim_state *st = NULL;
-    if (gm_sim_attach(&st, &err) < 0) {
+    int rc = gm_sim_attach(&st, &err);
+    if (rc < 0) {
         /* The one place a driver may talk: without it "no device" would hide a state file
          * that a newer or older gpusim made. */
         fprintf(stderr, "gpusim libcuda.so.1: %s\n", err.msg);
-        return err.code == GM_EINVAL ? CUDA_ERROR_SYSTEM_DRIVER_MISMATCH : CUDA_ERROR_NO_DEVICE;
+        return gm_sim_cuda_from_gm(rc, GM_SIM_CUDA_AT_INIT);
     }
     struct gm_sim_cuda *g = &gm_sim_cuda_g;
     int gpus[GM_SIM_MAX_GPUS];

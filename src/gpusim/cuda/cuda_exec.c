@@ -353,9 +353,8 @@ GM_SIM_CUDA_API CUresult cuLaunchKernel(CUfunction f, unsigned int gridDimX, uns
         .prev_end_ns = d->busy_prev_end,
     };
     uint64_t start, end;
-    if (gm_sim_cuda_schedule(g->st, &job, &start, &end) < 0) {
-        rc = CUDA_ERROR_LAUNCH_FAILED;
-    } else {
+    rc = gm_sim_cuda_from_gm(gm_sim_cuda_schedule(g->st, &job, &start, &end), GM_SIM_CUDA_LAUNCH);
+    if (rc == CUDA_SUCCESS) {
         s->tail_ns = end;
         s->ends[s->next_end] = end;
         s->next_end = (s->next_end + 1) % GM_SIM_CUDA_QUEUE_DEPTH;

@@ -133,6 +133,16 @@ struct gm_sim_cuda {
 
 extern struct gm_sim_cuda gm_sim_cuda_g;
 
+/* The one place where gpusim's own errors (0 or -GM_E*, as the state, the process tables and
+ * the timeline return them) become CUresult. The same internal failure reads differently
+ * depending on what the program asked for, so the caller says which kind of call it is. */
+enum gm_sim_cuda_edge {
+    GM_SIM_CUDA_AT_INIT, /* cuInit attaching the device state */
+    GM_SIM_CUDA_IN_CALL, /* any other call: contexts, memory, modules */
+    GM_SIM_CUDA_LAUNCH,  /* placing a kernel on the device timeline */
+};
+CUresult gm_sim_cuda_from_gm(int rc, enum gm_sim_cuda_edge edge);
+
 /* Every entry point begins with this: CUDA_ERROR_NOT_INITIALIZED before cuInit (or in a forked
  * child of the process that initialised), else whatever cuInit returned. */
 CUresult gm_sim_cuda_check_init(void);
@@ -145,10 +155,9 @@ CUresult gm_sim_cuda_check_ctx(const struct CUctx_st *ctx);
 CUresult gm_sim_cuda_mps_check(const struct gm_sim_cuda_dev *d);
 
 /* Memory: caller holds the lock. Re-registers the process's memory on dev after data_bytes or
- * module_bytes changed by delta; undoes the change and returns CUDA_ERROR_OUT_OF_MEMORY when
- * the device (or the MPS limit) cannot take it. */
-CUresult gm_sim_cuda_account_locked(struct gm_sim_cuda_dev *d, int64_t data_delta,
-                                    int64_t module_delta);
+ * module_bytes changed by delta; leaves them as they were and returns -GM_ENOSPACE when the
+ * device (or the MPS limit) cannot take more, whatever the process table's reason. */
+int gm_sim_cuda_account_locked(struct gm_sim_cuda_dev *d, int64_t data_delta, int64_t module_delta);
 CUresult gm_sim_cuda_alloc_locked(struct CUctx_st *ctx, size_t bytes, int managed,
                                   CUdeviceptr *out);
 CUresult gm_sim_cuda_free_locked(CUdeviceptr p);
@@ -178,6 +187,7 @@ struct gm_sim_cuda_job {
     uint64_t not_before_ns;
     uint64_t prev_end_ns; /* of this process's previous kernel on the GPU, 0 if none */
 };
+/* 0, or -GM_E* when the state cannot be locked. */
 int gm_sim_cuda_schedule(struct gm_sim_state *st, const struct gm_sim_cuda_job *job,
                          uint64_t *start_ns, uint64_t *end_ns);
 /* Work of one launch in ns of the full device (see docs/gpusim.md). */

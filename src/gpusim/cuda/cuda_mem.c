@@ -48,20 +48,19 @@ static uint64_t round_up(uint64_t v, uint64_t to)
     return (v + to - 1) / to * to;
 }
 
-CUresult gm_sim_cuda_account_locked(struct gm_sim_cuda_dev *d, int64_t data_delta,
-                                    int64_t module_delta)
+int gm_sim_cuda_account_locked(struct gm_sim_cuda_dev *d, int64_t data_delta, int64_t module_delta)
 {
     uint64_t data = d->data_bytes + (uint64_t)data_delta;
     uint64_t mod = d->module_bytes + (uint64_t)module_delta;
     /* MPS's pinned limit caps what the client allocates, not its context. */
     if (data_delta > 0 && d->mps && d->mps_client.pinned_mem_limit > 0 &&
         data > d->mps_client.pinned_mem_limit)
-        return CUDA_ERROR_OUT_OF_MEMORY;
+        return -GM_ENOSPACE;
     uint64_t total = (uint64_t)d->nctx * d->ctx_memory + round_up(data + mod, GM_SIM_CUDA_PAGE);
     if (total != d->registered_bytes) {
         int rc = gm_sim_proc_set_memory(gm_sim_cuda_g.st, d->gpu, (uint32_t)getpid(), total, NULL);
         if (rc < 0 && total > d->registered_bytes)
-            return CUDA_ERROR_OUT_OF_MEMORY;
+            return -GM_ENOSPACE; /* whatever the table's reason, the device took no more */
         d->registered_bytes = total;
     }
     d->data_bytes = data;
@@ -121,7 +120,8 @@ static CUresult insert(struct CUctx_st *ctx, size_t size, enum kind kind, int co
     struct gm_sim_cuda_dev *d = ctx != NULL ? &gm_sim_cuda_g.dev[ctx->dev] : NULL;
     CUresult rc = CUDA_SUCCESS;
     if (charge > 0)
-        rc = gm_sim_cuda_account_locked(d, (int64_t)charge, 0);
+        rc = gm_sim_cuda_from_gm(gm_sim_cuda_account_locked(d, (int64_t)charge, 0),
+                                 GM_SIM_CUDA_IN_CALL);
     if (rc != CUDA_SUCCESS) {
         munmap(host, map_len);
         return rc;

@@ -319,7 +319,8 @@ static CUresult load(CUmodule *module, const void *image, char *log, size_t logl
     }
     pthread_mutex_lock(&gm_sim_cuda_g.lock);
     struct gm_sim_cuda_dev *d = &gm_sim_cuda_g.dev[ctx->dev];
-    rc = gm_sim_cuda_account_locked(d, 0, (int64_t)GM_SIM_CUDA_MODULE_MEMORY);
+    rc = gm_sim_cuda_from_gm(gm_sim_cuda_account_locked(d, 0, (int64_t)GM_SIM_CUDA_MODULE_MEMORY),
+                             GM_SIM_CUDA_IN_CALL);
     if (rc == CUDA_SUCCESS && globals > 0) {
         rc = gm_sim_cuda_globals_alloc_locked(ctx, globals, &m->globals_base);
         if (rc != CUDA_SUCCESS)

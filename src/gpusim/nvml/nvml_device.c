@@ -42,9 +42,8 @@ nvmlReturn_t gm_sim_nvml_snapshot(nvmlDevice_t dev, struct gm_sim_gpu *g, struct
     if (rc != NVML_SUCCESS)
         return rc;
     struct gm_error err;
-    if (gm_sim_gpu_snapshot(gm_sim_nvml_state(), i, g, r, &err) < 0)
-        return NVML_ERROR_UNKNOWN;
-    return NVML_SUCCESS;
+    return gm_sim_nvml_from_gm(gm_sim_gpu_snapshot(gm_sim_nvml_state(), i, g, r, &err),
+                               GM_SIM_NVML_IN_CALL);
 }
 
 GM_SIM_API nvmlReturn_t nvmlDeviceGetCount_v2(unsigned int *deviceCount)
@@ -267,9 +266,8 @@ GM_SIM_API nvmlReturn_t nvmlDeviceSetComputeMode(nvmlDevice_t device, nvmlComput
     if (geteuid() != 0)
         return NVML_ERROR_NO_PERMISSION;
     struct gm_error err;
-    if (gm_sim_set_compute_mode(gm_sim_nvml_state(), idx, (int)mode, &err) < 0)
-        return NVML_ERROR_UNKNOWN;
-    return NVML_SUCCESS;
+    return gm_sim_nvml_from_gm(gm_sim_set_compute_mode(gm_sim_nvml_state(), idx, (int)mode, &err),
+                               GM_SIM_NVML_IN_CALL);
 }
 
 /* A T4 is passively cooled: no fan for NVML to read. */

@@ -8,6 +8,15 @@
 
 #define GM_SIM_API __attribute__((visibility("default")))
 
+/* The one place where gpusim's own errors (0 or -GM_E*, as the state and the process tables
+ * return them) become nvmlReturn_t. At nvmlInit every failure to attach the device state is
+ * NVML_ERROR_DRIVER_NOT_LOADED; in a later call the code says what went wrong. */
+enum gm_sim_nvml_edge {
+    GM_SIM_NVML_AT_INIT,
+    GM_SIM_NVML_IN_CALL,
+};
+nvmlReturn_t gm_sim_nvml_from_gm(int rc, enum gm_sim_nvml_edge edge);
+
 /* The marker a loader looks up to tell gpusim from a real driver: "gpusim <gpumux version>". */
 GM_SIM_API const char *gpusim_nvml_version(void);
 

@@ -21,6 +21,33 @@ struct gm_sim_state *gm_sim_nvml_state(void)
 
 /* Like the real library, every nvmlInit must be matched by an nvmlShutdown; the device goes
  * away with the last one. */
+/* X(gm code, in a call). Not listed: NVML_ERROR_UNKNOWN (a lock that cannot be taken, an I/O
+ * error). At init every failure is NVML_ERROR_DRIVER_NOT_LOADED, as the real library reports
+ * a driver it cannot reach. */
+#define GM_SIM_NVML_FROM_GM(X)                                                                     \
+    X(0, NVML_SUCCESS)                                                                             \
+    X(-GM_EINVAL, NVML_ERROR_INVALID_ARGUMENT)                                                     \
+    X(-GM_ENOTFOUND, NVML_ERROR_NOT_FOUND)                                                         \
+    X(-GM_EPERM, NVML_ERROR_NO_PERMISSION)                                                         \
+    X(-GM_ENOMEM, NVML_ERROR_MEMORY)                                                               \
+    X(-GM_EDRIVER, NVML_ERROR_DRIVER_NOT_LOADED)
+
+nvmlReturn_t gm_sim_nvml_from_gm(int rc, enum gm_sim_nvml_edge edge)
+{
+    if (rc == 0)
+        return NVML_SUCCESS;
+    if (edge == GM_SIM_NVML_AT_INIT)
+        return NVML_ERROR_DRIVER_NOT_LOADED;
+    switch (rc) {
+#define GM_X(gm, in_call)                                                                          \
+    case gm:                                                                                       \
+        return in_call;
+        GM_SIM_NVML_FROM_GM(GM_X)
+#undef GM_X
+    }
+    return NVML_ERROR_UNKNOWN;
+}
+
 GM_SIM_API nvmlReturn_t nvmlInit_v2(void)
 {
     nvmlReturn_t rc = NVML_SUCCESS;
@@ -28,11 +55,12 @@ GM_SIM_API nvmlReturn_t nvmlInit_v2(void)
     if (init_refs == 0) {
         struct gm_sim_state *st;
         struct gm_error err;
-        if (gm_sim_attach(&st, &err) < 0) {
+        int r = gm_sim_attach(&st, &err);
+        if (r < 0) {
             /* NVML has no way to say why; without this line a user sees only "Driver Not
              * Loaded" and cannot tell a bad config from a missing file. */
             fprintf(stderr, "gpusim: %s\n", err.msg);
-            rc = NVML_ERROR_DRIVER_NOT_LOADED;
+            rc = gm_sim_nvml_from_gm(r, GM_SIM_NVML_AT_INIT);
         } else {
             __atomic_store_n(&state, st, __ATOMIC_RELEASE);
         }
