@@ -1,8 +1,8 @@
 /* gpusim's libnvidia-ml.so.1, loaded the way the daemon loads a driver, over a private state
  * file; and the shared state underneath it. */
 #include "common/nvml_api.h"
-#include "gpusim/config.h"
-#include "gpusim/state.h"
+#include "gpusim/state/config.h"
+#include "gpusim/state/state.h"
 
 #include <criterion/criterion.h>
 #include <dlfcn.h>

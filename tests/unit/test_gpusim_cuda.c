@@ -3,9 +3,9 @@
  * test has a private state, pipe and log directory; tests that need several processes on one
  * GPU (time-slicing, MPS) fork children that load the library themselves. */
 #include "common/cuda_api.h"
-#include "gpusim/mps_client.h"
-#include "gpusim/mps_proto.h"
-#include "gpusim/state.h"
+#include "gpusim/mps/mps_client.h"
+#include "gpusim/mps/mps_proto.h"
+#include "gpusim/state/state.h"
 
 #include <criterion/criterion.h>
 #include <dlfcn.h>

@@ -3,9 +3,10 @@
  * protocol the simulated libcuda uses. Each test runs a private daemon, pipe and log directory
  * and device state under a temporary directory. */
 #include "common/cuda_api.h"
-#include "gpusim/mps_client.h"
-#include "gpusim/mps_proto.h"
-#include "gpusim/state.h"
+#include "gpusim/mps/mps_client.h"
+#include "gpusim/mps/mps_daemon.h"
+#include "gpusim/mps/mps_proto.h"
+#include "gpusim/state/state.h"
 
 #include <criterion/criterion.h>
 #include <dirent.h>
@@ -40,6 +41,7 @@ static void setup(void)
     unsetenv("GPUSIM_CONFIG");
     unsetenv("CUDA_VISIBLE_DEVICES");
     unsetenv("CUDA_MPS_ACTIVE_THREAD_PERCENTAGE");
+    unsetenv(GM_SIM_MPS_START_DELAY_ENV);
 }
 
 /* Runs nvidia-cuda-mps-control with args and input on stdin; its stdout and stderr land in
@@ -536,6 +538,72 @@ Test(gpusim_mps, daemon_killed_means_no_mps)
     struct gm_sim_mps_client e = attach_ok(NULL, 0, 0);
     cr_assert_neq(e.server_pid, server);
     gm_sim_mps_detach(&e);
+    cr_assert_str_empty(ask("quit"));
+}
+
+/* The pid in the pid file, 0 while there is none (no file, or not written yet). */
+static int daemon_pid_now(void)
+{
+    char path[192];
+    snprintf(path, sizeof(path), "%s/%s", pipe_dir, GM_SIM_MPS_PID_FILE);
+    char *t = read_text(path);
+    return t == NULL ? 0 : atoi(t);
+}
+
+/* Test-only: GPUSIM_MPS_START_DELAY_MS makes -d slow to come up. Only a lower bound is tight;
+ * the upper one is generous, for a loaded machine. */
+Test(gpusim_mps, start_delay_is_honoured)
+{
+    const int delay_ms = 800;
+    char v[16];
+    snprintf(v, sizeof(v), "%d", delay_ms);
+    setenv(GM_SIM_MPS_START_DELAY_ENV, v, 1);
+    const char *build = getenv("GM_BUILD_DIR");
+    cr_assert_not_null(build, "GM_BUILD_DIR is not set");
+    char exe[512];
+    snprintf(exe, sizeof(exe), "%s/lib/gpusim/nvidia-cuda-mps-control", build);
+
+    double t0 = now_s();
+    pid_t child = fork();
+    cr_assert_geq(child, 0);
+    if (child == 0) {
+        execl(exe, "nvidia-cuda-mps-control", "-d", (char *)NULL);
+        _exit(127);
+    }
+    double appeared = 0;
+    while (appeared == 0 && now_s() - t0 < 30) {
+        if (daemon_pid_now() > 0)
+            appeared = now_s();
+        else
+            sleep_ms(5);
+    }
+    int status;
+    cr_assert_eq(waitpid(child, &status, 0), child);
+    double returned = now_s();
+    cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0, "-d failed: status %d", status);
+    cr_assert_gt(appeared, 0, "no pid file within 30 s");
+    cr_assert_geq(appeared - t0, delay_ms / 1000.0, "pid file after %.3f s, before the delay",
+                  appeared - t0);
+    cr_assert_lt(appeared - t0, delay_ms / 1000.0 + 20, "pid file only after %.3f s",
+                 appeared - t0);
+    /* -d returns once the daemon answers, so not before the delay either. */
+    cr_assert_geq(returned - t0, delay_ms / 1000.0);
+    unsetenv(GM_SIM_MPS_START_DELAY_ENV);
+    cr_assert_str_eq(ask("get_server_list"), "");
+    cr_assert_str_empty(ask("quit"));
+}
+
+Test(gpusim_mps, start_delay_must_be_a_number_of_ms)
+{
+    setenv(GM_SIM_MPS_START_DELAY_ENV, "soon", 1);
+    cr_assert_eq(ctl("-d", ""), 1);
+    cr_assert(strstr(out, GM_SIM_MPS_START_DELAY_ENV) != NULL, "%s", out);
+    setenv(GM_SIM_MPS_START_DELAY_ENV, "60001", 1);
+    cr_assert_eq(ctl("-d", ""), 1);
+    cr_assert_eq(daemon_pid_now(), 0);
+    setenv(GM_SIM_MPS_START_DELAY_ENV, "0", 1);
+    start_daemon();
+    cr_assert_gt(daemon_pid_now(), 0);
     cr_assert_str_empty(ask("quit"));
 }
 

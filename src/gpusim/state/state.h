@@ -1,0 +1,190 @@
+/* gpusim's device state: one file mapped MAP_SHARED by every process that loads a gpusim part
+ * (libnvidia-ml, libcuda, the MPS control daemon, gpusimctl), so that all of them see one device.
+ *
+ * The file is created and initialised from the config exactly once, under flock; its header is
+ * checked on every attach. The static part of each GPU is written only at creation; everything
+ * else is guarded by one robust process-shared mutex, so a process killed while holding it does
+ * not block the others. Dead processes are pruned from the process tables whenever they are read.
+ *
+ * All functions return 0 or a negative GM_E* code and fill err. */
+#ifndef GM_GPUSIM_STATE_H
+#define GM_GPUSIM_STATE_H
+
+#include "common/error.h"
+
+#include <limits.h>
+#include <pthread.h>
+#include <stdint.h>
+
+#define GM_SIM_MAGIC         "GPUSIMST"
+#define GM_SIM_LAYOUT        3
+#define GM_SIM_MAX_GPUS      8
+#define GM_SIM_MAX_PROCS     64
+#define GM_SIM_DEFAULT_STATE "/dev/shm/gpumux-gpusim"
+/* Memory the driver keeps on a GPU while any process has a context there: the seed's nvidia-smi
+ * shows used = sum of the processes + 3 MiB both with and without MPS (221 = 2 x 109 + 3,
+ * 242 = 2 x 107 + 25 + 3), and 0 MiB on an idle GPU. */
+#define GM_SIM_DRIVER_RESERVE ((uint64_t)3 * 1048576)
+
+/* What a process is doing on a GPU; nvidia-smi's Type column is derived from these. The MPS
+ * server shows in the compute list, an MPS client in both the compute and the MPS list. */
+enum gm_sim_proc_flags {
+    GM_SIM_PROC_COMPUTE = 1u << 0,
+    GM_SIM_PROC_MPS_CLIENT = 1u << 1,
+    GM_SIM_PROC_MPS_SERVER = 1u << 2,
+    GM_SIM_PROC_GRAPHICS = 1u << 3,
+};
+
+struct gm_sim_proc {
+    uint32_t pid;
+    uint32_t flags;       /* enum gm_sim_proc_flags */
+    uint64_t start_time;  /* /proc/PID/stat field 22, so that a reused pid is not mistaken */
+    uint64_t used_memory; /* bytes */
+    /* Busy time for per-process utilisation: the simulated driver adds the time its kernels ran
+     * (gm_sim_proc_add_busy); sm_util is the share of the last reported interval. */
+    uint64_t busy_ns;
+    uint64_t busy_ts_us; /* CLOCK_REALTIME of the last report, 0 when none */
+    uint32_t sm_util;
+    uint32_t reserved;
+    char name[256];
+};
+
+/* The device timeline the simulated libcuda schedules kernels on (CLOCK_MONOTONIC ns), shared
+ * so that the processes of one GPU see each other's work. Time is cut into slots of
+ * GM_SIM_SLOT_NS; a ring keeps GM_SIM_SLOT_HISTORY slots of the past (for utilisation) and the
+ * rest of the future. See docs/gpusim.md, "CUDA and the device timeline". */
+#define GM_SIM_SLOT_NS      1000000ull
+#define GM_SIM_SLOTS        8192
+#define GM_SIM_SLOT_HISTORY 1100
+struct gm_sim_timeline {
+    uint64_t tail_ns;     /* end of the last kernel scheduled on the GPU */
+    uint64_t last_end_ns; /* latest end of any kernel; 0 while utilisation is left to gpusimctl */
+    /* The end of each process's queued work, to tell a contended GPU (time-sliced, paying for
+     * context switches) from one that a process has to itself. Free when end_ns has passed. */
+    struct gm_sim_timeline_proc {
+        uint32_t pid;
+        uint32_t reserved;
+        uint64_t end_ns;
+    } procs[GM_SIM_MAX_PROCS];
+    uint64_t first_slot;      /* absolute slot number (ns / GM_SIM_SLOT_NS) of the oldest slot */
+    float used[GM_SIM_SLOTS]; /* share of the SMs taken, 0..1, at ring[slot % GM_SIM_SLOTS] */
+    float busy[GM_SIM_SLOTS]; /* fraction of the slot during which any kernel ran, 0..1 */
+};
+
+/* Static properties: written once when the state file is created, never changed after. */
+struct gm_sim_gpu_info {
+    char name[96];
+    char uuid[96];
+    char pci_bus_id[32]; /* "00002C74:00:00.0" */
+    char serial[32];
+    uint32_t pci_domain, pci_bus, pci_device;
+    uint32_t pci_device_id, pci_subsystem_id;
+    uint64_t memory_total; /* bytes */
+    uint32_t power_limit_mw;
+    uint32_t sms;
+    int cc_major, cc_minor;
+};
+
+struct gm_sim_gpu {
+    struct gm_sim_gpu_info info;
+    /* Dynamic part, under the mutex. */
+    int compute_mode; /* NVML numbers */
+    int persistence;
+    int util_gpu, util_memory; /* percent */
+    int temp_pinned;           /* -1: the thermal model decides; else a fixed temperature in C */
+    double temp_c;             /* model temperature at temp_ts_ns */
+    uint64_t temp_ts_ns;       /* CLOCK_MONOTONIC */
+    uint32_t nprocs;
+    uint32_t reserved;
+    struct gm_sim_proc procs[GM_SIM_MAX_PROCS];
+};
+
+struct gm_sim_state {
+    char magic[8];   /* written last: a file without it was never fully initialised */
+    uint32_t layout; /* GM_SIM_LAYOUT */
+    uint32_t size;   /* sizeof(struct gm_sim_state) */
+    char driver_version[80];
+    char cuda_version[16]; /* "12.2" */
+    int cuda_version_int;  /* 12020, as nvmlSystemGetCudaDriverVersion reports it */
+    char config[PATH_MAX]; /* the config the file was created from, "" for the defaults */
+    uint32_t ngpus;
+    pthread_mutex_t lock;
+    struct gm_sim_gpu gpus[GM_SIM_MAX_GPUS];
+    /* Apart from the GPUs so that their snapshots stay small; under the mutex. */
+    struct gm_sim_timeline timelines[GM_SIM_MAX_GPUS];
+};
+
+/* Derived, instantaneous readings of one GPU (see power_model.c). */
+struct gm_sim_reading {
+    uint64_t memory_used;
+    int pstate; /* 0 or 8 */
+    uint32_t power_mw;
+    int temperature;
+};
+
+/* $GPUSIM_STATE or the default. */
+const char *gm_sim_state_path(void);
+/* $GPUSIM_CONFIG or NULL (the built-in defaults). */
+const char *gm_sim_config_path(void);
+
+/* Map the state file at path, creating it from config (NULL: defaults) when it does not exist.
+ * An existing file is used as it is, whatever config it was created from. */
+int gm_sim_attach_path(const char *path, const char *config, struct gm_sim_state **out,
+                       struct gm_error *err);
+/* gm_sim_attach_path with the environment's paths. */
+int gm_sim_attach(struct gm_sim_state **out, struct gm_error *err);
+void gm_sim_detach(struct gm_sim_state *st);
+/* Remove the state file and create it anew from config. Processes that still have the old file
+ * mapped keep seeing the old device until they attach again. */
+int gm_sim_reset(const char *path, const char *config, struct gm_error *err);
+
+/* The mutex, recovered when its owner died. Hold it for as short as possible. */
+int gm_sim_lock(struct gm_sim_state *st, struct gm_error *err);
+void gm_sim_unlock(struct gm_sim_state *st);
+
+/* Process table of one GPU. Each takes the lock itself. pid must be alive; name NULL or ""
+ * takes argv[0] of the process. Memory counts against the GPU's total: past it -GM_ENOSPACE. */
+int gm_sim_proc_register(struct gm_sim_state *st, int gpu, uint32_t pid, uint32_t flags,
+                         uint64_t memory, const char *name, struct gm_error *err);
+int gm_sim_proc_set_memory(struct gm_sim_state *st, int gpu, uint32_t pid, uint64_t memory,
+                           struct gm_error *err);
+int gm_sim_proc_unregister(struct gm_sim_state *st, int gpu, uint32_t pid, struct gm_error *err);
+/* Record that pid's work kept the GPU busy for busy_ns out of the last interval_ns. */
+int gm_sim_proc_add_busy(struct gm_sim_state *st, int gpu, uint32_t pid, uint64_t busy_ns,
+                         uint64_t interval_ns, struct gm_error *err);
+
+/* Utilisation in percent; -1 leaves a value as it is. */
+int gm_sim_set_util(struct gm_sim_state *st, int gpu, int util_gpu, int util_memory,
+                    struct gm_error *err);
+/* Pin the temperature (C), or hand it back to the thermal model with -1. */
+int gm_sim_set_temp(struct gm_sim_state *st, int gpu, int temp_c, struct gm_error *err);
+int gm_sim_set_compute_mode(struct gm_sim_state *st, int gpu, int mode, struct gm_error *err);
+
+/* A consistent copy of one GPU after pruning dead processes, with its derived readings. */
+int gm_sim_gpu_snapshot(struct gm_sim_state *st, int gpu, struct gm_sim_gpu *out,
+                        struct gm_sim_reading *reading, struct gm_error *err);
+
+/* Drop the timeline's slots older than its history so that the ring reaches past now; caller
+ * holds the lock. */
+void gm_sim_timeline_advance_locked(struct gm_sim_timeline *t, uint64_t now_ns);
+/* Percent of the last second during which a kernel ran on the timeline. */
+int gm_sim_timeline_util_locked(struct gm_sim_timeline *t, uint64_t now_ns);
+
+/* Internal helpers shared by the state files. */
+int gm_sim_check_gpu(const struct gm_sim_state *st, int gpu, struct gm_error *err);
+/* /proc/PID/stat field 22 (gm_proc_start_time); -GM_ENOTFOUND when the process does not exist
+ * or is a zombie: a dead process has released its contexts, as a real driver sees it. */
+int gm_sim_proc_start_time(uint32_t pid, uint64_t *out, struct gm_error *err);
+/* argv[0] of pid (falling back to comm); -GM_ENOTFOUND when the process does not exist. */
+int gm_sim_proc_name(uint32_t pid, char *buf, size_t len);
+/* Drop entries whose process has died; caller holds the lock. */
+void gm_sim_prune_locked(struct gm_sim_gpu *g);
+/* Advance the thermal model to now and compute the readings; caller holds the lock. */
+void gm_sim_model_update_locked(struct gm_sim_gpu *g, struct gm_sim_reading *out);
+
+/* The GPUs named by cvd (CUDA_VISIBLE_DEVICES: indices, UUIDs or unique UUID prefixes), in its
+ * order; the list ends at the first entry that names no GPU or one already listed. NULL shows
+ * every GPU, "" none. Returns how many, at most max. */
+int gm_sim_visible_gpus(const struct gm_sim_state *st, const char *cvd, int *out, int max);
+
+#endif
