@@ -188,12 +188,17 @@ static void describe_gpus(const struct gm_workload_rec *w, char *buf, size_t len
  * launch afterwards (a launch whose record moved on meanwhile), or 0. */
 static int record_outcome(struct gm_daemon *d, struct launch_snapshot *s, int launch_rc,
                           const struct gm_error *lerr, enum gm_undo undo,
-                          struct gm_workload_rec *out, struct gm_error *err)
+                          struct gm_workload_rec *out, int *result, struct gm_error *err)
 {
+    *result = launch_rc;
     struct gm_workload_rec now;
     const char *name = s->w.name;
     int rc = gm_store_workload_get(d->store, name, &now, err);
     if (rc < 0 || now.launch_id != s->w.launch_id) {
+        if (rc == 0 || *result == 0)
+            *result =
+                gm_err(err, GM_ECONFLICT,
+                       "workload %s was deleted or started anew while it was being started", name);
         /* Deleted or started anew while it was being made: this launch is nobody's. */
         if (rc == 0)
             gm_workload_rec_free(&now);
@@ -239,6 +244,7 @@ static int record_outcome(struct gm_daemon *d, struct launch_snapshot *s, int la
     if (now.pid > 0)
         snprintf(event, sizeof(event), "running (pid %d)", now.pid);
     rc = gm_store_workload_save(d->store, &now, 0, "info", event, err);
+    *result = rc;
     char where[GM_MAX_WORKLOAD_GPUS * 100];
     describe_gpus(&now, where, sizeof(where));
     gm_info("workload %s: started on %s (monitor %d, pid %d)", name, where, now.monitor_pid,
@@ -263,8 +269,7 @@ int gm_exec_launch(struct gm_daemon *d, const char *name, int64_t launch_id, enu
     pthread_mutex_lock(&d->lock);
     int sig = 0;
     if (rc == 0) {
-        sig = record_outcome(d, &s, launch_rc, &lerr, undo, out, err);
-        rc = launch_rc < 0 ? launch_rc : (err->code ? -err->code : 0);
+        sig = record_outcome(d, &s, launch_rc, &lerr, undo, out, &rc, err);
     } else {
         *err = lerr;
     }
