@@ -1,11 +1,15 @@
 # Front door. `make demo` and `make test` work on a fresh Debian 12 machine as root.
 BUILD      ?= build
 ASAN_BUILD ?= build-asan
+TSAN_BUILD ?= build-tsan
+# What the ThreadSanitizer build needs: the tests labelled tsan and the programs they run.
+TSAN_TARGETS = test_interpose test_supervise test_plan gpumux-monitor gpumux_interpose \
+               gpusim_cuda gpusim_nvml gpumux-sample
 JOBS       ?= $(shell nproc)
 CMAKE_ARGS ?=
 CTEST_ARGS ?=
 
-.PHONY: all deps build asan test test-fast demo bench install format format-check clean
+.PHONY: all deps build asan tsan test test-fast demo bench install format format-check clean
 
 all: build
 
@@ -18,17 +22,26 @@ $(BUILD)/build.ninja: CMakeLists.txt
 $(ASAN_BUILD)/build.ninja: CMakeLists.txt
 	cmake -S . -B $(ASAN_BUILD) -G Ninja -DCMAKE_BUILD_TYPE=Debug -DGM_WERROR=ON -DGM_SANITIZE=ON $(CMAKE_ARGS)
 
+$(TSAN_BUILD)/build.ninja: CMakeLists.txt
+	cmake -S . -B $(TSAN_BUILD) -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DGM_WERROR=ON -DGM_TSAN=ON $(CMAKE_ARGS)
+
 build: deps $(BUILD)/build.ninja
 	ninja -C $(BUILD) -j $(JOBS)
 
 asan: deps $(ASAN_BUILD)/build.ninja
 	ninja -C $(ASAN_BUILD) -j $(JOBS)
 
-# The ordinary build's tests, then the AddressSanitizer + UBSan build's; ctest's summary closes
-# each part.
-test: build asan format-check
+tsan: deps $(TSAN_BUILD)/build.ninja
+	ninja -C $(TSAN_BUILD) -j $(JOBS) $(TSAN_TARGETS)
+
+# The ordinary build's tests, the ThreadSanitizer build's (label tsan), then the AddressSanitizer
+# + UBSan build's; ctest's summary closes each part, the last one the whole output.
+test: build asan tsan format-check
 	@echo "== tests (RelWithDebInfo build) =="
 	cd $(BUILD) && ctest --output-on-failure -j $(JOBS) $(CTEST_ARGS)
+	@echo "== tests (ThreadSanitizer build: the daemon's threads, the region, the interposer) =="
+	cd $(TSAN_BUILD) && TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1" \
+		setarch -R ctest --output-on-failure -j $(JOBS) -L tsan $(CTEST_ARGS)
 	@echo "== tests (AddressSanitizer + UBSan build) =="
 	cd $(ASAN_BUILD) && ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1 \
 		LSAN_OPTIONS=suppressions=$(CURDIR)/tests/lsan.supp \
@@ -54,4 +67,4 @@ format-check:
 	@git ls-files '*.c' '*.h' | xargs -r clang-format --dry-run --Werror
 
 clean:
-	rm -rf $(BUILD) $(ASAN_BUILD)
+	rm -rf $(BUILD) $(ASAN_BUILD) $(TSAN_BUILD)

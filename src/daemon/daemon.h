@@ -8,7 +8,7 @@
 #include "daemon/gpu.h"
 #include "daemon/model.h"
 #include "daemon/plan.h"
-#include "daemon/store.h"
+#include "daemon/store/store.h"
 
 #include <pthread.h>
 #include <stdatomic.h>

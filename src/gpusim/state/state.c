@@ -99,8 +99,10 @@ static int initialise(int fd, const char *path, const char *config, struct gm_si
     fill(st, cfg, config);
     /* Processes of other users (workloads) use the device too, as they do /dev/nvidia*. */
     (void)fchmod(fd, 0666);
-    __atomic_thread_fence(__ATOMIC_SEQ_CST);
-    memcpy(st->magic, GM_SIM_MAGIC, sizeof(st->magic));
+    /* The magic goes last, with release order: whoever sees it sees the whole state. */
+    uint64_t magic;
+    memcpy(&magic, GM_SIM_MAGIC, sizeof(magic));
+    __atomic_store_n((uint64_t *)(void *)st->magic, magic, __ATOMIC_RELEASE);
     free(cfg);
     *out = st;
     return 0;

@@ -1,6 +1,6 @@
 /* A record and the event that tells of its change, saved in one transaction: either both are
  * kept or neither. */
-#include "daemon/store.h"
+#include "daemon/store/store.h"
 
 #include <stdio.h>
 

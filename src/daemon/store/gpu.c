@@ -1,7 +1,7 @@
 /* The gpus table: one row per GPU UUID ever seen, kept when the GPU disappears so that its mode
  * and holder come back with it. */
-#include "daemon/store.h"
-#include "daemon/store_internal.h"
+#include "daemon/store/store.h"
+#include "daemon/store/internal.h"
 
 #include <stdio.h>
 #include <stdlib.h>

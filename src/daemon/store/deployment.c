@@ -1,6 +1,6 @@
 /* The deployments table: each applied manifest as given, with its generation. */
-#include "daemon/store.h"
-#include "daemon/store_internal.h"
+#include "daemon/store/store.h"
+#include "daemon/store/internal.h"
 
 #include <stdio.h>
 #include <stdlib.h>

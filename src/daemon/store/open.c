@@ -1,8 +1,8 @@
 /* Opening the state database: creating it whole, or checking that an existing file is ours,
  * intact and not from a newer version before anything is written to it. */
-#include "daemon/store.h"
+#include "daemon/store/store.h"
 #include "common/log.h"
-#include "daemon/store_internal.h"
+#include "daemon/store/internal.h"
 
 #include <errno.h>
 #include <fcntl.h>

@@ -1,7 +1,7 @@
 /* The events table: what `gpumux events` shows, newest GM_STORE_EVENTS_KEEP kept. */
-#include "daemon/store.h"
+#include "daemon/store/store.h"
 #include "common/log.h"
-#include "daemon/store_internal.h"
+#include "daemon/store/internal.h"
 
 #include <stdio.h>
 #include <stdlib.h>

@@ -1,7 +1,7 @@
 /* The workloads table. A workload's GPUs are a JSON array of UUIDs in one column, so that listing
  * every workload is a single query. */
-#include "daemon/store.h"
-#include "daemon/store_internal.h"
+#include "daemon/store/store.h"
+#include "daemon/store/internal.h"
 
 #include <jansson.h>
 #include <stdio.h>

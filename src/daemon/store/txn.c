@@ -1,9 +1,9 @@
 /* Transactions, the statement cache and error mapping. Opening the database is in
- * store_open.c; the record functions are in store_gpu.c, store_workload.c, store_deployment.c
- * and store_event.c. */
-#include "daemon/store.h"
+ * store/open.c; the record functions are in store/gpu.c, store/workload.c, store/deployment.c
+ * and store/event.c. */
+#include "daemon/store/store.h"
 #include "common/log.h"
-#include "daemon/store_internal.h"
+#include "daemon/store/internal.h"
 
 #include <stdio.h>
 #include <stdlib.h>

@@ -2,7 +2,7 @@
 #ifndef GM_DAEMON_STORE_INTERNAL_H
 #define GM_DAEMON_STORE_INTERNAL_H
 
-#include "daemon/store.h"
+#include "daemon/store/store.h"
 
 #include <sqlite3.h>
 #include <stdarg.h>
