@@ -3,8 +3,7 @@ BUILD      ?= build
 ASAN_BUILD ?= build-asan
 TSAN_BUILD ?= build-tsan
 # What the ThreadSanitizer build needs: the tests labelled tsan and the programs they run.
-TSAN_TARGETS = test_interpose test_supervise test_plan gpumux-monitor gpumux_interpose \
-               gpusim_cuda gpusim_nvml gpumux-sample
+TSAN_TARGETS = tsan_daemon
 JOBS       ?= $(shell nproc)
 CMAKE_ARGS ?=
 CTEST_ARGS ?=

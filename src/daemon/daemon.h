@@ -37,7 +37,15 @@ struct gm_daemon {
     size_t nwmem;
     struct gm_strv changing; /* UUIDs of GPUs whose mode is changing: placement avoids them */
     struct gm_mps *mps;      /* the MPS manager's own state (mps.c), keyed by GPU UUID */
+    int lock_fd;             /* the state directory's single-instance lock */
+    int gpu_open;
 };
+
+/* Opens what a daemon needs on d->cfg (finished): its directories, the single-instance lock of
+ * the state directory, the store, the driver and the GPU inventory; the monitor is looked for
+ * in exe_dir. gm_daemon_close undoes what was opened, also after a failed open. (daemon.c) */
+int gm_daemon_open(struct gm_daemon *d, const char *exe_dir, struct gm_error *err);
+void gm_daemon_close(struct gm_daemon *d);
 
 /* Workload operations (workload.c). Each takes d->lock itself, only around its decisions and
  * records: launches, signals and waits happen outside it. */

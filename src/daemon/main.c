@@ -61,29 +61,6 @@ static int exe_dir(char *buf, size_t len)
     return 0;
 }
 
-/* One daemon per state directory: two would both believe they own the workloads. */
-static int lock_state(const char *dir, struct gm_error *err)
-{
-    char path[PATH_MAX];
-    snprintf(path, sizeof(path), "%s/gpumuxd.lock", dir);
-    int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0640);
-    if (fd < 0)
-        return gm_err_errno(err, GM_EIO, errno, "state directory %s is not writable", dir);
-    if (flock(fd, LOCK_EX | LOCK_NB) < 0) {
-        close(fd);
-        return gm_err(err, GM_ECONFLICT, "another gpumuxd is already using state directory %s",
-                      dir);
-    }
-    char pid[32];
-    int n = snprintf(pid, sizeof(pid), "%d\n", getpid());
-    if (ftruncate(fd, 0) < 0 || write(fd, pid, (size_t)n) != n) {
-        int e = errno;
-        close(fd);
-        return gm_err_errno(err, GM_EIO, e, "writing %s", path);
-    }
-    return fd; /* kept open for the daemon's life */
-}
-
 static int parse_args(int argc, char **argv, struct gm_config *cfg, int *print_config)
 {
     const char *config_file = NULL;
@@ -164,17 +141,6 @@ int main(int argc, char **argv)
     enum gm_log_level lvl = GM_LOG_INFO;
     gm_log_parse_level(d.cfg.log_level, &lvl);
     gm_log_set_level(lvl);
-    snprintf(d.monitor_path, sizeof(d.monitor_path), "%s/gpumux-monitor", dir);
-    if (access(d.monitor_path, X_OK) < 0) {
-        gm_error("cannot start: %s: %s", d.monitor_path, strerror(errno));
-        return 1;
-    }
-    gethostname(d.hostname, sizeof(d.hostname) - 1);
-    pthread_mutex_init(&d.lock, NULL);
-    if (gm_mps_new(&d.mps) < 0) {
-        gm_error("cannot start: out of memory");
-        return 1;
-    }
 
     /* Signals are taken synchronously by the main loop; the HTTP threads never see them. */
     sigset_t set;
@@ -186,26 +152,8 @@ int main(int argc, char **argv)
     signal(SIGPIPE, SIG_IGN);
 
     struct gm_http *http = NULL;
-    int lockfd = -1;
-    if (gm_mkdir_p(d.cfg.state_dir, 0750, &err) < 0 || gm_mkdir_p(d.cfg.run_dir, 0755, &err) < 0)
+    if (gm_daemon_open(&d, dir, &err) < 0)
         goto fail;
-    if ((lockfd = lock_state(d.cfg.state_dir, &err)) < 0)
-        goto fail;
-    if (gm_store_open(d.cfg.state_dir, &d.store, &err) < 0)
-        goto fail;
-    /* gpusim reads these when it is loaded; workloads get the same values. */
-    setenv("GPUSIM_STATE", d.cfg.gpusim_state, 1);
-    if (d.cfg.gpusim_config[0])
-        setenv("GPUSIM_CONFIG", d.cfg.gpusim_config, 1);
-    if (gm_gpu_open(d.cfg.driver, d.cfg.gpusim_dir, &d.driver, &err) < 0)
-        goto fail;
-    gm_info("gpumuxd %s: driver %s (%s, driver %s, CUDA %s), %d GPU(s)", GM_VERSION,
-            strcmp(d.driver.kind, "sim") == 0 ? "gpusim (simulated GPUs)" : "NVIDIA (real GPUs)",
-            d.driver.library, d.driver.driver_version, d.driver.cuda_version, gm_gpu_count());
-    if (gm_inventory_sync(&d, &err) < 0)
-        goto fail;
-    gm_store_event(d.store, "info", "daemon", "started (pid %d, driver %s)", getpid(),
-                   d.driver.kind);
     gm_reconcile(&d, 1);
     if (gm_http_start(&d, &http, &err) < 0)
         goto fail;
@@ -222,19 +170,10 @@ int main(int argc, char **argv)
     }
     d.stopping = 1;
     gm_http_stop(http);
-    pthread_mutex_lock(&d.lock);
-    gm_store_event(d.store, "info", "daemon", "stopped");
-    gm_store_close(d.store);
-    pthread_mutex_unlock(&d.lock);
-    gm_gpu_close();
-    free(d.wmem);
-    gm_strv_free(&d.changing);
-    gm_mps_free(d.mps);
-    close(lockfd);
+    gm_daemon_close(&d);
     return 0;
 fail:
     gm_error("cannot start: %s", err.msg);
-    if (d.store != NULL)
-        gm_store_close(d.store);
+    gm_daemon_close(&d);
     return 1;
 }

@@ -1,0 +1,99 @@
+/* Opening and closing a daemon: everything gpumuxd needs before it serves, in one place for the
+ * daemon itself and for the tests that run its core in-process. */
+#include "common/log.h"
+#include "common/path.h"
+#include "daemon/daemon.h"
+#include "daemon/mps.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <unistd.h>
+
+/* One daemon per state directory: two would both believe they own the workloads. */
+static int lock_state(const char *dir, struct gm_error *err)
+{
+    char path[PATH_MAX];
+    int rc = gm_path(err, path, sizeof(path), "%s/gpumuxd.lock", dir);
+    if (rc < 0)
+        return rc;
+    int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0640);
+    if (fd < 0)
+        return gm_err_errno(err, GM_EIO, errno, "state directory %s is not writable", dir);
+    if (flock(fd, LOCK_EX | LOCK_NB) < 0) {
+        close(fd);
+        return gm_err(err, GM_ECONFLICT, "another gpumuxd is already using state directory %s",
+                      dir);
+    }
+    char pid[32];
+    int n = snprintf(pid, sizeof(pid), "%d\n", getpid());
+    if (ftruncate(fd, 0) < 0 || write(fd, pid, (size_t)n) != n) {
+        int e = errno;
+        close(fd);
+        return gm_err_errno(err, GM_EIO, e, "writing %s", path);
+    }
+    return fd; /* kept open for the daemon's life */
+}
+
+int gm_daemon_open(struct gm_daemon *d, const char *exe_dir, struct gm_error *err)
+{
+    d->lock_fd = -1;
+    pthread_mutex_init(&d->lock, NULL);
+    int rc = gm_path(err, d->monitor_path, sizeof(d->monitor_path), "%s/gpumux-monitor", exe_dir);
+    if (rc < 0)
+        return rc;
+    if (access(d->monitor_path, X_OK) < 0)
+        return gm_err_errno(err, GM_EINVAL, errno, "%s", d->monitor_path);
+    gethostname(d->hostname, sizeof(d->hostname) - 1);
+    if (gm_mps_new(&d->mps) < 0)
+        return gm_err(err, GM_ENOMEM, "out of memory");
+    if ((rc = gm_mkdir_p(d->cfg.state_dir, 0750, err)) < 0 ||
+        (rc = gm_mkdir_p(d->cfg.run_dir, 0755, err)) < 0)
+        return rc;
+    if ((d->lock_fd = lock_state(d->cfg.state_dir, err)) < 0)
+        return d->lock_fd;
+    if ((rc = gm_store_open(d->cfg.state_dir, &d->store, err)) < 0)
+        return rc;
+    /* gpusim reads these when it is loaded; workloads get the same values. */
+    setenv("GPUSIM_STATE", d->cfg.gpusim_state, 1);
+    if (d->cfg.gpusim_config[0])
+        setenv("GPUSIM_CONFIG", d->cfg.gpusim_config, 1);
+    if ((rc = gm_gpu_open(d->cfg.driver, d->cfg.gpusim_dir, &d->driver, err)) < 0)
+        return rc;
+    d->gpu_open = 1;
+    gm_info("gpumuxd %s: driver %s (%s, driver %s, CUDA %s), %d GPU(s)", GM_VERSION,
+            strcmp(d->driver.kind, "sim") == 0 ? "gpusim (simulated GPUs)" : "NVIDIA (real GPUs)",
+            d->driver.library, d->driver.driver_version, d->driver.cuda_version, gm_gpu_count());
+    if ((rc = gm_inventory_sync(d, err)) < 0)
+        return rc;
+    gm_store_event(d->store, "info", "daemon", "started (pid %d, driver %s)", getpid(),
+                   d->driver.kind);
+    return 0;
+}
+
+void gm_daemon_close(struct gm_daemon *d)
+{
+    pthread_mutex_lock(&d->lock);
+    if (d->store != NULL) {
+        gm_store_event(d->store, "info", "daemon", "stopped");
+        gm_store_close(d->store);
+        d->store = NULL;
+    }
+    pthread_mutex_unlock(&d->lock);
+    if (d->gpu_open)
+        gm_gpu_close();
+    d->gpu_open = 0;
+    free(d->wmem);
+    d->wmem = NULL;
+    d->nwmem = 0;
+    gm_strv_free(&d->changing);
+    gm_mps_free(d->mps);
+    d->mps = NULL;
+    if (d->lock_fd >= 0)
+        close(d->lock_fd);
+    d->lock_fd = -1;
+}
