@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
 """Daemon benchmarks on gpusim: admissions per second, `gpumux ps -o json` latency with 1,000
-workloads recorded, resident memory idle and loaded, and SIGKILL-to-answering time.
+workloads recorded, resident memory idle and loaded, SIGKILL-to-answering time, and `ps` latency
+while a mode change waits for a slow MPS control daemon.
 
 Every figure comes with a baseline measured in the same run, so the ratio means something on a
 noisy machine. Usage: bench_daemon.py BUILD_DIR [--workloads N] [--admissions N]
@@ -49,8 +50,8 @@ def rss_kib(pid):
 
 
 class Daemon:
-    def __init__(self, build, tmp):
-        self.build, self.tmp = build, tmp
+    def __init__(self, build, tmp, extra=()):
+        self.build, self.tmp, self.extra = build, tmp, list(extra)
         self.sock = os.path.join(tmp, "run", "gpumux.sock")
         self.proc = None
 
@@ -62,7 +63,7 @@ class Daemon:
              "--state-dir", os.path.join(self.tmp, "state"),
              "--run-dir", os.path.join(self.tmp, "run"),
              "--gpusim-state", os.path.join(self.tmp, "run", "gpusim.state"),
-             "--log-level", "warning"],
+             "--log-level", "warning", *self.extra],
             env=env, stdout=subprocess.DEVNULL, stderr=open(os.path.join(self.tmp, "daemon.log"), "a"))
         return self.wait_answer()
 
@@ -110,18 +111,78 @@ def median_ms(fn, n):
     return statistics.median(xs)
 
 
+SLOW_MPS = """#!/bin/sh
+# nvidia-cuda-mps-control that takes SECONDS to start its daemon (-d); other commands as usual.
+[ "$1" = -d ] && sleep {secs}
+exec {real} "$@"
+"""
+
+
+def ps_during_slow_mode_change(build, gpumux, secs=3.0, workloads=20):
+    """Median `gpumux ps -o json` while `gpu mode 0 mps --restart-workloads` waits for an MPS
+    control daemon that takes `secs` to start, against the median with nothing in progress."""
+    tmp = tempfile.mkdtemp(prefix="gm-bench-lock.")
+    wrapper = os.path.join(tmp, "slow-mps-control")
+    with open(wrapper, "w") as f:
+        f.write(SLOW_MPS.format(secs=secs, real=os.path.join(build, "lib", "gpusim",
+                                                             "nvidia-cuda-mps-control")))
+    os.chmod(wrapper, 0o755)
+    d = Daemon(build, tmp, ["--mps-control", wrapper])
+    out = {}
+    try:
+        d.start()
+        env = dict(os.environ, GPUMUX_SOCKET=d.sock)
+        for i in range(workloads):
+            st, body = call(d.sock, "POST", "/v1/workloads",
+                            {"name": f"w{i}", "command": ["sleep", "3600"], "gpu": "0"})
+            if st != 201:
+                raise RuntimeError(body)
+        run = lambda: subprocess.run([gpumux, "ps", "-o", "json"], env=env,
+                                     stdout=subprocess.DEVNULL, check=True)
+        out["idle_ms"] = median_ms(run, 21)
+        change = subprocess.Popen([gpumux, "gpu", "mode", "0", "mps", "--restart-workloads"],
+                                  env=env, stdout=subprocess.DEVNULL)
+        t0 = time.monotonic()
+        xs = []
+        while change.poll() is None and time.monotonic() - t0 < secs:
+            t = time.perf_counter()
+            run()
+            xs.append((time.perf_counter() - t) * 1000)
+        change.wait()
+        out["change_s"] = time.monotonic() - t0
+        out["during_ms"] = statistics.median(xs) if xs else float("nan")
+        out["during_max_ms"] = max(xs) if xs else float("nan")
+        out["during_n"] = len(xs)
+        out["change_rc"] = change.returncode
+    finally:
+        d.stop()
+        kill_tagged(tmp)
+        shutil.rmtree(tmp, ignore_errors=True)
+    return out
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("build")
     ap.add_argument("--workloads", type=int, default=1000)
     ap.add_argument("--admissions", type=int, default=200)
     ap.add_argument("--restarts", type=int, default=5)
+    ap.add_argument("--only-lock", action="store_true", help="only the ps-during-mode-change figure")
     a = ap.parse_args()
     build = os.path.abspath(a.build)
     gpumux = os.path.join(build, "bin", "gpumux")
+    lock = ps_during_slow_mode_change(build, gpumux)
+    print(f"gpumux ps -o json while gpu mode 0 mps --restart-workloads (20 workloads) waits for an "
+          f"MPS control daemon that takes 3 s to start: {lock['during_ms']:.1f} ms median of "
+          f"{lock['during_n']} (max {lock['during_max_ms']:.1f} ms; the change took "
+          f"{lock['change_s']:.1f} s, exit {lock['change_rc']}); nothing in progress: "
+          f"{lock['idle_ms']:.1f} ms; ratio {lock['during_ms'] / lock['idle_ms']:.2f}x")
+    if a.only_lock:
+        print("json: " + json.dumps(lock))
+        return 0
     tmp = tempfile.mkdtemp(prefix="gm-bench.")
     d = Daemon(build, tmp)
-    results = {}
+    results = {"lock": lock}
     try:
         d.start()
         env = dict(os.environ, GPUMUX_SOCKET=d.sock)
