@@ -4,6 +4,7 @@
 
 #include "common/error.h"
 #include "daemon/config.h"
+#include "daemon/fields.h"
 #include "daemon/gpu.h"
 #include "daemon/model.h"
 #include "daemon/store.h"
@@ -36,24 +37,25 @@ struct gm_daemon {
 };
 
 /* Workload operations (workload.c). All take d->lock themselves. */
+/* A workload to create, as the API parsed it: values are typed, checked at the edge. */
 struct gm_run_request {
     const char *name;
-    char **argv;                                   /* NULL-terminated */
-    const char *const *env_keys, *const *env_vals; /* nenv pairs */
-    size_t nenv;
-    const char *gpu;     /* NULL: place by policy */
-    const char *compute; /* NULL: no cap */
-    const char *memory;  /* NULL: no limit */
-    const char *restart; /* NULL: never */
-    const char *enforce; /* NULL or "best-effort": run unlimited without a region; "strict" */
+    char **argv;           /* NULL-terminated */
+    struct gm_strmap env;  /* the user's environment */
+    const char *gpu;       /* NULL: place by policy */
+    int compute_pct;       /* 1..100, 0: no cap */
+    uint64_t memory_limit; /* bytes, 0: no limit */
+    enum gm_restart restart;
+    enum gm_enforce enforce;
     int uid, gid;
 };
 int gm_workload_create(struct gm_daemon *d, const struct gm_run_request *r,
                        struct gm_workload_rec *out, struct gm_error *err);
-/* Changes a workload's limits; NULL keeps one, "none" removes it. Live through the region
- * where the workload runs with the interposer; msgs says what applies when. */
-int gm_workload_set_limits(struct gm_daemon *d, const char *name, const char *compute,
-                           const char *memory, struct gm_workload_rec *out, char *msgs, size_t len,
+/* Changes a workload's limits: compute_pct -1 keeps it, 0 removes it; memory UINT64_MAX keeps
+ * it, 0 removes it. Live through the region where the workload runs with the interposer; msgs
+ * says what applies when. */
+int gm_workload_set_limits(struct gm_daemon *d, const char *name, int compute_pct, uint64_t memory,
+                           struct gm_workload_rec *out, char *msgs, size_t len,
                            struct gm_error *err);
 int gm_workload_start(struct gm_daemon *d, const char *name, struct gm_workload_rec *out,
                       struct gm_error *err);
@@ -84,7 +86,7 @@ enum gm_on_busy {
     GM_ON_BUSY_RESTART, /* stop them, change, start them again under the new mode */
 };
 /* msgs (may be NULL) receives what was done, one line each, as the appliance prints it. */
-int gm_gpu_set_mode(struct gm_daemon *d, const char *id, const char *mode, enum gm_on_busy on_busy,
+int gm_gpu_set_mode(struct gm_daemon *d, const char *id, enum gm_mode mode, enum gm_on_busy on_busy,
                     struct gm_gpu_rec *out, char *msgs, size_t len, struct gm_error *err);
 /* pct 0 / mem 0 keep the current value. Applied when MPS (re)starts on the GPU. */
 int gm_gpu_set_mps_defaults(struct gm_daemon *d, const char *id, int pct, uint64_t mem,

@@ -137,13 +137,11 @@ static int stop_users(struct gm_daemon *d, const char *uuid, char *names, size_t
     }
 }
 
-int gm_gpu_set_mode(struct gm_daemon *d, const char *id, const char *mode, enum gm_on_busy on_busy,
+int gm_gpu_set_mode(struct gm_daemon *d, const char *id, enum gm_mode m, enum gm_on_busy on_busy,
                     struct gm_gpu_rec *out, char *msgs, size_t len, struct gm_error *err)
 {
-    enum gm_mode m;
-    if (mode == NULL || gm_mode_parse(mode, &m) < 0)
-        return gm_err(err, GM_EINVAL, "mode '%s': must be one of shared, mps, vm",
-                      mode ? mode : "");
+    if ((unsigned)m > GM_MODE_VM)
+        return gm_err(err, GM_EINVAL, "mode %d: must be one of shared, mps, vm", (int)m);
     struct gm_gpu_rec *gpus;
     struct gm_workload_rec *ws;
     size_t ngpus = 0, nws = 0, i = 0;

@@ -100,12 +100,12 @@ static char *spec_build(const struct gm_run_request *r)
     json_t *spec = json_object(), *cmd = json_array(), *env = json_object();
     for (char **a = r->argv; a && *a; a++)
         json_array_append_new(cmd, json_string(*a));
-    for (size_t i = 0; i < r->nenv; i++)
-        json_object_set_new(env, r->env_keys[i], json_string(r->env_vals[i]));
+    for (size_t i = 0; i < r->env.n; i++)
+        json_object_set_new(env, r->env.keys[i], json_string(r->env.vals[i]));
     json_object_set_new(spec, "command", cmd);
     json_object_set_new(spec, "env", env);
-    if (r->enforce != NULL && strcmp(r->enforce, "strict") == 0)
-        json_object_set_new(spec, "enforce", json_string("strict"));
+    if (r->enforce == GM_ENFORCE_STRICT)
+        json_object_set_new(spec, "enforce", json_string(gm_enforce_name(r->enforce)));
     char *s = json_dumps(spec, JSON_COMPACT | JSON_PRESERVE_ORDER);
     json_decref(spec);
     return s;
@@ -327,31 +327,24 @@ static int parse_request(const struct gm_run_request *r, struct gm_workload_rec 
     memset(w, 0, sizeof(*w));
     snprintf(w->name, sizeof(w->name), "%s", r->name);
     snprintf(w->kind, sizeof(w->kind), "process");
-    if (r->compute != NULL &&
-        (rc = gm_parse_percent(r->compute, &w->compute_pct, "--compute", err)) < 0)
-        return rc;
-    if (r->memory != NULL && (rc = gm_parse_size(r->memory, &w->memory_limit, "--memory", err)) < 0)
-        return rc;
-    if (r->restart != NULL && gm_restart_parse(r->restart, &w->restart) < 0)
-        return gm_err(err, GM_EINVAL, "--restart '%s': must be one of never, on-failure, always",
-                      r->restart);
-    if (r->enforce != NULL && strcmp(r->enforce, "strict") != 0 &&
-        strcmp(r->enforce, "best-effort") != 0)
-        return gm_err(err, GM_EINVAL, "--enforce '%s': must be strict or best-effort", r->enforce);
+    /* The API parsed and checked the values (range, names); they are taken as they are. */
+    w->compute_pct = r->compute_pct;
+    w->memory_limit = r->memory_limit;
+    w->restart = r->restart;
     *gpu = r->gpu;
     const char *path = getenv("PATH");
-    for (size_t i = 0; i < r->nenv; i++) {
-        const char *k = r->env_keys[i];
+    for (size_t i = 0; i < r->env.n; i++) {
+        const char *k = r->env.keys[i];
         if (k[0] == '\0' || strchr(k, '=') != NULL)
             return gm_err(err, GM_EINVAL, "--env '%s': not a valid variable name", k);
         if (reserved_env(k))
             return gm_err(err, GM_EINVAL, "--env %s: set by gpumux itself and cannot be given", k);
         if (strcmp(k, "PATH") == 0)
-            path = r->env_vals[i];
+            path = r->env.vals[i];
         /* The seed's way of asking for a share of an MPS GPU. */
         if (strcmp(k, "CUDA_MPS_ACTIVE_THREAD_PERCENTAGE") == 0) {
             int pct;
-            if ((rc = gm_parse_percent(r->env_vals[i], &pct, "CUDA_MPS_ACTIVE_THREAD_PERCENTAGE",
+            if ((rc = gm_parse_percent(r->env.vals[i], &pct, "CUDA_MPS_ACTIVE_THREAD_PERCENTAGE",
                                        err)) < 0)
                 return rc;
             if (w->compute_pct && w->compute_pct != pct)
@@ -363,11 +356,11 @@ static int parse_request(const struct gm_run_request *r, struct gm_workload_rec 
         }
         /* The seed's way of choosing a GPU: NVIDIA_VISIBLE_DEVICES in the environment. */
         if (strcmp(k, "NVIDIA_VISIBLE_DEVICES") == 0) {
-            if (r->gpu != NULL && strcmp(r->gpu, r->env_vals[i]) != 0)
+            if (r->gpu != NULL && strcmp(r->gpu, r->env.vals[i]) != 0)
                 return gm_err(err, GM_EINVAL,
                               "--gpu %s and NVIDIA_VISIBLE_DEVICES=%s disagree; give one of them",
-                              r->gpu, r->env_vals[i]);
-            *gpu = r->env_vals[i];
+                              r->gpu, r->env.vals[i]);
+            *gpu = r->env.vals[i];
         }
     }
     rc = check_command(r->argv ? r->argv[0] : NULL, path, err);
@@ -671,24 +664,16 @@ int gm_workload_delete(struct gm_daemon *d, const char *name, struct gm_workload
     return hand_over(&w, out, rc);
 }
 
-int gm_workload_set_limits(struct gm_daemon *d, const char *name, const char *compute,
-                           const char *memory, struct gm_workload_rec *out, char *msgs, size_t len,
+int gm_workload_set_limits(struct gm_daemon *d, const char *name, int pct, uint64_t mem,
+                           struct gm_workload_rec *out, char *msgs, size_t len,
                            struct gm_error *err)
 {
     struct gm_workload_rec w = {0};
-    int pct = -1;
-    uint64_t mem = UINT64_MAX;
     int rc;
-    if (compute == NULL && memory == NULL)
+    if (pct < 0 && mem == UINT64_MAX)
         return gm_err(err, GM_EINVAL, "workload %s: give --compute, --memory or both", name);
-    if (compute != NULL && strcmp(compute, "none") == 0)
-        pct = 0;
-    else if (compute != NULL && (rc = gm_parse_percent(compute, &pct, "--compute", err)) < 0)
-        return rc;
-    if (memory != NULL && strcmp(memory, "none") == 0)
-        mem = 0;
-    else if (memory != NULL && (rc = gm_parse_size(memory, &mem, "--memory", err)) < 0)
-        return rc;
+    if (pct > 100)
+        return gm_err(err, GM_EINVAL, "--compute: %d is out of range (1..100)", pct);
     pthread_mutex_lock(&d->lock);
     rc = gm_store_workload_get(d->store, name, &w, err);
     if (rc < 0)
