@@ -371,7 +371,9 @@ void gm_field_type_text(const struct gm_field *f, char *buf, size_t len)
         snprintf(buf, len, "string");
         break;
     case GM_FIELD_INT:
-        if (f->min || f->max)
+        if (f->max == LLONG_MAX)
+            snprintf(buf, len, "integer, at least %lld", f->min);
+        else if (f->min || f->max)
             snprintf(buf, len, "integer %lld..%lld", f->min, f->max);
         else
             snprintf(buf, len, "integer");
