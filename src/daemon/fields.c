@@ -239,7 +239,7 @@ static int parse_value(const struct gm_field *f, const json_t *v, void *out,
                 return out_of_memory(err);
             return parse_text_value(f, s, out, mem, err);
         }
-        return gm_err(err, GM_EINVAL, "field '%s' must be a string or a number", f->name);
+        return gm_err(err, GM_EINVAL, "field '%s' must be a string or an integer", f->name);
     case GM_FIELD_ENUM:
         if (!json_is_string(v)) {
             names_text(f->names, names, sizeof(names));

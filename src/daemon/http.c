@@ -104,33 +104,38 @@ static enum MHD_Result send_reply(struct MHD_Connection *c, struct gm_reply *rep
     return ret;
 }
 
-static void reply_fail(struct gm_reply *rep, int code, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
+static void vreply_fail(struct gm_reply *rep, int code, const char *fmt, va_list ap)
+    __attribute__((format(printf, 3, 0)));
 
-static void reply_fail(struct gm_reply *rep, int code, const char *fmt, ...)
+static void vreply_fail(struct gm_reply *rep, int code, const char *fmt, va_list ap)
 {
-    struct gm_error err;
-    va_list ap;
-    va_start(ap, fmt);
-    err.code = code;
+    struct gm_error err = {.code = code};
     vsnprintf(err.msg, sizeof(err.msg), fmt, ap);
-    va_end(ap);
     gm_api_error(rep, &err);
 }
 
+static void reply_fail(struct gm_reply *rep, int code, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static void reply_fail(struct gm_reply *rep, int code, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vreply_fail(rep, code, fmt, ap);
+    va_end(ap);
+}
+
+/* An answer before the request reaches the API (permission, body size). */
 static enum MHD_Result fail(struct MHD_Connection *c, int code, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
 static enum MHD_Result fail(struct MHD_Connection *c, int code, const char *fmt, ...)
 {
-    struct gm_error err;
+    struct gm_reply rep = {.offset = -1};
     va_list ap;
     va_start(ap, fmt);
-    err.code = code;
-    vsnprintf(err.msg, sizeof(err.msg), fmt, ap);
+    vreply_fail(&rep, code, fmt, ap);
     va_end(ap);
-    struct gm_reply rep = {.offset = -1};
-    gm_api_error(&rep, &err);
     return send_reply(c, &rep);
 }
 

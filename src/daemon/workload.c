@@ -672,8 +672,6 @@ int gm_workload_set_limits(struct gm_daemon *d, const char *name, int pct, uint6
     int rc;
     if (pct < 0 && mem == UINT64_MAX)
         return gm_err(err, GM_EINVAL, "workload %s: give --compute, --memory or both", name);
-    if (pct > 100)
-        return gm_err(err, GM_EINVAL, "--compute: %d is out of range (1..100)", pct);
     pthread_mutex_lock(&d->lock);
     rc = gm_store_workload_get(d->store, name, &w, err);
     if (rc < 0)

@@ -150,8 +150,8 @@ static void kill_tagged(void)
             continue;
         size_t n = fread(buf, 1, sizeof(buf) - 1, f);
         fclose(f);
+        buf[n] = '\0';
         for (size_t i = 0; i < n; i += strlen(buf + i) + 1) {
-            buf[n] = '\0';
             if (strcmp(buf + i, want) == 0) {
                 kill(pid, SIGKILL);
                 break;
@@ -502,7 +502,7 @@ Test(contract, field_specs_refuse_clearly)
             "{\"name\": \"x\", \"command\": []}");
     REFUSED(400, "field 'command': element 1 is not a string", "POST", "/v1/workloads",
             "{\"name\": \"x\", \"command\": [\"true\", 1]}");
-    REFUSED(400, "field 'compute' must be a string or a number", "POST", "/v1/workloads",
+    REFUSED(400, "field 'compute' must be a string or an integer", "POST", "/v1/workloads",
             "{\"name\": \"x\", \"command\": [\"true\"], \"compute\": true}");
     REFUSED(400, "field 'env': K is not a string", "POST", "/v1/workloads",
             "{\"name\": \"x\", \"command\": [\"true\"], \"env\": {\"K\": 1}}");
