@@ -72,20 +72,27 @@ static char *urldecode(const char *s)
     return out;
 }
 
-/* The query string "a=1&b=2" split in place; lookup by key. */
+/* The query string "a=1&b=2", split in place at '&' into len bytes of parameters. */
 struct query {
     char *text;
+    size_t len;
 };
+
+static struct query query_split(char *qs)
+{
+    struct query q = {.text = qs, .len = qs ? strlen(qs) : 0};
+    for (char *p = qs; p != NULL && (p = strchr(p, '&')) != NULL;)
+        *p++ = '\0';
+    return q;
+}
 
 static const char *query_get(void *conn, const char *key)
 {
     struct query *q = conn;
     size_t k = strlen(key);
-    for (char *p = q->text; p != NULL && *p;) {
+    for (char *p = q->text; p != NULL && p < q->text + q->len; p += strlen(p) + 1)
         if (strncmp(p, key, k) == 0 && p[k] == '=')
             return p + k + 1;
-        p += strlen(p) + 1;
-    }
     return NULL;
 }
 
@@ -100,9 +107,7 @@ static int in_process(void *arg, const char *socket, const char *method, const c
     char *copy = strdup(path), *qs = strchr(copy, '?');
     if (qs != NULL)
         *qs++ = '\0';
-    struct query q = {.text = qs};
-    for (char *p = qs; p != NULL && (p = strchr(p, '&')) != NULL;)
-        *p++ = '\0';
+    struct query q = query_split(qs);
     char *url = urldecode(copy);
     struct gm_peer peer = {.uid = getuid(), .gid = getgid(), .pid = getpid()};
     struct gm_reply rep;
@@ -457,9 +462,7 @@ static long call(const char *method, const char *path, const char *body, char *m
     char *copy = strdup(path), *qs = strchr(copy, '?');
     if (qs != NULL)
         *qs++ = '\0';
-    struct query q = {.text = qs};
-    for (char *p = qs; p != NULL && (p = strchr(p, '&')) != NULL;)
-        *p++ = '\0';
+    struct query q = query_split(qs);
     struct gm_peer peer = {.uid = getuid(), .gid = getgid(), .pid = getpid()};
     struct gm_reply rep;
     gm_http_serve(&d, method, copy, body, body ? strlen(body) : 0, &peer, query_get, &q, &rep);
