@@ -92,14 +92,15 @@ static int answer_error(const struct gm_cli_response *resp, const char *method, 
     return rc;
 }
 
-int gm_cli_request(const char *socket, const char *method, const char *path, const json_t *body,
-                   unsigned flags, struct gm_cli_response *resp, struct gm_error *err)
+/* The default transport: HTTP over the unix socket with libcurl. */
+static int curl_transport(void *arg, const char *socket, const char *method, const char *path,
+                          const char *payload, size_t len, struct gm_cli_response *resp,
+                          struct gm_error *err)
 {
-    memset(resp, 0, sizeof(*resp));
-    resp->offset = -1;
+    (void)arg;
     struct buffer buf = {0};
     char errbuf[CURL_ERROR_SIZE] = "";
-    char *payload = NULL, *url = NULL;
+    char *url = NULL;
     struct curl_slist *headers = NULL;
     int rc = 0;
 
@@ -111,15 +112,8 @@ int gm_cli_request(const char *socket, const char *method, const char *path, con
         rc = gm_err(err, GM_ENOMEM, "out of memory");
         goto out;
     }
-    if (body != NULL) {
-        payload = json_dumps(body, JSON_COMPACT);
-        if (payload == NULL) {
-            rc = gm_err(err, GM_EINTERNAL, "cannot encode the request body");
-            goto out;
-        }
-    }
     headers = curl_slist_append(headers, "Accept: application/json");
-    if (body != NULL)
+    if (payload != NULL)
         headers = curl_slist_append(headers, "Content-Type: application/json");
     /* The daemon answers at once; waiting a second for "100 Continue" only adds latency. */
     headers = curl_slist_append(headers, "Expect:");
@@ -129,7 +123,7 @@ int gm_cli_request(const char *socket, const char *method, const char *path, con
     curl_easy_setopt(h, CURLOPT_CUSTOMREQUEST, method);
     if (strcmp(method, "GET") != 0) {
         curl_easy_setopt(h, CURLOPT_POSTFIELDS, payload ? payload : "");
-        curl_easy_setopt(h, CURLOPT_POSTFIELDSIZE, (long)(payload ? strlen(payload) : 0));
+        curl_easy_setopt(h, CURLOPT_POSTFIELDSIZE, (long)len);
     }
     curl_easy_setopt(h, CURLOPT_HTTPHEADER, headers);
     curl_easy_setopt(h, CURLOPT_USERAGENT, "gpumux/" GM_VERSION);
@@ -164,25 +158,55 @@ int gm_cli_request(const char *socket, const char *method, const char *path, con
     resp->body = buf.data;
     resp->body_len = buf.len;
     buf.data = NULL;
-
-    if (resp->status >= 400 || resp->status < 200) {
-        rc = answer_error(resp, method, path, err);
-        goto out;
-    }
-    if (!(flags & GM_CLI_RAW)) {
-        json_error_t je;
-        resp->json = json_loadb(resp->body, resp->body_len, 0, &je);
-        if (resp->json == NULL)
-            rc = gm_err(err, GM_EIO, "malformed answer from gpumuxd to %s %s: %s", method, path,
-                        je.text);
-    }
 out:
     free(buf.data);
-    free(payload);
     free(url);
     curl_slist_free_all(headers);
     curl_easy_cleanup(h);
     return rc;
+}
+
+static gm_cli_transport_fn transport = curl_transport;
+static void *transport_arg;
+
+void gm_cli_set_transport(gm_cli_transport_fn fn, void *arg)
+{
+    transport = fn != NULL ? fn : curl_transport;
+    transport_arg = fn != NULL ? arg : NULL;
+}
+
+int gm_cli_request(const char *socket, const char *method, const char *path, const json_t *body,
+                   unsigned flags, struct gm_cli_response *resp, struct gm_error *err)
+{
+    memset(resp, 0, sizeof(*resp));
+    resp->offset = -1;
+    char *payload = NULL;
+    if (body != NULL) {
+        payload = json_dumps(body, JSON_COMPACT);
+        if (payload == NULL)
+            return gm_err(err, GM_EINTERNAL, "cannot encode the request body");
+    }
+    int rc = transport(transport_arg, socket, method, path, payload, payload ? strlen(payload) : 0,
+                       resp, err);
+    free(payload);
+    if (rc < 0)
+        return rc;
+    if (resp->body == NULL) {
+        resp->body = calloc(1, 1);
+        resp->body_len = 0;
+        if (resp->body == NULL)
+            return gm_err(err, GM_ENOMEM, "out of memory");
+    }
+    if (resp->status >= 400 || resp->status < 200)
+        return answer_error(resp, method, path, err);
+    if (!(flags & GM_CLI_RAW)) {
+        json_error_t je;
+        resp->json = json_loadb(resp->body, resp->body_len, 0, &je);
+        if (resp->json == NULL)
+            return gm_err(err, GM_EIO, "malformed answer from gpumuxd to %s %s: %s", method, path,
+                          je.text);
+    }
+    return 0;
 }
 
 void gm_cli_response_free(struct gm_cli_response *resp)

@@ -32,6 +32,18 @@ int gm_cli_request(const char *socket, const char *method, const char *path, con
                    unsigned flags, struct gm_cli_response *resp, struct gm_error *err);
 void gm_cli_response_free(struct gm_cli_response *resp);
 
+/* How a request reaches the daemon: the default speaks HTTP over the unix socket with libcurl;
+ * a test replaces it to hand requests to the daemon's handler in-process. It sends `method
+ * path` with payload (len bytes of JSON, or NULL) and, when an answer came (any status), fills
+ * resp->status, resp->body (malloc'd, NUL-terminated), resp->body_len and resp->offset and
+ * returns 0; else it returns a negative GM_E* code and sets err (GM_EUNREACHABLE: no answer).
+ * gm_cli_request interprets the answer the same way whichever transport brought it. */
+typedef int (*gm_cli_transport_fn)(void *arg, const char *socket, const char *method,
+                                   const char *path, const char *payload, size_t len,
+                                   struct gm_cli_response *resp, struct gm_error *err);
+/* Replaces the transport for every later request; NULL restores libcurl. */
+void gm_cli_set_transport(gm_cli_transport_fn fn, void *arg);
+
 /* Percent-encode one path segment or query value (RFC 3986 unreserved characters pass).
  * Returns a malloc'd string, or NULL when out of memory. */
 char *gm_cli_urlencode(const char *s);

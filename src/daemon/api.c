@@ -1,9 +1,13 @@
-/* API handlers: one function per endpoint of docs/api.md. */
+/* The API: one route table (method, path pattern, handler, body and query specs) from which
+ * gm_api_handle dispatches, and one handler per endpoint of docs/api.md. Bodies are validated
+ * and parsed into typed request structs from their field specs (fields.h) before a handler
+ * runs: handlers see enums, percentages and byte counts, never the text they came as. */
 #include "common/log.h"
-#include "daemon/http.h"
 #include "common/parse.h"
+#include "daemon/http.h"
 #include "daemon/json.h"
 #include "daemon/mps.h"
+#include "daemon/route.h"
 #include "daemon/sched.h"
 
 #include <errno.h>
@@ -42,58 +46,6 @@ static void reply_err(struct gm_reply *rep, int code, const char *fmt, ...)
     gm_api_error(rep, &err);
 }
 
-/* Refuses fields not in the NULL-terminated list. */
-static int only_fields(const json_t *body, const char *const *allowed, struct gm_reply *rep)
-{
-    const char *k;
-    json_t *v;
-    json_object_foreach((json_t *)body, k, v)
-    {
-        int ok = 0;
-        for (const char *const *a = allowed; *a; a++)
-            ok |= strcmp(*a, k) == 0;
-        if (!ok) {
-            char list[256] = "";
-            for (const char *const *a = allowed; *a; a++) {
-                size_t used = strlen(list);
-                snprintf(list + used, sizeof(list) - used, "%s%s", used ? ", " : "", *a);
-            }
-            reply_err(rep, GM_EINVAL, "unknown field '%s' (known fields: %s)", k, list);
-            return -1;
-        }
-    }
-    return 0;
-}
-
-/* A string field, also accepting a number (compute: 30, memory: 1073741824). */
-static int opt_text(const json_t *body, const char *key, char *buf, size_t len, const char **out,
-                    struct gm_reply *rep)
-{
-    json_t *v = body ? json_object_get(body, key) : NULL;
-    *out = NULL;
-    if (v == NULL || json_is_null(v))
-        return 0;
-    if (json_is_string(v))
-        snprintf(buf, len, "%s", json_string_value(v));
-    else if (json_is_integer(v))
-        snprintf(buf, len, "%lld", (long long)json_integer_value(v));
-    else {
-        reply_err(rep, GM_EINVAL, "field '%s' must be a string or a number", key);
-        return -1;
-    }
-    *out = buf;
-    return 0;
-}
-
-/* The lines of an outcome as the answer's "messages" text, one per line. */
-static json_t *messages_json(const struct gm_strv *lines)
-{
-    char *text = gm_strv_join(lines, "\n");
-    json_t *j = json_sprintf("%s%s", text ? text : "", lines->n ? "\n" : "");
-    free(text);
-    return j;
-}
-
 static int load_lists(struct gm_daemon *d, struct gm_gpu_rec **gpus, size_t *ngpus,
                       struct gm_workload_rec **ws, size_t *nws, struct gm_reply *rep)
 {
@@ -127,9 +79,196 @@ static json_t *workload_json(struct gm_daemon *d, const struct gm_workload_rec *
     return o;
 }
 
-static void get_info(struct gm_daemon *d, const struct gm_request *req, struct gm_reply *rep)
+/* A workload operation's answer: the workload, or the error. */
+static void reply_workload(struct gm_daemon *d, int rc, struct gm_workload_rec *w,
+                           const struct gm_error *err, struct gm_reply *rep)
 {
-    (void)req;
+    if (rc < 0) {
+        gm_api_error(rep, err);
+        return;
+    }
+    rep->json = workload_json(d, w);
+    gm_workload_rec_free(w);
+}
+
+/* ---- Request bodies and query parameters: one spec each ---------------------------------- */
+
+static const char *const on_busy_names[] = {"refuse", "stop", "restart", NULL};
+
+#define SPEC(name, ...)                                                                            \
+    static const struct gm_field name##_fields[] = {__VA_ARGS__};                                  \
+    static const struct gm_fields name = {name##_fields,                                           \
+                                          sizeof(name##_fields) / sizeof(name##_fields[0])}
+
+struct mode_req {
+    enum gm_mode mode;
+    enum gm_on_busy on_busy;
+};
+#define ON_BUSY_FIELD(T)                                                                           \
+    {                                                                                              \
+        .name = "on_busy", .type = GM_FIELD_ENUM, GM_FIELD_AT(T, on_busy), .names = on_busy_names, \
+        .dflt = GM_ON_BUSY_REFUSE,                                                                 \
+        .doc = "workloads on the GPU: refuse the change (default), stop them first, or restart "   \
+               "them under the new mode"                                                           \
+    }
+SPEC(mode_spec,
+     {.name = "mode",
+      .type = GM_FIELD_ENUM,
+      .required = 1,
+      GM_FIELD_AT(struct mode_req, mode),
+      .names = gm_mode_names,
+      .doc = "the sharing mode"},
+     ON_BUSY_FIELD(struct mode_req));
+
+struct mps_req {
+    const char *gpu;
+    int pct;
+    uint64_t mem;
+    int force;
+    enum gm_on_busy on_busy;
+};
+#define MPS_GPU_FIELD                                                                              \
+    {                                                                                              \
+        .name = "gpu", .type = GM_FIELD_TEXT, GM_FIELD_AT(struct mps_req, gpu),                    \
+        .doc = "one GPU (index, UUID or PCI bus id); absent: every GPU no VM holds"                \
+    }
+SPEC(mps_start_spec, MPS_GPU_FIELD,
+     {.name = "active_thread_percentage",
+      .type = GM_FIELD_PERCENT,
+      GM_FIELD_AT(struct mps_req, pct),
+      .what = "active thread percentage",
+      .doc = "default active thread percentage of the GPU's MPS clients"},
+     {.name = "pinned_mem_limit",
+      .type = GM_FIELD_SIZE,
+      GM_FIELD_AT(struct mps_req, mem),
+      .what = "pinned memory limit",
+      .doc = "default pinned device memory limit of the GPU's MPS clients"},
+     ON_BUSY_FIELD(struct mps_req));
+SPEC(mps_stop_spec, MPS_GPU_FIELD,
+     {.name = "force",
+      .type = GM_FIELD_BOOL,
+      GM_FIELD_AT(struct mps_req, force),
+      .doc = "stop the GPU's workloads first instead of refusing (as on_busy stop)"},
+     ON_BUSY_FIELD(struct mps_req));
+
+struct vm_req {
+    const char *name, *gpu;
+};
+SPEC(vm_spec,
+     {.name = "name",
+      .type = GM_FIELD_STRING,
+      .required = 1,
+      GM_FIELD_AT(struct vm_req, name),
+      .doc = "the VM"},
+     {.name = "gpu",
+      .type = GM_FIELD_TEXT,
+      .required = 1,
+      GM_FIELD_AT(struct vm_req, gpu),
+      .doc = "the GPU to reserve: index, UUID or PCI bus id"});
+
+SPEC(run_spec,
+     {.name = "name",
+      .type = GM_FIELD_STRING,
+      .required = 1,
+      GM_FIELD_AT(struct gm_run_request, name),
+      .doc = "the workload's name"},
+     {.name = "command",
+      .type = GM_FIELD_STRINGS,
+      .required = 1,
+      .min = 1,
+      GM_FIELD_AT(struct gm_run_request, argv),
+      .doc = "the program and its arguments"},
+     {.name = "gpu",
+      .type = GM_FIELD_TEXT,
+      GM_FIELD_AT(struct gm_run_request, gpu),
+      .doc = "index, UUID or PCI bus id, a list `0,1`, `all`, or `none`; absent: placed by "
+             "policy"},
+     {.name = "compute",
+      .type = GM_FIELD_PERCENT,
+      GM_FIELD_AT(struct gm_run_request, compute_pct),
+      .what = "--compute",
+      .doc = "compute cap; absent: none"},
+     {.name = "memory",
+      .type = GM_FIELD_SIZE,
+      GM_FIELD_AT(struct gm_run_request, memory_limit),
+      .what = "--memory",
+      .doc = "memory limit; absent: none"},
+     {.name = "env",
+      .type = GM_FIELD_STRMAP,
+      GM_FIELD_AT(struct gm_run_request, env),
+      .doc = "environment variables"},
+     {.name = "restart",
+      .type = GM_FIELD_ENUM,
+      GM_FIELD_AT(struct gm_run_request, restart),
+      .names = gm_restart_names,
+      .dflt = GM_RESTART_NEVER,
+      .what = "--restart",
+      .doc = "restart policy; default never"},
+     {.name = "enforce",
+      .type = GM_FIELD_ENUM,
+      GM_FIELD_AT(struct gm_run_request, enforce),
+      .names = gm_enforce_names,
+      .dflt = GM_ENFORCE_BEST_EFFORT,
+      .what = "--enforce",
+      .doc = "strict: CUDA initialisation fails when the limits cannot be enforced; default "
+             "best-effort"});
+
+struct limits_req {
+    int compute_pct; /* -1: keep, 0: none */
+    uint64_t memory; /* UINT64_MAX: keep, 0: none */
+};
+SPEC(limits_spec,
+     {.name = "compute",
+      .type = GM_FIELD_PERCENT,
+      GM_FIELD_AT(struct limits_req, compute_pct),
+      .none = 1,
+      .dflt = -1,
+      .what = "--compute",
+      .doc = "new compute cap; `none` removes it; absent: unchanged"},
+     {.name = "memory",
+      .type = GM_FIELD_SIZE,
+      GM_FIELD_AT(struct limits_req, memory),
+      .none = 1,
+      .dflt_size = UINT64_MAX,
+      .what = "--memory",
+      .doc = "new memory limit; `none` removes it; absent: unchanged"});
+
+struct logs_query {
+    long long offset;
+};
+SPEC(logs_query_spec, {.name = "offset",
+                       .type = GM_FIELD_INT,
+                       GM_FIELD_AT(struct logs_query, offset),
+                       .min = 0,
+                       .max = INT64_MAX,
+                       .what = "offset",
+                       .doc = "byte offset to read from; default 0"});
+
+struct events_query {
+    long long since, limit;
+};
+SPEC(events_query_spec,
+     {.name = "since",
+      .type = GM_FIELD_INT,
+      GM_FIELD_AT(struct events_query, since),
+      .min = 0,
+      .max = INT64_MAX,
+      .what = "since",
+      .doc = "answer events with ids greater than this; default 0"},
+     {.name = "limit",
+      .type = GM_FIELD_INT,
+      GM_FIELD_AT(struct events_query, limit),
+      .min = 1,
+      .max = 100000,
+      .dflt = 1000,
+      .what = "limit",
+      .doc = "at most this many events; default 1000"});
+
+/* ---- Handlers ---------------------------------------------------------------------------- */
+
+static void get_info(struct gm_daemon *d, const struct gm_call *c, struct gm_reply *rep)
+{
+    (void)c;
     json_t *o = json_object();
     json_object_set_new(o, "version", json_string(GM_VERSION));
     json_object_set_new(o, "pid", json_integer(getpid()));
@@ -158,31 +297,39 @@ static json_t *gpu_with_live(const struct gm_gpu_rec *g, const struct gm_workloa
     return o;
 }
 
-static void get_gpus(struct gm_daemon *d, const struct gm_request *req, struct gm_reply *rep)
+static void get_gpus(struct gm_daemon *d, const struct gm_call *c, struct gm_reply *rep)
 {
+    (void)c;
     struct gm_gpu_rec *gpus;
     struct gm_workload_rec *ws;
     size_t ngpus, nws;
     if (load_lists(d, &gpus, &ngpus, &ws, &nws, rep) < 0)
         return;
-    if (req->nparts == 2) {
-        size_t i;
-        struct gm_error err;
-        if (gm_gpu_resolve(gpus, ngpus, req->parts[1], &i, &err) < 0)
-            gm_api_error(rep, &err);
-        else
-            rep->json = gpu_with_live(&gpus[i], ws, nws);
-    } else {
-        json_t *arr = json_array();
-        for (size_t i = 0; i < ngpus; i++)
-            json_array_append_new(arr, gpu_with_live(&gpus[i], ws, nws));
-        json_t *o = json_object();
-        json_object_set_new(o, "hostname", json_string(d->hostname));
-        json_object_set_new(o, "timestamp", gm_json_time(gm_now_ms()));
-        json_object_set_new(o, "driver", gm_json_driver(&d->driver));
-        json_object_set_new(o, "gpus", arr);
-        rep->json = o;
-    }
+    json_t *arr = json_array();
+    for (size_t i = 0; i < ngpus; i++)
+        json_array_append_new(arr, gpu_with_live(&gpus[i], ws, nws));
+    json_t *o = json_object();
+    json_object_set_new(o, "hostname", json_string(d->hostname));
+    json_object_set_new(o, "timestamp", gm_json_time(gm_now_ms()));
+    json_object_set_new(o, "driver", gm_json_driver(&d->driver));
+    json_object_set_new(o, "gpus", arr);
+    rep->json = o;
+    free(gpus);
+    gm_workload_list_free(ws, nws);
+}
+
+static void get_gpu(struct gm_daemon *d, const struct gm_call *c, struct gm_reply *rep)
+{
+    struct gm_gpu_rec *gpus;
+    struct gm_workload_rec *ws;
+    size_t ngpus, nws, i;
+    struct gm_error err;
+    if (load_lists(d, &gpus, &ngpus, &ws, &nws, rep) < 0)
+        return;
+    if (gm_gpu_resolve(gpus, ngpus, c->arg[0], &i, &err) < 0)
+        gm_api_error(rep, &err);
+    else
+        rep->json = gpu_with_live(&gpus[i], ws, nws);
     free(gpus);
     gm_workload_list_free(ws, nws);
 }
@@ -199,42 +346,21 @@ static void reply_gpu(struct gm_daemon *d, const struct gm_gpu_rec *g, struct gm
     gm_workload_list_free(ws, nws);
 }
 
-static int parse_on_busy(const json_t *body, enum gm_on_busy *out, struct gm_reply *rep)
+/* The lines of an outcome as the answer's "messages" text, one per line. */
+static json_t *messages_json(const struct gm_strv *lines)
 {
-    const char *v = json_string_value(json_object_get(body, "on_busy"));
-    *out = GM_ON_BUSY_REFUSE;
-    if (json_object_get(body, "on_busy") == NULL || (v && strcmp(v, "refuse") == 0))
-        return 0;
-    if (v && strcmp(v, "stop") == 0)
-        *out = GM_ON_BUSY_STOP;
-    else if (v && strcmp(v, "restart") == 0)
-        *out = GM_ON_BUSY_RESTART;
-    else {
-        reply_err(rep, GM_EINVAL, "field 'on_busy' must be one of refuse, stop, restart");
-        return -1;
-    }
-    return 0;
+    char *text = gm_strv_join(lines, "\n");
+    json_t *j = json_sprintf("%s%s", text ? text : "", lines->n ? "\n" : "");
+    free(text);
+    return j;
 }
 
-static void post_gpu_mode(struct gm_daemon *d, const struct gm_request *req, struct gm_reply *rep)
+static void post_gpu_mode(struct gm_daemon *d, const struct gm_call *c, struct gm_reply *rep)
 {
-    static const char *const fields[] = {"mode", "on_busy", NULL};
-    if (req->body == NULL) {
-        reply_err(rep, GM_EINVAL, "a body {\"mode\": \"shared|mps|vm\"} is required");
-        return;
-    }
-    enum gm_on_busy ob;
-    if (only_fields(req->body, fields, rep) < 0 || parse_on_busy(req->body, &ob, rep) < 0)
-        return;
-    struct gm_error err;
-    enum gm_mode mode;
-    const char *ms = json_string_value(json_object_get(req->body, "mode"));
-    if (ms == NULL || gm_mode_parse(ms, &mode) < 0) {
-        reply_err(rep, GM_EINVAL, "mode '%s': must be one of shared, mps, vm", ms ? ms : "");
-        return;
-    }
+    const struct mode_req *b = c->body;
     struct gm_mode_outcome o;
-    if (gm_gpu_set_mode(d, req->parts[1], mode, ob, &o, &err) < 0) {
+    struct gm_error err;
+    if (gm_gpu_set_mode(d, c->arg[0], b->mode, b->on_busy, &o, &err) < 0) {
         gm_api_error(rep, &err);
         return;
     }
@@ -268,8 +394,6 @@ static json_t *mps_json(struct gm_daemon *d, const struct gm_gpu_rec *g,
     json_object_set_new(o, "configured_pinned_mem_limit",
                         g->mps_default_mem ? json_integer((json_int_t)g->mps_default_mem)
                                            : json_null());
-    char names[512];
-    gm_sched_users(ws, nws, g->uuid, NULL, names, sizeof(names));
     json_t *clients = json_array();
     for (size_t i = 0; i < nws; i++)
         for (int k = 0; k < ws[i].ngpus; k++)
@@ -279,93 +403,10 @@ static json_t *mps_json(struct gm_daemon *d, const struct gm_gpu_rec *g,
     return o;
 }
 
-/* GET /v1/mps, POST /v1/mps/start, POST /v1/mps/stop. */
-static void mps(struct gm_daemon *d, const struct gm_request *req, struct gm_reply *rep)
+/* {"gpus": [...]} of the GPU named gpu (NULL: all), with "messages" when msgs is not NULL. */
+static void reply_mps(struct gm_daemon *d, const char *gpu, const struct gm_strv *msgs,
+                      struct gm_reply *rep)
 {
-    const char *action = req->nparts == 2 ? req->parts[1] : NULL;
-    struct gm_strv msgs = {0};
-    char gbuf[128];
-    const char *gpu = NULL;
-    struct gm_error err;
-    if (action != NULL) {
-        static const char *const fields[] = {
-            "gpu", "force", "on_busy", "active_thread_percentage", "pinned_mem_limit", NULL};
-        if (strcmp(req->method, "POST") != 0 ||
-            (strcmp(action, "start") != 0 && strcmp(action, "stop") != 0)) {
-            reply_err(rep, GM_ENOTFOUND, "no such API path: %s %s", req->method, req->path);
-            return;
-        }
-        json_t *body = req->body ? req->body : json_object();
-        char pbuf[64], mbuf[64];
-        const char *pct_s = NULL, *mem_s = NULL;
-        enum gm_on_busy ob;
-        if (only_fields(body, fields, rep) < 0 || parse_on_busy(body, &ob, rep) < 0 ||
-            opt_text(body, "gpu", gbuf, sizeof(gbuf), &gpu, rep) < 0 ||
-            opt_text(body, "active_thread_percentage", pbuf, sizeof(pbuf), &pct_s, rep) < 0 ||
-            opt_text(body, "pinned_mem_limit", mbuf, sizeof(mbuf), &mem_s, rep) < 0)
-            goto done_body;
-        if (json_is_true(json_object_get(body, "force")))
-            ob = GM_ON_BUSY_STOP;
-        int pct = 0;
-        uint64_t mem = 0;
-        if ((pct_s && gm_parse_percent(pct_s, &pct, "active thread percentage", &err) < 0) ||
-            (mem_s && gm_parse_size(mem_s, &mem, "pinned memory limit", &err) < 0)) {
-            gm_api_error(rep, &err);
-            goto done_body;
-        }
-        struct gm_gpu_rec *gpus;
-        size_t n;
-        if (load_lists(d, &gpus, &n, NULL, NULL, rep) < 0)
-            goto done_body;
-        int failed = 0;
-        for (size_t i = 0; i < n && !failed; i++) {
-            char idx[16];
-            snprintf(idx, sizeof(idx), "%d", gpus[i].idx);
-            if (gpu != NULL) {
-                size_t k;
-                if (gm_gpu_resolve(gpus, n, gpu, &k, &err) < 0) {
-                    gm_api_error(rep, &err);
-                    failed = 1;
-                    break;
-                }
-                if (k != i)
-                    continue;
-            } else if (gpus[i].mode == GM_MODE_VM || !gpus[i].present) {
-                gm_strv_addf(&msgs, "GPU %d is %s; skipped.", gpus[i].idx,
-                             gpus[i].present ? "held for VMs" : "not present");
-                continue;
-            }
-            if (strcmp(action, "start") == 0 && (pct || mem) &&
-                gm_gpu_set_mps_defaults(d, idx, pct, mem, &err) < 0) {
-                gm_api_error(rep, &err);
-                failed = 1;
-                break;
-            }
-            struct gm_mode_outcome o;
-            if (gm_gpu_set_mode(d, idx, strcmp(action, "start") == 0 ? GM_MODE_MPS : GM_MODE_SHARED,
-                                ob, &o, &err) < 0) {
-                gm_api_error(rep, &err);
-                failed = 1;
-                break;
-            }
-            gm_msg_mode(&o, &msgs);
-            gm_mode_outcome_free(&o);
-        }
-        free(gpus);
-        if (failed)
-            goto done_body;
-        gm_strv_add(&msgs, "All done.");
-    done_body:
-        if (req->body == NULL)
-            json_decref(body);
-        if (rep->json != NULL) {
-            gm_strv_free(&msgs);
-            return; /* an error answer */
-        }
-    } else if (strcmp(req->method, "GET") != 0) {
-        reply_err(rep, GM_ENOTFOUND, "no such API path: %s %s", req->method, req->path);
-        return;
-    }
     struct gm_gpu_rec *gpus;
     struct gm_workload_rec *ws;
     size_t ngpus, nws;
@@ -379,12 +420,75 @@ static void mps(struct gm_daemon *d, const struct gm_request *req, struct gm_rep
         json_array_append_new(arr, mps_json(d, &gpus[i], ws, nws));
     }
     rep->json = json_object();
-    if (action != NULL)
-        json_object_set_new(rep->json, "messages", messages_json(&msgs));
-    gm_strv_free(&msgs);
+    if (msgs != NULL)
+        json_object_set_new(rep->json, "messages", messages_json(msgs));
     json_object_set_new(rep->json, "gpus", arr);
     free(gpus);
     gm_workload_list_free(ws, nws);
+}
+
+static void get_mps(struct gm_daemon *d, const struct gm_call *c, struct gm_reply *rep)
+{
+    (void)c;
+    reply_mps(d, NULL, NULL, rep);
+}
+
+/* mps start and stop: the mode change on one GPU, or on every GPU no VM holds. */
+static void mps_switch(struct gm_daemon *d, const struct gm_call *c, int start,
+                       struct gm_reply *rep)
+{
+    const struct mps_req *b = c->body;
+    enum gm_on_busy ob = b->force ? GM_ON_BUSY_STOP : b->on_busy;
+    struct gm_strv msgs = {0};
+    struct gm_error err;
+    struct gm_gpu_rec *gpus;
+    size_t n;
+    if (load_lists(d, &gpus, &n, NULL, NULL, rep) < 0)
+        return;
+    int rc = 0;
+    for (size_t i = 0; i < n && rc == 0; i++) {
+        char idx[16];
+        snprintf(idx, sizeof(idx), "%d", gpus[i].idx);
+        if (b->gpu != NULL) {
+            size_t k;
+            if ((rc = gm_gpu_resolve(gpus, n, b->gpu, &k, &err)) < 0)
+                break;
+            if (k != i)
+                continue;
+        } else if (gpus[i].mode == GM_MODE_VM || !gpus[i].present) {
+            gm_strv_addf(&msgs, "GPU %d is %s; skipped.", gpus[i].idx,
+                         gpus[i].present ? "held for VMs" : "not present");
+            continue;
+        }
+        if (start && (b->pct || b->mem) &&
+            (rc = gm_gpu_set_mps_defaults(d, idx, b->pct, b->mem, &err)) < 0)
+            break;
+        struct gm_mode_outcome o;
+        rc = gm_gpu_set_mode(d, idx, start ? GM_MODE_MPS : GM_MODE_SHARED, ob, &o, &err);
+        if (rc == 0) {
+            gm_msg_mode(&o, &msgs);
+            gm_mode_outcome_free(&o);
+        }
+    }
+    free(gpus);
+    if (rc < 0) {
+        gm_strv_free(&msgs);
+        gm_api_error(rep, &err);
+        return;
+    }
+    gm_strv_add(&msgs, "All done.");
+    reply_mps(d, b->gpu, &msgs, rep);
+    gm_strv_free(&msgs);
+}
+
+static void post_mps_start(struct gm_daemon *d, const struct gm_call *c, struct gm_reply *rep)
+{
+    mps_switch(d, c, 1, rep);
+}
+
+static void post_mps_stop(struct gm_daemon *d, const struct gm_call *c, struct gm_reply *rep)
+{
+    mps_switch(d, c, 0, rep);
 }
 
 static json_t *vm_json(const struct gm_gpu_rec *g)
@@ -399,43 +503,9 @@ static json_t *vm_json(const struct gm_gpu_rec *g)
     return o;
 }
 
-static void vms(struct gm_daemon *d, const struct gm_request *req, struct gm_reply *rep)
+/* GET /v1/vms (name NULL) and GET /v1/vms/{name}. */
+static void reply_vms(struct gm_daemon *d, const char *name, struct gm_reply *rep)
 {
-    struct gm_error err;
-    struct gm_gpu_rec g;
-    if (strcmp(req->method, "POST") == 0 && req->nparts == 1) {
-        static const char *const fields[] = {"name", "gpu", NULL};
-        if (req->body == NULL) {
-            reply_err(rep, GM_EINVAL, "a body {\"name\": VM, \"gpu\": ID} is required");
-            return;
-        }
-        if (only_fields(req->body, fields, rep) < 0)
-            return;
-        char gbuf[128];
-        const char *gpu;
-        if (opt_text(req->body, "gpu", gbuf, sizeof(gbuf), &gpu, rep) < 0)
-            return;
-        const char *name = json_string_value(json_object_get(req->body, "name"));
-        if (gm_vm_attach(d, name ? name : "", gpu, &g, &err) < 0) {
-            gm_api_error(rep, &err);
-            return;
-        }
-        rep->status = 201;
-        rep->json = vm_json(&g);
-        return;
-    }
-    if (strcmp(req->method, "DELETE") == 0 && req->nparts == 2) {
-        if (gm_vm_detach(d, req->parts[1], &g, &err) < 0) {
-            gm_api_error(rep, &err);
-            return;
-        }
-        rep->json = vm_json(&g);
-        return;
-    }
-    if (strcmp(req->method, "GET") != 0) {
-        reply_err(rep, GM_ENOTFOUND, "no such API path: %s %s", req->method, req->path);
-        return;
-    }
     struct gm_gpu_rec *gpus;
     size_t n;
     if (load_lists(d, &gpus, &n, NULL, NULL, rep) < 0)
@@ -445,15 +515,15 @@ static void vms(struct gm_daemon *d, const struct gm_request *req, struct gm_rep
     for (size_t i = 0; i < n; i++) {
         if (!gpus[i].holder[0])
             continue;
-        if (req->nparts == 2 && strcmp(gpus[i].holder, req->parts[1]) == 0)
+        if (name != NULL && one == NULL && strcmp(gpus[i].holder, name) == 0)
             one = vm_json(&gpus[i]);
         json_array_append_new(arr, vm_json(&gpus[i]));
     }
     free(gpus);
-    if (req->nparts == 2) {
+    if (name != NULL) {
         json_decref(arr);
         if (one == NULL)
-            reply_err(rep, GM_ENOTFOUND, "no VM named %s holds a GPU", req->parts[1]);
+            reply_err(rep, GM_ENOTFOUND, "no VM named %s holds a GPU", name);
         else
             rep->json = one;
         return;
@@ -462,108 +532,125 @@ static void vms(struct gm_daemon *d, const struct gm_request *req, struct gm_rep
     json_object_set_new(rep->json, "vms", arr);
 }
 
-static void post_workload(struct gm_daemon *d, const struct gm_request *req, struct gm_reply *rep)
+static void get_vms(struct gm_daemon *d, const struct gm_call *c, struct gm_reply *rep)
 {
-    static const char *const fields[] = {"name", "command", "gpu",     "compute", "memory",
-                                         "env",  "restart", "enforce", NULL};
-    if (req->body == NULL) {
-        reply_err(rep, GM_EINVAL, "a JSON body describing the workload is required");
-        return;
-    }
-    if (only_fields(req->body, fields, rep) < 0)
-        return;
-    json_t *name = json_object_get(req->body, "name"), *cmd = json_object_get(req->body, "command");
-    json_t *env = json_object_get(req->body, "env");
-    if (!json_is_string(name)) {
-        reply_err(rep, GM_EINVAL, "field 'name' (a string) is required");
-        return;
-    }
-    if (!json_is_array(cmd) || json_array_size(cmd) == 0) {
-        reply_err(rep, GM_EINVAL,
-                  "workload %s: field 'command' (a non-empty array of strings) is required",
-                  json_string_value(name));
-        return;
-    }
-    if (env != NULL && !json_is_object(env) && !json_is_null(env)) {
-        reply_err(rep, GM_EINVAL, "field 'env' must be an object of strings");
-        return;
-    }
-    char gbuf[512], cbuf[64], mbuf[64], rbuf[64], ebuf[64];
-    const char *compute = NULL, *memory = NULL, *restart = NULL, *enforce = NULL;
-    struct gm_run_request r = {
-        .name = json_string_value(name), .uid = (int)req->uid, .gid = (int)req->gid};
-    if (opt_text(req->body, "gpu", gbuf, sizeof(gbuf), &r.gpu, rep) < 0 ||
-        opt_text(req->body, "compute", cbuf, sizeof(cbuf), &compute, rep) < 0 ||
-        opt_text(req->body, "memory", mbuf, sizeof(mbuf), &memory, rep) < 0 ||
-        opt_text(req->body, "restart", rbuf, sizeof(rbuf), &restart, rep) < 0 ||
-        opt_text(req->body, "enforce", ebuf, sizeof(ebuf), &enforce, rep) < 0)
-        return;
-    struct gm_error perr;
-    if ((compute != NULL && gm_parse_percent(compute, &r.compute_pct, "--compute", &perr) < 0) ||
-        (memory != NULL && gm_parse_size(memory, &r.memory_limit, "--memory", &perr) < 0)) {
-        gm_api_error(rep, &perr);
-        return;
-    }
-    if (restart != NULL && gm_restart_parse(restart, &r.restart) < 0) {
-        reply_err(rep, GM_EINVAL, "--restart '%s': must be one of never, on-failure, always",
-                  restart);
-        return;
-    }
-    if (enforce != NULL && gm_enforce_parse(enforce, &r.enforce) < 0) {
-        reply_err(rep, GM_EINVAL, "--enforce '%s': must be strict or best-effort", enforce);
-        return;
-    }
-    size_t n = json_array_size(cmd), nenv = env && json_is_object(env) ? json_object_size(env) : 0;
-    char **argv = calloc(n + 1, sizeof(*argv));
-    const char **keys = calloc(nenv + 1, sizeof(*keys)), **vals = calloc(nenv + 1, sizeof(*vals));
-    if (argv == NULL || keys == NULL || vals == NULL) {
-        reply_err(rep, GM_ENOMEM, "out of memory");
-        goto out;
-    }
-    for (size_t i = 0; i < n; i++) {
-        json_t *a = json_array_get(cmd, i);
-        if (!json_is_string(a)) {
-            reply_err(rep, GM_EINVAL, "field 'command': element %zu is not a string", i);
-            goto out;
-        }
-        argv[i] = (char *)json_string_value(a);
-    }
-    size_t k = 0;
-    const char *key;
-    json_t *v;
-    if (nenv > 0) {
-        json_object_foreach(env, key, v)
-        {
-            if (!json_is_string(v)) {
-                reply_err(rep, GM_EINVAL, "field 'env': %s is not a string", key);
-                goto out;
-            }
-            keys[k] = key;
-            vals[k++] = json_string_value(v);
-        }
-    }
-    r.argv = argv;
-    r.env_keys = keys;
-    r.env_vals = vals;
-    r.nenv = k;
-    struct gm_workload_rec w;
-    struct gm_error err;
-    if (gm_workload_create(d, &r, &w, &err) < 0) {
-        gm_api_error(rep, &err);
-        goto out;
-    }
-    rep->status = 201;
-    rep->json = workload_json(d, &w);
-    gm_workload_rec_free(&w);
-out:
-    free(argv);
-    free(keys);
-    free(vals);
+    (void)c;
+    reply_vms(d, NULL, rep);
 }
 
-static void get_logs(struct gm_daemon *d, const char *name, const struct gm_request *req,
-                     struct gm_reply *rep)
+static void get_vm(struct gm_daemon *d, const struct gm_call *c, struct gm_reply *rep)
 {
+    reply_vms(d, c->arg[0], rep);
+}
+
+static void post_vm(struct gm_daemon *d, const struct gm_call *c, struct gm_reply *rep)
+{
+    const struct vm_req *b = c->body;
+    struct gm_gpu_rec g;
+    struct gm_error err;
+    if (gm_vm_attach(d, b->name, b->gpu, &g, &err) < 0) {
+        gm_api_error(rep, &err);
+        return;
+    }
+    rep->status = 201;
+    rep->json = vm_json(&g);
+}
+
+static void delete_vm(struct gm_daemon *d, const struct gm_call *c, struct gm_reply *rep)
+{
+    struct gm_gpu_rec g;
+    struct gm_error err;
+    if (gm_vm_detach(d, c->arg[0], &g, &err) < 0) {
+        gm_api_error(rep, &err);
+        return;
+    }
+    rep->json = vm_json(&g);
+}
+
+static void get_workloads(struct gm_daemon *d, const struct gm_call *c, struct gm_reply *rep)
+{
+    (void)c;
+    struct gm_gpu_rec *gpus;
+    struct gm_workload_rec *ws;
+    size_t ngpus, nws;
+    if (load_lists(d, &gpus, &ngpus, &ws, &nws, rep) < 0)
+        return;
+    json_t *arr = json_array();
+    for (size_t i = 0; i < nws; i++)
+        json_array_append_new(arr, gm_json_workload(d, &ws[i], gpus, ngpus));
+    rep->json = json_object();
+    json_object_set_new(rep->json, "workloads", arr);
+    free(gpus);
+    gm_workload_list_free(ws, nws);
+}
+
+static void post_workload(struct gm_daemon *d, const struct gm_call *c, struct gm_reply *rep)
+{
+    struct gm_run_request *r = c->body;
+    r->uid = (int)c->req->uid;
+    r->gid = (int)c->req->gid;
+    struct gm_workload_rec w;
+    struct gm_error err;
+    int rc = gm_workload_create(d, r, &w, &err);
+    reply_workload(d, rc, &w, &err, rep);
+    if (rc == 0)
+        rep->status = 201;
+}
+
+static void get_workload(struct gm_daemon *d, const struct gm_call *c, struct gm_reply *rep)
+{
+    struct gm_workload_rec w;
+    struct gm_error err;
+    pthread_mutex_lock(&d->lock);
+    int rc = gm_store_workload_get(d->store, c->arg[0], &w, &err);
+    pthread_mutex_unlock(&d->lock);
+    reply_workload(d, rc, &w, &err, rep);
+}
+
+static void delete_workload(struct gm_daemon *d, const struct gm_call *c, struct gm_reply *rep)
+{
+    struct gm_workload_rec w;
+    struct gm_error err;
+    int rc = gm_workload_delete(d, c->arg[0], &w, &err);
+    reply_workload(d, rc, &w, &err, rep);
+}
+
+static void post_workload_stop(struct gm_daemon *d, const struct gm_call *c, struct gm_reply *rep)
+{
+    struct gm_workload_rec w;
+    struct gm_error err;
+    int rc = gm_workload_stop(d, c->arg[0], &w, &err);
+    reply_workload(d, rc, &w, &err, rep);
+}
+
+static void post_workload_start(struct gm_daemon *d, const struct gm_call *c, struct gm_reply *rep)
+{
+    struct gm_workload_rec w;
+    struct gm_error err;
+    int rc = gm_workload_start(d, c->arg[0], &w, &err);
+    reply_workload(d, rc, &w, &err, rep);
+}
+
+static void post_workload_limits(struct gm_daemon *d, const struct gm_call *c, struct gm_reply *rep)
+{
+    const struct limits_req *b = c->body;
+    struct gm_workload_rec w;
+    struct gm_error err;
+    struct gm_limits_outcome lo;
+    struct gm_strv lines = {0};
+    int rc = gm_workload_set_limits(d, c->arg[0], b->compute_pct, b->memory, &w, &lo, &err);
+    if (rc == 0)
+        gm_msg_limits(c->arg[0], &w, &lo, &lines);
+    reply_workload(d, rc, &w, &err, rep);
+    if (rc == 0)
+        json_object_set_new(rep->json, "messages", messages_json(&lines));
+    gm_strv_free(&lines);
+}
+
+static void get_workload_logs(struct gm_daemon *d, const struct gm_call *c, struct gm_reply *rep)
+{
+    const char *name = c->arg[0];
+    const struct logs_query *q = c->query;
     struct gm_workload_rec w;
     struct gm_error err;
     pthread_mutex_lock(&d->lock);
@@ -574,16 +661,7 @@ static void get_logs(struct gm_daemon *d, const char *name, const struct gm_requ
         return;
     }
     gm_workload_rec_free(&w);
-    const char *q = req->query(req->conn, "offset");
-    long long off = 0;
-    if (q != NULL) {
-        char *end;
-        off = strtoll(q, &end, 10);
-        if (*end != '\0' || off < 0) {
-            reply_err(rep, GM_EINVAL, "offset '%s' is not a byte offset", q);
-            return;
-        }
-    }
+    long long off = q->offset;
     char path[PATH_MAX];
     gm_workload_log_path(d, name, path, sizeof(path));
     int fd = open(path, O_RDONLY | O_CLOEXEC);
@@ -611,109 +689,14 @@ static void get_logs(struct gm_daemon *d, const char *name, const struct gm_requ
     rep->offset = off + got;
 }
 
-static void workloads(struct gm_daemon *d, const struct gm_request *req, struct gm_reply *rep)
+static void get_events(struct gm_daemon *d, const struct gm_call *c, struct gm_reply *rep)
 {
-    const char *m = req->method;
-    struct gm_workload_rec w;
-    struct gm_error err;
-    int rc;
-    if (req->nparts == 1) {
-        if (strcmp(m, "POST") == 0) {
-            post_workload(d, req, rep);
-            return;
-        }
-        if (strcmp(m, "GET") != 0) {
-            reply_err(rep, GM_ENOTFOUND, "no such API path: %s %s", m, req->path);
-            return;
-        }
-        struct gm_gpu_rec *gpus;
-        struct gm_workload_rec *ws;
-        size_t ngpus, nws;
-        if (load_lists(d, &gpus, &ngpus, &ws, &nws, rep) < 0)
-            return;
-        json_t *arr = json_array();
-        for (size_t i = 0; i < nws; i++)
-            json_array_append_new(arr, gm_json_workload(d, &ws[i], gpus, ngpus));
-        rep->json = json_object();
-        json_object_set_new(rep->json, "workloads", arr);
-        free(gpus);
-        gm_workload_list_free(ws, nws);
-        return;
-    }
-    const char *name = req->parts[1];
-    if (req->nparts == 3 && strcmp(req->parts[2], "logs") == 0 && strcmp(m, "GET") == 0) {
-        get_logs(d, name, req, rep);
-        return;
-    }
-    if (req->nparts == 3 && strcmp(m, "POST") == 0 && strcmp(req->parts[2], "limits") == 0) {
-        static const char *const fields[] = {"compute", "memory", NULL};
-        char cbuf[64], mbuf[64];
-        const char *compute = NULL, *memory = NULL;
-        json_t *body = req->body ? req->body : json_object();
-        int bad = only_fields(body, fields, rep) < 0 ||
-                  opt_text(body, "compute", cbuf, sizeof(cbuf), &compute, rep) < 0 ||
-                  opt_text(body, "memory", mbuf, sizeof(mbuf), &memory, rep) < 0;
-        if (req->body == NULL)
-            json_decref(body);
-        if (bad)
-            return;
-        int pct = -1;
-        uint64_t mem = UINT64_MAX;
-        if ((compute != NULL && strcmp(compute, "none") == 0 ? (pct = 0, 0)
-             : compute != NULL ? gm_parse_percent(compute, &pct, "--compute", &err)
-                               : 0) < 0 ||
-            (memory != NULL && strcmp(memory, "none") == 0 ? (mem = 0, 0)
-             : memory != NULL ? gm_parse_size(memory, &mem, "--memory", &err)
-                              : 0) < 0) {
-            gm_api_error(rep, &err);
-            return;
-        }
-        struct gm_limits_outcome lo;
-        if (gm_workload_set_limits(d, name, pct, mem, &w, &lo, &err) < 0) {
-            gm_api_error(rep, &err);
-            return;
-        }
-        rep->json = workload_json(d, &w);
-        struct gm_strv lines = {0};
-        gm_msg_limits(name, &w, &lo, &lines);
-        json_object_set_new(rep->json, "messages", messages_json(&lines));
-        gm_strv_free(&lines);
-        gm_workload_rec_free(&w);
-        return;
-    }
-    if (req->nparts == 3 && strcmp(m, "POST") == 0 && strcmp(req->parts[2], "stop") == 0)
-        rc = gm_workload_stop(d, name, &w, &err);
-    else if (req->nparts == 3 && strcmp(m, "POST") == 0 && strcmp(req->parts[2], "start") == 0)
-        rc = gm_workload_start(d, name, &w, &err);
-    else if (req->nparts == 2 && strcmp(m, "DELETE") == 0)
-        rc = gm_workload_delete(d, name, &w, &err);
-    else if (req->nparts == 2 && strcmp(m, "GET") == 0) {
-        pthread_mutex_lock(&d->lock);
-        rc = gm_store_workload_get(d->store, name, &w, &err);
-        pthread_mutex_unlock(&d->lock);
-    } else {
-        reply_err(rep, GM_ENOTFOUND, "no such API path: %s %s", m, req->path);
-        return;
-    }
-    if (rc < 0) {
-        gm_api_error(rep, &err);
-        return;
-    }
-    rep->json = workload_json(d, &w);
-    gm_workload_rec_free(&w);
-}
-
-static void get_events(struct gm_daemon *d, const struct gm_request *req, struct gm_reply *rep)
-{
-    const char *s = req->query(req->conn, "since"), *l = req->query(req->conn, "limit");
-    long long since = s ? atoll(s) : 0, limit = l ? atoll(l) : 1000;
-    if (limit <= 0 || limit > 100000)
-        limit = 1000;
+    const struct events_query *q = c->query;
     struct gm_event *ev = NULL;
     size_t n = 0;
     struct gm_error err;
     pthread_mutex_lock(&d->lock);
-    int rc = gm_store_event_list(d->store, since, (int)limit, &ev, &n, &err);
+    int rc = gm_store_event_list(d->store, q->since, (int)q->limit, &ev, &n, &err);
     pthread_mutex_unlock(&d->lock);
     if (rc < 0) {
         gm_api_error(rep, &err);
@@ -727,25 +710,180 @@ static void get_events(struct gm_daemon *d, const struct gm_request *req, struct
     json_object_set_new(rep->json, "events", arr);
 }
 
+/* ---- The route table --------------------------------------------------------------------- */
+
+#define BODY(spec, T)  .body = &spec, .body_size = sizeof(T)
+#define QUERY(spec, T) .query = &spec, .query_size = sizeof(T)
+
+static const struct gm_route routes[] = {
+    {"GET", "/v1/info", get_info,
+     .answer = "`{\"version\", \"pid\", \"driver\": {...}, "
+               "\"state_dir\", \"run_dir\", \"hostname\"}`"},
+    {"GET", "/v1/gpus", get_gpus,
+     .answer = "`{\"hostname\", \"timestamp\", \"driver\", "
+               "\"gpus\": [GPU]}`"},
+    {"GET", "/v1/gpus/{id}", get_gpu, .answer = "GPU"},
+    {"POST", "/v1/gpus/{id}/mode", post_gpu_mode, BODY(mode_spec, struct mode_req),
+     .answer = "GPU, plus `\"messages\"`: what was done, one line each"},
+    {"GET", "/v1/mps", get_mps, .answer = "`{\"gpus\": [MPS status]}`"},
+    {"POST", "/v1/mps/start", post_mps_start, BODY(mps_start_spec, struct mps_req),
+     .answer = "`{\"messages\", \"gpus\": [MPS status]}`"},
+    {"POST", "/v1/mps/stop", post_mps_stop, BODY(mps_stop_spec, struct mps_req),
+     .answer = "`{\"messages\", \"gpus\": [MPS status]}`"},
+    {"GET", "/v1/vms", get_vms, .answer = "`{\"vms\": [VM]}`"},
+    {"POST", "/v1/vms", post_vm, BODY(vm_spec, struct vm_req), .answer = "`201` VM"},
+    {"GET", "/v1/vms/{name}", get_vm, .answer = "VM"},
+    {"DELETE", "/v1/vms/{name}", delete_vm, .answer = "the VM that was detached"},
+    {"GET", "/v1/workloads", get_workloads, .answer = "`{\"workloads\": [Workload]}`"},
+    {"POST", "/v1/workloads", post_workload, BODY(run_spec, struct gm_run_request),
+     .answer = "`201` Workload"},
+    {"GET", "/v1/workloads/{name}", get_workload, .answer = "Workload"},
+    {"DELETE", "/v1/workloads/{name}", delete_workload,
+     .answer = "Workload as it was (a running one is stopped first)"},
+    {"POST", "/v1/workloads/{name}/stop", post_workload_stop, .answer = "Workload"},
+    {"POST", "/v1/workloads/{name}/start", post_workload_start, .answer = "Workload"},
+    {"POST", "/v1/workloads/{name}/limits", post_workload_limits,
+     BODY(limits_spec, struct limits_req),
+     .answer = "Workload, plus `\"messages\"`: whether the limits act now or at the next start"},
+    {"GET", "/v1/workloads/{name}/logs", get_workload_logs,
+     QUERY(logs_query_spec, struct logs_query),
+     .answer = "the log from byte `offset` as `text/plain`; header `X-Gpumux-Offset` is the "
+               "offset to ask for next"},
+    {"GET", "/v1/events", get_events, QUERY(events_query_spec, struct events_query),
+     .answer = "`{\"events\": [Event]}`, oldest first"},
+};
+
+#define NROUTES (sizeof(routes) / sizeof(routes[0]))
+
+const struct gm_route *gm_api_routes(size_t *n)
+{
+    *n = NROUTES;
+    return routes;
+}
+
+/* Does the pattern match the request's path parts? Fills the {parameters}. */
+static int route_match(const char *pattern, const struct gm_request *req,
+                       const char *arg[GM_ROUTE_MAX_ARGS])
+{
+    const char *p = pattern + strlen("/v1");
+    int nargs = 0, i = 0;
+    while (*p == '/') {
+        p++;
+        size_t len = strcspn(p, "/");
+        if (i >= req->nparts)
+            return 0;
+        if (p[0] == '{') {
+            if (nargs < GM_ROUTE_MAX_ARGS)
+                arg[nargs++] = req->parts[i];
+        } else if (strlen(req->parts[i]) != len || strncmp(p, req->parts[i], len) != 0) {
+            return 0;
+        }
+        i++;
+        p += len;
+    }
+    return i == req->nparts;
+}
+
+static const char *query_param(void *ctx, const char *name)
+{
+    const struct gm_request *req = ctx;
+    return req->query != NULL ? req->query(req->conn, name) : NULL;
+}
+
+static const struct gm_fields no_fields = {NULL, 0};
+
+static void dispatch(struct gm_daemon *d, const struct gm_route *r, struct gm_call *c,
+                     struct gm_reply *rep)
+{
+    struct gm_fields_mem mem = {0};
+    struct gm_error err = {0};
+    void *body = calloc(1, r->body_size ? r->body_size : 1);
+    void *query = calloc(1, r->query_size ? r->query_size : 1);
+    if (body == NULL || query == NULL)
+        reply_err(rep, GM_ENOMEM, "out of memory");
+    else if (gm_fields_parse(r->body ? r->body : &no_fields, c->req->body, body, &mem, &err) < 0 ||
+             (r->query != NULL &&
+              gm_fields_parse_text(r->query, query_param, (void *)c->req, query, &mem, &err) < 0))
+        gm_api_error(rep, &err);
+    else {
+        c->body = body;
+        c->query = query;
+        r->handler(d, c, rep);
+    }
+    gm_fields_mem_free(&mem);
+    free(body);
+    free(query);
+}
+
 void gm_api_handle(struct gm_daemon *d, const struct gm_request *req, struct gm_reply *rep)
 {
-    const char *m = req->method, *top = req->nparts > 0 ? req->parts[0] : "";
-    int get = strcmp(m, "GET") == 0;
-    if (strcmp(top, "info") == 0 && req->nparts == 1 && get)
-        get_info(d, req, rep);
-    else if (strcmp(top, "gpus") == 0 && req->nparts <= 2 && get)
-        get_gpus(d, req, rep);
-    else if (strcmp(top, "gpus") == 0 && req->nparts == 3 && strcmp(req->parts[2], "mode") == 0 &&
-             strcmp(m, "POST") == 0)
-        post_gpu_mode(d, req, rep);
-    else if (strcmp(top, "mps") == 0 && req->nparts <= 2)
-        mps(d, req, rep);
-    else if (strcmp(top, "vms") == 0 && req->nparts <= 2)
-        vms(d, req, rep);
-    else if (strcmp(top, "workloads") == 0 && req->nparts <= 3)
-        workloads(d, req, rep);
-    else if (strcmp(top, "events") == 0 && req->nparts == 1 && get)
-        get_events(d, req, rep);
-    else
-        reply_err(rep, GM_ENOTFOUND, "no such API path: %s %s", m, req->path);
+    char allow[64] = "";
+    for (size_t i = 0; i < NROUTES; i++) {
+        struct gm_call c = {.req = req};
+        if (!route_match(routes[i].pattern, req, c.arg))
+            continue;
+        if (strcmp(routes[i].method, req->method) == 0) {
+            dispatch(d, &routes[i], &c, rep);
+            return;
+        }
+        size_t used = strlen(allow);
+        snprintf(allow + used, sizeof(allow) - used, "%s%s", used ? ", " : "", routes[i].method);
+    }
+    if (allow[0] == '\0') {
+        reply_err(rep, GM_ENOTFOUND, "no such API path: %s %s", req->method, req->path);
+        return;
+    }
+    /* A known path asked with the wrong method: 405 and the methods it has. */
+    reply_err(rep, GM_EINVAL, "method %s is not allowed on %s (allowed: %s)", req->method,
+              req->path, allow);
+    json_object_set_new(json_object_get(rep->json, "error"), "code",
+                        json_string("method_not_allowed"));
+    rep->status = 405;
+    snprintf(rep->allow, sizeof(rep->allow), "%s", allow);
+}
+
+/* ---- docs/api.md ------------------------------------------------------------------------- */
+
+static void describe_fields(FILE *out, const char *title, const struct gm_fields *spec)
+{
+    fprintf(out, "\n%s\n\n| field | type | required | meaning |\n|---|---|---|---|\n", title);
+    for (size_t i = 0; i < spec->n; i++) {
+        const struct gm_field *f = &spec->v[i];
+        char type[256];
+        gm_field_type_text(f, type, sizeof(type));
+        fprintf(out, "| `%s` | %s | %s | %s |\n", f->name, type, f->required ? "yes" : "no",
+                f->doc);
+    }
+}
+
+void gm_api_describe(FILE *out)
+{
+    fprintf(out, "| method and path | body | query | answer |\n|---|---|---|---|\n");
+    for (size_t i = 0; i < NROUTES; i++) {
+        const struct gm_route *r = &routes[i];
+        char body[512] = "", query[256] = "";
+        for (size_t k = 0; r->body != NULL && k < r->body->n; k++) {
+            size_t used = strlen(body);
+            snprintf(body + used, sizeof(body) - used, "%s`%s`%s", k ? ", " : "",
+                     r->body->v[k].name, r->body->v[k].required ? "" : "?");
+        }
+        for (size_t k = 0; r->query != NULL && k < r->query->n; k++) {
+            size_t used = strlen(query);
+            snprintf(query + used, sizeof(query) - used, "%s`%s`%s", k ? ", " : "",
+                     r->query->v[k].name, r->query->v[k].required ? "" : "?");
+        }
+        fprintf(out, "| `%s %s` | %s | %s | %s |\n", r->method, r->pattern, body, query, r->answer);
+    }
+    for (size_t i = 0; i < NROUTES; i++) {
+        const struct gm_route *r = &routes[i];
+        char title[160];
+        if (r->body != NULL) {
+            snprintf(title, sizeof(title), "`%s %s` body:", r->method, r->pattern);
+            describe_fields(out, title, r->body);
+        }
+        if (r->query != NULL) {
+            snprintf(title, sizeof(title), "`%s %s` query parameters:", r->method, r->pattern);
+            describe_fields(out, title, r->query);
+        }
+    }
 }

@@ -5,6 +5,7 @@
 #include "common/error.h"
 #include "common/strv.h"
 #include "daemon/config.h"
+#include "daemon/fields.h"
 #include "daemon/gpu.h"
 #include "daemon/model.h"
 #include "daemon/plan.h"
@@ -49,13 +50,13 @@ void gm_daemon_close(struct gm_daemon *d);
 
 /* Workload operations (workload.c). Each takes d->lock itself, only around its decisions and
  * records: launches, signals and waits happen outside it. */
+/* A workload to create, as the API parsed it: values are typed, checked at the edge. */
 struct gm_run_request {
     const char *name;
-    char **argv;                                   /* NULL-terminated */
-    const char *const *env_keys, *const *env_vals; /* nenv pairs */
-    size_t nenv;
+    char **argv;           /* NULL-terminated */
+    struct gm_strmap env;  /* the user's environment */
     const char *gpu;       /* NULL: place by policy */
-    int compute_pct;       /* 0: no cap */
+    int compute_pct;       /* 1..100, 0: no cap */
     uint64_t memory_limit; /* bytes, 0: no limit */
     enum gm_restart restart;
     enum gm_enforce enforce; /* best-effort: run unlimited without a region; strict: refuse */

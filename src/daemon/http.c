@@ -90,6 +90,8 @@ static enum MHD_Result send_reply(struct MHD_Connection *c, struct gm_reply *rep
     if (r == NULL)
         return MHD_NO;
     MHD_add_response_header(r, "Content-Type", type);
+    if (rep->allow[0])
+        MHD_add_response_header(r, "Allow", rep->allow);
     if (rep->offset >= 0) {
         char num[32];
         snprintf(num, sizeof(num), "%lld", rep->offset);
@@ -102,19 +104,38 @@ static enum MHD_Result send_reply(struct MHD_Connection *c, struct gm_reply *rep
     return ret;
 }
 
+static void vreply_fail(struct gm_reply *rep, int code, const char *fmt, va_list ap)
+    __attribute__((format(printf, 3, 0)));
+
+static void vreply_fail(struct gm_reply *rep, int code, const char *fmt, va_list ap)
+{
+    struct gm_error err = {.code = code};
+    vsnprintf(err.msg, sizeof(err.msg), fmt, ap);
+    gm_api_error(rep, &err);
+}
+
+static void reply_fail(struct gm_reply *rep, int code, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static void reply_fail(struct gm_reply *rep, int code, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vreply_fail(rep, code, fmt, ap);
+    va_end(ap);
+}
+
+/* An answer before the request reaches the API (permission, body size). */
 static enum MHD_Result fail(struct MHD_Connection *c, int code, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
 static enum MHD_Result fail(struct MHD_Connection *c, int code, const char *fmt, ...)
 {
-    struct gm_error err;
+    struct gm_reply rep = {.offset = -1};
     va_list ap;
     va_start(ap, fmt);
-    err.code = code;
-    vsnprintf(err.msg, sizeof(err.msg), fmt, ap);
+    vreply_fail(&rep, code, fmt, ap);
     va_end(ap);
-    struct gm_reply rep = {.offset = -1};
-    gm_api_error(&rep, &err);
     return send_reply(c, &rep);
 }
 
@@ -168,21 +189,43 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *c, const char *u
     if (ctx->too_big)
         return fail(c, GM_EINVAL, "request body larger than %d bytes", MAX_BODY);
 
+    struct gm_peer peer = {.uid = cred.uid, .gid = cred.gid, .pid = cred.pid};
+    struct gm_reply rep;
+    gm_http_serve(h->d, method, url, ctx->body, ctx->len, &peer, query_get, c, &rep);
+    return send_reply(c, &rep);
+}
+
+void gm_http_serve(struct gm_daemon *d, const char *method, const char *url, const char *text,
+                   size_t len, const struct gm_peer *peer,
+                   const char *(*query)(void *conn, const char *key), void *conn,
+                   struct gm_reply *rep)
+{
+    memset(rep, 0, sizeof(*rep));
+    rep->status = 200;
+    rep->offset = -1;
     json_t *body = NULL;
-    if (ctx->len > 0) {
+    if (len > 0) {
         json_error_t jerr;
-        body = json_loadb(ctx->body, ctx->len, 0, &jerr);
-        if (body == NULL)
-            return fail(c, GM_EINVAL, "malformed JSON in request body at line %d, column %d: %s",
-                        jerr.line, jerr.column, jerr.text);
+        body = json_loadb(text, len, 0, &jerr);
+        if (body == NULL) {
+            reply_fail(rep, GM_EINVAL, "malformed JSON in request body at line %d, column %d: %s",
+                       jerr.line, jerr.column, jerr.text);
+            return;
+        }
         if (!json_is_object(body)) {
             json_decref(body);
-            return fail(c, GM_EINVAL, "request body must be a JSON object");
+            reply_fail(rep, GM_EINVAL, "request body must be a JSON object");
+            return;
         }
     }
 
     /* Split "/v1/a/b" into parts after "v1". */
     char *copy = strdup(url);
+    if (copy == NULL) {
+        json_decref(body);
+        reply_fail(rep, GM_ENOMEM, "out of memory");
+        return;
+    }
     const char *parts[16];
     int nparts = 0, versioned = 0;
     char *save = NULL;
@@ -194,12 +237,9 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *c, const char *u
         }
         parts[nparts++] = tok;
     }
-    struct gm_reply rep = {.status = 200, .offset = -1};
     if (versioned != 1) {
-        struct gm_error err = {.code = GM_ENOTFOUND};
-        snprintf(err.msg, sizeof(err.msg), "no such API path: %s %s (paths start with /v1/)",
-                 method, url);
-        gm_api_error(&rep, &err);
+        reply_fail(rep, GM_ENOTFOUND, "no such API path: %s %s (paths start with /v1/)", method,
+                   url);
     } else {
         struct gm_request req = {
             .method = method,
@@ -207,17 +247,16 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *c, const char *u
             .parts = parts,
             .nparts = nparts,
             .body = body,
-            .uid = cred.uid,
-            .gid = cred.gid,
-            .pid = cred.pid,
-            .query = query_get,
-            .conn = c,
+            .uid = peer->uid,
+            .gid = peer->gid,
+            .pid = peer->pid,
+            .query = query,
+            .conn = conn,
         };
-        gm_api_handle(h->d, &req, &rep);
+        gm_api_handle(d, &req, rep);
     }
     free(copy);
     json_decref(body);
-    return send_reply(c, &rep);
 }
 
 static void completed(void *cls, struct MHD_Connection *c, void **con_cls,

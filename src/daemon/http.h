@@ -28,7 +28,25 @@ struct gm_reply {
     char *raw;    /* owned, sent as text/plain when json is NULL */
     size_t rawlen;
     long long offset; /* X-Gpumux-Offset, when >= 0 */
+    char allow[64];   /* the Allow header of a 405 answer, when not empty */
 };
+
+/* Who is asking (SO_PEERCRED). */
+struct gm_peer {
+    uid_t uid;
+    gid_t gid;
+    pid_t pid;
+};
+
+/* What the server does with a request once the caller may make it: parses the body (len bytes,
+ * none when 0) as a JSON object, splits url (decoded, without the query string) after "/v1"
+ * and dispatches. Fills rep (status 200 unless an answer says otherwise). query(conn, key)
+ * returns a query parameter or NULL. http.c calls it for every request; tests call it to drive
+ * the API in-process. */
+void gm_http_serve(struct gm_daemon *d, const char *method, const char *url, const char *body,
+                   size_t len, const struct gm_peer *peer,
+                   const char *(*query)(void *conn, const char *key), void *conn,
+                   struct gm_reply *rep);
 
 /* Dispatches a request (api.c). */
 void gm_api_handle(struct gm_daemon *d, const struct gm_request *req, struct gm_reply *rep);

@@ -59,6 +59,9 @@ json_t *gm_json_workload(const struct gm_daemon *d, const struct gm_workload_rec
     json_object_set_new(o, "memory_limit",
                         w->memory_limit ? json_integer((json_int_t)w->memory_limit) : json_null());
     json_object_set_new(o, "restart", json_string(gm_restart_name(w->restart)));
+    enum gm_enforce enforce = GM_ENFORCE_BEST_EFFORT;
+    gm_enforce_parse(json_string_value(spec ? json_object_get(spec, "enforce") : NULL), &enforce);
+    json_object_set_new(o, "enforce", json_string(gm_enforce_name(enforce)));
     json_object_set_new(o, "desired", json_string(w->desired_running ? "running" : "stopped"));
     json_object_set_new(o, "state", json_string(gm_wstate_name(w->state)));
     json_object_set_new(o, "pid", w->pid > 0 ? json_integer(w->pid) : json_null());

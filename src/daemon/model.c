@@ -5,9 +5,10 @@
 #include <string.h>
 #include <time.h>
 
-static const char *const mode_names[] = {"shared", "mps", "vm"};
+const char *const gm_mode_names[] = {"shared", "mps", "vm", NULL};
 static const char *const wstate_names[] = {"starting", "running", "stopping", "exited", "stopped"};
-static const char *const restart_names[] = {"never", "on-failure", "always"};
+const char *const gm_restart_names[] = {"never", "on-failure", "always", NULL};
+const char *const gm_enforce_names[] = {"best-effort", "strict", NULL};
 
 static int lookup(const char *const *names, int n, const char *s)
 {
@@ -19,12 +20,12 @@ static int lookup(const char *const *names, int n, const char *s)
 
 const char *gm_mode_name(enum gm_mode m)
 {
-    return (unsigned)m < 3 ? mode_names[m] : "?";
+    return (unsigned)m < 3 ? gm_mode_names[m] : "?";
 }
 
 int gm_mode_parse(const char *s, enum gm_mode *out)
 {
-    int i = lookup(mode_names, 3, s);
+    int i = lookup(gm_mode_names, 3, s);
     if (i < 0)
         return -GM_EINVAL;
     *out = (enum gm_mode)i;
@@ -47,28 +48,26 @@ int gm_wstate_parse(const char *s, enum gm_wstate *out)
 
 const char *gm_restart_name(enum gm_restart r)
 {
-    return (unsigned)r < 3 ? restart_names[r] : "?";
+    return (unsigned)r < 3 ? gm_restart_names[r] : "?";
 }
 
 int gm_restart_parse(const char *s, enum gm_restart *out)
 {
-    int i = lookup(restart_names, 3, s);
+    int i = lookup(gm_restart_names, 3, s);
     if (i < 0)
         return -GM_EINVAL;
     *out = (enum gm_restart)i;
     return 0;
 }
 
-static const char *const enforce_names[] = {"best-effort", "strict"};
-
 const char *gm_enforce_name(enum gm_enforce e)
 {
-    return (unsigned)e < 2 ? enforce_names[e] : "?";
+    return (unsigned)e < 2 ? gm_enforce_names[e] : "?";
 }
 
 int gm_enforce_parse(const char *s, enum gm_enforce *out)
 {
-    int i = lookup(enforce_names, 2, s);
+    int i = lookup(gm_enforce_names, 2, s);
     if (i < 0)
         return -GM_EINVAL;
     *out = (enum gm_enforce)i;

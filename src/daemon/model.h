@@ -28,6 +28,8 @@ struct gm_gpu_rec {
 
 enum gm_wstate { GM_W_STARTING, GM_W_RUNNING, GM_W_STOPPING, GM_W_EXITED, GM_W_STOPPED };
 enum gm_restart { GM_RESTART_NEVER, GM_RESTART_ON_FAILURE, GM_RESTART_ALWAYS };
+/* What a limited workload does when its limits cannot be enforced (no limits region):
+ * best-effort runs unlimited and says so once; strict fails CUDA initialisation. */
 enum gm_enforce { GM_ENFORCE_BEST_EFFORT, GM_ENFORCE_STRICT };
 
 struct gm_workload_rec {
@@ -73,6 +75,10 @@ const char *gm_restart_name(enum gm_restart r);
 int gm_restart_parse(const char *s, enum gm_restart *out);
 const char *gm_enforce_name(enum gm_enforce e);
 int gm_enforce_parse(const char *s, enum gm_enforce *out);
+/* The names of the values, indexed by value and NULL-terminated (the API's field specs). */
+extern const char *const gm_mode_names[];
+extern const char *const gm_restart_names[];
+extern const char *const gm_enforce_names[];
 /* Is the workload counted against its GPU (memory, MPS slots, VM exclusivity)? */
 int gm_workload_active(const struct gm_workload_rec *w);
 void gm_workload_rec_free(struct gm_workload_rec *w); /* frees owned members only */

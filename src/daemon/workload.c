@@ -77,8 +77,8 @@ static char *spec_build(const struct gm_run_request *r)
     json_t *spec = json_object(), *cmd = json_array(), *env = json_object();
     for (char **a = r->argv; a && *a; a++)
         json_array_append_new(cmd, json_string(*a));
-    for (size_t i = 0; i < r->nenv; i++)
-        json_object_set_new(env, r->env_keys[i], json_string(r->env_vals[i]));
+    for (size_t i = 0; i < r->env.n; i++)
+        json_object_set_new(env, r->env.keys[i], json_string(r->env.vals[i]));
     json_object_set_new(spec, "command", cmd);
     json_object_set_new(spec, "env", env);
     if (r->enforce == GM_ENFORCE_STRICT)
@@ -104,18 +104,18 @@ static int parse_request(const struct gm_run_request *r, struct gm_workload_rec 
     w->restart = r->restart;
     *gpu = r->gpu;
     const char *path = getenv("PATH");
-    for (size_t i = 0; i < r->nenv; i++) {
-        const char *k = r->env_keys[i];
+    for (size_t i = 0; i < r->env.n; i++) {
+        const char *k = r->env.keys[i];
         if (k[0] == '\0' || strchr(k, '=') != NULL)
             return gm_err(err, GM_EINVAL, "--env '%s': not a valid variable name", k);
         if (reserved_env(k))
             return gm_err(err, GM_EINVAL, "--env %s: set by gpumux itself and cannot be given", k);
         if (strcmp(k, "PATH") == 0)
-            path = r->env_vals[i];
+            path = r->env.vals[i];
         /* The seed's way of asking for a share of an MPS GPU. */
         if (strcmp(k, "CUDA_MPS_ACTIVE_THREAD_PERCENTAGE") == 0) {
             int pct;
-            if ((rc = gm_parse_percent(r->env_vals[i], &pct, "CUDA_MPS_ACTIVE_THREAD_PERCENTAGE",
+            if ((rc = gm_parse_percent(r->env.vals[i], &pct, "CUDA_MPS_ACTIVE_THREAD_PERCENTAGE",
                                        err)) < 0)
                 return rc;
             if (w->compute_pct && w->compute_pct != pct)
@@ -127,11 +127,11 @@ static int parse_request(const struct gm_run_request *r, struct gm_workload_rec 
         }
         /* The seed's way of choosing a GPU: NVIDIA_VISIBLE_DEVICES in the environment. */
         if (strcmp(k, "NVIDIA_VISIBLE_DEVICES") == 0) {
-            if (r->gpu != NULL && strcmp(r->gpu, r->env_vals[i]) != 0)
+            if (r->gpu != NULL && strcmp(r->gpu, r->env.vals[i]) != 0)
                 return gm_err(err, GM_EINVAL,
                               "--gpu %s and NVIDIA_VISIBLE_DEVICES=%s disagree; give one of them",
-                              r->gpu, r->env_vals[i]);
-            *gpu = r->env_vals[i];
+                              r->gpu, r->env.vals[i]);
+            *gpu = r->env.vals[i];
         }
     }
     rc = check_command(r->argv ? r->argv[0] : NULL, path, err);

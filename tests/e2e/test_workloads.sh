@@ -27,6 +27,19 @@ expect "log has stderr" 0 'to-stderr' -- gm logs envcheck
 code=$(gm ps -o json | json_get "[w['exit_code'] for w in d['workloads'] if w['name']=='envcheck'][0]")
 [ "$code" = 0 ] && pass "exit code 0 recorded" || fail "exit code $code"
 
+# --enforce strict with a limit: accepted (it was once refused as an unknown field), recorded,
+# and handed to the workload.
+expect "run --enforce strict" 0 '^x started on GPU' -- gm run x --memory 1G --enforce strict -- sleep 5
+enf=$(gm ps -o json | json_get "[w['enforce'] for w in d['workloads'] if w['name']=='x'][0]")
+[ "$enf" = strict ] && pass "ps shows enforce strict" || fail "enforce of x: $enf"
+expect "run -o json shows enforce" 0 '"enforce": "best-effort"' -- \
+    gm run y --memory 1G -o json -- sleep 5
+wait_for "x running" 5 is_state x running
+pid=$(gm ps -o json | json_get "[w['pid'] for w in d['workloads'] if w['name']=='x'][0]")
+tr '\0' '\n' <"/proc/$pid/environ" | grep -qx GPUMUX_ENFORCE=strict &&
+    pass "workload x runs with GPUMUX_ENFORCE=strict" || fail "x (pid $pid) lacks GPUMUX_ENFORCE=strict"
+gm delete x y >/dev/null
+
 # A relative command path means the caller's directory.
 (cd "$B" && gm run relpath -- bin/gpumux --version >/dev/null)
 wait_for "relpath exits" 10 is_state relpath exited
