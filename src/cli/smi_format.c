@@ -441,7 +441,7 @@ static void num_unit(const json_t *obj, const char *key, double scale, const cha
 
 static void gpu_rows(FILE *f, const json_t *g)
 {
-    char a[64], b[64], c[64], idx[16], name[32], fan[16], temp[16], pwr[16], cap[16], used[32],
+    char a[128], b[128], c[128], idx[16], name[32], fan[16], temp[16], pwr[16], cap[16], used[32],
         total[32], util[16], ecc[24];
     const char *name_s = str(g, "name");
     gm_cli_jint(g, "index", "?", idx, sizeof(idx));
@@ -531,7 +531,8 @@ static void mib_pair(const json_t *g, char *buf, size_t len)
     char used[32], total[32];
     num_unit(g, "memory_reserved", MIB, "MiB", used, sizeof(used));
     num_unit(g, "memory_total", MIB, "MiB", total, sizeof(total));
-    snprintf(buf, len, "%s / %s", used, total);
+    if (snprintf(buf, len, "%s / %s", used, total) >= (int)len && len > 4)
+        snprintf(buf + len - 4, 4, "...");
 }
 
 static void joined_names(const json_t *arr, char *buf, size_t len)

@@ -1,4 +1,5 @@
 #include "daemon/config.h"
+#include "common/path.h"
 #include "common/log.h"
 #include "common/parse.h"
 
@@ -150,13 +151,14 @@ int gm_config_finish(struct gm_config *c, const char *exe_dir, struct gm_error *
                       c->log_level);
     if (c->state_dir[0] != '/' || c->run_dir[0] != '/')
         return gm_err(err, GM_EINVAL, "state_dir and run_dir must be absolute paths");
+    int rc = 0;
     if (c->gpusim_dir[0] == '\0' && exe_dir != NULL)
-        snprintf(c->gpusim_dir, sizeof(c->gpusim_dir), "%s/../lib/gpusim", exe_dir);
-    if (c->interposer[0] == '\0' && exe_dir != NULL)
-        snprintf(c->interposer, sizeof(c->interposer), "%s/../lib/libgpumux.so", exe_dir);
-    if (c->gpusim_state[0] == '\0')
-        snprintf(c->gpusim_state, sizeof(c->gpusim_state), "%s/gpusim.state", c->run_dir);
-    return 0;
+        rc = gm_path(err, c->gpusim_dir, sizeof(c->gpusim_dir), "%s/../lib/gpusim", exe_dir);
+    if (rc == 0 && c->interposer[0] == '\0' && exe_dir != NULL)
+        rc = gm_path(err, c->interposer, sizeof(c->interposer), "%s/../lib/libgpumux.so", exe_dir);
+    if (rc == 0 && c->gpusim_state[0] == '\0')
+        rc = gm_path(err, c->gpusim_state, sizeof(c->gpusim_state), "%s/gpusim.state", c->run_dir);
+    return rc;
 }
 
 void gm_config_print(const struct gm_config *c, FILE *out)

@@ -95,11 +95,13 @@ int gm_mps_dirs(const struct gm_daemon *d, const struct gm_gpu_rec *g, char *pip
 
 static int control_binary(const struct gm_daemon *d, char *path, size_t len, struct gm_error *err)
 {
-    if (d->cfg.mps_control[0])
-        snprintf(path, len, "%s", d->cfg.mps_control);
-    else if (strcmp(d->driver.kind, "sim") == 0)
-        snprintf(path, len, "%s/nvidia-cuda-mps-control", d->driver.sim_dir);
-    else if (gm_spawn_which("nvidia-cuda-mps-control", path, len) < 0)
+    if (d->cfg.mps_control[0]) {
+        if (gm_path(err, path, len, "%s", d->cfg.mps_control) < 0)
+            return -GM_EINVAL;
+    } else if (strcmp(d->driver.kind, "sim") == 0) {
+        if (gm_path(err, path, len, "%s/nvidia-cuda-mps-control", d->driver.sim_dir) < 0)
+            return -GM_EINVAL;
+    } else if (gm_spawn_which("nvidia-cuda-mps-control", path, len) < 0)
         return gm_err(err, GM_EDRIVER,
                       "the MPS control daemon nvidia-cuda-mps-control is not installed (not in "
                       "PATH); install NVIDIA's MPS, or set mps_control in the configuration");
@@ -193,10 +195,13 @@ int gm_mps_status(struct gm_daemon *d, const struct gm_gpu_rec *g, struct gm_mps
         for (char *p = out; *p; p++)
             if (*p == '\n')
                 *p = ' ';
-        snprintf(st->servers, sizeof(st->servers), "%s", out);
+        if (snprintf(st->servers, sizeof(st->servers), "%s", out) >= (int)sizeof(st->servers))
+            snprintf(st->servers + sizeof(st->servers) - 4, 4, "...");
     }
     if (gm_mps_command(d, g, "get_default_active_thread_percentage", out, sizeof(out), NULL) == 0)
-        snprintf(st->default_pct, sizeof(st->default_pct), "%s", out);
+        if (snprintf(st->default_pct, sizeof(st->default_pct), "%s", out) >=
+            (int)sizeof(st->default_pct))
+            st->default_pct[0] = '\0'; /* not a percentage */
     return 0;
 }
 

@@ -1,6 +1,7 @@
 #include "daemon/sched.h"
 #include "daemon/daemon.h"
 #include "common/parse.h"
+#include "common/strv.h"
 
 #include <ctype.h>
 #include <stdio.h>
@@ -185,12 +186,11 @@ int gm_sched_admit(const struct gm_gpu_rec *gpus, size_t ngpus, const struct gm_
     long best = -1;
     uint64_t best_free = 0;
     int best_users = 0;
-    char why[900] = "";
+    struct gm_strv why = {0};
     for (size_t i = 0; i < ngpus; i++) {
         struct gm_error e;
         if (refuse(&gpus[i], ws, nws, req, &e) < 0) {
-            size_t used = strlen(why);
-            snprintf(why + used, sizeof(why) - used, "%s%s", used ? "; " : "", e.msg);
+            gm_strv_add(&why, e.msg);
             continue;
         }
         uint64_t free_mem =
@@ -210,11 +210,17 @@ int gm_sched_admit(const struct gm_gpu_rec *gpus, size_t ngpus, const struct gm_
         }
     }
     if (best < 0) {
-        if (ngpus == 0)
-            return gm_err(err, GM_ENOSPACE, "Insufficient nvidia.com/gpu: this node has no GPU");
-        return gm_err(err, GM_ENOSPACE,
-                      "Insufficient nvidia.com/gpu: 0 of %zu GPUs can take it (%s)", ngpus, why);
+        char *list = gm_strv_join(&why, "; ");
+        gm_strv_free(&why);
+        int rc = ngpus == 0
+                     ? gm_err(err, GM_ENOSPACE, "Insufficient nvidia.com/gpu: this node has no GPU")
+                     : gm_err(err, GM_ENOSPACE,
+                              "Insufficient nvidia.com/gpu: 0 of %zu GPUs can take it (%s)", ngpus,
+                              list ? list : "out of memory");
+        free(list);
+        return rc;
     }
+    gm_strv_free(&why);
     out->ngpus = 1;
     out->gpu[0] = (size_t)best;
     return 0;

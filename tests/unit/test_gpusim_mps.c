@@ -392,7 +392,7 @@ Test(gpusim_mps, pinned_memory_limits_only_lower)
     struct gm_sim_mps_client d = attach_ok(NULL, 0, 0); /* device 0: no limit set */
     cr_assert_eq(d.pinned_mem_limit, 0);
 
-    char cmd[128];
+    char cmd[256];
     snprintf(cmd, sizeof(cmd), "set_device_pinned_mem_limit %d %s 512M", a.server_pid, uuid1);
     cr_assert_str_empty(ask(cmd));
     snprintf(cmd, sizeof(cmd), "get_device_pinned_mem_limit %d 1", a.server_pid);

@@ -162,8 +162,9 @@ static CUresult entry(struct scan *sc, struct CUmod_st *mod)
                     continue;
                 }
                 /* .ptr and its state space qualify a pointer; the type is the one sized word. */
-                if (type_size(w) > 0 && p.type[0] == '\0')
-                    snprintf(p.type, sizeof(p.type), "%s", w + 1);
+                if (type_size(w) > 0 && p.type[0] == '\0' &&
+                    snprintf(p.type, sizeof(p.type), "%s", w + 1) >= (int)sizeof(p.type))
+                    p.type[0] = '\0'; /* no type of PTX is that long */
             }
             if (p.type[0] == '\0' || w[0] == '\0')
                 return fail(sc, CUDA_ERROR_INVALID_PTX, "Malformed .param in %s", f->name);
