@@ -142,6 +142,7 @@ int gm_config_finish(struct gm_config *c, const char *exe_dir, struct gm_error *
     if (strcmp(c->driver, "auto") != 0 && strcmp(c->driver, "nvml") != 0 &&
         strcmp(c->driver, "sim") != 0)
         return gm_err(err, GM_EINVAL, "driver: '%s' is not one of auto, nvml, sim", c->driver);
+    c->spread = strcmp(c->placement, "spread") == 0;
     if (strcmp(c->placement, "binpack") != 0 && strcmp(c->placement, "spread") != 0)
         return gm_err(err, GM_EINVAL, "placement: '%s' is not one of binpack, spread",
                       c->placement);

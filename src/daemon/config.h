@@ -17,7 +17,8 @@ struct gm_config {
     char gpusim_config[PATH_MAX];
     char gpusim_state[PATH_MAX];
     char log_level[16];
-    char placement[16]; /* binpack | spread */
+    char placement[16]; /* binpack | spread, as configured */
+    int spread;         /* placement, parsed by gm_config_finish: 1 spread, 0 bin-pack */
     char api_group[64];
     uint64_t memory_reserve; /* bytes kept free on every GPU for the driver */
     long long stop_timeout_s;

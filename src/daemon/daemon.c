@@ -66,12 +66,12 @@ int gm_daemon_open(struct gm_daemon *d, const char *exe_dir, struct gm_error *er
         return rc;
     d->gpu_open = 1;
     gm_info("gpumuxd %s: driver %s (%s, driver %s, CUDA %s), %d GPU(s)", GM_VERSION,
-            strcmp(d->driver.kind, "sim") == 0 ? "gpusim (simulated GPUs)" : "NVIDIA (real GPUs)",
+            d->driver.kind == GM_DRIVER_SIM ? "gpusim (simulated GPUs)" : "NVIDIA (real GPUs)",
             d->driver.library, d->driver.driver_version, d->driver.cuda_version, gm_gpu_count());
     if ((rc = gm_inventory_sync(d, err)) < 0)
         return rc;
-    gm_store_event(d->store, "info", "daemon", "started (pid %d, driver %s)", getpid(),
-                   d->driver.kind);
+    gm_store_event(d->store, GM_LEVEL_INFO, "daemon", "started (pid %d, driver %s)", getpid(),
+                   gm_driver_kind_name(d->driver.kind));
     return 0;
 }
 
@@ -79,7 +79,7 @@ void gm_daemon_close(struct gm_daemon *d)
 {
     pthread_mutex_lock(&d->lock);
     if (d->store != NULL) {
-        gm_store_event(d->store, "info", "daemon", "stopped");
+        gm_store_event(d->store, GM_LEVEL_INFO, "daemon", "stopped");
         gm_store_close(d->store);
         d->store = NULL;
     }

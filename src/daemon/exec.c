@@ -118,7 +118,7 @@ static int make_launch(struct gm_daemon *d, struct launch_snapshot *s, struct gm
         .base_env = environ,
         .interposer = d->cfg.interposer,
         .region_path = prepare_region(d, s, region, sizeof(region)),
-        .sim = strcmp(d->driver.kind, "sim") == 0,
+        .sim = d->driver.kind == GM_DRIVER_SIM,
         .sim_dir = d->driver.sim_dir,
         .gpusim_state = d->cfg.gpusim_state,
         .gpusim_config = d->cfg.gpusim_config,
@@ -214,14 +214,14 @@ static int record_outcome(struct gm_daemon *d, struct launch_snapshot *s, int la
         char msg[1200];
         snprintf(msg, sizeof(msg), "could not start: %s", lerr->msg);
         if (undo == GM_UNDO_DELETE) {
-            gm_store_event(d->store, "error", "daemon", "workload %s %s", name, msg);
+            gm_store_event(d->store, GM_LEVEL_ERROR, "daemon", "workload %s %s", name, msg);
             gm_store_workload_delete(d->store, name, NULL);
             gm_wmem_forget(d, name);
         } else {
             now.desired_running = 0;
             now.state = undo == GM_UNDO_STOP ? GM_W_STOPPED : GM_W_EXITED;
             snprintf(now.reason, sizeof(now.reason), "could not start: %.200s", lerr->msg);
-            gm_store_workload_save(d->store, &now, 0, "error", msg, NULL);
+            gm_store_workload_save(d->store, &now, 0, GM_LEVEL_ERROR, msg, NULL);
         }
         gm_workload_rec_free(&now);
         *err = *lerr;
@@ -243,7 +243,7 @@ static int record_outcome(struct gm_daemon *d, struct launch_snapshot *s, int la
     char event[64] = "";
     if (now.pid > 0)
         snprintf(event, sizeof(event), "running (pid %d)", now.pid);
-    rc = gm_store_workload_save(d->store, &now, 0, "info", event, err);
+    rc = gm_store_workload_save(d->store, &now, 0, GM_LEVEL_INFO, event, err);
     *result = rc;
     char where[GM_MAX_WORKLOAD_GPUS * 100];
     describe_gpus(&now, where, sizeof(where));

@@ -141,7 +141,7 @@ static void fill_info(struct gm_driver_info *info)
 {
     memset(info, 0, sizeof(*info));
     int is_sim = dlsym(lib, "gpusim_nvml_version") != NULL;
-    snprintf(info->kind, sizeof(info->kind), "%s", is_sim ? "sim" : "nvml");
+    info->kind = is_sim ? GM_DRIVER_SIM : GM_DRIVER_NVML;
     if (NV(nvmlSystemGetDriverVersion, info->driver_version,
            (unsigned)sizeof(info->driver_version)) != NVML_SUCCESS)
         info->driver_version[0] = '\0';
@@ -454,4 +454,9 @@ const char *gm_compute_mode_short(int mode)
     default:
         return "N/A";
     }
+}
+
+const char *gm_driver_kind_name(enum gm_driver_kind k)
+{
+    return k == GM_DRIVER_SIM ? "sim" : "nvml";
 }

@@ -10,8 +10,11 @@
 
 #define GM_GPU_MAX_PROCS 128
 
+enum gm_driver_kind { GM_DRIVER_NVML, GM_DRIVER_SIM };
+const char *gm_driver_kind_name(enum gm_driver_kind k); /* "nvml" (a real driver), "sim" */
+
 struct gm_driver_info {
-    char kind[8]; /* "nvml" (a real driver) or "sim" (gpusim) */
+    enum gm_driver_kind kind;
     char driver_version[80];
     char nvml_version[80];
     char cuda_version[16];  /* "12.2" */

@@ -68,7 +68,7 @@ static int load(struct gm_daemon *d, const char *id, struct gm_gpu_rec **gpus, s
 static int save(struct gm_daemon *d, const struct gm_gpu_rec *g, const char *object,
                 const char *msg, struct gm_error *err)
 {
-    return gm_store_gpu_save(d->store, g, object, "info", msg, err);
+    return gm_store_gpu_save(d->store, g, object, GM_LEVEL_INFO, msg, err);
 }
 
 void gm_mode_outcome_free(struct gm_mode_outcome *o)

@@ -171,7 +171,7 @@ json_t *gm_json_event(const struct gm_event *e)
     json_t *o = json_object();
     json_object_set_new(o, "id", json_integer(e->id));
     json_object_set_new(o, "time", gm_json_time(e->time_ms));
-    json_object_set_new(o, "level", json_string(e->level));
+    json_object_set_new(o, "level", json_string(gm_level_name(e->level)));
     json_object_set_new(o, "object", json_string(e->object));
     json_object_set_new(o, "message", json_string(e->message));
     return o;
@@ -180,7 +180,7 @@ json_t *gm_json_event(const struct gm_event *e)
 json_t *gm_json_driver(const struct gm_driver_info *info)
 {
     json_t *o = json_object();
-    json_object_set_new(o, "kind", json_string(info->kind));
+    json_object_set_new(o, "kind", json_string(gm_driver_kind_name(info->kind)));
     json_object_set_new(o, "driver_version", json_string(info->driver_version));
     json_object_set_new(o, "cuda_version", json_string(info->cuda_version));
     json_object_set_new(o, "nvml_version", json_string(info->nvml_version));

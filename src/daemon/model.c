@@ -74,6 +74,22 @@ int gm_enforce_parse(const char *s, enum gm_enforce *out)
     return 0;
 }
 
+static const char *const level_names[] = {"info", "warning", "error", NULL};
+
+const char *gm_level_name(enum gm_level l)
+{
+    return (unsigned)l < 3 ? level_names[l] : "?";
+}
+
+int gm_level_parse(const char *s, enum gm_level *out)
+{
+    int i = lookup(level_names, 3, s);
+    if (i < 0)
+        return -GM_EINVAL;
+    *out = (enum gm_level)i;
+    return 0;
+}
+
 int gm_workload_active(const struct gm_workload_rec *w)
 {
     return w->desired_running || w->state == GM_W_STARTING || w->state == GM_W_RUNNING ||

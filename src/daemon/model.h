@@ -59,10 +59,13 @@ struct gm_workload_rec {
     int64_t created_at, started_at, finished_at; /* unix ms, 0 = never */
 };
 
+/* How much an event matters. */
+enum gm_level { GM_LEVEL_INFO, GM_LEVEL_WARNING, GM_LEVEL_ERROR };
+
 struct gm_event {
     int64_t id;
     int64_t time_ms;
-    char level[8];   /* "info", "warning", "error" */
+    enum gm_level level;
     char object[96]; /* "workload/a", "gpu/0", "vm/vm1", "daemon" */
     char message[512];
 };
@@ -74,6 +77,8 @@ int gm_wstate_parse(const char *s, enum gm_wstate *out);
 const char *gm_restart_name(enum gm_restart r);
 int gm_restart_parse(const char *s, enum gm_restart *out);
 const char *gm_enforce_name(enum gm_enforce e);
+const char *gm_level_name(enum gm_level l); /* "info", "warning", "error" */
+int gm_level_parse(const char *s, enum gm_level *out);
 int gm_enforce_parse(const char *s, enum gm_enforce *out);
 /* The names of the values, indexed by value and NULL-terminated (the API's field specs). */
 extern const char *const gm_mode_names[];

@@ -98,7 +98,7 @@ static int control_binary(const struct gm_daemon *d, char *path, size_t len, str
     if (d->cfg.mps_control[0]) {
         if (gm_path(err, path, len, "%s", d->cfg.mps_control) < 0)
             return -GM_EINVAL;
-    } else if (strcmp(d->driver.kind, "sim") == 0) {
+    } else if (d->driver.kind == GM_DRIVER_SIM) {
         if (gm_path(err, path, len, "%s/nvidia-cuda-mps-control", d->driver.sim_dir) < 0)
             return -GM_EINVAL;
     } else if (gm_spawn_which("nvidia-cuda-mps-control", path, len) < 0)
@@ -346,7 +346,7 @@ void gm_mps_check(struct gm_daemon *d, int at_start)
         char object[32], msg[1200];
         snprintf(object, sizeof(object), "gpu/%d", g->idx);
         struct gm_mps_outcome o;
-        const char *level = "info";
+        enum gm_level level = GM_LEVEL_INFO;
         int was = e.pid;
         if (gm_mps_start(d, g, &o, &err) < 0) {
             /* Said once per outage, tried again every few seconds. */
@@ -357,7 +357,7 @@ void gm_mps_check(struct gm_daemon *d, int at_start)
             if (!first)
                 continue;
             gm_error("GPU %d: %s", g->idx, err.msg);
-            level = "error";
+            level = GM_LEVEL_ERROR;
             snprintf(msg, sizeof(msg), "MPS control daemon is not running: %s", err.msg);
         } else {
             e = entry_get(d->mps, g->uuid);
@@ -366,7 +366,7 @@ void gm_mps_check(struct gm_daemon *d, int at_start)
             if (at_start && was == 0) {
                 snprintf(msg, sizeof(msg), "MPS control daemon started (pid %d)", o.pid);
             } else {
-                level = "warning";
+                level = GM_LEVEL_WARNING;
                 snprintf(msg, sizeof(msg),
                          "MPS control daemon (pid %d) died; restarted it (pid %d)", was, o.pid);
             }

@@ -161,12 +161,12 @@ static int wants_restart(const struct gm_workload_rec *w)
     }
 }
 
-static void event(struct gm_rc_plan *p, const char *level, const char *fmt, ...)
+static void event(struct gm_rc_plan *p, enum gm_level level, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
-static void event(struct gm_rc_plan *p, const char *level, const char *fmt, ...)
+static void event(struct gm_rc_plan *p, enum gm_level level, const char *fmt, ...)
 {
-    snprintf(p->level, sizeof(p->level), "%s", level);
+    p->level = level;
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(p->event, sizeof(p->event), fmt, ap);
@@ -220,7 +220,7 @@ static void ended(const struct gm_sup_status *st, int64_t now_ms, struct gm_rc_p
     }
     /* An ending that was asked for is no cause for a warning. */
     int expected = n->state == GM_W_STOPPED || (n->has_exit && n->exit_code == 0);
-    event(p, expected ? "info" : "warning", "%s", n->reason);
+    event(p, expected ? GM_LEVEL_INFO : GM_LEVEL_WARNING, "%s", n->reason);
     p->set_timers = 1;
     p->timers.kill_at_ms = 0;
     p->timers.restart_at_ms =
@@ -245,7 +245,7 @@ void gm_plan_reconcile(const struct gm_workload_rec *w, const struct gm_sup_stat
             n->restart_count++;
             p->save = 1;
             p->launch = 1;
-            event(p, "info", "restarting (launch %lld)", (long long)n->launch_id);
+            event(p, GM_LEVEL_INFO, "restarting (launch %lld)", (long long)n->launch_id);
             p->set_timers = 1;
         }
         return;
@@ -264,10 +264,10 @@ void gm_plan_reconcile(const struct gm_workload_rec *w, const struct gm_sup_stat
             if (n->state == GM_W_STARTING)
                 n->state = GM_W_RUNNING;
             p->save = 1;
-            event(p, "info", "running (pid %d)", n->pid);
+            event(p, GM_LEVEL_INFO, "running (pid %d)", n->pid);
         } else if (at_start) {
             p->action = GM_RC_READOPTED;
-            event(p, "info", "re-adopted (pid %d)", w->pid);
+            event(p, GM_LEVEL_INFO, "re-adopted (pid %d)", w->pid);
         }
         if (w->state == GM_W_STOPPING) {
             /* After a daemon restart the stop is asked for again: the timer was in memory. */
@@ -294,12 +294,12 @@ void gm_plan_reconcile(const struct gm_workload_rec *w, const struct gm_sup_stat
             next_launch(n, now_ms);
             p->save = 1;
             p->launch = 1;
-            event(p, "info", "starting (launch %lld)", (long long)n->launch_id);
+            event(p, GM_LEVEL_INFO, "starting (launch %lld)", (long long)n->launch_id);
         } else {
             p->action = GM_RC_NEVER_RAN;
             n->state = GM_W_STOPPED;
             p->save = 1;
-            event(p, "info", "stopped before it started");
+            event(p, GM_LEVEL_INFO, "stopped before it started");
         }
         return;
     }

@@ -62,7 +62,7 @@ struct gm_rc_plan {
     enum gm_rc_action action;
     int save;                    /* next differs from the record and is saved with the event */
     struct gm_workload_rec next; /* shallow copy of the record (spec_json is not owned) */
-    char level[8];               /* of the event */
+    enum gm_level level;         /* of the event */
     char event[512];             /* "" for none */
     int signal;                  /* 0, or the signal for the launch's process group */
     int launch;                  /* make launch next.launch_id after the record is saved */

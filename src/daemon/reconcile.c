@@ -106,10 +106,10 @@ static size_t decide(struct gm_daemon *d, const struct gm_workload_rec *snap, si
             gm_error("workload %s: cannot record '%s': %s", w->name, p.event, err.msg);
             continue;
         }
-        if (p.event[0]) {
+        if (p.event[0] != '\0') {
             gm_store_event(d->store, p.level, object, "%s", p.event);
-            gm_log(strcmp(p.level, "info") == 0 ? GM_LOG_INFO : GM_LOG_WARN, "workload %s: %s",
-                   w->name, p.event);
+            gm_log(p.level == GM_LEVEL_INFO ? GM_LOG_INFO : GM_LOG_WARN, "workload %s: %s", w->name,
+                   p.event);
         }
         struct gm_wmem *mm = gm_wmem_get(d, w->name);
         if (mm != NULL && p.set_timers)
@@ -201,8 +201,8 @@ static void sweep(struct gm_daemon *d)
             if (gm_sup_poll(dir, &st, NULL) == 0 && st.state == GM_SUP_ALIVE) {
                 gm_warn("launch %s still runs but no record owns it: killing it", dir);
                 pthread_mutex_lock(&d->lock);
-                gm_store_event(d->store, "warning", "daemon", "killed untracked launch %s (pid %d)",
-                               dir, st.pid);
+                gm_store_event(d->store, GM_LEVEL_WARNING, "daemon",
+                               "killed untracked launch %s (pid %d)", dir, st.pid);
                 pthread_mutex_unlock(&d->lock);
                 gm_sup_signal(dir, SIGKILL, NULL);
                 continue;

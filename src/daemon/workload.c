@@ -159,7 +159,7 @@ static int admit(struct gm_daemon *d, struct gm_workload_rec *w, const char *gpu
             .compute_pct = w->compute_pct,
             .memory = w->memory_limit,
             .reserve = d->cfg.memory_reserve,
-            .spread = strcmp(d->cfg.placement, "spread") == 0,
+            .spread = d->cfg.spread,
         };
         struct gm_sched_result res;
         rc = gm_sched_admit(gpus, ngpus, ws, nws, &req, &res, err);
@@ -203,7 +203,7 @@ static int record_launch(struct gm_daemon *d, struct gm_workload_rec *w, int ins
     describe_gpus(w, where, sizeof(where));
     snprintf(event, sizeof(event), "%s on %s (launch %lld)", insert ? "created" : "starting", where,
              (long long)w->launch_id);
-    int rc = gm_store_workload_save(d->store, w, insert, "info", event, err);
+    int rc = gm_store_workload_save(d->store, w, insert, GM_LEVEL_INFO, event, err);
     if (rc == 0) {
         m->launching = 1;
         m->timers = (struct gm_timers){0};
@@ -324,7 +324,7 @@ static int record_stop(struct gm_daemon *d, struct gm_workload_rec *w, const cha
     else if (w->state == GM_W_EXITED)
         w->state = GM_W_STOPPED; /* a pending restart is cancelled */
     snprintf(w->reason, sizeof(w->reason), "%s", why);
-    int rc = gm_store_workload_save(d->store, w, 0, "info", why, err);
+    int rc = gm_store_workload_save(d->store, w, 0, GM_LEVEL_INFO, why, err);
     if (rc < 0)
         return rc;
     struct gm_wmem *m = gm_wmem_get(d, w->name);
@@ -415,7 +415,7 @@ int gm_workload_delete(struct gm_daemon *d, const char *name, struct gm_workload
         if (rc == 0) {
             char object[96];
             snprintf(object, sizeof(object), "workload/%s", name);
-            gm_store_event(d->store, "info", object, "deleted");
+            gm_store_event(d->store, GM_LEVEL_INFO, object, "deleted");
             rc = gm_store_commit(d->store, err);
         } else {
             gm_store_rollback(d->store);
@@ -466,7 +466,7 @@ int gm_workload_set_limits(struct gm_daemon *d, const char *name, int compute_pc
     if (next.compute_pct)
         snprintf(b, sizeof(b), "%d%%", next.compute_pct);
     snprintf(event, sizeof(event), "limits set: compute %s, memory %s", b, a);
-    if ((rc = gm_store_workload_save(d->store, &next, 0, "info", event, err)) < 0)
+    if ((rc = gm_store_workload_save(d->store, &next, 0, GM_LEVEL_INFO, event, err)) < 0)
         goto out;
     w = next;
     struct gm_gpu_rec g;

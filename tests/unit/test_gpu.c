@@ -61,7 +61,7 @@ Test(gpu, sim_mode_reports_gpusim)
 {
     struct gm_driver_info info;
     open_sim(&info);
-    cr_assert_str_eq(info.kind, "sim");
+    cr_assert_eq(info.kind, GM_DRIVER_SIM);
     cr_assert_str_eq(info.driver_version, "535.104.05");
     cr_assert_str_eq(info.nvml_version, "12.535.104.05");
     cr_assert_str_eq(info.cuda_version, "12.2");
@@ -79,7 +79,7 @@ Test(gpu, auto_mode_falls_back_to_gpusim)
     struct gm_driver_info info;
     struct gm_error err = {0};
     cr_assert_eq(gm_gpu_open("auto", sim_dir, &info, &err), 0, "%s", err.msg);
-    cr_assert_str_eq(info.kind, "sim");
+    cr_assert_eq(info.kind, GM_DRIVER_SIM);
     cr_assert_eq(gm_gpu_count(), 2);
 }
 

@@ -255,7 +255,7 @@ Test(reconcile, an_exit_is_recorded_and_restarts_follow_the_policy)
     cr_assert_eq(p.next.finished_at, 777);
     cr_assert_eq(p.next.pid, 0);
     cr_assert(p.remove_dir);
-    cr_assert_str_eq(p.level, "warning");
+    cr_assert_eq(p.level, GM_LEVEL_WARNING);
     cr_assert_str_eq(p.event, "exited with status 3");
 
     w->restart = GM_RESTART_ON_FAILURE;
@@ -267,7 +267,7 @@ Test(reconcile, an_exit_is_recorded_and_restarts_follow_the_policy)
     st.exit_code = 0;
     gm_plan_reconcile(w, &st, 0, NULL, 1000, 0, 10, &p);
     cr_assert_eq(p.next.desired_running, 0, "on-failure: a clean exit is final");
-    cr_assert_str_eq(p.level, "info");
+    cr_assert_eq(p.level, GM_LEVEL_INFO);
 
     w->restart = GM_RESTART_ALWAYS;
     gm_plan_reconcile(w, &st, 0, NULL, 1000, 0, 10, &p);
@@ -293,7 +293,7 @@ Test(reconcile, a_stopping_workload_that_ended_is_stopped)
     gm_plan_reconcile(w, &st, 0, NULL, 1000, 0, 10, &p);
     cr_assert_eq(p.next.state, GM_W_STOPPED);
     cr_assert_eq(p.next.desired_running, 0);
-    cr_assert_str_eq(p.level, "info", "an ending that was asked for is no warning");
+    cr_assert_eq(p.level, GM_LEVEL_INFO, "an ending that was asked for is no warning");
 }
 
 Test(reconcile, nothing_left_of_a_running_launch_is_lost)

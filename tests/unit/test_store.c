@@ -525,7 +525,7 @@ Test(store, persists_across_reopen)
     cr_assert_eq(gm_store_gpu_inventory(s, &g, &err), 0, "%s", err.msg);
     cr_assert_eq(gm_store_workload_insert(s, &w, &err), 0, "%s", err.msg);
     cr_assert_eq(gm_store_deployment_insert(s, &d, &err), 0, "%s", err.msg);
-    gm_store_event(s, "info", "workload/keep", "started (pid %d)", 4343);
+    gm_store_event(s, GM_LEVEL_INFO, "workload/keep", "started (pid %d)", 4343);
     gm_store_close(s);
 
     s = open_ok(tmp);
@@ -563,7 +563,7 @@ Test(store, rollback_leaves_nothing)
     cr_assert_eq(gm_store_gpu_inventory(s, &g, &err), 0, "%s", err.msg);
     struct gm_deployment_rec d = {.name = "d", .format = "native", .manifest = ""};
     cr_assert_eq(gm_store_deployment_insert(s, &d, &err), 0, "%s", err.msg);
-    gm_store_event(s, "info", "workload/tx", "created");
+    gm_store_event(s, GM_LEVEL_INFO, "workload/tx", "created");
     before.pid = 1;
     cr_assert_eq(gm_store_workload_update(s, &before, &err), 0, "%s", err.msg);
     cr_assert_eq(gm_store_workload_delete(s, "before", &err), 0, "%s", err.msg);
@@ -754,7 +754,7 @@ Test(store, events_since_and_limit)
     struct gm_error err = {0};
     int64_t t0 = gm_now_ms();
     for (int i = 1; i <= 10; i++)
-        gm_store_event(s, i % 2 ? "info" : "warning", "workload/e", "event %d", i);
+        gm_store_event(s, i % 2 ? GM_LEVEL_INFO : GM_LEVEL_WARNING, "workload/e", "event %d", i);
     int64_t t1 = gm_now_ms();
 
     struct gm_event *ev = NULL;
@@ -765,7 +765,7 @@ Test(store, events_since_and_limit)
         char want[32];
         snprintf(want, sizeof(want), "event %zu", i + 1);
         cr_assert_str_eq(ev[i].message, want);
-        cr_assert_str_eq(ev[i].level, (i + 1) % 2 ? "info" : "warning");
+        cr_assert_eq(ev[i].level, (i + 1) % 2 ? GM_LEVEL_INFO : GM_LEVEL_WARNING);
         cr_assert_str_eq(ev[i].object, "workload/e");
         cr_assert(ev[i].time_ms >= t0 && ev[i].time_ms <= t1);
         if (i > 0)
@@ -789,7 +789,7 @@ Test(store, events_since_and_limit)
     memset(big, 'a', sizeof(big));
     big[sizeof(big) - 1] = '\0';
     memcpy(big + 510, "\xc3\xbc", 2);
-    gm_store_event(s, "error", "daemon", "%s", big);
+    gm_store_event(s, GM_LEVEL_ERROR, "daemon", "%s", big);
     cr_assert_eq(gm_store_event_list(s, last, 0, &ev, &n, &err), 0);
     cr_assert_eq(n, 1);
     cr_assert_eq(strlen(ev[0].message), 510);
@@ -804,7 +804,7 @@ Test(store, events_trimmed_to_newest, .timeout = 120)
     int total = GM_STORE_EVENTS_KEEP + 1000;
     cr_assert_eq(gm_store_begin(s, &err), 0);
     for (int i = 1; i <= total; i++)
-        gm_store_event(s, "info", "daemon", "e%d", i);
+        gm_store_event(s, GM_LEVEL_INFO, "daemon", "e%d", i);
     cr_assert_eq(gm_store_commit(s, &err), 0, "%s", err.msg);
 
     struct gm_event *ev = NULL;

@@ -25,7 +25,8 @@ void gm_store_events_trim(struct gm_store *s)
         gm_warn("%s", err.msg);
 }
 
-void gm_store_event(struct gm_store *s, const char *level, const char *object, const char *fmt, ...)
+void gm_store_event(struct gm_store *s, enum gm_level level, const char *object, const char *fmt,
+                    ...)
 {
     if (s == NULL)
         return;
@@ -37,21 +38,21 @@ void gm_store_event(struct gm_store *s, const char *level, const char *object, c
     va_end(ap);
     /* Stored at the sizes gm_event holds, so that what is read back is what was written. */
     gm_store_copy_text(ev.message, sizeof(ev.message), msg);
-    gm_store_copy_text(ev.level, sizeof(ev.level), level);
+    ev.level = level;
     gm_store_copy_text(ev.object, sizeof(ev.object), object);
 
     struct gm_error err = {0};
     sqlite3_stmt *st = gm_store_stmt(s, GM_SQL_EV_INSERT, &err);
     if (st != NULL) {
         gm_store_bind_i64(st, 1, gm_now_ms());
-        gm_store_bind_text(st, 2, ev.level);
+        gm_store_bind_text(st, 2, gm_level_name(ev.level));
         gm_store_bind_text(st, 3, ev.object);
         gm_store_bind_text(st, 4, ev.message);
         gm_store_exec_stmt(s, st, NULL, &err, "recording an event");
         sqlite3_clear_bindings(st);
     }
     if (err.code != 0) {
-        gm_warn("%s (event %s %s: %s)", err.msg, ev.level, ev.object, ev.message);
+        gm_warn("%s (event %s %s: %s)", err.msg, gm_level_name(ev.level), ev.object, ev.message);
         return;
     }
     if (++s->events_since_trim >= EVENTS_TRIM_EVERY)
@@ -77,7 +78,12 @@ int gm_store_event_list(struct gm_store *s, int64_t since_id, int limit, struct 
         struct gm_event *e = &v[len++];
         e->id = sqlite3_column_int64(st, 0);
         e->time_ms = sqlite3_column_int64(st, 1);
-        gm_store_col_text(st, 2, e->level, sizeof(e->level));
+        /* Text in the database, an enum inside: a level this version does not know reads as
+         * a warning rather than being dropped. */
+        char level[16];
+        gm_store_col_text(st, 2, level, sizeof(level));
+        if (gm_level_parse(level, &e->level) < 0)
+            e->level = GM_LEVEL_WARNING;
         gm_store_col_text(st, 3, e->object, sizeof(e->object));
         gm_store_col_text(st, 4, e->message, sizeof(e->message));
     }

@@ -5,7 +5,7 @@
 #include <stdio.h>
 
 int gm_store_workload_save(struct gm_store *s, struct gm_workload_rec *w, int insert,
-                           const char *level, const char *event, struct gm_error *err)
+                           enum gm_level level, const char *event, struct gm_error *err)
 {
     int rc = gm_store_begin(s, err);
     if (rc < 0)
@@ -15,7 +15,7 @@ int gm_store_workload_save(struct gm_store *s, struct gm_workload_rec *w, int in
         gm_store_rollback(s);
         return rc;
     }
-    if (level != NULL && event != NULL && event[0]) {
+    if (event != NULL && event[0]) {
         char object[96];
         snprintf(object, sizeof(object), "workload/%s", w->name);
         gm_store_event(s, level, object, "%s", event);
@@ -24,7 +24,7 @@ int gm_store_workload_save(struct gm_store *s, struct gm_workload_rec *w, int in
 }
 
 int gm_store_gpu_save(struct gm_store *s, const struct gm_gpu_rec *g, const char *object,
-                      const char *level, const char *event, struct gm_error *err)
+                      enum gm_level level, const char *event, struct gm_error *err)
 {
     int rc = gm_store_begin(s, err);
     if (rc < 0)
@@ -34,7 +34,7 @@ int gm_store_gpu_save(struct gm_store *s, const struct gm_gpu_rec *g, const char
         gm_store_rollback(s);
         return rc;
     }
-    if (level != NULL && event != NULL && event[0])
+    if (event != NULL && event[0])
         gm_store_event(s, level, object, "%s", event);
     return gm_store_commit(s, err);
 }

@@ -83,16 +83,16 @@ void gm_store_deployment_rec_free(struct gm_deployment_rec *d); /* owned members
 void gm_store_deployment_list_free(struct gm_deployment_rec *v, size_t n);
 
 /* A record saved (inserted or updated) together with its event in one transaction; nothing
- * is kept when the record cannot be. level or event NULL: no event. */
+ * is kept when the record cannot be. event NULL or "": no event. */
 int gm_store_workload_save(struct gm_store *s, struct gm_workload_rec *w, int insert,
-                           const char *level, const char *event, struct gm_error *err);
+                           enum gm_level level, const char *event, struct gm_error *err);
 int gm_store_gpu_save(struct gm_store *s, const struct gm_gpu_rec *g, const char *object,
-                      const char *level, const char *event, struct gm_error *err);
+                      enum gm_level level, const char *event, struct gm_error *err);
 
 /* Events. add never fails the caller's operation: errors are logged. list: at most limit
  * events, all when limit <= 0; the caller frees *out. */
-void gm_store_event(struct gm_store *s, const char *level, const char *object, const char *fmt, ...)
-    __attribute__((format(printf, 4, 5)));
+void gm_store_event(struct gm_store *s, enum gm_level level, const char *object, const char *fmt,
+                    ...) __attribute__((format(printf, 4, 5)));
 int gm_store_event_list(struct gm_store *s, int64_t since_id, int limit, struct gm_event **out,
                         size_t *n, struct gm_error *err); /* oldest first, id > since_id */
 
