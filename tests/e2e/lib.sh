@@ -31,9 +31,30 @@ kill_tagged() {
     done
 }
 
+# gone PID: no such process, or a zombie (nothing reaps orphans in some sandboxes).
+gone() {
+    local st
+    st=$(sed 's/.*) //' "/proc/$1/stat" 2>/dev/null) || return 0
+    [ "${st%% *}" = Z ]
+}
+
+# tagged_left: are processes of this test still alive?
+tagged_left() {
+    local p
+    for p in /proc/[0-9]*; do
+        [ "${p#/proc/}" = "$$" ] && continue
+        if { tr "\0" "\n" <"$p/environ"; } 2>/dev/null | grep -qx "GM_E2E_TAG=$T" &&
+            ! gone "${p#/proc/}"; then
+            return 0
+        fi
+    done
+    return 1
+}
+
 cleanup() {
     kill_tagged KILL
-    sleep 0.2
+    local i
+    for i in $(seq 1 40); do tagged_left || break; sleep 0.05; done
     if [ "${GM_KEEP:-0}" = 1 ] || [ "$FAILS" -gt 0 ]; then
         log "state kept in $T"
         [ -f "$T/daemon.log" ] && tail -n 30 "$T/daemon.log" >&2

@@ -22,7 +22,9 @@ wait_for "20 running" 10 test "$(running)" = 20
 # While the mode change waits for the slow MPS start, ps and smi answer.
 gm gpu mode 0 mps --restart-workloads >"$T/mode.out" 2>&1 &
 mode_pid=$!
-sleep 0.5
+# The workloads stop first; then the MPS start begins with its pipe directory.
+uuid0=$(gm gpu ls -o json | json_get "[g['uuid'] for g in d['gpus'] if g['index']==0][0]")
+wait_for "the MPS start began" 10 test -d "$T/run/mps/$uuid0/pipe"
 answered=0 slow=0
 for i in $(seq 1 10); do
     t0=$(date +%s%N)
@@ -65,7 +67,7 @@ gm run stubborn --gpu 1 -- sh -c 'trap "" TERM; while :; do sleep 0.1; done' >/d
 wait_for "stubborn runs" 5 is_state stubborn running
 gm gpu mode 1 mps --stop-workloads >"$T/mode1.out" 2>&1 &
 mode_pid=$!
-sleep 0.3
+wait_for "stubborn is stopping" 5 is_state stubborn stopping
 t0=$(date +%s%N)
 gm ps -o json >/dev/null
 t1=$(date +%s%N)

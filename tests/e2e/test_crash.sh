@@ -47,7 +47,17 @@ touch "$T/stop-clients"
 wait "$c1" "$c2"
 kill9_daemon
 start_daemon || exit 1
-sleep 1 # let run-once workloads finish and be recorded
+# Run-once workloads finish and are recorded: nothing starting or stopping, and every record
+# that says running has a live process.
+settled() {
+    gm ps -o json | python3 -c '
+import json, os, sys
+ws = json.load(sys.stdin)["workloads"]
+busy = [w["name"] for w in ws if w["state"] in ("starting", "stopping")]
+dead = [w["name"] for w in ws if w["state"] == "running" and not os.path.exists("/proc/%d" % (w.get("pid") or 0))]
+sys.exit(1 if busy or dead else 0)'
+}
+wait_for "records settle" 15 settled
 
 # 1. The database is consistent.
 ic=$(sqlite3 "$T/state/state.db" 'PRAGMA integrity_check;' 2>&1)

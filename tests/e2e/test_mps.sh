@@ -21,7 +21,7 @@ expect "start again is harmless" 0 'already runs' -- gm mps start --gpu 0
 # Workloads on the MPS GPU get its pipe directory and their share.
 gm run m1 --gpu 0 --compute 30 --memory 1G -- sh -c 'env; exec sleep 300' >/dev/null
 wait_for "m1 running" 5 is_state m1 running
-sleep 0.2
+wait_for "m1 printed its environment" 5 sh -c "$GPUMUX logs m1 | grep -q ^CUDA_MPS_PIPE_DIRECTORY="
 expect "pipe directory in the environment" 0 "CUDA_MPS_PIPE_DIRECTORY=$pipe" -- gm logs m1
 expect "active thread percentage" 0 '^CUDA_MPS_ACTIVE_THREAD_PERCENTAGE=30$' -- gm logs m1
 expect "pinned memory limit" 0 '^CUDA_MPS_PINNED_DEVICE_MEM_LIMIT=0=1024M$' -- gm logs m1
@@ -66,7 +66,8 @@ start_daemon || exit 1
 p2=$(gm mps status -o json | json_get "[g['control_pid'] for g in d['gpus'] if g['index']==0][0]")
 [ "$p2" = "$npid" ] && pass "control daemon kept across a daemon restart" || fail "pid $npid -> $p2"
 kill9_daemon
-kill -KILL "$p2"; sleep 0.2
+kill -KILL "$p2"
+wait_for "the control daemon is gone" 5 gone "$p2"
 start_daemon || exit 1
 wait_for "MPS back after a reboot" 5 sh -c "$GPUMUX mps status -o json | grep -q '\"running\": true'"
 expect "start recorded" 0 'gpu/0 .*MPS control daemon' -- gm events
