@@ -175,15 +175,6 @@ static int make_launch(struct gm_daemon *d, struct launch_snapshot *s, struct gm
     return 0;
 }
 
-static void describe_gpus(const struct gm_workload_rec *w, char *buf, size_t len)
-{
-    snprintf(buf, len, "%s", w->ngpus ? "" : "no GPU");
-    for (int i = 0; i < w->ngpus; i++) {
-        size_t used = strlen(buf);
-        snprintf(buf + used, len - used, "%s%s", i ? ", " : "GPU ", w->gpus[i]);
-    }
-}
-
 /* Records what came of a launch. Caller holds d->lock. Returns the signal to send to the
  * launch afterwards (a launch whose record moved on meanwhile), or 0. */
 static int record_outcome(struct gm_daemon *d, struct launch_snapshot *s, int launch_rc,
@@ -246,7 +237,7 @@ static int record_outcome(struct gm_daemon *d, struct launch_snapshot *s, int la
     rc = gm_store_workload_save(d->store, &now, 0, GM_LEVEL_INFO, event, err);
     *result = rc;
     char where[GM_MAX_WORKLOAD_GPUS * 100];
-    describe_gpus(&now, where, sizeof(where));
+    gm_workload_where(&now, where, sizeof(where));
     gm_info("workload %s: started on %s (monitor %d, pid %d)", name, where, now.monitor_pid,
             now.pid);
     if (rc == 0 && out != NULL) {

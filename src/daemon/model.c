@@ -2,6 +2,7 @@
 #include "common/error.h"
 
 #include <stdlib.h>
+#include <stdio.h>
 #include <string.h>
 #include <time.h>
 
@@ -88,6 +89,17 @@ int gm_level_parse(const char *s, enum gm_level *out)
         return -GM_EINVAL;
     *out = (enum gm_level)i;
     return 0;
+}
+
+void gm_workload_where(const struct gm_workload_rec *w, char *buf, size_t len)
+{
+    snprintf(buf, len, "%s", w->ngpus ? "" : "no GPU");
+    for (int i = 0; i < w->ngpus; i++) {
+        size_t used = strlen(buf);
+        if (used >= len)
+            break;
+        snprintf(buf + used, len - used, "%s%s", i ? ", " : "GPU ", w->gpus[i]);
+    }
 }
 
 int gm_workload_active(const struct gm_workload_rec *w)

@@ -84,6 +84,8 @@ int gm_enforce_parse(const char *s, enum gm_enforce *out);
 extern const char *const gm_mode_names[];
 extern const char *const gm_restart_names[];
 extern const char *const gm_enforce_names[];
+/* "GPU uuid, uuid" or "no GPU", for messages. */
+void gm_workload_where(const struct gm_workload_rec *w, char *buf, size_t len);
 /* Is the workload counted against its GPU (memory, MPS slots, VM exclusivity)? */
 int gm_workload_active(const struct gm_workload_rec *w);
 void gm_workload_rec_free(struct gm_workload_rec *w); /* frees owned members only */

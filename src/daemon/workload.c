@@ -182,15 +182,6 @@ static int admit(struct gm_daemon *d, struct gm_workload_rec *w, const char *gpu
     return rc < 0 ? gm_err_wrap(err, "workload %s", w->name) : 0;
 }
 
-static void describe_gpus(const struct gm_workload_rec *w, char *buf, size_t len)
-{
-    snprintf(buf, len, "%s", w->ngpus ? "" : "no GPU");
-    for (int i = 0; i < w->ngpus; i++) {
-        size_t used = strlen(buf);
-        snprintf(buf + used, len - used, "%s%s", i ? ", " : "GPU ", w->gpus[i]);
-    }
-}
-
 /* Records launch w->launch_id (insert or update) with its event and marks it launching, so
  * that the reconciler leaves it to the executor. Caller holds d->lock. */
 static int record_launch(struct gm_daemon *d, struct gm_workload_rec *w, int insert,
@@ -200,7 +191,7 @@ static int record_launch(struct gm_daemon *d, struct gm_workload_rec *w, int ins
     if (m == NULL)
         return gm_err(err, GM_ENOMEM, "out of memory");
     char where[GM_MAX_WORKLOAD_GPUS * 100], event[GM_MAX_WORKLOAD_GPUS * 100 + 64];
-    describe_gpus(w, where, sizeof(where));
+    gm_workload_where(w, where, sizeof(where));
     snprintf(event, sizeof(event), "%s on %s (launch %lld)", insert ? "created" : "starting", where,
              (long long)w->launch_id);
     int rc = gm_store_workload_save(d->store, w, insert, GM_LEVEL_INFO, event, err);

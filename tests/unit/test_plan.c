@@ -2,6 +2,7 @@
  * mode changes, desired against actual. No daemon, no files, no clock. */
 #include "common/parse.h"
 #include "daemon/plan.h"
+#include "records.h"
 
 #include <criterion/criterion.h>
 #include <gpumux/region.h>
@@ -15,17 +16,9 @@ static size_t nws;
 
 static void setup(void)
 {
-    memset(gpus, 0, sizeof(gpus));
+    t_two_t4(gpus);
     memset(ws, 0, sizeof(ws));
     nws = 0;
-    for (int i = 0; i < 2; i++) {
-        gpus[i].idx = i;
-        snprintf(gpus[i].uuid, sizeof(gpus[i].uuid), "GPU-0000000%d-aaaa-bbbb-cccc-dddddddddddd",
-                 i);
-        snprintf(gpus[i].pci_bus_id, sizeof(gpus[i].pci_bus_id), "0000000%d:00:00.0", i);
-        gpus[i].memory_total = 15109 * GM_MIB;
-        gpus[i].present = 1;
-    }
 }
 
 static struct gm_workload_rec *add(const char *name, int gpu)

@@ -1,12 +1,11 @@
 /* Admission and placement rules. */
 #include "common/parse.h"
 #include "daemon/sched.h"
+#include "records.h"
 
 #include <criterion/criterion.h>
 #include <stdio.h>
 #include <string.h>
-
-#define T4_MEM (15109 * GM_MIB)
 
 static struct gm_gpu_rec gpus[2];
 static struct gm_workload_rec ws[64];
@@ -14,19 +13,9 @@ static size_t nws;
 
 static void setup(void)
 {
-    memset(gpus, 0, sizeof(gpus));
+    t_two_t4(gpus);
     memset(ws, 0, sizeof(ws));
     nws = 0;
-    for (int i = 0; i < 2; i++) {
-        gpus[i].idx = i;
-        snprintf(gpus[i].uuid, sizeof(gpus[i].uuid), "GPU-0000000%d-aaaa-bbbb-cccc-dddddddddddd",
-                 i);
-        snprintf(gpus[i].name, sizeof(gpus[i].name), "Tesla T4");
-        snprintf(gpus[i].pci_bus_id, sizeof(gpus[i].pci_bus_id),
-                 i ? "0000E00B:00:00.0" : "00002C74:00:00.0");
-        gpus[i].memory_total = T4_MEM;
-        gpus[i].present = 1;
-    }
 }
 
 static struct gm_workload_rec *add(const char *name, int gpu, uint64_t mem)
