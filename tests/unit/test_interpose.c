@@ -5,13 +5,11 @@
  * hooks by address; those about dlsym, the warning line and strict mode run a program with the
  * interposer preloaded, as gpumuxd runs workloads. */
 #include "interpose/hooks.h"
-#include "common/proc.h"
 #include "test_interpose_region.h"
 
 #include <dlfcn.h>
 #include <pthread.h>
 #include <signal.h>
-#include <sys/prctl.h>
 #include <sys/stat.h>
 
 static char dir[64];
@@ -756,29 +754,6 @@ Test(region, holder_killed_with_the_lock)
     gm_region_unlock(r);
 }
 
-/* A child that only sleeps until it is killed: a live process for a slot. */
-static pid_t sleeper(void)
-{
-    pid_t pid = fork();
-    cr_assert(pid >= 0);
-    if (pid == 0) {
-        /* Gone with the test, even one that fails before it kills it; and off the runner's
-         * output pipes. */
-        prctl(PR_SET_PDEATHSIG, SIGKILL);
-        close(1);
-        close(2);
-        for (;;)
-            pause();
-    }
-    return pid;
-}
-
-static void kill_wait(pid_t pid)
-{
-    kill(pid, SIGKILL);
-    waitpid(pid, NULL, 0);
-}
-
 static int slot_of_pid(const struct gm_region *r, pid_t pid)
 {
     for (int i = 0; i < GM_REGION_MAX_PROCS; i++)
@@ -794,7 +769,7 @@ Test(region, slot_freed_and_claimed_by_another_is_not_reused)
 {
     struct gm_region *r = t_region_create(region_path, 64 * MIB, 0);
     /* Forked before the interposer is up, so that its fork handler claims nothing for it. */
-    pid_t other = sleeper();
+    pid_t other = t_sleeper();
     load();
     cuda_up();
     CUdeviceptr a, b;
@@ -803,9 +778,7 @@ Test(region, slot_freed_and_claimed_by_another_is_not_reused)
     cr_assert_geq(mine, 0);
     cr_assert_eq(r->procs[mine].mem_used, 8 * MIB);
 
-    uint64_t other_start = 0;
-    for (int i = 0; i < 1000 && other_start == 0; i++, usleep(1000))
-        other_start = gm_proc_start_time(other);
+    uint64_t other_start = t_start_of(other);
     cr_assert_eq(gm_region_lock(r, GM_REGION_DAEMON_LOCK_NS), 0);
     gm_region_slot_release_locked(r, mine);
     int theirs = gm_region_slot_claim_locked(r, (uint32_t)other, other_start, 5 * MIB);
@@ -828,7 +801,7 @@ Test(region, slot_freed_and_claimed_by_another_is_not_reused)
     cr_assert_eq(H(cuMemFree_v2)(a), CUDA_SUCCESS);
     cr_expect_eq(r->procs[theirs].mem_used, 5 * MIB, "a free came off the other's slot");
     cr_expect_eq(r->mem_used, 9 * MIB);
-    kill_wait(other);
+    t_kill_wait(other);
 }
 
 /* A running process whose start time was not recorded (or cannot be read) is neither certainly
@@ -837,7 +810,7 @@ Test(region, slot_freed_and_claimed_by_another_is_not_reused)
 Test(region, unknown_process_keeps_its_slot)
 {
     struct gm_region *r = t_region_create(region_path, 64 * MIB, 0);
-    pid_t other = sleeper();
+    pid_t other = t_sleeper();
     cr_assert_eq(gm_region_lock(r, GM_REGION_WAIT), 0);
     int s = gm_region_slot_claim_locked(r, (uint32_t)other, 0, 40 * MIB);
     gm_region_unlock(r);
@@ -852,7 +825,7 @@ Test(region, unknown_process_keeps_its_slot)
     cr_expect_eq(gm_region_reap(r, GM_REGION_DAEMON_LOCK_NS), 0, "the daemon's reaper freed it");
     cr_expect_eq(r->procs[s].pid, (uint32_t)other);
     cr_expect_eq(r->mem_used, 40 * MIB);
-    kill_wait(other);
+    t_kill_wait(other);
     cr_expect_eq(H(cuMemAlloc_v2)(&a, 30 * MIB), CUDA_SUCCESS, "a gone process still counts");
     cr_expect_eq(r->procs[s].pid == (uint32_t)other, 0);
 }

@@ -4,15 +4,18 @@
 #define GM_TEST_INTERPOSE_REGION_H
 
 #include "common/clock.h"
+#include "common/proc.h"
 #include "region/region.h"
 
 #include <criterion/criterion.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -39,6 +42,38 @@ static inline void t_region_window(struct gm_region *r, uint64_t period, uint64_
                                    uint64_t len, uint64_t epoch)
 {
     gm_region_set_window(r, period, offset, len, epoch);
+}
+
+/* A child that only waits to be killed: a live process to give a slot to. It dies with the test
+ * (also one that fails before it kills it) and keeps off the runner's output. */
+static inline pid_t t_sleeper(void)
+{
+    pid_t pid = fork();
+    cr_assert(pid >= 0);
+    if (pid == 0) {
+        prctl(PR_SET_PDEATHSIG, SIGKILL);
+        close(1);
+        close(2);
+        for (;;)
+            pause();
+    }
+    return pid;
+}
+
+/* pid's start time, once the child runs as itself. */
+static inline uint64_t t_start_of(pid_t pid)
+{
+    uint64_t s = 0;
+    for (int i = 0; i < 1000 && s == 0; i++, usleep(1000))
+        s = gm_proc_start_time(pid);
+    cr_assert_neq(s, 0);
+    return s;
+}
+
+static inline void t_kill_wait(pid_t pid)
+{
+    kill(pid, SIGKILL);
+    waitpid(pid, NULL, 0);
 }
 
 static inline const char *t_build_dir(void)

@@ -1,22 +1,8 @@
 /* src/region: creating and attaching a region, the one liveness rule of the reaper, slots, the
  * seqlock, and the daemon's bounded lock against a workload process that holds it. */
-#include "common/clock.h"
-#include "common/proc.h"
-#include "region/region.h"
+#include "test_interpose_region.h"
 
-#include <criterion/criterion.h>
-#include <errno.h>
-#include <fcntl.h>
-#include <signal.h>
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
-#include <sys/prctl.h>
 #include <sys/stat.h>
-#include <sys/wait.h>
-#include <unistd.h>
-
-#define MIB (1024ull * 1024ull)
 
 static char dir[64], path[128];
 
@@ -39,44 +25,7 @@ TestSuite(region, .init = setup, .fini = teardown);
 
 static struct gm_region *make(uint64_t limit, uint32_t pct)
 {
-    struct gm_region_init in = {.workload = "w",
-                                .gpu_uuid = "GPU-1",
-                                .memory_limit = limit,
-                                .compute_pct = pct,
-                                .uid = (uid_t)-1,
-                                .gid = (gid_t)-1};
-    struct gm_region *r = NULL;
-    char why[256];
-    cr_assert_eq(gm_region_create(path, &in, &r, why, sizeof(why)), 0, "%s", why);
-    return r;
-}
-
-/* A child that only waits to be killed (and dies with the test). */
-static pid_t sleeper(void)
-{
-    pid_t pid = fork();
-    cr_assert(pid >= 0);
-    if (pid == 0) {
-        prctl(PR_SET_PDEATHSIG, SIGKILL);
-        for (;;)
-            pause();
-    }
-    return pid;
-}
-
-static uint64_t start_of(pid_t pid)
-{
-    uint64_t s = 0;
-    for (int i = 0; i < 1000 && s == 0; i++, usleep(1000))
-        s = gm_proc_start_time(pid);
-    cr_assert_neq(s, 0);
-    return s;
-}
-
-static void kill_wait(pid_t pid)
-{
-    kill(pid, SIGKILL);
-    waitpid(pid, NULL, 0);
+    return t_region_create(path, limit, pct);
 }
 
 Test(region, create_then_attach)
@@ -87,8 +36,8 @@ Test(region, create_then_attach)
     cr_expect_eq(st.st_mode & 07777, 0660);
     cr_expect_eq((size_t)st.st_size, sizeof(struct gm_region));
     cr_expect_eq(r->magic, GM_REGION_MAGIC);
-    cr_expect_str_eq(r->workload, "w");
-    cr_expect_str_eq(r->gpu_uuid, "GPU-1");
+    cr_expect_str_eq(r->workload, "test");
+    cr_expect_str_eq(r->gpu_uuid, "");
     gm_region_detach(r);
 
     struct gm_region *a = NULL;
@@ -152,9 +101,9 @@ Test(region, create_refuses_a_planted_temporary_link)
 Test(region, reap_frees_only_the_certainly_gone)
 {
     struct gm_region *r = make(0, 0);
-    pid_t live = sleeper(), unknown = sleeper(), dead = sleeper(), reused = sleeper();
-    uint64_t live_start = start_of(live), dead_start = start_of(dead);
-    uint64_t reused_start = start_of(reused);
+    pid_t live = t_sleeper(), unknown = t_sleeper(), dead = t_sleeper(), reused = t_sleeper();
+    uint64_t live_start = t_start_of(live), dead_start = t_start_of(dead);
+    uint64_t reused_start = t_start_of(reused);
     cr_assert_eq(gm_region_lock(r, GM_REGION_WAIT), 0);
     int sl = gm_region_slot_claim_locked(r, (uint32_t)live, live_start, 1 * MIB);
     int su = gm_region_slot_claim_locked(r, (uint32_t)unknown, 0, 2 * MIB); /* not recorded */
@@ -163,7 +112,7 @@ Test(region, reap_frees_only_the_certainly_gone)
     gm_region_unlock(r);
     cr_assert(sl >= 0 && su >= 0 && sd >= 0 && sr >= 0);
     cr_assert_eq(r->mem_used, 15 * MIB);
-    kill_wait(dead);
+    t_kill_wait(dead);
 
     cr_expect_eq(gm_proc_check(unknown, 0), GM_PROC_UNKNOWN);
     cr_expect_eq(gm_region_slot_gone(&r->procs[su]), 0);
@@ -173,9 +122,9 @@ Test(region, reap_frees_only_the_certainly_gone)
     cr_expect_eq(r->procs[sd].pid, 0, "a dead process kept its slot");
     cr_expect_eq(r->procs[sr].pid, 0, "a pid with another start time kept its slot");
     cr_expect_eq(r->mem_used, 3 * MIB);
-    kill_wait(live);
-    kill_wait(unknown);
-    kill_wait(reused);
+    t_kill_wait(live);
+    t_kill_wait(unknown);
+    t_kill_wait(reused);
     gm_region_detach(r);
 }
 
@@ -247,7 +196,7 @@ Test(region, stopped_holder_does_not_block_the_daemon)
     cr_expect_eq(r->compute_pct, 40);
 
     /* Killed while stopped and holding it: the next locker repairs and gets it. */
-    kill_wait(pid);
+    t_kill_wait(pid);
     cr_expect_eq(gm_region_reap(r, GM_REGION_DAEMON_LOCK_NS), 0);
     cr_expect_eq(gm_region_lock(r, GM_REGION_DAEMON_LOCK_NS), 0);
     gm_region_unlock(r);
