@@ -9,18 +9,16 @@
  *    100 ms period, as a share of its solo throughput: a 30/70 pair, 50 alone, 10..90 alone. */
 #define GM_CUDA_NO_API_NAMES
 #include "common/cuda_api.h"
-#include "gpumux/region.h"
+#include "common/clock.h"
+#include "region/region.h"
 
 #include <dlfcn.h>
-#include <errno.h>
 #include <fcntl.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
 #include <sys/wait.h>
-#include <time.h>
 #include <unistd.h>
 
 #define BATCH  32 /* launches between two synchronisations: the simulated queue never fills */
@@ -38,13 +36,6 @@ static const char noop_ptx[] = ".version 6.0\n"
 
 static const char *build;
 static char dir[64] = "/tmp/gm-bench-ip-XXXXXX";
-
-static uint64_t now_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-}
 
 static void *need(void *h, const char *name)
 {
@@ -89,38 +80,27 @@ static void check(CUresult rc, const char *what)
     }
 }
 
-/* A region as gpumuxd writes it: robust shared lock, limits, magic last. */
+/* A region as gpumuxd makes it (src/region). */
 static struct gm_region *region_create(const char *path, uint64_t limit, uint32_t pct)
 {
-    int fd = open(path, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0660);
-    if (fd < 0 || ftruncate(fd, sizeof(struct gm_region)) != 0) {
-        fprintf(stderr, "bench_interpose: %s: %s\n", path, strerror(errno));
+    struct gm_region_init in = {.workload = "bench",
+                                .gpu_uuid = "",
+                                .memory_limit = limit,
+                                .compute_pct = pct,
+                                .uid = (uid_t)-1,
+                                .gid = (gid_t)-1};
+    struct gm_region *r = NULL;
+    char why[512];
+    if (gm_region_create(path, &in, &r, why, sizeof(why)) < 0) {
+        fprintf(stderr, "bench_interpose: %s\n", why);
         exit(1);
     }
-    struct gm_region *r = mmap(NULL, sizeof(*r), PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
-    close(fd);
-    if (r == MAP_FAILED)
-        exit(1);
-    r->version = GM_REGION_VERSION;
-    r->size = sizeof(*r);
-    r->memory_limit = limit;
-    r->compute_pct = pct;
-    pthread_mutexattr_t a;
-    pthread_mutexattr_init(&a);
-    pthread_mutexattr_setpshared(&a, PTHREAD_PROCESS_SHARED);
-    pthread_mutexattr_setrobust(&a, PTHREAD_MUTEX_ROBUST);
-    pthread_mutex_init(&r->lock, &a);
-    __atomic_store_n(&r->magic, GM_REGION_MAGIC, __ATOMIC_RELEASE);
     return r;
 }
 
 static void window(struct gm_region *r, uint64_t off, uint64_t len, uint64_t epoch)
 {
-    r->period_ns = PERIOD;
-    r->window_offset_ns = off;
-    r->window_len_ns = len;
-    r->epoch_ns = epoch;
-    __atomic_add_fetch(&r->generation, 1, __ATOMIC_RELEASE);
+    gm_region_set_window(r, PERIOD, off, len, epoch);
 }
 
 static void call_costs(int rounds)
@@ -154,18 +134,18 @@ static void call_costs(int rounds)
     for (int i = 0; i < rounds; i++) {
         for (int w = 0; w < 2; w++) {
             int which = (i + w) % 2; /* alternate which goes first */
-            uint64_t t0 = now_ns();
+            uint64_t t0 = gm_mono_ns();
             for (int k = 0; k < BATCH; k++)
                 check(launch[which](fn, 1, 1, 1, 1, 1, 1, 0, NULL, NULL, NULL), "cuLaunchKernel");
-            lt[which][i] = (double)(now_ns() - t0) / BATCH;
+            lt[which][i] = (double)(gm_mono_ns() - t0) / BATCH;
             sync();
             CUdeviceptr d[BATCH];
-            t0 = now_ns();
+            t0 = gm_mono_ns();
             for (int k = 0; k < BATCH; k++) {
                 check(alloc[which](&d[k], 4096), "cuMemAlloc");
                 check(mfree[which](d[k]), "cuMemFree");
             }
-            mt[which][i] = (double)(now_ns() - t0) / BATCH;
+            mt[which][i] = (double)(gm_mono_ns() - t0) / BATCH;
         }
     }
     double l0 = median(lt[0], rounds), l1 = median(lt[1], rounds);
@@ -235,7 +215,7 @@ static void accuracy(int quick)
     printf("solo: %.2f billion interactions/s\n", solo);
     printf("run           cap   measured share   error\n");
 
-    uint64_t epoch = now_ns();
+    uint64_t epoch = gm_mono_ns();
     window(region("a", 30), 0, PERIOD * 30 / 100, epoch);
     window(region("b", 70), PERIOD * 30 / 100, PERIOD * 70 / 100, epoch);
     pid_t pa = start_sample("a"), pb = start_sample("b");
@@ -245,7 +225,7 @@ static void accuracy(int quick)
     for (unsigned cap = quick ? 50 : 10; cap <= 90; cap += quick ? 100 : 10) {
         char name[32];
         snprintf(name, sizeof(name), "alone%u", cap);
-        window(region(name, cap), 0, PERIOD * cap / 100, now_ns());
+        window(region(name, cap), 0, PERIOD * cap / 100, gm_mono_ns());
         double s = 100 * rate_of(name, start_sample(name)) / solo;
         printf("alone         %2u%%   %13.1f%%   %+5.1f\n", cap, s, s - cap);
     }

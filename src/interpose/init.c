@@ -7,7 +7,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 #include <unistd.h>
 
 __thread int gm_ip_depth __attribute__((tls_model("initial-exec")));
@@ -30,21 +29,6 @@ void gm_ip_say(const char *fmt, ...)
     /* One write, so lines of concurrent processes do not interleave. */
     ssize_t w = write(STDERR_FILENO, line, len);
     (void)w;
-}
-
-uint64_t gm_ip_now_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-}
-
-void gm_ip_sleep_until(uint64_t t_ns)
-{
-    struct timespec ts = {.tv_sec = (time_t)(t_ns / 1000000000ull),
-                          .tv_nsec = (long)(t_ns % 1000000000ull)};
-    while (clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &ts, NULL) == EINTR)
-        ;
 }
 
 static void atfork_prepare(void)

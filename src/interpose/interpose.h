@@ -85,8 +85,6 @@ void gm_ip_init(void);
 extern int gm_ip_refused;
 /* Writes "gpumux: <message>\n" to stderr in one write. */
 void gm_ip_say(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-uint64_t gm_ip_now_ns(void);
-void gm_ip_sleep_until(uint64_t t_ns);
 
 /* region.c. The mapped region, or NULL when running without one. */
 extern struct gm_region *gm_ip_region;
@@ -102,10 +100,17 @@ void gm_ip_region_unlock(void);
 /* Caller holds the lock: drops the slots of processes that died without releasing them (exit
  * without destructors, SIGKILL) and recounts the total from the live slots. */
 void gm_ip_region_sweep_locked(void);
-/* This process's slot, or NULL (no region, or all slots taken). */
+/* This process's slot, or NULL (no region, or all slots taken). Checked on every use: a slot
+ * that no longer holds our pid and start time (the daemon freed it, another process may have
+ * claimed it) is claimed again, carrying what this process holds. Takes the region lock when
+ * it must claim; the caller must not hold it. */
 struct gm_region_proc *gm_ip_slot(void);
-/* Start time of pid (/proc/PID/stat field 22), 0 when unknown. */
-uint64_t gm_ip_proc_start_time(uint32_t pid);
+/* The same for a caller that holds the region lock: the slot's index, or -1. */
+int gm_ip_slot_locked(void);
+/* Caller holds the region lock: counts size bytes into the workload's total and this
+ * process's slot, or takes them off. */
+void gm_ip_charge_locked(uint64_t size);
+void gm_ip_uncharge_locked(uint64_t size);
 
 /* memory.c: forget the parent's allocations in a forked child. */
 void gm_ip_memory_atfork_prepare(void);

@@ -5,6 +5,8 @@
  * of the driver's: the "no pacing" answer is cached for the region's generation, so a live
  * change of the cap is seen at the next launch. */
 #include "interpose/interpose.h"
+#include "common/clock.h"
+#include "region/region.h"
 
 #include <pthread.h>
 #include <string.h>
@@ -92,35 +94,31 @@ static int read_schedule(struct schedule *s)
         __atomic_store_n(&nopace_key, 1, __ATOMIC_RELAXED);
         return 0;
     }
-    for (;;) {
-        uint64_t gen = __atomic_load_n(&r->generation, __ATOMIC_ACQUIRE);
-        uint32_t flags = __atomic_load_n(&r->flags, __ATOMIC_RELAXED);
-        uint32_t pct = __atomic_load_n(&r->compute_pct, __ATOMIC_RELAXED);
-        s->period = __atomic_load_n(&r->period_ns, __ATOMIC_RELAXED);
-        s->offset = __atomic_load_n(&r->window_offset_ns, __ATOMIC_RELAXED);
-        s->len = __atomic_load_n(&r->window_len_ns, __ATOMIC_RELAXED);
-        s->epoch = __atomic_load_n(&r->epoch_ns, __ATOMIC_RELAXED);
-        if (__atomic_load_n(&r->generation, __ATOMIC_ACQUIRE) != gen)
-            continue; /* the daemon was writing: read again */
-        if (pct == 0 || pct >= 100 || (flags & GM_REGION_COMPUTE_BY_MPS) != 0) {
-            __atomic_store_n(&nopace_key, gen + 1, __ATOMIC_RELAXED);
-            return 0;
-        }
-        if (s->period == 0 || s->len == 0) {
-            /* Not scheduled yet: a window of our own keeps the cap, though not yet disjoint
-             * from the other workloads' windows. */
-            s->period = GM_IP_FALLBACK_PERIOD_NS;
-            s->offset = 0;
-            s->len = GM_IP_FALLBACK_PERIOD_NS * pct / 100;
-            s->epoch = 0;
-        }
-        if (s->len >= s->period) {
-            __atomic_store_n(&nopace_key, gen + 1, __ATOMIC_RELAXED);
-            return 0;
-        }
-        __atomic_store_n(&nopace_key, 0, __ATOMIC_RELAXED);
-        return 1;
+    struct gm_region_schedule rs;
+    uint64_t gen = gm_region_read_schedule(r, &rs);
+    uint32_t pct = rs.compute_pct;
+    if (pct == 0 || pct >= 100 || (rs.flags & GM_REGION_COMPUTE_BY_MPS) != 0) {
+        __atomic_store_n(&nopace_key, gen + 1, __ATOMIC_RELAXED);
+        return 0;
     }
+    s->period = rs.period_ns;
+    s->offset = rs.offset_ns;
+    s->len = rs.len_ns;
+    s->epoch = rs.epoch_ns;
+    if (s->period == 0 || s->len == 0) {
+        /* Not scheduled yet: a window of our own keeps the cap, though not yet disjoint from
+         * the other workloads' windows. */
+        s->period = GM_IP_FALLBACK_PERIOD_NS;
+        s->offset = 0;
+        s->len = GM_IP_FALLBACK_PERIOD_NS * pct / 100;
+        s->epoch = 0;
+    }
+    if (s->len >= s->period) {
+        __atomic_store_n(&nopace_key, gen + 1, __ATOMIC_RELAXED);
+        return 0;
+    }
+    __atomic_store_n(&nopace_key, 0, __ATOMIC_RELAXED);
+    return 1;
 }
 
 /* The window containing now (1), or the next one (0); its index and bounds. */
@@ -150,11 +148,11 @@ static void add_throttle(uint64_t ns)
 
 static void sleep_to(uint64_t t)
 {
-    uint64_t now = gm_ip_now_ns();
+    uint64_t now = gm_mono_ns();
     if (t <= now)
         return;
-    gm_ip_sleep_until(t);
-    add_throttle(gm_ip_now_ns() - now);
+    gm_sleep_until_ns(t);
+    add_throttle(gm_mono_ns() - now);
 }
 
 /* Caller holds pace.lock. Waits for the work launched in the window to finish, so that the
@@ -168,7 +166,7 @@ static void drain_locked(uint64_t now)
     __typeof__(&cuCtxSynchronize) sync = GM_REAL(cuCtxSynchronize);
     if (sync != NULL)
         sync();
-    uint64_t done = gm_ip_now_ns();
+    uint64_t done = gm_mono_ns();
     if (done - now < GM_IP_LATE_DRAIN_NS && now > pace.we)
         done = pace.tail < now ? pace.tail : now;
     if (done > pace.we)
@@ -232,7 +230,7 @@ static int make_events_locked(struct fn_stat *s)
 static void wait_turn_locked(const struct schedule *s, uint64_t e)
 {
     for (;;) {
-        uint64_t now = gm_ip_now_ns(), ws, we;
+        uint64_t now = gm_mono_ns(), ws, we;
         int64_t k;
         int in = window_at(s, now, &k, &ws, &we);
         if (pace.launched > 0 && (!in || k != pace.k))
@@ -291,10 +289,10 @@ static CUresult paced(CUfunction f, CUstream stream, launch_fn *launch, const vo
         __typeof__(&cuCtxSynchronize) sync = GM_REAL(cuCtxSynchronize);
         if (sync != NULL)
             sync();
-        uint64_t t0 = gm_ip_now_ns();
+        uint64_t t0 = gm_mono_ns();
         rc = launch(args);
         if (rc == CUDA_SUCCESS && sync != NULL && sync() == CUDA_SUCCESS) {
-            uint64_t t1 = gm_ip_now_ns();
+            uint64_t t1 = gm_mono_ns();
             ema_add(fs, t1 - t0);
             pace.tail = t1;
             e = fs->ema_ns;

@@ -121,24 +121,6 @@ struct charge {
     int counted;
 };
 
-static void add_locked(struct gm_region *r, uint64_t size)
-{
-    r->mem_used += size;
-    if (r->mem_used > r->mem_peak)
-        r->mem_peak = r->mem_used;
-    struct gm_region_proc *p = gm_ip_slot();
-    if (p != NULL)
-        p->mem_used += size;
-}
-
-static void sub_locked(struct gm_region *r, uint64_t size)
-{
-    r->mem_used -= size < r->mem_used ? size : r->mem_used;
-    struct gm_region_proc *p = gm_ip_slot();
-    if (p != NULL)
-        p->mem_used -= size < p->mem_used ? size : p->mem_used;
-}
-
 /* CUDA_SUCCESS with the charge taken (or nothing to count), else the error to return without
  * calling the driver. The limit is read at every charge, so a live change applies at once. */
 static CUresult charge(struct charge *c, uint64_t size)
@@ -164,7 +146,7 @@ static CUresult charge(struct charge *c, uint64_t size)
         gm_ip_region_unlock();
         return CUDA_ERROR_OUT_OF_MEMORY;
     }
-    add_locked(r, size);
+    gm_ip_charge_locked(size);
     gm_ip_region_unlock();
     c->counted = 1;
     return CUDA_SUCCESS;
@@ -174,7 +156,7 @@ static void uncharge(uint64_t size)
 {
     if (size == 0 || gm_ip_region_lock() != 0)
         return;
-    sub_locked(gm_ip_region, size);
+    gm_ip_uncharge_locked(size);
     gm_ip_region_unlock();
 }
 
@@ -459,7 +441,7 @@ static void release_ctx_locked(CUcontext ctx)
         nlive--;
     }
     if (total > 0 && gm_ip_region_lock() == 0) {
-        sub_locked(gm_ip_region, total);
+        gm_ip_uncharge_locked(total);
         gm_ip_region_unlock();
     }
 }

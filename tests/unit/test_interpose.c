@@ -727,30 +727,107 @@ Test(region, holder_killed_with_the_lock)
     if (pid == 0) {
         /* A process of the workload dies in the middle of an update: slot and total disagree
          * and the lock is held. */
-        pthread_mutex_lock(&r->lock);
-        r->procs[5].start_time = 1;
-        r->procs[5].pid = (uint32_t)getpid();
-        r->procs[5].mem_used = 30 * MIB;
-        r->mem_used += 50 * MIB;
-        (void)!write(ready[1], "x", 1);
+        gm_region_lock(r, GM_REGION_WAIT);
+        char slot = (char)gm_region_slot_claim_locked(r, (uint32_t)getpid(),
+                                                      gm_proc_start_time(getpid()), 30 * MIB);
+        r->mem_used += 20 * MIB;
+        (void)!write(ready[1], &slot, 1);
         pause();
         _exit(0);
     }
-    char c;
-    cr_assert_eq(read(ready[0], &c, 1), 1);
+    char slot;
+    cr_assert_eq(read(ready[0], &slot, 1), 1);
+    cr_assert(slot >= 0 && slot < GM_REGION_MAX_PROCS);
     kill(pid, SIGKILL);
     waitpid(pid, NULL, 0);
     load();
     cuda_up();
     CUdeviceptr a;
-    uint64_t t0 = t_now_ns();
+    uint64_t t0 = gm_mono_ns();
     cr_assert_eq(H(cuMemAlloc_v2)(&a, 60 * MIB), CUDA_SUCCESS,
                  "the dead holder's memory is still counted");
-    cr_expect_lt(t_now_ns() - t0, 1000000000ull, "blocked on the dead holder's lock");
+    cr_expect_lt(gm_mono_ns() - t0, 1000000000ull, "blocked on the dead holder's lock");
     cr_expect_eq(r->mem_used, 60 * MIB);
-    cr_expect_eq(r->procs[5].pid, 0, "the dead process's slot was kept");
-    cr_expect_eq(pthread_mutex_lock(&r->lock), 0, "the lock was not made consistent");
-    pthread_mutex_unlock(&r->lock);
+    cr_expect_neq(r->procs[(int)slot].pid, (uint32_t)pid, "the dead process's slot was kept");
+    cr_expect_eq(gm_region_lock(r, GM_REGION_DAEMON_LOCK_NS), 0,
+                 "the lock was not made consistent");
+    gm_region_unlock(r);
+}
+
+static int slot_of_pid(const struct gm_region *r, pid_t pid)
+{
+    for (int i = 0; i < GM_REGION_MAX_PROCS; i++)
+        if (r->procs[i].pid == (uint32_t)pid)
+            return i;
+    return -1;
+}
+
+/* The daemon frees this process's slot (its reaper thought it gone, or a test clears it), another
+ * process claims that very slot, and then this process allocates: its memory must go to a slot
+ * of its own, never into the other's. */
+Test(region, slot_freed_and_claimed_by_another_is_not_reused)
+{
+    struct gm_region *r = t_region_create(region_path, 64 * MIB, 0);
+    /* Forked before the interposer is up, so that its fork handler claims nothing for it. */
+    pid_t other = t_sleeper();
+    load();
+    cuda_up();
+    CUdeviceptr a, b;
+    cr_assert_eq(H(cuMemAlloc_v2)(&a, 8 * MIB), CUDA_SUCCESS);
+    int mine = slot_of_pid(r, getpid());
+    cr_assert_geq(mine, 0);
+    cr_assert_eq(r->procs[mine].mem_used, 8 * MIB);
+
+    uint64_t other_start = t_start_of(other);
+    cr_assert_eq(gm_region_lock(r, GM_REGION_DAEMON_LOCK_NS), 0);
+    gm_region_slot_release_locked(r, mine);
+    int theirs = gm_region_slot_claim_locked(r, (uint32_t)other, other_start, 5 * MIB);
+    gm_region_unlock(r);
+    cr_assert_eq(theirs, mine, "the other process did not get the freed slot");
+    cr_assert_eq(r->mem_used, 5 * MIB);
+
+    cr_assert_eq(H(cuMemAlloc_v2)(&b, 4 * MIB), CUDA_SUCCESS);
+    int now = slot_of_pid(r, getpid());
+    cr_expect_neq(now, -1, "this process has no slot after its slot was taken");
+    cr_expect_neq(now, theirs, "this process counts into the other's slot");
+    cr_expect_eq(r->procs[theirs].pid, (uint32_t)other);
+    cr_expect_eq(r->procs[theirs].mem_used, 5 * MIB, "the other's slot was charged: %llu",
+                 (unsigned long long)r->procs[theirs].mem_used);
+    if (now >= 0)
+        cr_expect_eq(r->procs[now].mem_used, 12 * MIB, "what this process holds: %llu",
+                     (unsigned long long)r->procs[now].mem_used);
+    cr_expect_eq(r->mem_used, 17 * MIB);
+
+    cr_assert_eq(H(cuMemFree_v2)(a), CUDA_SUCCESS);
+    cr_expect_eq(r->procs[theirs].mem_used, 5 * MIB, "a free came off the other's slot");
+    cr_expect_eq(r->mem_used, 9 * MIB);
+    t_kill_wait(other);
+}
+
+/* A running process whose start time was not recorded (or cannot be read) is neither certainly
+ * the same nor certainly gone: the interposer's sweep before refusing keeps its slot, as the
+ * daemon's reaper does, so its memory still counts against the limit. */
+Test(region, unknown_process_keeps_its_slot)
+{
+    struct gm_region *r = t_region_create(region_path, 64 * MIB, 0);
+    pid_t other = t_sleeper();
+    cr_assert_eq(gm_region_lock(r, GM_REGION_WAIT), 0);
+    int s = gm_region_slot_claim_locked(r, (uint32_t)other, 0, 40 * MIB);
+    gm_region_unlock(r);
+    cr_assert_geq(s, 0);
+    cr_assert_eq(gm_proc_check(other, 0), GM_PROC_UNKNOWN);
+    load();
+    cuda_up();
+    CUdeviceptr a;
+    cr_expect_eq(H(cuMemAlloc_v2)(&a, 30 * MIB), CUDA_ERROR_OUT_OF_MEMORY,
+                 "the unknown process's memory was dropped by the interposer");
+    cr_expect_eq(r->procs[s].pid, (uint32_t)other);
+    cr_expect_eq(gm_region_reap(r, GM_REGION_DAEMON_LOCK_NS), 0, "the daemon's reaper freed it");
+    cr_expect_eq(r->procs[s].pid, (uint32_t)other);
+    cr_expect_eq(r->mem_used, 40 * MIB);
+    t_kill_wait(other);
+    cr_expect_eq(H(cuMemAlloc_v2)(&a, 30 * MIB), CUDA_SUCCESS, "a gone process still counts");
+    cr_expect_eq(r->procs[s].pid == (uint32_t)other, 0);
 }
 
 Test(region, wrong_header_is_no_region)

@@ -90,7 +90,7 @@ Test(compute, pair_30_70_in_disjoint_windows)
 {
     T_SKIP_PRELOAD_UNDER_ASAN();
     double solo = solo_rate();
-    uint64_t epoch = t_now_ns();
+    uint64_t epoch = gm_mono_ns();
     struct gm_region *a = region("a", 30), *b = region("b", 70);
     t_region_window(a, PERIOD_NS, 0, PERIOD_NS * 30 / 100, epoch);
     t_region_window(b, PERIOD_NS, PERIOD_NS * 30 / 100, PERIOD_NS * 70 / 100, epoch);
@@ -115,7 +115,7 @@ Test(compute, alone_at_50)
     T_SKIP_PRELOAD_UNDER_ASAN();
     double solo = solo_rate();
     struct gm_region *r = region("half", 50);
-    t_region_window(r, PERIOD_NS, 0, PERIOD_NS / 2, t_now_ns());
+    t_region_window(r, PERIOD_NS, 0, PERIOD_NS / 2, gm_mono_ns());
     expect_share("50% window", rate_of("half", start_sample("half")), solo, 50);
 }
 

@@ -1,66 +1,79 @@
-/* Shared by the interposer's tests: a limits region written the way gpumuxd writes one, and
- * running a program under the interposer. */
+/* Shared by the interposer's tests: a limits region made by the region module as gpumuxd makes
+ * one, and running a program under the interposer. */
 #ifndef GM_TEST_INTERPOSE_REGION_H
 #define GM_TEST_INTERPOSE_REGION_H
 
-#include "gpumux/region.h"
+#include "common/clock.h"
+#include "common/proc.h"
+#include "region/region.h"
 
 #include <criterion/criterion.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
+#include <sys/prctl.h>
 #include <sys/wait.h>
-#include <time.h>
 #include <unistd.h>
 
 #define MIB (1024ull * 1024ull)
 
-static inline uint64_t t_now_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-}
-
-/* Creates the region file (mode 0660, robust process-shared lock) and returns it mapped. The
- * magic is written last, as the daemon must: a reader never sees a half-made region as valid. */
+/* Creates the region file as gpumuxd does (src/region) and returns it mapped. */
 static inline struct gm_region *t_region_create(const char *path, uint64_t memory_limit,
                                                 uint32_t compute_pct)
 {
-    int fd = open(path, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0660);
-    cr_assert(fd >= 0, "open %s: %s", path, strerror(errno));
-    cr_assert(ftruncate(fd, sizeof(struct gm_region)) == 0);
-    struct gm_region *r = mmap(NULL, sizeof(*r), PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
-    close(fd);
-    cr_assert(r != MAP_FAILED);
-    r->version = GM_REGION_VERSION;
-    r->size = sizeof(*r);
-    snprintf(r->workload, sizeof(r->workload), "test");
-    r->memory_limit = memory_limit;
-    r->compute_pct = compute_pct;
-    pthread_mutexattr_t a;
-    pthread_mutexattr_init(&a);
-    pthread_mutexattr_setpshared(&a, PTHREAD_PROCESS_SHARED);
-    pthread_mutexattr_setrobust(&a, PTHREAD_MUTEX_ROBUST);
-    pthread_mutex_init(&r->lock, &a);
-    pthread_mutexattr_destroy(&a);
-    __atomic_store_n(&r->magic, GM_REGION_MAGIC, __ATOMIC_RELEASE);
+    struct gm_region_init in = {.workload = "test",
+                                .gpu_uuid = "",
+                                .memory_limit = memory_limit,
+                                .compute_pct = compute_pct,
+                                .uid = (uid_t)-1,
+                                .gid = (gid_t)-1};
+    struct gm_region *r = NULL;
+    char why[512];
+    cr_assert_eq(gm_region_create(path, &in, &r, why, sizeof(why)), 0, "%s", why);
     return r;
 }
 
-/* The daemon's side of a schedule change: fields first, then the generation. */
+/* The daemon's side of a schedule change. */
 static inline void t_region_window(struct gm_region *r, uint64_t period, uint64_t offset,
                                    uint64_t len, uint64_t epoch)
 {
-    __atomic_store_n(&r->period_ns, period, __ATOMIC_RELAXED);
-    __atomic_store_n(&r->window_offset_ns, offset, __ATOMIC_RELAXED);
-    __atomic_store_n(&r->window_len_ns, len, __ATOMIC_RELAXED);
-    __atomic_store_n(&r->epoch_ns, epoch, __ATOMIC_RELAXED);
-    __atomic_add_fetch(&r->generation, 1, __ATOMIC_RELEASE);
+    gm_region_set_window(r, period, offset, len, epoch);
+}
+
+/* A child that only waits to be killed: a live process to give a slot to. It dies with the test
+ * (also one that fails before it kills it) and keeps off the runner's output. */
+static inline pid_t t_sleeper(void)
+{
+    pid_t pid = fork();
+    cr_assert(pid >= 0);
+    if (pid == 0) {
+        prctl(PR_SET_PDEATHSIG, SIGKILL);
+        close(1);
+        close(2);
+        for (;;)
+            pause();
+    }
+    return pid;
+}
+
+/* pid's start time, once the child runs as itself. */
+static inline uint64_t t_start_of(pid_t pid)
+{
+    uint64_t s = 0;
+    for (int i = 0; i < 1000 && s == 0; i++, usleep(1000))
+        s = gm_proc_start_time(pid);
+    cr_assert_neq(s, 0);
+    return s;
+}
+
+static inline void t_kill_wait(pid_t pid)
+{
+    kill(pid, SIGKILL);
+    waitpid(pid, NULL, 0);
 }
 
 static inline const char *t_build_dir(void)

@@ -1,0 +1,235 @@
+/* src/region: creating and attaching a region, the one liveness rule of the reaper, slots, the
+ * seqlock, and the daemon's bounded lock against a workload process that holds it. */
+#include "test_interpose_region.h"
+
+#include <sys/stat.h>
+
+static char dir[64], path[128];
+
+static void setup(void)
+{
+    strcpy(dir, "/tmp/gm-region-XXXXXX");
+    cr_assert_not_null(mkdtemp(dir));
+    snprintf(path, sizeof(path), "%s/w.region", dir);
+}
+
+static void teardown(void)
+{
+    char cmd[96];
+    snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
+    if (system(cmd) != 0)
+        cr_log_warn("could not remove %s", dir);
+}
+
+TestSuite(region, .init = setup, .fini = teardown);
+
+static struct gm_region *make(uint64_t limit, uint32_t pct)
+{
+    return t_region_create(path, limit, pct);
+}
+
+Test(region, create_then_attach)
+{
+    struct gm_region *r = make(64 * MIB, 30);
+    struct stat st;
+    cr_assert_eq(stat(path, &st), 0);
+    cr_expect_eq(st.st_mode & 07777, 0660);
+    cr_expect_eq((size_t)st.st_size, sizeof(struct gm_region));
+    cr_expect_eq(r->magic, GM_REGION_MAGIC);
+    cr_expect_str_eq(r->workload, "test");
+    cr_expect_str_eq(r->gpu_uuid, "");
+    gm_region_detach(r);
+
+    struct gm_region *a = NULL;
+    char why[256] = "";
+    cr_assert_eq(gm_region_attach(path, &a, why, sizeof(why)), 0, "%s", why);
+    cr_expect_eq(a->memory_limit, 64 * MIB);
+    cr_expect_eq(a->compute_pct, 30);
+    /* No temporary file is left beside it. */
+    char tmp[200];
+    snprintf(tmp, sizeof(tmp), "%s.%ld.tmp", path, (long)getpid());
+    cr_expect_neq(access(tmp, F_OK), 0);
+    gm_region_detach(a);
+}
+
+Test(region, attach_refuses_what_is_not_a_region)
+{
+    struct gm_region *r = make(0, 0), *a;
+    char why[256], link[160];
+    snprintf(link, sizeof(link), "%s/link.region", dir);
+    cr_assert_eq(symlink(path, link), 0);
+    cr_expect_eq(gm_region_attach(link, &a, why, sizeof(why)), -ELOOP, "a symlink was followed");
+
+    cr_expect_eq(gm_region_attach(dir, &a, why, sizeof(why)), -EISDIR);
+
+    r->version = 7;
+    cr_expect_eq(gm_region_attach(path, &a, why, sizeof(why)), -EINVAL);
+    cr_expect(strstr(why, "layout version 7") != NULL, "%s", why);
+    r->version = GM_REGION_VERSION;
+    r->magic = 0;
+    cr_expect_eq(gm_region_attach(path, &a, why, sizeof(why)), -EINVAL);
+    cr_expect(strstr(why, "bad magic 0x00000000") != NULL, "%s", why);
+    gm_region_detach(r);
+
+    cr_assert_eq(truncate(path, 100), 0);
+    cr_expect_eq(gm_region_attach(path, &a, why, sizeof(why)), -EINVAL);
+    cr_expect(strstr(why, "100 bytes") != NULL, "%s", why);
+    char missing[160];
+    snprintf(missing, sizeof(missing), "%s/none", dir);
+    cr_expect_eq(gm_region_attach(missing, &a, why, sizeof(why)), -ENOENT);
+}
+
+Test(region, create_refuses_a_planted_temporary_link)
+{
+    /* Someone who may write the directory points the temporary name elsewhere: O_EXCL and
+     * O_NOFOLLOW refuse to write through it, the link is removed and the region made. */
+    char tmp[200], victim[160];
+    snprintf(tmp, sizeof(tmp), "%s.%ld.tmp", path, (long)getpid());
+    snprintf(victim, sizeof(victim), "%s/victim", dir);
+    int fd = open(victim, O_WRONLY | O_CREAT, 0600);
+    cr_assert(fd >= 0);
+    close(fd);
+    cr_assert_eq(symlink(victim, tmp), 0);
+    struct gm_region *r = make(0, 0);
+    struct stat st;
+    cr_assert_eq(stat(victim, &st), 0);
+    cr_expect_eq(st.st_size, 0, "written through the link");
+    gm_region_detach(r);
+}
+
+/* The one rule: a slot is freed only when its process is certainly gone. */
+Test(region, reap_frees_only_the_certainly_gone)
+{
+    struct gm_region *r = make(0, 0);
+    pid_t live = t_sleeper(), unknown = t_sleeper(), dead = t_sleeper(), reused = t_sleeper();
+    uint64_t live_start = t_start_of(live), dead_start = t_start_of(dead);
+    uint64_t reused_start = t_start_of(reused);
+    cr_assert_eq(gm_region_lock(r, GM_REGION_WAIT), 0);
+    int sl = gm_region_slot_claim_locked(r, (uint32_t)live, live_start, 1 * MIB);
+    int su = gm_region_slot_claim_locked(r, (uint32_t)unknown, 0, 2 * MIB); /* not recorded */
+    int sd = gm_region_slot_claim_locked(r, (uint32_t)dead, dead_start, 4 * MIB);
+    int sr = gm_region_slot_claim_locked(r, (uint32_t)reused, reused_start + 1, 8 * MIB);
+    gm_region_unlock(r);
+    cr_assert(sl >= 0 && su >= 0 && sd >= 0 && sr >= 0);
+    cr_assert_eq(r->mem_used, 15 * MIB);
+    t_kill_wait(dead);
+
+    cr_expect_eq(gm_proc_check(unknown, 0), GM_PROC_UNKNOWN);
+    cr_expect_eq(gm_region_slot_gone(&r->procs[su]), 0);
+    cr_expect_eq(gm_region_reap(r, GM_REGION_DAEMON_LOCK_NS), 2);
+    cr_expect_eq(r->procs[sl].pid, (uint32_t)live);
+    cr_expect_eq(r->procs[su].pid, (uint32_t)unknown, "an unknown process lost its slot");
+    cr_expect_eq(r->procs[sd].pid, 0, "a dead process kept its slot");
+    cr_expect_eq(r->procs[sr].pid, 0, "a pid with another start time kept its slot");
+    cr_expect_eq(r->mem_used, 3 * MIB);
+    t_kill_wait(live);
+    t_kill_wait(unknown);
+    t_kill_wait(reused);
+    gm_region_detach(r);
+}
+
+Test(region, slots_claim_release_and_hold)
+{
+    struct gm_region *r = make(0, 0);
+    uint32_t me = (uint32_t)getpid();
+    uint64_t st = gm_proc_start_time(getpid());
+    cr_assert_eq(gm_region_lock(r, GM_REGION_WAIT), 0);
+    int i = gm_region_slot_claim_locked(r, me, st, 0);
+    gm_region_charge_locked(r, i, 10 * MIB);
+    cr_expect_eq(r->mem_used, 10 * MIB);
+    cr_expect_eq(r->mem_peak, 10 * MIB);
+    cr_expect(gm_region_slot_holds(r, i, me, st));
+    /* The same pid and start time again (an exec): the slot is reused, its memory dropped. */
+    int j = gm_region_slot_claim_locked(r, me, st, 0);
+    cr_expect_eq(i, j);
+    cr_expect_eq(r->mem_used, 0);
+    gm_region_charge_locked(r, j, 3 * MIB);
+    gm_region_uncharge_locked(r, j, 5 * MIB); /* never below zero */
+    cr_expect_eq(r->procs[j].mem_used, 0);
+    cr_expect_eq(r->mem_used, 0);
+    gm_region_charge_locked(r, j, 3 * MIB);
+    gm_region_slot_release_locked(r, j);
+    cr_expect_eq(r->mem_used, 0);
+    cr_expect_not(gm_region_slot_holds(r, j, me, st));
+    cr_expect_not(gm_region_slot_holds(r, -1, me, st));
+    gm_region_unlock(r);
+    gm_region_detach(r);
+}
+
+/* A process of the workload takes the lock and is stopped (SIGSTOP, or it never lets go): the
+ * daemon's reap gives up after its bound with -EBUSY, and limits and windows, which need no
+ * lock, are still written. */
+Test(region, stopped_holder_does_not_block_the_daemon)
+{
+    struct gm_region *r = make(64 * MIB, 20);
+    int ready[2];
+    cr_assert_eq(pipe(ready), 0);
+    pid_t pid = fork();
+    cr_assert(pid >= 0);
+    if (pid == 0) {
+        prctl(PR_SET_PDEATHSIG, SIGKILL);
+        gm_region_lock(r, GM_REGION_WAIT);
+        (void)!write(ready[1], "x", 1);
+        raise(SIGSTOP);
+        for (;;)
+            pause();
+    }
+    char c;
+    cr_assert_eq(read(ready[0], &c, 1), 1);
+    int st;
+    cr_assert_eq(waitpid(pid, &st, WUNTRACED), pid);
+    cr_assert(WIFSTOPPED(st));
+
+    uint64_t t0 = gm_mono_ns();
+    cr_expect_eq(gm_region_reap(r, GM_REGION_DAEMON_LOCK_NS), -EBUSY);
+    uint64_t took = gm_mono_ns() - t0;
+    cr_expect_geq(took, GM_REGION_DAEMON_LOCK_NS, "gave up after %llu ns",
+                  (unsigned long long)took);
+    cr_expect_lt(took, 1000000000ull, "the reap waited %llu ns", (unsigned long long)took);
+    cr_expect_eq(gm_region_lock(r, 1000000), -EBUSY);
+
+    t0 = gm_mono_ns();
+    gm_region_set_limits(r, 32 * MIB, 40, 0);
+    cr_expect_eq(gm_region_set_window(r, 100000000, 0, 40000000, 0), 1);
+    cr_expect_lt(gm_mono_ns() - t0, 10000000ull);
+    cr_expect_eq(r->memory_limit, 32 * MIB);
+    cr_expect_eq(r->compute_pct, 40);
+
+    /* Killed while stopped and holding it: the next locker repairs and gets it. */
+    t_kill_wait(pid);
+    cr_expect_eq(gm_region_reap(r, GM_REGION_DAEMON_LOCK_NS), 0);
+    cr_expect_eq(gm_region_lock(r, GM_REGION_DAEMON_LOCK_NS), 0);
+    gm_region_unlock(r);
+    gm_region_detach(r);
+}
+
+Test(region, writers_keep_the_seqlock_even)
+{
+    struct gm_region *r = make(0, 0);
+    struct gm_region_schedule s;
+    uint64_t g0 = gm_region_read_schedule(r, &s);
+    cr_expect_eq(g0 % 2, 0);
+    cr_expect_eq(gm_region_set_window(r, 100000000, 30000000, 70000000, 5), 1);
+    cr_expect_eq(gm_region_set_window(r, 100000000, 30000000, 70000000, 5), 0, "no change");
+    gm_region_set_limits(r, 1 * MIB, 70, 1);
+    uint64_t g1 = gm_region_read_schedule(r, &s);
+    cr_expect_eq(g1 % 2, 0);
+    cr_expect_gt(g1, g0);
+    cr_expect_eq(s.period_ns, 100000000);
+    cr_expect_eq(s.offset_ns, 30000000);
+    cr_expect_eq(s.len_ns, 70000000);
+    cr_expect_eq(s.epoch_ns, 5);
+    cr_expect_eq(s.compute_pct, 70);
+    cr_expect_eq(s.flags & GM_REGION_COMPUTE_BY_MPS, GM_REGION_COMPUTE_BY_MPS);
+    gm_region_set_limits(r, 1 * MIB, 70, 0);
+    gm_region_read_schedule(r, &s);
+    cr_expect_eq(s.flags & GM_REGION_COMPUTE_BY_MPS, 0);
+
+    /* A writer that died mid-write left the generation odd: readers do not hang, and the next
+     * write makes it even again. */
+    r->generation |= 1;
+    gm_region_read_schedule(r, &s);
+    cr_expect_eq(gm_region_set_window(r, 100000000, 30000000, 70000000, 5), 1);
+    cr_expect_eq(r->generation % 2, 0);
+    gm_region_detach(r);
+}
