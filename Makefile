@@ -3,7 +3,7 @@ BUILD      ?= build
 ASAN_BUILD ?= build-asan
 TSAN_BUILD ?= build-tsan
 # What the ThreadSanitizer build needs: the tests labelled tsan and the programs they run.
-TSAN_TARGETS = tsan_daemon
+TSAN_TARGETS = tsan_daemon tsan_region tsan_interpose
 JOBS       ?= $(shell nproc)
 CMAKE_ARGS ?=
 CTEST_ARGS ?=

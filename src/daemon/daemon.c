@@ -43,6 +43,7 @@ int gm_daemon_open(struct gm_daemon *d, const char *exe_dir, struct gm_error *er
 {
     d->lock_fd = -1;
     pthread_mutex_init(&d->lock, NULL);
+    pthread_mutex_init(&d->region_lock, NULL);
     int rc = gm_path(err, d->monitor_path, sizeof(d->monitor_path), "%s/gpumux-monitor", exe_dir);
     if (rc < 0)
         return rc;

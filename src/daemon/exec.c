@@ -98,10 +98,15 @@ static const char *prepare_region(struct gm_daemon *d, const struct launch_snaps
                 d->cfg.interposer);
         return NULL;
     }
-    struct gm_error err;
-    if (gm_region_path(d, s->w.name, buf, len) < 0 ||
-        gm_region_prepare(d, &s->w, s->g.mode == GM_MODE_MPS, &err) < 0) {
-        gm_warn("workload %s: its limits region: %s", s->w.name, err.msg);
+    struct gm_error err = {0};
+    pthread_mutex_lock(&d->region_lock);
+    int rc = gm_region_path(d, s->w.name, buf, len);
+    if (rc == 0)
+        rc = gm_region_prepare(d, &s->w, s->g.mode == GM_MODE_MPS, &err);
+    pthread_mutex_unlock(&d->region_lock);
+    if (rc < 0) {
+        gm_warn("workload %s: its limits region: %s", s->w.name,
+                err.msg[0] ? err.msg : "its path is too long");
         return NULL;
     }
     /* Its compute window exists before its first launch, not a poll later. */
@@ -328,8 +333,11 @@ void gm_exec_windows(struct gm_daemon *d)
     if (rc == 0)
         rc = gm_store_workload_list(d->store, &ws, &nws, NULL);
     pthread_mutex_unlock(&d->lock);
-    if (rc == 0)
+    if (rc == 0) {
+        pthread_mutex_lock(&d->region_lock);
         gm_region_control(d, gpus, ngpus, ws, nws);
+        pthread_mutex_unlock(&d->region_lock);
+    }
     free(gpus);
     gm_workload_list_free(ws, nws);
 }

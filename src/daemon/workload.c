@@ -468,13 +468,16 @@ int gm_workload_set_limits(struct gm_daemon *d, const char *name, int compute_pc
     /* The region takes the new limits with atomic stores: no lock of the workload's is taken. */
     char path[PATH_MAX];
     struct gm_region *r;
+    pthread_mutex_lock(&d->region_lock);
     if (gm_workload_active(&w) && gm_region_path(d, name, path, sizeof(path)) == 0 &&
         gm_region_map(path, &r, NULL) == 0) {
-        gm_region_set_limits(r, w.memory_limit, w.compute_pct, by_mps);
+        gm_region_set_limits(r, w.memory_limit, (uint32_t)w.compute_pct, by_mps);
         gm_region_unmap(r);
+        pthread_mutex_unlock(&d->region_lock);
         o.live = 1;
         o.compute_next_run = by_mps && compute_pct >= 0;
     } else {
+        pthread_mutex_unlock(&d->region_lock);
         o.not_interposed = gm_workload_active(&w);
     }
     if (what != NULL)

@@ -214,10 +214,24 @@ int gm_region_slot_gone(const struct gm_region_proc *p)
     return gm_proc_gone((pid_t)pid, __atomic_load_n(&p->start_time, __ATOMIC_RELAXED));
 }
 
+/* The total and the peak are written under the lock and read without it (cuMemGetInfo): they
+ * are stored atomically, as are a slot's pid and start time (gm_region_slot_holds). */
+static void set_total(struct gm_region *r, uint64_t v)
+{
+    __atomic_store_n(&r->mem_used, v, __ATOMIC_RELAXED);
+    if (v > __atomic_load_n(&r->mem_peak, __ATOMIC_RELAXED))
+        __atomic_store_n(&r->mem_peak, v, __ATOMIC_RELAXED);
+}
+
+static uint64_t total(const struct gm_region *r)
+{
+    return __atomic_load_n(&r->mem_used, __ATOMIC_RELAXED);
+}
+
 static void clear_slot(struct gm_region_proc *p)
 {
     __atomic_store_n(&p->pid, 0, __ATOMIC_RELEASE);
-    p->start_time = 0;
+    __atomic_store_n(&p->start_time, 0, __ATOMIC_RELAXED);
     p->mem_used = 0;
     __atomic_store_n(&p->launches, 0, __ATOMIC_RELAXED);
     __atomic_store_n(&p->busy_ns, 0, __ATOMIC_RELAXED);
@@ -239,7 +253,7 @@ int gm_region_repair_locked(struct gm_region *r)
         }
         sum += p->mem_used;
     }
-    r->mem_used = sum;
+    __atomic_store_n(&r->mem_used, sum, __ATOMIC_RELAXED);
     return freed;
 }
 
@@ -276,13 +290,11 @@ int gm_region_slot_claim_locked(struct gm_region *r, uint32_t pid, uint64_t star
         struct gm_region_proc *p = &r->procs[i];
         if (p->pid != 0)
             gm_region_slot_release_locked(r, i);
-        p->start_time = start;
+        __atomic_store_n(&p->start_time, start, __ATOMIC_RELAXED);
         p->mem_used = mem_used;
         __atomic_store_n(&p->pid, pid, __ATOMIC_RELEASE);
     }
-    r->mem_used += mem_used;
-    if (r->mem_used > r->mem_peak)
-        r->mem_peak = r->mem_used;
+    set_total(r, total(r) + mem_used);
     return i;
 }
 
@@ -291,7 +303,8 @@ void gm_region_slot_release_locked(struct gm_region *r, int i)
     if (i < 0 || i >= GM_REGION_MAX_PROCS)
         return;
     struct gm_region_proc *p = &r->procs[i];
-    r->mem_used -= p->mem_used < r->mem_used ? p->mem_used : r->mem_used;
+    uint64_t t = total(r);
+    set_total(r, t - (p->mem_used < t ? p->mem_used : t));
     clear_slot(p);
 }
 
@@ -306,16 +319,15 @@ int gm_region_slot_holds(const struct gm_region *r, int i, uint32_t pid, uint64_
 
 void gm_region_charge_locked(struct gm_region *r, int i, uint64_t size)
 {
-    r->mem_used += size;
-    if (r->mem_used > r->mem_peak)
-        r->mem_peak = r->mem_used;
+    set_total(r, total(r) + size);
     if (i >= 0 && i < GM_REGION_MAX_PROCS)
         r->procs[i].mem_used += size;
 }
 
 void gm_region_uncharge_locked(struct gm_region *r, int i, uint64_t size)
 {
-    r->mem_used -= size < r->mem_used ? size : r->mem_used;
+    uint64_t t = total(r);
+    set_total(r, t - (size < t ? size : t));
     if (i >= 0 && i < GM_REGION_MAX_PROCS) {
         struct gm_region_proc *p = &r->procs[i];
         p->mem_used -= size < p->mem_used ? size : p->mem_used;
@@ -327,10 +339,10 @@ void gm_region_uncharge_locked(struct gm_region *r, int i, uint64_t size)
 static void write_begin(struct gm_region *r)
 {
     uint64_t g = __atomic_load_n(&r->generation, __ATOMIC_RELAXED);
-    /* Odd while writing; a writer that died mid-write left it odd: carry on from there. */
-    if ((g & 1) == 0)
-        __atomic_store_n(&r->generation, g + 1, __ATOMIC_RELAXED);
-    __atomic_thread_fence(__ATOMIC_RELEASE);
+    /* Odd while writing; a writer that died mid-write left it odd: carry on from there. The
+     * read-modify-write orders the stores that follow after it (no fence: ThreadSanitizer does
+     * not model fences). One writer at a time: the daemon serialises its writes. */
+    __atomic_fetch_add(&r->generation, (g & 1) ? 0 : 1, __ATOMIC_ACQ_REL);
 }
 
 static void write_end(struct gm_region *r)
@@ -344,9 +356,9 @@ void gm_region_set_limits(struct gm_region *r, uint64_t memory_limit, uint32_t c
     write_begin(r);
     uint32_t flags = __atomic_load_n(&r->flags, __ATOMIC_RELAXED);
     flags = by_mps ? flags | GM_REGION_COMPUTE_BY_MPS : flags & ~(uint32_t)GM_REGION_COMPUTE_BY_MPS;
-    __atomic_store_n(&r->flags, flags, __ATOMIC_RELAXED);
-    __atomic_store_n(&r->memory_limit, memory_limit, __ATOMIC_RELAXED);
-    __atomic_store_n(&r->compute_pct, compute_pct, __ATOMIC_RELAXED);
+    __atomic_store_n(&r->flags, flags, __ATOMIC_RELEASE);
+    __atomic_store_n(&r->memory_limit, memory_limit, __ATOMIC_RELEASE);
+    __atomic_store_n(&r->compute_pct, compute_pct, __ATOMIC_RELEASE);
     write_end(r);
 }
 
@@ -375,13 +387,13 @@ uint64_t gm_region_read_schedule(const struct gm_region *r, struct gm_region_sch
 {
     for (int tries = 0;; tries++) {
         uint64_t gen = __atomic_load_n(&r->generation, __ATOMIC_ACQUIRE);
-        s->flags = __atomic_load_n(&r->flags, __ATOMIC_RELAXED);
-        s->compute_pct = __atomic_load_n(&r->compute_pct, __ATOMIC_RELAXED);
-        s->period_ns = __atomic_load_n(&r->period_ns, __ATOMIC_RELAXED);
-        s->offset_ns = __atomic_load_n(&r->window_offset_ns, __ATOMIC_RELAXED);
-        s->len_ns = __atomic_load_n(&r->window_len_ns, __ATOMIC_RELAXED);
-        s->epoch_ns = __atomic_load_n(&r->epoch_ns, __ATOMIC_RELAXED);
-        __atomic_thread_fence(__ATOMIC_ACQUIRE);
+        /* Acquire loads keep the second read of the generation after them. */
+        s->flags = __atomic_load_n(&r->flags, __ATOMIC_ACQUIRE);
+        s->compute_pct = __atomic_load_n(&r->compute_pct, __ATOMIC_ACQUIRE);
+        s->period_ns = __atomic_load_n(&r->period_ns, __ATOMIC_ACQUIRE);
+        s->offset_ns = __atomic_load_n(&r->window_offset_ns, __ATOMIC_ACQUIRE);
+        s->len_ns = __atomic_load_n(&r->window_len_ns, __ATOMIC_ACQUIRE);
+        s->epoch_ns = __atomic_load_n(&r->epoch_ns, __ATOMIC_ACQUIRE);
         uint64_t again = __atomic_load_n(&r->generation, __ATOMIC_RELAXED);
         if (again == gen && ((gen & 1) == 0 || tries >= READ_RETRIES))
             return gen;
