@@ -38,7 +38,14 @@ log "solo $solo, capped 30: $r30, capped 70: $r70 (billion interactions/s)"
 python3 - "$solo" "$r30" "$r70" <<'PY' && pass "30/70 caps hold within 2 points" || fail "caps: solo $solo 30:$r30 70:$r70"
 import sys
 solo, a, b = map(float, sys.argv[1:])
-sa, sb = 100 * a / solo, 100 * b / solo
+# Windows that add up to the whole period leave the GPU no idle time, so the pair's sum is the
+# GPU's throughput too; the larger of the two is the baseline (a solo run on a loaded machine
+# comes out low). The pair must still have had the GPU to itself: its sum within 15% of solo.
+base = max(solo, a + b)
+if a + b < 0.85 * solo:
+    print(f"the pair made {a + b:.1f} of the solo {solo:.1f}: the machine was too busy", file=sys.stderr)
+    sys.exit(1)
+sa, sb = 100 * a / base, 100 * b / base
 print(f"shares {sa:.1f}% and {sb:.1f}%", file=sys.stderr)
 sys.exit(0 if abs(sa - 30) <= 2 and abs(sb - 70) <= 2 else 1)
 PY
@@ -54,8 +61,9 @@ region_limits() {
 expect "region holds the limits" 0 'memory_limit 1073741824 compute_pct 20 ' -- region_limits
 expect "set" 0 'Limits of live changed while it runs: compute 40%, memory 2GiB' -- \
     gm set live --compute 40 --memory 2G
-sleep 1
-expect "region holds the new limits" 0 'memory_limit 2147483648 compute_pct 40 ' -- region_limits
+limits_are() { region_limits | grep -q "$1"; }
+wait_for "the region takes the new limits" 1 limits_are 'memory_limit 2147483648 compute_pct 40 ' &&
+    pass "region holds the new limits within a second"
 gm run other --gpu 1 --memory 10G -- sleep 300 >/dev/null
 expect "set more memory than is left" 1 'left for limits' -- gm set live --memory 6G
 expect "set out of range" 1 'compute: 0 is out of range' -- gm set live --compute 0
