@@ -90,9 +90,9 @@ static struct gm_region *region_create(const char *path, uint64_t limit, uint32_
                                 .uid = (uid_t)-1,
                                 .gid = (gid_t)-1};
     struct gm_region *r = NULL;
-    char why[512];
-    if (gm_region_create(path, &in, &r, why, sizeof(why)) < 0) {
-        fprintf(stderr, "bench_interpose: %s\n", why);
+    struct gm_error err = {0};
+    if (gm_region_create(path, &in, &r, &err) < 0) {
+        fprintf(stderr, "bench_interpose: %s\n", err.msg);
         exit(1);
     }
     return r;

@@ -16,15 +16,8 @@ int gm_region_path(const struct gm_daemon *d, const char *name, char *buf, size_
 
 int gm_region_map(const char *path, struct gm_region **out, struct gm_error *err)
 {
-    char why[PATH_MAX + 128];
-    int rc = gm_region_attach(path, out, why, sizeof(why));
-    if (rc == 0)
-        return 0;
-    return gm_err(err,
-                  rc == -ENOENT   ? GM_ENOTFOUND
-                  : rc == -EINVAL ? GM_EINVAL
-                                  : GM_EIO,
-                  "region %s", why);
+    int rc = gm_region_attach(path, out, err);
+    return rc < 0 ? gm_err_wrap(err, "region") : 0;
 }
 
 void gm_region_unmap(struct gm_region *r)
@@ -45,7 +38,7 @@ static void report_busy(const char *name)
 static int reap(struct gm_region *r, const char *name)
 {
     int n = gm_region_reap(r, GM_REGION_DAEMON_LOCK_NS);
-    if (n == -EBUSY)
+    if (n == -GM_EBUSY)
         report_busy(name);
     else if (n > 0)
         gm_debug("workload %s: %d dead process slot%s freed", name, n, n == 1 ? "" : "s");
@@ -81,9 +74,9 @@ int gm_region_prepare(struct gm_daemon *d, const struct gm_workload_rec *w, int 
             .uid = (uid_t)w->uid,
             .gid = (gid_t)w->gid,
         };
-        char why[PATH_MAX + 128];
-        if (gm_region_create(path, &in, &r, why, sizeof(why)) < 0)
-            return gm_err(err, GM_EIO, "%s", why);
+        rc = gm_region_create(path, &in, &r, err);
+        if (rc < 0)
+            return rc;
     }
     reap(r, w->name);
     gm_region_set_limits(r, w->memory_limit, (uint32_t)w->compute_pct, by_mps);

@@ -57,12 +57,13 @@ static void init_once_fn(void)
     const char *path = getenv(GM_REGION_ENV);
     const char *enforce = getenv(GM_REGION_STRICT_ENV);
     int strict = enforce != NULL && strcmp(enforce, "strict") == 0;
-    char why[512];
+    struct gm_error err = {0};
+    const char *why = err.msg;
     int ok = -1;
     if (path == NULL || path[0] == '\0')
-        snprintf(why, sizeof(why), "$%s is not set", GM_REGION_ENV);
+        gm_err(&err, GM_ENOTFOUND, "$%s is not set", GM_REGION_ENV);
     else
-        ok = gm_ip_region_attach(path, why, sizeof(why));
+        ok = gm_ip_region_attach(path, &err);
     if (ok == 0) {
         gm_ip_region_claim();
     } else if (strict) {
@@ -87,10 +88,26 @@ __attribute__((destructor)) static void gm_ip_fini(void)
     gm_ip_region_release();
 }
 
+CUresult gm_ip_cu_result(int rc)
+{
+    switch (rc) {
+    case 0:
+        return CUDA_SUCCESS;
+    case -GM_ENOSPACE:
+        return CUDA_ERROR_OUT_OF_MEMORY;
+    case -GM_EPERM:
+        return CUDA_ERROR_NOT_PERMITTED;
+    case -GM_ENOTFOUND:
+        return CUDA_ERROR_NOT_FOUND;
+    default:
+        return CUDA_ERROR_UNKNOWN;
+    }
+}
+
 CUresult cuInit(unsigned int flags)
 {
     gm_ip_init();
     if (gm_ip_refused)
-        return CUDA_ERROR_NOT_PERMITTED;
+        return gm_ip_cu_result(-GM_EPERM);
     return GM_CALL_REAL(cuInit, flags);
 }

@@ -9,6 +9,7 @@
 #ifndef GM_INTERPOSE_INTERPOSE_H
 #define GM_INTERPOSE_INTERPOSE_H
 
+#include "common/error.h"
 #include "gpumux/region.h"
 #include "interpose/hooks.h"
 
@@ -80,6 +81,12 @@ void *gm_ip_hook_addr(int i);
 extern __thread int gm_ip_depth __attribute__((tls_model("initial-exec")));
 
 /* init.c. */
+/* Internal functions follow the project's convention (0 or a negative GM_E* code, a struct
+ * gm_error for the message); this is the one place their result becomes the driver's answer:
+ * 0 CUDA_SUCCESS, -GM_ENOSPACE CUDA_ERROR_OUT_OF_MEMORY (a limit), -GM_EPERM
+ * CUDA_ERROR_NOT_PERMITTED (strict enforcement without a region), -GM_ENOTFOUND
+ * CUDA_ERROR_NOT_FOUND, anything else CUDA_ERROR_UNKNOWN. */
+CUresult gm_ip_cu_result(int rc);
 void gm_ip_init(void);
 /* 1 when GPUMUX_ENFORCE=strict found no usable region: CUDA is refused. */
 extern int gm_ip_refused;
@@ -88,13 +95,13 @@ void gm_ip_say(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
 /* region.c. The mapped region, or NULL when running without one. */
 extern struct gm_region *gm_ip_region;
-/* Maps path and checks its header. 0, or -1 with why filled. */
-int gm_ip_region_attach(const char *path, char *why, size_t whylen);
+/* Maps path and checks its header. 0, or a negative GM_E* code with err filled. */
+int gm_ip_region_attach(const char *path, struct gm_error *err);
 /* Claims this process's slot (also in a forked child: the parent's slot is not ours). */
 void gm_ip_region_claim(void);
 void gm_ip_region_release(void);
-/* Takes the region lock, repairing the counters when the last holder died. 0, or -1 when the
- * lock cannot be had (it is then not held). */
+/* Takes the region lock, repairing the counters when the last holder died. 0, or a negative
+ * GM_E* code when the lock cannot be had (it is then not held). */
 int gm_ip_region_lock(void);
 void gm_ip_region_unlock(void);
 /* Caller holds the lock: drops the slots of processes that died without releasing them (exit

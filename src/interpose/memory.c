@@ -121,18 +121,20 @@ struct charge {
     int counted;
 };
 
-/* CUDA_SUCCESS with the charge taken (or nothing to count), else the error to return without
- * calling the driver. The limit is read at every charge, so a live change applies at once. */
-static CUresult charge(struct charge *c, uint64_t size)
+/* 0 with the charge taken (or nothing to count), else -GM_ENOSPACE (past the limit) or
+ * -GM_EPERM (strict enforcement without a region): the hook answers gm_ip_cu_result of it
+ * without calling the driver. The limit is read at every charge, so a live change applies at
+ * once. */
+static int charge(struct charge *c, uint64_t size)
 {
     c->size = size;
     c->counted = 0;
     gm_ip_init();
     if (gm_ip_refused)
-        return CUDA_ERROR_NOT_PERMITTED;
+        return -GM_EPERM;
     struct gm_region *r = gm_ip_region;
     if (r == NULL || size == 0 || gm_ip_region_lock() != 0)
-        return CUDA_SUCCESS;
+        return 0;
     uint64_t limit = __atomic_load_n(&r->memory_limit, __ATOMIC_ACQUIRE);
     int over = limit != 0 && (r->mem_used > limit || size > limit - r->mem_used);
     if (over) {
@@ -144,12 +146,12 @@ static CUresult charge(struct charge *c, uint64_t size)
     if (over) {
         r->oom_count++;
         gm_ip_region_unlock();
-        return CUDA_ERROR_OUT_OF_MEMORY;
+        return -GM_ENOSPACE;
     }
     gm_ip_charge_locked(size);
     gm_ip_region_unlock();
     c->counted = 1;
-    return CUDA_SUCCESS;
+    return 0;
 }
 
 static void uncharge(uint64_t size)
@@ -206,11 +208,11 @@ static void settle(const struct charge *c, CUresult rc, int kind, uint64_t key)
         if (gm_ip_depth > 0)                                                                       \
             return GM_CALL_REAL(sym, __VA_ARGS__);                                                 \
         struct charge c_;                                                                          \
-        CUresult rc_ = charge(&c_, (size_));                                                       \
-        if (rc_ != CUDA_SUCCESS)                                                                   \
-            return rc_;                                                                            \
+        int grc_ = charge(&c_, (size_));                                                           \
+        if (grc_ < 0)                                                                              \
+            return gm_ip_cu_result(grc_);                                                          \
         gm_ip_depth++;                                                                             \
-        rc_ = GM_CALL_REAL(sym, __VA_ARGS__);                                                      \
+        CUresult rc_ = GM_CALL_REAL(sym, __VA_ARGS__);                                             \
         gm_ip_depth--;                                                                             \
         settle(&c_, rc_, kind_, rc_ == CUDA_SUCCESS ? (uint64_t)(uintptr_t) * (out_) : 0);         \
         return rc_;                                                                                \
@@ -329,22 +331,22 @@ CUresult cuArray3DCreate(CUarray *pHandle, const CUDA_ARRAY3D_DESCRIPTOR_v1 *pAl
  * the largest pitch alignment drivers use), trued up to pitch x height once it is known. */
 #define GM_IP_PITCH_ALIGN 512u
 
-static CUresult pitch_settle(struct charge *c, uint64_t pitch, uint64_t height)
+static int pitch_settle(struct charge *c, uint64_t pitch, uint64_t height)
 {
     if (!c->counted)
-        return CUDA_SUCCESS;
+        return 0;
     uint64_t actual = pitch * height;
     if (actual < c->size) {
         uncharge(c->size - actual);
         c->size = actual;
     } else if (actual > c->size) {
         struct charge more;
-        CUresult rc = charge(&more, actual - c->size);
-        if (rc != CUDA_SUCCESS)
+        int rc = charge(&more, actual - c->size);
+        if (rc < 0)
             return rc;
         c->size = actual;
     }
-    return CUDA_SUCCESS;
+    return 0;
 }
 
 static uint64_t pitch_bound(uint64_t width, uint64_t height)
@@ -362,14 +364,15 @@ CUresult cuMemAllocPitch_v2(CUdeviceptr *dptr, size_t *pPitch, size_t WidthInByt
         return GM_CALL_REAL(cuMemAllocPitch_v2, dptr, pPitch, WidthInBytes, Height,
                             ElementSizeBytes);
     struct charge c;
-    CUresult rc = charge(&c, pitch_bound(WidthInBytes, Height));
-    if (rc != CUDA_SUCCESS)
-        return rc;
+    int grc = charge(&c, pitch_bound(WidthInBytes, Height));
+    if (grc < 0)
+        return gm_ip_cu_result(grc);
+    CUresult rc;
     gm_ip_depth++;
     rc = GM_CALL_REAL(cuMemAllocPitch_v2, dptr, pPitch, WidthInBytes, Height, ElementSizeBytes);
-    if (rc == CUDA_SUCCESS && pitch_settle(&c, *pPitch, Height) != CUDA_SUCCESS) {
+    if (rc == CUDA_SUCCESS && (grc = pitch_settle(&c, *pPitch, Height)) < 0) {
         GM_CALL_REAL(cuMemFree_v2, *dptr);
-        rc = CUDA_ERROR_OUT_OF_MEMORY;
+        rc = gm_ip_cu_result(grc);
     }
     gm_ip_depth--;
     settle(&c, rc, KIND_PTR, rc == CUDA_SUCCESS ? *dptr : 0);
@@ -382,14 +385,15 @@ CUresult cuMemAllocPitch(CUdeviceptr_v1 *dptr, unsigned int *pPitch, unsigned in
     if (gm_ip_depth > 0)
         return GM_CALL_REAL(cuMemAllocPitch, dptr, pPitch, WidthInBytes, Height, ElementSizeBytes);
     struct charge c;
-    CUresult rc = charge(&c, pitch_bound(WidthInBytes, Height));
-    if (rc != CUDA_SUCCESS)
-        return rc;
+    int grc = charge(&c, pitch_bound(WidthInBytes, Height));
+    if (grc < 0)
+        return gm_ip_cu_result(grc);
+    CUresult rc;
     gm_ip_depth++;
     rc = GM_CALL_REAL(cuMemAllocPitch, dptr, pPitch, WidthInBytes, Height, ElementSizeBytes);
-    if (rc == CUDA_SUCCESS && pitch_settle(&c, *pPitch, Height) != CUDA_SUCCESS) {
+    if (rc == CUDA_SUCCESS && (grc = pitch_settle(&c, *pPitch, Height)) < 0) {
         GM_CALL_REAL(cuMemFree, *dptr);
-        rc = CUDA_ERROR_OUT_OF_MEMORY;
+        rc = gm_ip_cu_result(grc);
     }
     gm_ip_depth--;
     settle(&c, rc, KIND_PTR, rc == CUDA_SUCCESS ? *dptr : 0);

@@ -18,11 +18,12 @@ static uint64_t my_start;
 static uint64_t my_held;
 static int lock_broken_said;
 
-int gm_ip_region_attach(const char *path, char *why, size_t whylen)
+int gm_ip_region_attach(const char *path, struct gm_error *err)
 {
     struct gm_region *r;
-    if (gm_region_attach(path, &r, why, whylen) < 0)
-        return -1;
+    int rc = gm_region_attach(path, &r, err);
+    if (rc < 0)
+        return rc;
     gm_ip_region = r;
     return 0;
 }
@@ -31,12 +32,12 @@ int gm_ip_region_lock(void)
 {
     struct gm_region *r = gm_ip_region;
     if (r == NULL)
-        return -1;
+        return -GM_ENOTFOUND;
     int rc = gm_region_lock(r, GM_REGION_WAIT);
     if (rc != 0) {
         if (!__atomic_exchange_n(&lock_broken_said, 1, __ATOMIC_RELAXED))
-            gm_ip_say("limits region lock unusable (%s): memory is not counted", strerror(-rc));
-        return -1;
+            gm_ip_say("limits region %s: its lock is unusable: memory is not counted", r->workload);
+        return rc;
     }
     return 0;
 }

@@ -14,17 +14,10 @@
 
 #define READ_RETRIES 1000
 
-static void say(char *why, size_t whylen, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static void say(char *why, size_t whylen, const char *fmt, ...)
+/* What a failed open or mmap means, in the project's codes. */
+static int code_of(int e)
 {
-    if (why == NULL || whylen == 0)
-        return;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(why, whylen, fmt, ap);
-    va_end(ap);
+    return e == ENOENT ? GM_ENOTFOUND : e == EACCES || e == EPERM || e == ELOOP ? GM_EPERM : GM_EIO;
 }
 
 static void copy_str(char *dst, size_t len, const char *src)
@@ -61,14 +54,12 @@ static int init_in_place(struct gm_region *r, const struct gm_region_init *in)
 }
 
 int gm_region_create(const char *path, const struct gm_region_init *in, struct gm_region **out,
-                     char *why, size_t whylen)
+                     struct gm_error *err)
 {
     char tmp[PATH_MAX];
     int n = snprintf(tmp, sizeof(tmp), "%s.%ld.tmp", path, (long)getpid());
-    if (n < 0 || (size_t)n >= sizeof(tmp)) {
-        say(why, whylen, "region %s: path too long", path);
-        return -ENAMETOOLONG;
-    }
+    if (n < 0 || (size_t)n >= sizeof(tmp))
+        return gm_err(err, GM_EINVAL, "region %s: path too long", path);
     int fd = -1;
     for (int attempt = 0; attempt < 2 && fd < 0; attempt++) {
         fd = open(tmp, O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0660);
@@ -79,27 +70,26 @@ int gm_region_create(const char *path, const struct gm_region_init *in, struct g
     }
     if (fd < 0) {
         int e = errno;
-        say(why, whylen, "creating region %s: %s", tmp, strerror(e));
-        return -e;
+        return gm_err_errno(err, code_of(e), e, "creating region %s", tmp);
     }
-    int rc = 0;
+    int rc = 0, e;
     struct gm_region *r = MAP_FAILED;
     /* The workload maps it read-write under its own identity: 0660 whatever the umask. */
     if (fchmod(fd, 0660) < 0 || (geteuid() == 0 && fchown(fd, in->uid, in->gid) < 0)) {
-        rc = -errno;
-        say(why, whylen, "region %s: owner and mode: %s", tmp, strerror(-rc));
+        e = errno;
+        rc = gm_err_errno(err, GM_EIO, e, "region %s: owner and mode", tmp);
     } else if (ftruncate(fd, sizeof(struct gm_region)) < 0) {
-        rc = -errno;
-        say(why, whylen, "region %s: %s", tmp, strerror(-rc));
+        e = errno;
+        rc = gm_err_errno(err, GM_EIO, e, "region %s", tmp);
     } else if ((r = mmap(NULL, sizeof(*r), PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0)) ==
                MAP_FAILED) {
-        rc = -errno;
-        say(why, whylen, "mapping region %s: %s", tmp, strerror(-rc));
-    } else if ((rc = -init_in_place(r, in)) != 0) {
-        say(why, whylen, "region %s: lock: %s", tmp, strerror(-rc));
+        e = errno;
+        rc = gm_err_errno(err, GM_EIO, e, "mapping region %s", tmp);
+    } else if ((e = init_in_place(r, in)) != 0) {
+        rc = gm_err_errno(err, GM_EIO, e, "region %s: lock", tmp);
     } else if (rename(tmp, path) < 0) {
-        rc = -errno;
-        say(why, whylen, "region %s: %s", path, strerror(-rc));
+        e = errno;
+        rc = gm_err_errno(err, GM_EIO, e, "region %s", path);
     }
     close(fd);
     if (rc < 0) {
@@ -115,50 +105,48 @@ int gm_region_create(const char *path, const struct gm_region_init *in, struct g
     return 0;
 }
 
-int gm_region_attach(const char *path, struct gm_region **out, char *why, size_t whylen)
+int gm_region_attach(const char *path, struct gm_region **out, struct gm_error *err)
 {
     int fd = open(path, O_RDWR | O_CLOEXEC | O_NOFOLLOW);
     if (fd < 0) {
         int e = errno;
-        say(why, whylen, "%s: %s", path, strerror(e));
-        return -e;
+        if (e == ELOOP)
+            return gm_err(err, GM_EPERM, "%s: a symbolic link, not followed", path);
+        return gm_err_errno(err, code_of(e), e, "%s", path);
     }
     struct stat st;
     if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
-        say(why, whylen, "%s: not a regular file", path);
         close(fd);
-        return -EINVAL;
+        return gm_err(err, GM_EINVAL, "%s: not a regular file", path);
     }
     if ((uint64_t)st.st_size < sizeof(struct gm_region)) {
         /* Mapping past its end would fault on the first access. */
-        say(why, whylen, "%s: %lld bytes, a region has %zu", path, (long long)st.st_size,
-            sizeof(struct gm_region));
         close(fd);
-        return -EINVAL;
+        return gm_err(err, GM_EINVAL, "%s: %lld bytes, a region has %zu", path,
+                      (long long)st.st_size, sizeof(struct gm_region));
     }
     void *m = mmap(NULL, sizeof(struct gm_region), PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
     int map_errno = errno;
     close(fd);
-    if (m == MAP_FAILED) {
-        say(why, whylen, "%s: mmap: %s", path, strerror(map_errno));
-        return -map_errno;
-    }
+    if (m == MAP_FAILED)
+        return gm_err_errno(err, GM_EIO, map_errno, "%s: mmap", path);
     struct gm_region *r = m;
     uint32_t magic = __atomic_load_n(&r->magic, __ATOMIC_ACQUIRE);
+    int rc = 0;
     if (magic != GM_REGION_MAGIC)
-        say(why, whylen, "%s: bad magic 0x%08x", path, magic);
+        rc = gm_err(err, GM_EINVAL, "%s: bad magic 0x%08x", path, magic);
     else if (r->version != GM_REGION_VERSION)
-        say(why, whylen, "%s: layout version %u, this library reads version %u", path, r->version,
-            GM_REGION_VERSION);
+        rc = gm_err(err, GM_EINVAL, "%s: layout version %u, this library reads version %u", path,
+                    r->version, GM_REGION_VERSION);
     else if (r->size != sizeof(struct gm_region))
-        say(why, whylen, "%s: header says %u bytes, this library's region has %zu", path, r->size,
-            sizeof(struct gm_region));
-    else {
+        rc = gm_err(err, GM_EINVAL, "%s: header says %u bytes, this library's region has %zu", path,
+                    r->size, sizeof(struct gm_region));
+    if (rc == 0) {
         *out = r;
         return 0;
     }
     munmap(m, sizeof(struct gm_region));
-    return -EINVAL;
+    return rc;
 }
 
 void gm_region_detach(struct gm_region *r)
@@ -184,7 +172,7 @@ int gm_region_lock(struct gm_region *r, uint64_t timeout_ns)
                 break;
             uint64_t now = gm_mono_ns();
             if (now >= deadline)
-                return -EBUSY;
+                return -GM_EBUSY;
             uint64_t step = deadline - now < 1000000u ? deadline - now : 1000000u;
             struct timespec ts = {.tv_sec = 0, .tv_nsec = (long)step};
             nanosleep(&ts, NULL);
@@ -196,7 +184,7 @@ int gm_region_lock(struct gm_region *r, uint64_t timeout_ns)
         pthread_mutex_consistent(&r->lock);
         rc = 0;
     }
-    return -rc;
+    return rc == 0 ? 0 : -GM_EIO; /* ENOTRECOVERABLE and the like: not held */
 }
 
 void gm_region_unlock(struct gm_region *r)

@@ -3,17 +3,16 @@
  * Used by the daemon (create, limits, windows, reap), by libgpumux.so inside the workload's
  * processes (attach, slots, charges, the schedule), by the tests and by the benchmark. It is
  * compiled into the interposer with hidden visibility, so it depends on nothing of gpumux but
- * common/proc.c, allocates nothing and never aborts, exits or signals.
+ * common/proc.c and common/error.c, allocates nothing and never aborts, exits or signals.
  *
- * Errors: functions return 0 (or a count) on success and a negative errno value on failure;
- * those that can fail for more than one reason also fill a caller's `why` buffer with a line
- * naming the file and the reason ("/run/gpumux/regions/w.region: bad magic 0x00000000"). The
- * daemon turns that into a struct gm_error; the interposer prints it. (struct gm_error would
- * pull common/error.c into every workload process for no gain.)
+ * Errors follow the project's convention (common/error.h): 0 (or a count) on success, a
+ * negative GM_E* code on failure, and a caller's struct gm_error (may be NULL) that names the
+ * file and the reason ("/run/gpumux/regions/w.region: bad magic 0x00000000"). The interposer
+ * maps codes to CUresult at its hooks, the daemon passes the error on.
  *
  * Locking: the region's robust process-shared mutex guards the slots and the counters.
  * Workload processes wait for it (GM_REGION_WAIT); the daemon never does: it passes a bound
- * (GM_REGION_DAEMON_LOCK_NS) and gets -EBUSY when a process of the workload holds the lock
+ * (GM_REGION_DAEMON_LOCK_NS) and gets -GM_EBUSY when a process of the workload holds the lock
  * longer (stopped with it, or malicious), so an untrusted workload cannot block the daemon.
  *
  * Liveness: a slot is taken back only when its process is certainly gone
@@ -22,6 +21,8 @@
  * interposer's repair alike: hiding a pid must not let a workload past its limit. */
 #ifndef GM_REGION_REGION_H
 #define GM_REGION_REGION_H
+
+#include "common/error.h"
 
 #include <gpumux/region.h>
 
@@ -48,20 +49,21 @@ struct gm_region_init {
  * mode 0660 whatever the umask, chowned to uid/gid when root), the header, limits and the
  * robust lock written in place, the magic last, then renamed over path. So a reader never maps
  * a half-made region. out (may be NULL) receives the mapping; unmap with gm_region_detach.
- * Returns 0 or -errno with why filled. */
+ * Returns 0, or -GM_EINVAL (path too long), -GM_EPERM, -GM_EIO with err filled. */
 int gm_region_create(const char *path, const struct gm_region_init *init, struct gm_region **out,
-                     char *why, size_t whylen);
+                     struct gm_error *err);
 
 /* Maps an existing region read-write (MAP_SHARED): opened with O_NOFOLLOW, a regular file of
- * at least the region's size, magic, version and header size checked. Returns 0, -errno from
- * open/mmap, or -EINVAL for a file that is not a region of this layout; why says which. */
-int gm_region_attach(const char *path, struct gm_region **out, char *why, size_t whylen);
+ * at least the region's size, magic, version and header size checked. Returns 0,
+ * -GM_ENOTFOUND (no file), -GM_EPERM (a symbolic link, or not ours to open), -GM_EIO, or
+ * -GM_EINVAL for a file that is not a region of this layout; err says which. */
+int gm_region_attach(const char *path, struct gm_region **out, struct gm_error *err);
 void gm_region_detach(struct gm_region *r);
 
 /* Takes the lock. timeout_ns GM_REGION_WAIT waits (workload processes); any other value bounds
- * the wait on CLOCK_MONOTONIC and returns -EBUSY past it (the daemon). When the last holder
+ * the wait on CLOCK_MONOTONIC and returns -GM_EBUSY past it (the daemon). When the last holder
  * died holding it, repairs the region (gm_region_repair_locked) and makes it consistent.
- * Returns 0 (held), -EBUSY, or -ENOTRECOVERABLE and the like (not held). */
+ * Returns 0 (held), -GM_EBUSY, or -GM_EIO when the mutex is unusable (not held). */
 int gm_region_lock(struct gm_region *r, uint64_t timeout_ns);
 void gm_region_unlock(struct gm_region *r);
 
@@ -73,7 +75,7 @@ int gm_region_slot_gone(const struct gm_region_proc *p);
  * how many slots it freed. */
 int gm_region_repair_locked(struct gm_region *r);
 /* The daemon's sweep: lock (bounded by timeout_ns), repair, unlock. Returns the number of
- * slots freed, or -EBUSY when the lock could not be had in time (nothing done). */
+ * slots freed, or -GM_EBUSY when the lock could not be had in time (nothing done). */
 int gm_region_reap(struct gm_region *r, uint64_t timeout_ns);
 
 /* Caller holds the lock. Gives (pid, start) a slot holding mem_used bytes, added to the total:

@@ -52,9 +52,15 @@ tagged_left() {
 }
 
 cleanup() {
-    kill_tagged KILL
+    # The daemon first, so that it cannot start anything again (an MPS control daemon it finds
+    # dead), then everything else of the test, until nothing is left.
+    [ -n "$DAEMON_PID" ] && kill -KILL "$DAEMON_PID" 2>/dev/null
     local i
-    for i in $(seq 1 40); do tagged_left || break; sleep 0.05; done
+    for i in $(seq 1 40); do
+        kill_tagged KILL
+        tagged_left || break
+        sleep 0.05
+    done
     if [ "${GM_KEEP:-0}" = 1 ] || [ "$FAILS" -gt 0 ]; then
         log "state kept in $T"
         [ -f "$T/daemon.log" ] && tail -n 30 "$T/daemon.log" >&2

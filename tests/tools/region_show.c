@@ -12,9 +12,9 @@ int main(int argc, char **argv)
         return 2;
     }
     struct gm_region *r;
-    char why[600];
-    if (gm_region_attach(argv[1], &r, why, sizeof(why)) < 0) {
-        fprintf(stderr, "gm-region-show: %s\n", why);
+    struct gm_error err = {0};
+    if (gm_region_attach(argv[1], &r, &err) < 0) {
+        fprintf(stderr, "gm-region-show: %s\n", err.msg);
         return 1;
     }
     struct gm_region_schedule s;

@@ -110,7 +110,8 @@ int main(void)
         fprintf(stderr, "GM_BUILD_DIR must name the build directory\n");
         return 2;
     }
-    char dir[] = "/tmp/gm-tsan-ip-XXXXXX", path[PATH_MAX], why[256];
+    char dir[] = "/tmp/gm-tsan-ip-XXXXXX", path[PATH_MAX];
+    struct gm_error err = {0};
     if (mkdtemp(dir) == NULL)
         return 2;
     snprintf(path, sizeof(path), "%s/gpusim", dir);
@@ -119,8 +120,8 @@ int main(void)
     snprintf(path, sizeof(path), "%s/w.region", dir);
     struct gm_region_init init = {
         .workload = "w", .gpu_uuid = "", .memory_limit = LIMIT, .uid = (uid_t)-1, .gid = (gid_t)-1};
-    if (gm_region_create(path, &init, &r, why, sizeof(why)) < 0) {
-        fprintf(stderr, "region: %s\n", why);
+    if (gm_region_create(path, &init, &r, &err) < 0) {
+        fprintf(stderr, "region: %s\n", err.msg);
         return 1;
     }
     setenv(GM_REGION_ENV, path, 1);

@@ -49,7 +49,7 @@ static void *writer(void *arg)
         gm_region_set_limits(r, 64ull << 20, cap, 0);
         gm_region_set_window(r, PERIOD, cap * 1000ull, PERIOD * cap / 100, 0);
         int n = gm_region_reap(r, GM_REGION_DAEMON_LOCK_NS);
-        CHECK(n >= 0 || n == -EBUSY, "reap: %d", n);
+        CHECK(n >= 0 || n == -GM_EBUSY, "reap: %d", n);
     }
     return NULL;
 }
@@ -103,7 +103,8 @@ static void *worker(void *arg)
 
 int main(void)
 {
-    char dir[] = "/tmp/gm-tsan-region-XXXXXX", path[64], why[256];
+    char dir[] = "/tmp/gm-tsan-region-XXXXXX", path[64];
+    struct gm_error err = {0};
     if (mkdtemp(dir) == NULL)
         return 2;
     snprintf(path, sizeof(path), "%s/w.region", dir);
@@ -113,8 +114,8 @@ int main(void)
                                   .compute_pct = 10,
                                   .uid = (uid_t)-1,
                                   .gid = (gid_t)-1};
-    if (gm_region_create(path, &init, &r, why, sizeof(why)) < 0) {
-        fprintf(stderr, "create: %s\n", why);
+    if (gm_region_create(path, &init, &r, &err) < 0) {
+        fprintf(stderr, "create: %s\n", err.msg);
         return 1;
     }
     pthread_t w, rd[2], wk[WORKERS];

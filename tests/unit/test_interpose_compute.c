@@ -1,6 +1,7 @@
 /* The compute cap on a time-sliced gpusim GPU: gpumux-sample processes under duty-cycle windows
  * written into their regions as gpumuxd's controller writes them, against the sample's solo
  * throughput on the same simulated GPU. */
+#include "common/proc.h"
 #include "test_interpose_region.h"
 
 #include <math.h>
@@ -75,12 +76,14 @@ static const struct gm_region_proc *slot_of(const struct gm_region *r, pid_t pid
  * others read it back (each test runs in a process of its own, children of one runner). */
 static void solo_cache(char *buf, size_t len, pid_t runner)
 {
-    snprintf(buf, len, "/tmp/gm-ipc-solo.%d", (int)runner);
+    /* The runner's start time too: a file a crashed run left is never another run's. */
+    snprintf(buf, len, "/tmp/gm-ipc-solo.%d.%llu", (int)runner,
+             (unsigned long long)gm_proc_start_time(runner));
 }
 
 static double solo_rate(void)
 {
-    char cache[64];
+    char cache[96];
     solo_cache(cache, sizeof(cache), getppid());
     double v = 0;
     FILE *f = fopen(cache, "r");
@@ -103,7 +106,7 @@ static double solo_rate(void)
 ReportHook(POST_ALL)(struct criterion_global_stats *stats)
 {
     (void)stats;
-    char cache[64];
+    char cache[96];
     solo_cache(cache, sizeof(cache), getpid());
     unlink(cache);
 }

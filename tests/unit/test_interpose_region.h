@@ -32,8 +32,8 @@ static inline struct gm_region *t_region_create(const char *path, uint64_t memor
                                 .uid = (uid_t)-1,
                                 .gid = (gid_t)-1};
     struct gm_region *r = NULL;
-    char why[512];
-    cr_assert_eq(gm_region_create(path, &in, &r, why, sizeof(why)), 0, "%s", why);
+    struct gm_error err = {0};
+    cr_assert_eq(gm_region_create(path, &in, &r, &err), 0, "%s", err.msg);
     return r;
 }
 
