@@ -53,7 +53,7 @@ int gm_mkdir_p(const char *dir, mode_t mode, struct gm_error *err)
         if (*p != '/')
             continue;
         *p = '\0';
-        if (mkdir(buf, 0755) < 0 && errno != EEXIST)
+        if (mkdir(buf, mode) < 0 && errno != EEXIST)
             return gm_err_errno(err, GM_EIO, errno, "creating %s", buf);
         *p = '/';
     }

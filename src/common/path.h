@@ -14,8 +14,8 @@ int gm_path(struct gm_error *err, char *buf, size_t len, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
 /* The same without an error record, for code that has none (returns 0 or -1). */
 int gm_path_try(char *buf, size_t len, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-/* Creates dir and its missing parents; parents get 0755, dir itself mode. An existing directory
- * is fine (its mode is left as it is). */
+/* Creates dir and its missing parents, each with mode; existing ones are left as they are. Fails
+ * when dir exists and is not a directory ("... exists and is not a directory"). */
 int gm_mkdir_p(const char *dir, mode_t mode, struct gm_error *err);
 
 #endif

@@ -1,3 +1,4 @@
+#include "common/path.h"
 #include "daemon/supervise.h"
 
 #include <dirent.h>
@@ -218,28 +219,6 @@ int gm_sup_remove(const char *dir, struct gm_error *err)
 
 /* ---- launch ---------------------------------------------------------------------------------- */
 
-static int mkdir_p(const char *dir, struct gm_error *err)
-{
-    char path[PATH_MAX];
-    size_t len = strlen(dir);
-    if (len == 0 || len >= sizeof(path))
-        return gm_err(err, GM_EINVAL, "launch directory '%s': bad path", dir);
-    memcpy(path, dir, len + 1);
-    for (size_t i = 1; i <= len; i++) {
-        if (path[i] != '/' && path[i] != '\0')
-            continue;
-        char c = path[i];
-        path[i] = '\0';
-        if (mkdir(path, 0700) < 0 && errno != EEXIST)
-            return gm_err_errno(err, GM_EIO, errno, "launch directory %s: creating %s", dir, path);
-        path[i] = c;
-    }
-    struct stat sb;
-    if (stat(dir, &sb) < 0 || !S_ISDIR(sb.st_mode))
-        return gm_err(err, GM_EIO, "launch directory %s: not a directory", dir);
-    return 0;
-}
-
 static void send_msg(int fd, int kind, int e, pid_t pid, uint64_t start)
 {
     struct sup_msg m = {.kind = kind, .err = e, .pid = pid, .start = start};
@@ -380,9 +359,9 @@ int gm_sup_launch(const struct gm_launch *l, pid_t *monitor_pid, uint64_t *monit
     if (l == NULL || l->monitor_path == NULL || l->dir == NULL || l->log_path == NULL ||
         l->argv == NULL || l->argv[0] == NULL)
         return gm_err(err, GM_EINVAL, "launch: monitor, directory, log and command are required");
-    int rc = mkdir_p(l->dir, err);
+    int rc = gm_mkdir_p(l->dir, 0700, err);
     if (rc < 0)
-        return rc;
+        return gm_err_wrap(err, "launch directory %s", l->dir);
 
     char path[PATH_MAX];
     if (snprintf(path, sizeof(path), "%s/lock", l->dir) >= (int)sizeof(path))

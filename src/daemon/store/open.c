@@ -1,5 +1,6 @@
 /* Opening the state database: creating it whole, or checking that an existing file is ours,
  * intact and not from a newer version before anything is written to it. */
+#include "common/path.h"
 #include "daemon/store/store.h"
 #include "common/log.h"
 #include "daemon/store/internal.h"
@@ -76,20 +77,11 @@ static const char *const schema_v1[] = {
 
 static int mkdir_parents(const char *dir, struct gm_error *err)
 {
-    char p[4096];
-    size_t n = strlen(dir);
-    if (n == 0 || n >= sizeof(p))
-        return gm_err(err, GM_EINVAL, "state directory '%s': empty or too long", dir);
-    memcpy(p, dir, n + 1);
-    for (size_t i = 1; i <= n; i++) {
-        if (p[i] != '/' && p[i] != '\0')
-            continue;
-        char c = p[i];
-        p[i] = '\0';
-        if (mkdir(p, 0750) < 0 && errno != EEXIST)
-            return gm_err_errno(err, GM_EIO, errno, "state directory %s: cannot create %s", dir, p);
-        p[i] = c;
-    }
+    if (dir[0] == '\0')
+        return gm_err(err, GM_EINVAL, "state directory '': empty");
+    int rc = gm_mkdir_p(dir, 0750, err);
+    if (rc < 0)
+        return gm_err_wrap(err, "state directory %s", dir);
     struct stat st;
     if (stat(dir, &st) < 0)
         return gm_err_errno(err, GM_EIO, errno, "state directory %s", dir);
