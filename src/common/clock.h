@@ -19,6 +19,14 @@ static inline int64_t gm_mono_ms(void)
     return (int64_t)(gm_mono_ns() / 1000000u);
 }
 
+/* Unix time in microseconds. */
+static inline uint64_t gm_now_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
+}
+
 /* Unix time in milliseconds. */
 static inline int64_t gm_now_ms(void)
 {

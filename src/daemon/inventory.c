@@ -14,40 +14,45 @@
 
 int gm_inventory_sync(struct gm_daemon *d, struct gm_error *err)
 {
-    int n = gm_gpu_count();
-    pthread_mutex_lock(&d->lock);
-    int rc = gm_store_begin(d->store, err);
-    if (rc < 0)
-        goto out;
-    rc = gm_store_gpu_mark_all_absent(d->store, err);
+    /* The driver is asked without the lock (NVML calls may take long); then recorded. */
+    int n = gm_gpu_count(), rc = 0;
+    struct gm_gpu_rec *found = calloc((size_t)(n > 0 ? n : 1), sizeof(*found));
+    struct gm_gpu_live *live = calloc(1, sizeof(*live));
+    if (found == NULL || live == NULL)
+        rc = gm_err(err, GM_ENOMEM, "out of memory");
     for (int i = 0; rc == 0 && i < n; i++) {
-        struct gm_gpu_live *live = calloc(1, sizeof(*live));
-        if (live == NULL) {
-            rc = gm_err(err, GM_ENOMEM, "out of memory");
-            break;
-        }
         rc = gm_gpu_query(i, live, err);
-        if (rc == 0) {
-            struct gm_gpu_rec g;
-            memset(&g, 0, sizeof(g));
-            snprintf(g.uuid, sizeof(g.uuid), "%s", live->uuid);
-            snprintf(g.name, sizeof(g.name), "%s", live->name);
-            snprintf(g.pci_bus_id, sizeof(g.pci_bus_id), "%s", live->pci_bus_id);
-            g.idx = live->index;
-            g.memory_total = live->memory_total;
-            g.present = 1;
-            rc = gm_store_gpu_inventory(d->store, &g, err);
-            gm_info("GPU %d: %s %s (%s), %" PRIu64 " MiB", g.idx, g.name, g.uuid, g.pci_bus_id,
-                    g.memory_total / GM_MIB);
-        }
-        free(live);
+        if (rc < 0)
+            break;
+        struct gm_gpu_rec *g = &found[i];
+        snprintf(g->uuid, sizeof(g->uuid), "%s", live->uuid);
+        snprintf(g->name, sizeof(g->name), "%s", live->name);
+        snprintf(g->pci_bus_id, sizeof(g->pci_bus_id), "%s", live->pci_bus_id);
+        g->idx = live->index;
+        g->memory_total = live->memory_total;
+        g->present = 1;
     }
+    free(live);
+    if (rc < 0) {
+        free(found);
+        return rc;
+    }
+    pthread_mutex_lock(&d->lock);
+    rc = gm_store_begin(d->store, err);
+    int began = rc == 0;
+    if (rc == 0)
+        rc = gm_store_gpu_mark_all_absent(d->store, err);
+    for (int i = 0; rc == 0 && i < n; i++)
+        rc = gm_store_gpu_inventory(d->store, &found[i], err);
     if (rc == 0)
         rc = gm_store_commit(d->store, err);
-    else
+    else if (began)
         gm_store_rollback(d->store);
-out:
     pthread_mutex_unlock(&d->lock);
+    for (int i = 0; rc == 0 && i < n; i++)
+        gm_info("GPU %d: %s %s (%s), %" PRIu64 " MiB", found[i].idx, found[i].name, found[i].uuid,
+                found[i].pci_bus_id, found[i].memory_total / GM_MIB);
+    free(found);
     return rc;
 }
 

@@ -1,3 +1,4 @@
+#include "common/clock.h"
 #include "daemon/spawn.h"
 
 #include <errno.h>
@@ -14,13 +15,6 @@
 #include <unistd.h>
 
 extern char **environ;
-
-static long long now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 int gm_spawn_capture(char *const *argv, char *const *envp, const char *input, char *out, size_t len,
                      int timeout_ms, int *status, struct gm_error *err)
@@ -67,10 +61,10 @@ int gm_spawn_capture(char *const *argv, char *const *envp, const char *input, ch
     }
     close(in[1]);
     size_t used = 0;
-    long long deadline = now_ms() + timeout_ms;
+    long long deadline = gm_mono_ms() + timeout_ms;
     int timed_out = 0;
     for (;;) {
-        long long left = deadline - now_ms();
+        long long left = deadline - gm_mono_ms();
         if (left <= 0) {
             timed_out = 1;
             break;

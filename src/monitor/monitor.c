@@ -1,5 +1,6 @@
 /* gpumux-monitor: owns one workload so that it outlives the daemon with its output and exit
  * status intact. See src/daemon/supervise.h for the launch directory it maintains. */
+#include "common/clock.h"
 #include "daemon/supervise.h"
 
 #include <errno.h>
@@ -177,9 +178,7 @@ static int write_file(const char *dir, const char *name, const char *text, int d
 
 static int write_exit(const char *dir, int code, int sig)
 {
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    int64_t ms = (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+    int64_t ms = gm_now_ms();
     char text[96];
     snprintf(text, sizeof(text), "%d %d %" PRId64 "\n", code, sig, ms);
     return write_file(dir, "exit", text, 1);

@@ -2,6 +2,7 @@
  * every launch of every process is placed on it under the state's lock, so processes see each
  * other's work the way they would on one real GPU. The model, and why its numbers are what they
  * are, is in docs/gpusim.md, "CUDA and the device timeline". */
+#include "common/clock.h"
 #include "gpusim/cuda/cuda_internal.h"
 
 #include <string.h>
@@ -150,11 +151,9 @@ int gm_sim_cuda_schedule(struct gm_sim_state *st, const struct gm_sim_cuda_job *
             job->prev_end_ns != 0 && job->prev_end_ns < start ? job->prev_end_ns : start;
         uint64_t interval = end > from ? end - from : 1;
         uint64_t busy = job->work_ns < interval ? job->work_ns : interval;
-        struct timespec ts;
-        clock_gettime(CLOCK_REALTIME, &ts);
         p->busy_ns += busy;
         p->sm_util = (uint32_t)(busy * 100 / interval);
-        p->busy_ts_us = (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
+        p->busy_ts_us = gm_now_us();
         break;
     }
     gm_sim_unlock(st);

@@ -209,11 +209,9 @@ int gm_sim_proc_add_busy(struct gm_sim_state *st, int gpu, uint32_t pid, uint64_
     if (p == NULL) {
         rc = gm_err(err, GM_ENOTFOUND, "GPU %d: pid %u is not registered", gpu, pid);
     } else {
-        struct timespec ts;
-        clock_gettime(CLOCK_REALTIME, &ts);
         p->busy_ns += busy_ns;
         p->sm_util = (uint32_t)(busy_ns * 100 / interval_ns);
-        p->busy_ts_us = (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
+        p->busy_ts_us = gm_now_us();
     }
     gm_sim_unlock(st);
     return rc;
