@@ -281,8 +281,11 @@ int gm_vm_attach(struct gm_daemon *d, const char *vm, const char *gpu, struct gm
                     g.idx, g.uuid);
         goto out;
     }
-    char names[512];
-    if (gm_sched_users(ws, nws, g.uuid, NULL, names, sizeof(names)) > 0) {
+    struct gm_strv users = {0};
+    if (gm_plan_users(ws, nws, g.uuid, &users) > 0) {
+        char names[1024];
+        gm_plan_name_list(&users, names, sizeof(names));
+        gm_strv_free(&users);
         rc = gm_err(err, GM_ENOSPACE,
                     "VM %s: no GPU resources available: GPU %d (%s) is in use by workloads %s", vm,
                     g.idx, g.uuid, names);

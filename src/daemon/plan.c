@@ -325,8 +325,7 @@ int gm_plan_users(const struct gm_workload_rec *ws, size_t nws, const char *uuid
     return (int)out->n;
 }
 
-/* "a, b, c" for messages, at most eight names. */
-static void short_list(const struct gm_strv *names, char *buf, size_t len)
+void gm_plan_name_list(const struct gm_strv *names, char *buf, size_t len)
 {
     buf[0] = '\0';
     for (size_t i = 0; i < names->n; i++) {
@@ -375,7 +374,7 @@ int gm_plan_mode(const struct gm_gpu_rec *gpus, size_t ngpus, const struct gm_wo
     if (out->users.n > 0) {
         if (on_busy == GM_ON_BUSY_REFUSE) {
             char names[1024];
-            short_list(&out->users, names, sizeof(names));
+            gm_plan_name_list(&out->users, names, sizeof(names));
             gm_mode_plan_free(out);
             return gm_err(err, GM_EBUSY,
                           "GPU %d (%s): changing the mode from %s to %s would break the workloads "

@@ -108,6 +108,8 @@ void gm_mode_plan_free(struct gm_mode_plan *p);
 /* Names of the active workloads on GPU uuid, in record order. */
 int gm_plan_users(const struct gm_workload_rec *ws, size_t nws, const char *uuid,
                   struct gm_strv *out);
+/* "a, b, c" for a message: at most eight names, then "and N others". */
+void gm_plan_name_list(const struct gm_strv *names, char *buf, size_t len);
 
 /* ---- desired against actual ------------------------------------------------------------- */
 

@@ -24,23 +24,11 @@ static int counts(const struct gm_workload_rec *w, const char *uuid, const char 
 }
 
 int gm_sched_users(const struct gm_workload_rec *ws, size_t nws, const char *uuid,
-                   const char *except, char *names, size_t len)
+                   const char *except)
 {
     int n = 0;
-    if (names != NULL && len > 0)
-        names[0] = '\0';
-    for (size_t i = 0; i < nws; i++) {
-        if (!counts(&ws[i], uuid, except))
-            continue;
-        if (names != NULL && len > 0) {
-            size_t used = strlen(names);
-            if (n < 8)
-                snprintf(names + used, len - used, "%s%s", n ? ", " : "", ws[i].name);
-            else if (n == 8)
-                snprintf(names + used, len - used, " and others");
-        }
-        n++;
-    }
+    for (size_t i = 0; i < nws; i++)
+        n += counts(&ws[i], uuid, except);
     return n;
 }
 
@@ -115,8 +103,7 @@ static int refuse(const struct gm_gpu_rec *g, const struct gm_workload_rec *ws, 
                           g->uuid, size_b, size_a);
         }
     }
-    if (g->mode == GM_MODE_MPS &&
-        gm_sched_users(ws, nws, g->uuid, req->name, NULL, 0) >= GM_MPS_MAX_CLIENTS)
+    if (g->mode == GM_MODE_MPS && gm_sched_users(ws, nws, g->uuid, req->name) >= GM_MPS_MAX_CLIENTS)
         return gm_err(err, GM_ENOSPACE,
                       "GPU %d (%s) already has %d MPS clients, the most MPS allows on one GPU",
                       g->idx, g->uuid, GM_MPS_MAX_CLIENTS);
@@ -195,7 +182,7 @@ int gm_sched_admit(const struct gm_gpu_rec *gpus, size_t ngpus, const struct gm_
         }
         uint64_t free_mem =
             gpus[i].memory_total - gm_sched_reserved(ws, nws, gpus[i].uuid, req->name);
-        int users = gm_sched_users(ws, nws, gpus[i].uuid, req->name, NULL, 0);
+        int users = gm_sched_users(ws, nws, gpus[i].uuid, req->name);
         int better;
         if (best < 0)
             better = 1;

@@ -32,9 +32,10 @@ int gm_sched_admit(const struct gm_gpu_rec *gpus, size_t ngpus, const struct gm_
 int gm_gpu_resolve(const struct gm_gpu_rec *gpus, size_t n, const char *id, size_t *out,
                    struct gm_error *err);
 
-/* Names of the active workloads on a GPU (comma separated), and how many. */
+/* How many active workloads a GPU has, not counting except (may be NULL). Their names, as a
+ * list: gm_plan_users. */
 int gm_sched_users(const struct gm_workload_rec *ws, size_t nws, const char *uuid,
-                   const char *except, char *names, size_t len);
+                   const char *except);
 /* Sum of the memory limits of the active workloads on a GPU. */
 uint64_t gm_sched_reserved(const struct gm_workload_rec *ws, size_t nws, const char *uuid,
                            const char *except);
