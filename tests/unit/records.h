@@ -1,5 +1,5 @@
 /* Records for the tests of pure decisions: two Tesla T4 GPU records, as gpumuxd's inventory
- * writes them for gpusim's default node. */
+ * writes them for gpusim's default node, and the workloads a test adds. */
 #ifndef GM_TEST_RECORDS_H
 #define GM_TEST_RECORDS_H
 
@@ -24,6 +24,19 @@ static inline void t_two_t4(struct gm_gpu_rec gpus[2])
         gpus[i].memory_total = T4_MEM;
         gpus[i].present = 1;
     }
+}
+
+/* The records a test decides on: two GPUs and up to 64 workloads, reset before each test
+ * (TestSuite(..., .init = setup)). */
+static struct gm_gpu_rec gpus[2];
+static struct gm_workload_rec ws[64];
+static size_t nws;
+
+static inline void setup(void)
+{
+    t_two_t4(gpus);
+    memset(ws, 0, sizeof(ws));
+    nws = 0;
 }
 
 #endif

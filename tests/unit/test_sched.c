@@ -7,17 +7,6 @@
 #include <stdio.h>
 #include <string.h>
 
-static struct gm_gpu_rec gpus[2];
-static struct gm_workload_rec ws[64];
-static size_t nws;
-
-static void setup(void)
-{
-    t_two_t4(gpus);
-    memset(ws, 0, sizeof(ws));
-    nws = 0;
-}
-
 static struct gm_workload_rec *add(const char *name, int gpu, uint64_t mem)
 {
     struct gm_workload_rec *w = &ws[nws++];
