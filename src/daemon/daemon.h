@@ -108,6 +108,28 @@ enum gm_undo {
  * pid, then records the outcome and clears the mark. out (may be NULL) receives the record. */
 int gm_exec_launch(struct gm_daemon *d, const char *name, int64_t launch_id, enum gm_undo undo,
                    struct gm_workload_rec *out, struct gm_error *err);
+/* An effect a committed plan asks for: a signal to a launch, the removal of an ended launch's
+ * directory, a launch to make (marked launching by the committer). */
+struct gm_effect {
+    char name[64];
+    int64_t launch_id;     /* of the launch to signal or make */
+    int64_t old_launch_id; /* whose directory to remove, 0 for none */
+    int signal;            /* 0 for none */
+    int launch;
+    enum gm_undo undo; /* what a launch that cannot be made does to its record */
+};
+/* Performs the effects in order, without d->lock. */
+void gm_exec_effects(struct gm_daemon *d, const struct gm_effect *fx, size_t n);
+/* Waits, without d->lock, until nothing of launch launch_id of name runs any more (its lock is
+ * free); -GM_EBUSY after timeout_ms. */
+int gm_exec_wait_launch_gone(struct gm_daemon *d, const char *name, int64_t launch_id,
+                             int64_t timeout_ms, struct gm_error *err);
+/* Removes what the daemon kept of a deleted workload: its last launch directory, its log, its
+ * region. */
+void gm_exec_remove_files(struct gm_daemon *d, const char *name, int64_t launch_id);
+/* Gives a running workload's region its new limits (atomic stores: no lock of the workload's
+ * is taken). Returns 1 when the workload has a region, 0 when it runs without one. */
+int gm_exec_region_limits(struct gm_daemon *d, const struct gm_workload_rec *w, int by_mps);
 /* Sends sig to launch launch_id of name (outside d->lock). */
 void gm_exec_signal(struct gm_daemon *d, const char *name, int64_t launch_id, int sig);
 /* Waits, without d->lock, until no active workload is left among names; SIGKILL after

@@ -284,6 +284,69 @@ void gm_exec_signal(struct gm_daemon *d, const char *name, int64_t launch_id, in
         gm_sup_signal(dir, sig, NULL);
 }
 
+void gm_exec_effects(struct gm_daemon *d, const struct gm_effect *fx, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        const struct gm_effect *e = &fx[i];
+        char dir[PATH_MAX];
+        if (e->signal)
+            gm_exec_signal(d, e->name, e->launch_id, e->signal);
+        if (e->old_launch_id &&
+            gm_workload_launch_dir(d, e->name, e->old_launch_id, dir, sizeof(dir)) == 0)
+            gm_sup_remove(dir, NULL);
+        if (e->launch) {
+            struct gm_error err;
+            if (gm_exec_launch(d, e->name, e->launch_id, e->undo, NULL, &err) < 0)
+                gm_warn("workload %s: %s", e->name, err.msg);
+        }
+    }
+}
+
+int gm_exec_wait_launch_gone(struct gm_daemon *d, const char *name, int64_t launch_id,
+                             int64_t timeout_ms, struct gm_error *err)
+{
+    char dir[PATH_MAX];
+    if (gm_workload_launch_dir(d, name, launch_id, dir, sizeof(dir)) < 0)
+        return 0;
+    for (int64_t deadline = gm_mono_ms() + timeout_ms;;) {
+        struct gm_sup_status st;
+        if (gm_sup_poll(dir, &st, NULL) < 0 || st.state != GM_SUP_ALIVE)
+            return 0;
+        if (gm_mono_ms() >= deadline)
+            return gm_err(err, GM_EBUSY, "workload %s: its process did not end after SIGKILL",
+                          name);
+        usleep(20000);
+    }
+}
+
+void gm_exec_remove_files(struct gm_daemon *d, const char *name, int64_t launch_id)
+{
+    char path[PATH_MAX];
+    if (gm_workload_launch_dir(d, name, launch_id, path, sizeof(path)) == 0)
+        gm_sup_remove(path, NULL);
+    if (gm_path(NULL, path, sizeof(path), "%s/workloads/%s", d->cfg.run_dir, name) == 0)
+        rmdir(path);
+    if (gm_workload_log_path(d, name, path, sizeof(path)) == 0)
+        unlink(path);
+    if (gm_region_path(d, name, path, sizeof(path)) == 0)
+        unlink(path);
+}
+
+int gm_exec_region_limits(struct gm_daemon *d, const struct gm_workload_rec *w, int by_mps)
+{
+    char path[PATH_MAX];
+    struct gm_region *r;
+    int live = 0;
+    pthread_mutex_lock(&d->region_lock);
+    if (gm_region_path(d, w->name, path, sizeof(path)) == 0 && gm_region_map(path, &r, NULL) == 0) {
+        gm_region_set_limits(r, w->memory_limit, (uint32_t)w->compute_pct, by_mps);
+        gm_region_unmap(r);
+        live = 1;
+    }
+    pthread_mutex_unlock(&d->region_lock);
+    return live;
+}
+
 /* ---- waiting for stops ------------------------------------------------------------------ */
 
 int gm_exec_wait_stopped(struct gm_daemon *d, const struct gm_strv *names, struct gm_error *err)

@@ -29,16 +29,6 @@ struct seen {
     struct gm_sup_status st;
 };
 
-/* The effects of one pass, performed after the commit. */
-struct effect {
-    char name[64];
-    int64_t launch_id;     /* of the launch to signal or make */
-    int64_t old_launch_id; /* whose directory to remove, 0 for none */
-    int signal;
-    int launch;
-    enum gm_undo undo;
-};
-
 /* Did the record change between the snapshot and now? Then its observation is stale. */
 static int moved_on(const struct gm_workload_rec *a, const struct gm_workload_rec *b)
 {
@@ -78,7 +68,7 @@ static void observe(struct gm_daemon *d, const struct gm_workload_rec *ws, size_
 
 /* Decides for every record and commits the records of all plans. Caller holds d->lock. */
 static size_t decide(struct gm_daemon *d, const struct gm_workload_rec *snap, size_t n,
-                     const int *skip, const struct seen *seen, int at_start, struct effect *fx)
+                     const int *skip, const struct seen *seen, int at_start, struct gm_effect *fx)
 {
     struct gm_workload_rec *now = NULL;
     size_t nnow = 0, nfx = 0;
@@ -116,7 +106,7 @@ static size_t decide(struct gm_daemon *d, const struct gm_workload_rec *snap, si
             mm->timers = p.timers;
         if (mm != NULL && p.launch)
             mm->launching = 1;
-        struct effect *e = &fx[nfx++];
+        struct gm_effect *e = &fx[nfx++];
         memset(e, 0, sizeof(*e));
         snprintf(e->name, sizeof(e->name), "%s", w->name);
         e->launch_id = p.next.launch_id;
@@ -138,24 +128,6 @@ static size_t decide(struct gm_daemon *d, const struct gm_workload_rec *snap, si
     }
     gm_workload_list_free(now, nnow);
     return nfx;
-}
-
-static void act(struct gm_daemon *d, const struct effect *fx, size_t n)
-{
-    for (size_t i = 0; i < n; i++) {
-        const struct effect *e = &fx[i];
-        char dir[PATH_MAX];
-        if (e->signal)
-            gm_exec_signal(d, e->name, e->launch_id, e->signal);
-        if (e->old_launch_id &&
-            gm_workload_launch_dir(d, e->name, e->old_launch_id, dir, sizeof(dir)) == 0)
-            gm_sup_remove(dir, NULL);
-        if (e->launch) {
-            struct gm_error err;
-            if (gm_exec_launch(d, e->name, e->launch_id, e->undo, NULL, &err) < 0)
-                gm_warn("workload %s: %s", e->name, err.msg);
-        }
-    }
 }
 
 /* Launch directories that belong to no current launch: remove them, and stop anything that
@@ -231,7 +203,7 @@ void gm_reconcile(struct gm_daemon *d, int at_start)
     }
     int *skip = calloc(n + 1, sizeof(*skip));
     struct seen *seen = calloc(n + 1, sizeof(*seen));
-    struct effect *fx = calloc(n + 1, sizeof(*fx));
+    struct gm_effect *fx = calloc(n + 1, sizeof(*fx));
     if (skip == NULL || seen == NULL || fx == NULL) {
         pthread_mutex_unlock(&d->lock);
         gm_error("reconcile: out of memory");
@@ -248,7 +220,7 @@ void gm_reconcile(struct gm_daemon *d, int at_start)
     pthread_mutex_lock(&d->lock);
     size_t nfx = decide(d, ws, n, skip, seen, at_start, fx);
     pthread_mutex_unlock(&d->lock);
-    act(d, fx, nfx);
+    gm_exec_effects(d, fx, nfx);
 
     /* Finished launches whose directory could not be removed at once (processes the workload
      * left behind still held the lock) are swept now and then. */

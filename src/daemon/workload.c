@@ -340,20 +340,6 @@ int gm_workload_stop(struct gm_daemon *d, const char *name, struct gm_workload_r
     return hand_over(&w, out, rc < 0 ? rc : 0);
 }
 
-/* Removes what the daemon kept of a deleted workload. */
-static void remove_files(struct gm_daemon *d, const char *name, int64_t launch_id)
-{
-    char path[PATH_MAX];
-    if (gm_workload_launch_dir(d, name, launch_id, path, sizeof(path)) == 0)
-        gm_sup_remove(path, NULL);
-    if (gm_path(NULL, path, sizeof(path), "%s/workloads/%s", d->cfg.run_dir, name) == 0)
-        rmdir(path);
-    if (gm_workload_log_path(d, name, path, sizeof(path)) == 0)
-        unlink(path);
-    if (gm_region_path(d, name, path, sizeof(path)) == 0)
-        unlink(path);
-}
-
 int gm_workload_delete(struct gm_daemon *d, const char *name, struct gm_workload_rec *out,
                        struct gm_error *err)
 {
@@ -379,18 +365,10 @@ int gm_workload_delete(struct gm_daemon *d, const char *name, struct gm_workload
         gm_workload_rec_free(&w);
         return gm_err_wrap(err, "workload %s", name);
     }
-    char dir[PATH_MAX];
-    for (int64_t deadline = gm_mono_ms() + 5000;;) {
-        struct gm_sup_status st;
-        if (gm_workload_launch_dir(d, name, w.launch_id, dir, sizeof(dir)) < 0 ||
-            gm_sup_poll(dir, &st, NULL) < 0 || st.state != GM_SUP_ALIVE)
-            break;
-        if (gm_mono_ms() >= deadline) {
-            gm_workload_rec_free(&w);
-            return gm_err(err, GM_EBUSY, "workload %s: its process did not end after SIGKILL",
-                          name);
-        }
-        usleep(20000);
+    /* The record may say stopped while a process the workload left behind holds the lock. */
+    if ((rc = gm_exec_wait_launch_gone(d, name, w.launch_id, 5000, err)) < 0) {
+        gm_workload_rec_free(&w);
+        return rc;
     }
     pthread_mutex_lock(&d->lock);
     struct gm_workload_rec now = {0};
@@ -416,7 +394,7 @@ int gm_workload_delete(struct gm_daemon *d, const char *name, struct gm_workload
         gm_wmem_forget(d, name);
     pthread_mutex_unlock(&d->lock);
     if (rc == 0)
-        remove_files(d, name, w.launch_id);
+        gm_exec_remove_files(d, name, w.launch_id);
     return hand_over(&w, out, rc);
 }
 
@@ -465,19 +443,10 @@ int gm_workload_set_limits(struct gm_daemon *d, const char *name, int compute_pc
                  g.mode == GM_MODE_MPS;
     pthread_mutex_unlock(&d->lock);
 
-    /* The region takes the new limits with atomic stores: no lock of the workload's is taken. */
-    char path[PATH_MAX];
-    struct gm_region *r;
-    pthread_mutex_lock(&d->region_lock);
-    if (gm_workload_active(&w) && gm_region_path(d, name, path, sizeof(path)) == 0 &&
-        gm_region_map(path, &r, NULL) == 0) {
-        gm_region_set_limits(r, w.memory_limit, (uint32_t)w.compute_pct, by_mps);
-        gm_region_unmap(r);
-        pthread_mutex_unlock(&d->region_lock);
+    if (gm_workload_active(&w) && gm_exec_region_limits(d, &w, by_mps)) {
         o.live = 1;
         o.compute_next_run = by_mps && compute_pct >= 0;
     } else {
-        pthread_mutex_unlock(&d->region_lock);
         o.not_interposed = gm_workload_active(&w);
     }
     if (what != NULL)
