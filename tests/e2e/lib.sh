@@ -104,6 +104,27 @@ kill9_daemon() {
 
 gm() { "$GPUMUX" "$@"; }
 
+# The test users, created once per machine when the tests run as root: gpumux-member belongs to
+# the API group gpumux, gpumux-other to no group of ours. as_member / as_other run a command as
+# them (the CLI, or a file the attack needs); have_users says whether they exist.
+ensure_test_users() {
+    [ "$(id -u)" = 0 ] && command -v setpriv >/dev/null && command -v useradd >/dev/null ||
+        return 1
+    (
+        flock 9
+        getent group gpumux >/dev/null || groupadd -r gpumux || exit 1
+        getent passwd gpumux-member >/dev/null ||
+            useradd -r -M -d / -s /usr/sbin/nologin -G gpumux gpumux-member || exit 1
+        getent passwd gpumux-other >/dev/null ||
+            useradd -r -M -d / -s /usr/sbin/nologin gpumux-other || exit 1
+    ) 9>/tmp/gpumux-test-users.lock
+}
+have_users() { getent passwd gpumux-member >/dev/null && getent passwd gpumux-other >/dev/null; }
+as_member() { setpriv --reuid=gpumux-member --regid=gpumux-member --init-groups "$@"; }
+as_other() { setpriv --reuid=gpumux-other --regid=gpumux-other --init-groups "$@"; }
+gm_member() { as_member "$GPUMUX" "$@"; }
+gm_other() { as_other "$GPUMUX" "$@"; }
+
 pass() { PASSES=$((PASSES + 1)); log "ok: $*"; }
 fail() { FAILS=$((FAILS + 1)); log "FAIL: $*"; }
 
