@@ -13,15 +13,18 @@ static const char help_head[] =
     "    gpumux - share the NVIDIA GPUs of one machine between workloads\n"
     "\n"
     "SYNOPSIS\n"
-    "    gpumux [--socket PATH] [-o table|json] VERB [OPTIONS] [ARGS]\n"
+    "    gpumux [--socket PATH] [--timeout SECONDS] [-o table|json] VERB [OPTIONS] [ARGS]\n"
     "    gpumux help VERB\n"
     "    gpumux --help | --version\n"
     "\n"
     "DESCRIPTION\n"
     "    gpumux is the command line of gpumuxd, the daemon that shares this node's GPUs between\n"
     "    time-sliced and MPS workloads and hands whole GPUs to virtual machines. Every verb is\n"
-    "    one or a few requests to gpumuxd over its unix socket. Anyone may look; changing state\n"
-    "    needs root or membership of the gpumux group.\n"
+    "    one or a few requests to gpumuxd over its unix socket. Anyone may look, but only root\n"
+    "    and a workload's owner see its environment values and its log. Running workloads needs\n"
+    "    root or membership of the gpumux group; a workload runs as the user who created it, and\n"
+    "    only its owner or root may stop, start, change or delete it. GPU modes, MPS and VM\n"
+    "    claims need root or the daemon's admin_group.\n"
     "\n"
     "VERBS\n";
 
@@ -33,6 +36,10 @@ static const char help_tail[] =
     "    --socket PATH\n"
     "        The daemon's socket. Default: $GPUMUX_SOCKET if set and not empty, else\n"
     "        " GM_CLI_DEFAULT_SOCKET ".\n"
+    "    --timeout SECONDS\n"
+    "        How long one request to gpumuxd may take, connecting included (decimals allowed;\n"
+    "        0: no limit). Default: $GPUMUX_TIMEOUT if set and not empty, else 30. A delete\n"
+    "        waits for the workload to stop, up to the daemon's stop_timeout.\n"
     "    -o, --output table|json\n"
     "        table (the default) prints for people; json prints the daemon's answer, indented.\n"
     "        Every verb also takes -o and --socket after its name.\n"
@@ -43,6 +50,7 @@ static const char help_tail[] =
     "\n"
     "ENVIRONMENT\n"
     "    GPUMUX_SOCKET   the daemon's socket when --socket is not given.\n"
+    "    GPUMUX_TIMEOUT  seconds, when --timeout is not given.\n"
     "\n"
     "EXIT STATUS\n"
     "    0   success.\n"
@@ -50,6 +58,9 @@ static const char help_tail[] =
     "        'gpumux: MESSAGE' on standard error.\n"
     "    2   usage error (unknown verb, option or field, missing argument), or gpumuxd cannot\n"
     "        be reached: 'gpumux: cannot reach gpumuxd at PATH: REASON'.\n"
+    "    3   gpumuxd did not answer within the timeout: 'gpumux: the daemon at PATH did not\n"
+    "        answer within 30 s (stopped or overloaded?)'; for a change, a request it read\n"
+    "        may still be carried out when it resumes: check with 'gpumux ps'.\n"
     "\n"
     "EXAMPLES\n"
     "    gpumux smi\n"
@@ -87,6 +98,22 @@ static void print_help(FILE *f)
     fputs(help_tail, f);
 }
 
+/* --timeout SECONDS (or $GPUMUX_TIMEOUT, named by what): 0..86400, decimals allowed. Returns -1
+ * when parsing goes on, else the exit status. */
+static int parse_timeout(struct gm_cli_ctx *ctx, const char *what, const char *s)
+{
+    size_t n = strspn(s, "0123456789");
+    if (n > 0 && s[n] == '.')
+        n += 1 + strspn(s + n + 1, "0123456789");
+    char *end;
+    double v = n > 0 && s[n] == '\0' && n < 32 ? strtod(s, &end) : -1;
+    if (v < 0 || v > 86400)
+        return gm_cli_usage(ctx, "%s '%s': expected seconds from 0 (no limit) to 86400", what, s);
+    long ms = (long)(v * 1000 + 0.5);
+    gm_cli_set_timeout(v > 0 && ms == 0 ? 1 : ms);
+    return -1;
+}
+
 static int parse_output(struct gm_cli_ctx *ctx, const char *s)
 {
     if (strcmp(s, "table") == 0)
@@ -117,13 +144,16 @@ int gm_cli_main(int argc, char **argv, FILE *out, FILE *err)
     struct gm_cli_ctx ctx = {.output = GM_CLI_OUT_TABLE, .out = out, .err = err};
     const char *socket = NULL;
     static const struct option longopts[] = {
-        {"socket", required_argument, NULL, 'S'},
-        {"output", required_argument, NULL, 'o'},
-        {"help", no_argument, NULL, 'h'},
-        {"version", no_argument, NULL, 'V'},
-        {0, 0, 0, 0},
+        {"socket", required_argument, NULL, 'S'}, {"timeout", required_argument, NULL, 'T'},
+        {"output", required_argument, NULL, 'o'}, {"help", no_argument, NULL, 'h'},
+        {"version", no_argument, NULL, 'V'},      {0, 0, 0, 0},
     };
     int c, rc;
+    const char *tenv = getenv(GM_CLI_TIMEOUT_ENV);
+    gm_cli_set_timeout(GM_CLI_DEFAULT_TIMEOUT_MS);
+    if (tenv != NULL && tenv[0] != '\0' &&
+        (rc = parse_timeout(&ctx, "$" GM_CLI_TIMEOUT_ENV, tenv)) >= 0)
+        return rc;
     optind = 0; /* GNU getopt: start over, so that tests can call this more than once */
     opterr = 0;
     /* "+": stop at the verb; what follows belongs to it. */
@@ -133,6 +163,10 @@ int gm_cli_main(int argc, char **argv, FILE *out, FILE *err)
             if (optarg[0] == '\0')
                 return gm_cli_usage(&ctx, "--socket: the path is empty");
             socket = optarg;
+            break;
+        case 'T':
+            if ((rc = parse_timeout(&ctx, "--timeout", optarg)) >= 0)
+                return rc;
             break;
         case 'V':
             fprintf(out, "gpumux version %s\n", GM_VERSION);
@@ -188,6 +222,8 @@ int gm_cli_common_option(struct gm_cli_ctx *ctx, int c, char **argv, const char 
             return gm_cli_usage(ctx, "--socket: the path is empty");
         ctx->socket = optarg;
         return -1;
+    case 'T':
+        return parse_timeout(ctx, "--timeout", optarg);
     case 'h':
         if (help != NULL)
             fputs(help, ctx->out);
@@ -220,6 +256,8 @@ int gm_cli_usage(struct gm_cli_ctx *ctx, const char *fmt, ...)
 int gm_cli_fail(struct gm_cli_ctx *ctx, const struct gm_error *err)
 {
     fprintf(ctx->err, "gpumux: %s\n", err->msg);
+    if (err->code == GM_ETIMEDOUT)
+        return GM_CLI_EXIT_TIMEOUT;
     return err->code == GM_EUNREACHABLE ? GM_CLI_EXIT_USAGE : GM_CLI_EXIT_FAIL;
 }
 

@@ -10,15 +10,17 @@
 
 /* Exit statuses, documented in `gpumux --help` and docs/cli.md. */
 enum {
-    GM_CLI_EXIT_OK = 0,    /* success */
-    GM_CLI_EXIT_FAIL = 1,  /* the daemon refused, or the operation failed */
-    GM_CLI_EXIT_USAGE = 2, /* usage error, or gpumuxd cannot be reached */
+    GM_CLI_EXIT_OK = 0,      /* success */
+    GM_CLI_EXIT_FAIL = 1,    /* the daemon refused, or the operation failed */
+    GM_CLI_EXIT_USAGE = 2,   /* usage error, or gpumuxd cannot be reached */
+    GM_CLI_EXIT_TIMEOUT = 3, /* gpumuxd did not answer within --timeout */
 };
 
 enum gm_cli_output { GM_CLI_OUT_TABLE, GM_CLI_OUT_JSON };
 
 #define GM_CLI_DEFAULT_SOCKET "/run/gpumux/gpumux.sock"
 #define GM_CLI_SOCKET_ENV     "GPUMUX_SOCKET"
+#define GM_CLI_TIMEOUT_ENV    "GPUMUX_TIMEOUT"
 
 struct gm_cli_ctx {
     const char *socket;        /* the daemon's socket, never NULL once parsed */
@@ -52,14 +54,15 @@ int gm_cli_main(int argc, char **argv, FILE *out, FILE *err);
 GM_CLI_VERBS(GM_CLI_X)
 #undef GM_CLI_X
 
-/* Options every verb takes, for getopt_long tables: -o FMT, -h/--help, and --socket, which
- * people also type after the verb. */
+/* Options every verb takes, for getopt_long tables: -o FMT, -h/--help, and --socket and
+ * --timeout, which people also type after the verb. */
 #define GM_CLI_COMMON_SHORT ":o:h"
 /* clang-format off */
 #define GM_CLI_COMMON_LONG                                                                         \
     {"output", required_argument, NULL, 'o'},                                                      \
     {"help", no_argument, NULL, 'h'},                                                              \
-    {"socket", required_argument, NULL, 'S'}
+    {"socket", required_argument, NULL, 'S'},                                                      \
+    {"timeout", required_argument, NULL, 'T'}
 /* clang-format on */
 
 /* Handle one getopt_long result shared by all verbs (-o, -h, --socket, unknown option,
@@ -69,7 +72,8 @@ int gm_cli_common_option(struct gm_cli_ctx *ctx, int c, char **argv, const char 
 /* Print "gpumux: MESSAGE" and a pointer to the verb's help; returns GM_CLI_EXIT_USAGE. */
 int gm_cli_usage(struct gm_cli_ctx *ctx, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
-/* Print "gpumux: MESSAGE" for a failed call; returns 2 when the daemon is unreachable, else 1. */
+/* Print "gpumux: MESSAGE" for a failed call; returns 2 when the daemon is unreachable, 3 when it
+ * did not answer in time, else 1. */
 int gm_cli_fail(struct gm_cli_ctx *ctx, const struct gm_error *err);
 
 /* One request to the daemon. On success returns 0 and *answer (owned by the caller; may be

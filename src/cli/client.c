@@ -60,16 +60,40 @@ static size_t on_header(char *ptr, size_t size, size_t nmemb, void *userdata)
 /* Turn a failed transfer into the message users and scripts rely on. Connection failures
  * carry the socket's errno ("No such file or directory", "Connection refused"), which says
  * more than curl's generic "Couldn't connect to server". */
-static int transport_error(CURL *h, CURLcode rc, const char *socket, const char *errbuf,
-                           struct gm_error *err)
+static long timeout_ms = GM_CLI_DEFAULT_TIMEOUT_MS;
+
+void gm_cli_set_timeout(long ms)
+{
+    timeout_ms = ms < 0 ? 0 : ms;
+}
+
+long gm_cli_timeout(void)
+{
+    return timeout_ms;
+}
+
+static int transport_error(CURL *h, CURLcode rc, const char *socket, const char *method,
+                           const char *errbuf, struct gm_error *err)
 {
     long os_errno = 0;
     curl_easy_getinfo(h, CURLINFO_OS_ERRNO, &os_errno);
     const char *reason = errbuf[0] ? errbuf : curl_easy_strerror(rc);
     if (os_errno != 0)
         reason = strerror((int)os_errno);
-    if (rc == CURLE_COULDNT_CONNECT || rc == CURLE_COULDNT_RESOLVE_HOST ||
-        rc == CURLE_OPERATION_TIMEDOUT)
+    /* A stopped or overloaded daemon accepts connections (the kernel queues them) and never
+     * answers; a request it already read may still be carried out when it resumes. */
+    if (rc == CURLE_OPERATION_TIMEDOUT) {
+        char secs[32];
+        snprintf(secs, sizeof(secs), "%.3g", (double)timeout_ms / 1000.0);
+        int change = strcmp(method, "GET") != 0 && strcmp(method, "HEAD") != 0;
+        return gm_err(err, GM_ETIMEDOUT,
+                      "the daemon at %s did not answer within %s s (stopped or overloaded?)%s",
+                      socket, secs,
+                      change ? "; a change you asked for may still be carried out: check with "
+                               "'gpumux ps'"
+                             : "");
+    }
+    if (rc == CURLE_COULDNT_CONNECT || rc == CURLE_COULDNT_RESOLVE_HOST)
         return gm_err(err, GM_EUNREACHABLE, "cannot reach gpumuxd at %s: %s", socket, reason);
     return gm_err(err, GM_EUNREACHABLE, "lost the connection to gpumuxd at %s: %s", socket, reason);
 }
@@ -134,9 +158,11 @@ static int curl_transport(void *arg, const char *socket, const char *method, con
     curl_easy_setopt(h, CURLOPT_ERRORBUFFER, errbuf);
     /* The CLI handles SIGINT itself (smi -l, logs -f); curl must not touch signals. */
     curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
-    curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT, 10L);
-    /* Deleting a running workload stops it first, which may take the daemon's grace period. */
-    curl_easy_setopt(h, CURLOPT_TIMEOUT, 300L);
+    /* The whole request within --timeout (a delete waits for the workload's stop, up to the
+     * daemon's stop_timeout); connecting within 5 s of it. 0: no limit. */
+    curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, timeout_ms);
+    curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT_MS,
+                     timeout_ms > 0 && timeout_ms < 5000 ? timeout_ms : 5000L);
 
     CURLcode cc = curl_easy_perform(h);
     if (buf.oom) {
@@ -144,7 +170,7 @@ static int curl_transport(void *arg, const char *socket, const char *method, con
         goto out;
     }
     if (cc != CURLE_OK) {
-        rc = transport_error(h, cc, socket, errbuf, err);
+        rc = transport_error(h, cc, socket, method, errbuf, err);
         goto out;
     }
     curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &resp->status);

@@ -25,6 +25,8 @@ struct gm_cli_response {
  * as the JSON request body. On success returns 0 and fills *resp, which the caller releases
  * with gm_cli_response_free(). On failure returns a negative GM_E* code and sets err:
  *   GM_EUNREACHABLE  no connection: "cannot reach gpumuxd at PATH: <reason>"
+ *   GM_ETIMEDOUT     no answer within the timeout (gm_cli_set_timeout): the daemon may be
+ *                    stopped or overloaded, and a change asked for may still be carried out
  *   the code named by the daemon's error body, with its message, for a 4xx/5xx answer
  *   GM_EIO           the answer is not what docs/api.md promises (malformed JSON, no error body)
  * *resp is filled as far as the exchange got and must be released in every case. */
@@ -41,6 +43,12 @@ void gm_cli_response_free(struct gm_cli_response *resp);
 typedef int (*gm_cli_transport_fn)(void *arg, const char *socket, const char *method,
                                    const char *path, const char *payload, size_t len,
                                    struct gm_cli_response *resp, struct gm_error *err);
+/* How long one request may take, connecting included, in milliseconds; 0: no limit. The
+ * default is GM_CLI_DEFAULT_TIMEOUT_MS. */
+#define GM_CLI_DEFAULT_TIMEOUT_MS 30000L
+void gm_cli_set_timeout(long ms);
+long gm_cli_timeout(void);
+
 /* Replaces the transport for every later request; NULL restores libcurl. */
 void gm_cli_set_transport(gm_cli_transport_fn fn, void *arg);
 

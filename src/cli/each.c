@@ -22,8 +22,8 @@ int gm_cli_each_workload(struct gm_cli_ctx *ctx, int argc, char **argv, const ch
         char *path = gm_cli_path("/v1/workloads/", argv[i], suffix);
         rc = gm_cli_call(ctx, method, path, NULL, &answer);
         free(path);
-        if (rc == GM_CLI_EXIT_USAGE) {
-            status = rc; /* unreachable: the other names would fail the same way */
+        if (rc == GM_CLI_EXIT_USAGE || rc == GM_CLI_EXIT_TIMEOUT) {
+            status = rc; /* unreachable or not answering: the others would fail the same way */
             break;
         }
         if (rc != 0) {

@@ -21,7 +21,8 @@
     X(GM_EDRIVER, 8, 503, "driver")                                                                \
     X(GM_EUNREACHABLE, 9, 503, "unreachable")                                                      \
     X(GM_ENOMEM, 10, 500, "no_memory")                                                             \
-    X(GM_EINTERNAL, 11, 500, "internal")
+    X(GM_EINTERNAL, 11, 500, "internal")                                                           \
+    X(GM_ETIMEDOUT, 12, 504, "timeout")
 
 enum gm_errcode {
 #define GM_X(n, v, h, s) n = v,

@@ -13,6 +13,7 @@
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #define MAX_ANSWERS 4
@@ -200,6 +201,52 @@ Test(client, nobody_listening_is_connection_refused)
              s.path);
     cr_assert_eq(r.rc, 2);
     cr_assert_str_eq(r.err, want);
+    free_result(&r);
+    close(s.fd);
+    unlink(s.path);
+    rmdir(s.dir);
+}
+
+/* A daemon that accepts and never answers (stopped with SIGSTOP: the kernel still queues the
+ * connection): the client gives up after --timeout, says so, and exits 3, instead of hanging for
+ * minutes. */
+Test(client, a_daemon_that_does_not_answer_times_out)
+{
+    struct standin s = {0};
+    bind_socket(&s);
+    cr_assert_eq(listen(s.fd, 8), 0); /* never accepted, never answered */
+    struct timespec t0, t1;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    struct result r = gm(s.path, "--timeout", "0.4", "stop", "a", NULL);
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    double took = (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9;
+    char want[512];
+    snprintf(want, sizeof(want),
+             "gpumux: the daemon at %s did not answer within 0.4 s (stopped or overloaded?); a "
+             "change you asked for may still be carried out: check with 'gpumux ps'\n",
+             s.path);
+    cr_expect_eq(r.rc, 3, "exit status %d: %s", r.rc, r.err);
+    cr_expect_str_eq(r.err, want);
+    cr_expect(took >= 0.35 && took < 3, "took %.2f s", took);
+    free_result(&r);
+    /* A read says nothing about changes; the timeout also comes from $GPUMUX_TIMEOUT. */
+    setenv("GPUMUX_TIMEOUT", "0.3", 1);
+    r = gm(s.path, "ps", NULL);
+    unsetenv("GPUMUX_TIMEOUT");
+    snprintf(want, sizeof(want),
+             "gpumux: the daemon at %s did not answer within 0.3 s (stopped or overloaded?)\n",
+             s.path);
+    cr_expect_eq(r.rc, 3);
+    cr_expect_str_eq(r.err, want);
+    free_result(&r);
+    /* The default is 30 s, not curl's or the old 300 s. */
+    gm_cli_set_timeout(GM_CLI_DEFAULT_TIMEOUT_MS);
+    cr_expect_eq(gm_cli_timeout(), 30000);
+    r = gm(s.path, "--timeout", "soon", "ps", NULL);
+    cr_expect_eq(r.rc, 2);
+    cr_expect(strstr(r.err, "--timeout 'soon': expected seconds from 0 (no limit) to 86400") !=
+                  NULL,
+              "%s", r.err);
     free_result(&r);
     close(s.fd);
     unlink(s.path);
