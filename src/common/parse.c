@@ -39,13 +39,32 @@ int gm_parse_size(const char *s, uint64_t *out, const char *what, struct gm_erro
 {
     if (s == NULL || *s == '\0')
         return gm_err(err, GM_EINVAL, "%s: a size is required (for example 512M or 2G)", what);
-    char *end;
+    if (s[0] == '0' && (s[1] == 'x' || s[1] == 'X'))
+        return gm_err(err, GM_EINVAL,
+                      "%s: '%s' is hexadecimal; give the size in decimal, with an optional unit "
+                      "K, M, G or T (for example 512M)",
+                      what, s);
+    /* Digits with at most one decimal point, then the unit: strtod alone would also take hex
+     * ("0x10"), exponents ("1e3"), "inf" and "nan". */
+    size_t ndig = strspn(s, "0123456789");
+    if (ndig == 0)
+        goto bad;
+    if (s[ndig] == '.') {
+        size_t frac = strspn(s + ndig + 1, "0123456789");
+        if (frac == 0)
+            goto bad;
+        ndig += 1 + frac;
+    }
+    char num[64], *end;
+    if (ndig >= sizeof(num))
+        goto bad;
+    memcpy(num, s, ndig);
+    num[ndig] = '\0';
     errno = 0;
-    if (!isdigit((unsigned char)s[0]))
+    double v = strtod(num, &end);
+    if (errno != 0 || *end != '\0' || !isfinite(v))
         goto bad;
-    double v = strtod(s, &end);
-    if (errno != 0 || end == s || !isfinite(v))
-        goto bad;
+    end = (char *)s + ndig;
     uint64_t mult = 1;
     const char *u = end;
     if (*u != '\0') {

@@ -11,7 +11,7 @@
 
 /* A memory size: "1073741824", "512M", "512MiB", "1G", "1.5GiB", "2T" (binary units; K/M/G/T
  * with an optional "i", "iB" or "B"). `what` names the value in the error ("--memory").
- * Zero and values over 1 PiB are refused. */
+ * Zero, values over 1 PiB, hexadecimal ("0x10", with a hint) and exponents ("1e3") are refused. */
 int gm_parse_size(const char *s, uint64_t *out, const char *what, struct gm_error *err);
 /* A percentage 1..100 given as an integer ("30"). */
 int gm_parse_percent(const char *s, int *out, const char *what, struct gm_error *err);

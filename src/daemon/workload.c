@@ -72,6 +72,42 @@ static int reserved_env(const char *k)
            strcmp(k, "GPUSIM_STATE") == 0 || strcmp(k, "GPUSIM_CONFIG") == 0;
 }
 
+/* What execve takes: one string (NAME=value, or an argument) of at most 128 KiB with its NUL
+ * (the kernel's MAX_ARG_STRLEN), and all of them within ARG_MAX, which the daemon's own variables
+ * and the supervisor's share. A request past these would fail only at launch ("Argument list too
+ * long"); it is refused up front, naming the limit. */
+#define GM_EXEC_STRING_MAX (128 * 1024 - 1)
+#define GM_EXEC_TOTAL_MAX  (256 * 1024)
+
+static int check_exec_sizes(const struct gm_run_request *r, struct gm_error *err)
+{
+    size_t total = 0;
+    for (size_t i = 0; r->argv != NULL && r->argv[i] != NULL; i++) {
+        size_t n = strlen(r->argv[i]);
+        if (n > GM_EXEC_STRING_MAX)
+            return gm_err(err, GM_EINVAL,
+                          "workload %s: command argument %zu is %zu bytes; one argument may be at "
+                          "most %d bytes",
+                          r->name, i, n, GM_EXEC_STRING_MAX);
+        total += n + 1;
+    }
+    for (size_t i = 0; i < r->env.n; i++) {
+        size_t n = strlen(r->env.keys[i]) + 1 + strlen(r->env.vals[i]);
+        if (n > GM_EXEC_STRING_MAX)
+            return gm_err(err, GM_EINVAL,
+                          "workload %s: --env %s is %zu bytes; one variable (NAME=value) may be at "
+                          "most %d bytes",
+                          r->name, r->env.keys[i], n, GM_EXEC_STRING_MAX);
+        total += n + 1;
+    }
+    if (total > GM_EXEC_TOTAL_MAX)
+        return gm_err(err, GM_EINVAL,
+                      "workload %s: the command and environment are %zu bytes; at most %d bytes "
+                      "in all",
+                      r->name, total, GM_EXEC_TOTAL_MAX);
+    return 0;
+}
+
 static char *spec_build(const struct gm_run_request *r)
 {
     json_t *spec = json_object(), *cmd = json_array(), *env = json_object();
@@ -93,6 +129,8 @@ static int parse_request(const struct gm_run_request *r, struct gm_workload_rec 
 {
     int rc = gm_check_name(r->name, "workload", err);
     if (rc < 0)
+        return rc;
+    if ((rc = check_exec_sizes(r, err)) < 0)
         return rc;
     memset(w, 0, sizeof(*w));
     snprintf(w->name, sizeof(w->name), "%s", r->name);

@@ -26,6 +26,17 @@ Test(parse, sizes)
     cr_assert_eq(gm_parse_size("-1G", &v, "--memory", &err), -GM_EINVAL);
     cr_assert_eq(gm_parse_size("", &v, "--memory", &err), -GM_EINVAL);
     cr_assert_eq(gm_parse_size("2000T", &v, "--memory", &err), -GM_EINVAL);
+    /* strtod would read these as 16, 1000, 16 and infinity: refused, hex with a hint. */
+    cr_assert_eq(gm_parse_size("0x10", &v, "--memory", &err), -GM_EINVAL);
+    cr_assert(strstr(err.msg, "--memory: '0x10' is hexadecimal; give the size in decimal") != NULL,
+              "%s", err.msg);
+    cr_assert_eq(gm_parse_size("0X1G", &v, "--memory", &err), -GM_EINVAL);
+    cr_assert_eq(gm_parse_size("1e3", &v, "--memory", &err), -GM_EINVAL);
+    cr_assert_eq(gm_parse_size("16.", &v, "--memory", &err), -GM_EINVAL);
+    cr_assert_eq(gm_parse_size("1.5.2G", &v, "--memory", &err), -GM_EINVAL);
+    cr_assert_eq(gm_parse_size("1 G", &v, "--memory", &err), -GM_EINVAL);
+    cr_assert_eq(gm_parse_size("0.5K", &v, "--memory", &err), 0);
+    cr_assert_eq(v, 512);
 }
 
 Test(parse, percents)
