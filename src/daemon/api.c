@@ -66,7 +66,8 @@ static int load_lists(struct gm_daemon *d, struct gm_gpu_rec **gpus, size_t *ngp
     return rc;
 }
 
-static json_t *workload_json(struct gm_daemon *d, const struct gm_workload_rec *w)
+static json_t *workload_json(struct gm_daemon *d, const struct gm_workload_rec *w,
+                             const struct gm_caller *who)
 {
     struct gm_gpu_rec *gpus = NULL;
     size_t n = 0;
@@ -74,20 +75,21 @@ static json_t *workload_json(struct gm_daemon *d, const struct gm_workload_rec *
     pthread_mutex_lock(&d->lock);
     gm_store_gpu_list(d->store, &gpus, &n, &err);
     pthread_mutex_unlock(&d->lock);
-    json_t *o = gm_json_workload(d, w, gpus, n);
+    json_t *o = gm_json_workload(d, w, gpus, n, gm_perm_sees_secrets(who, w->uid));
     free(gpus);
     return o;
 }
 
 /* A workload operation's answer: the workload, or the error. */
-static void reply_workload(struct gm_daemon *d, int rc, struct gm_workload_rec *w,
-                           const struct gm_error *err, struct gm_reply *rep)
+static void reply_workload(struct gm_daemon *d, const struct gm_call *c, int rc,
+                           struct gm_workload_rec *w, const struct gm_error *err,
+                           struct gm_reply *rep)
 {
     if (rc < 0) {
         gm_api_error(rep, err);
         return;
     }
-    rep->json = workload_json(d, w);
+    rep->json = workload_json(d, w, c->who);
     gm_workload_rec_free(w);
 }
 
@@ -569,7 +571,6 @@ static void delete_vm(struct gm_daemon *d, const struct gm_call *c, struct gm_re
 
 static void get_workloads(struct gm_daemon *d, const struct gm_call *c, struct gm_reply *rep)
 {
-    (void)c;
     struct gm_gpu_rec *gpus;
     struct gm_workload_rec *ws;
     size_t ngpus, nws;
@@ -577,7 +578,8 @@ static void get_workloads(struct gm_daemon *d, const struct gm_call *c, struct g
         return;
     json_t *arr = json_array();
     for (size_t i = 0; i < nws; i++)
-        json_array_append_new(arr, gm_json_workload(d, &ws[i], gpus, ngpus));
+        json_array_append_new(
+            arr, gm_json_workload(d, &ws[i], gpus, ngpus, gm_perm_sees_secrets(c->who, ws[i].uid)));
     rep->json = json_object();
     json_object_set_new(rep->json, "workloads", arr);
     free(gpus);
@@ -592,7 +594,7 @@ static void post_workload(struct gm_daemon *d, const struct gm_call *c, struct g
     struct gm_workload_rec w;
     struct gm_error err;
     int rc = gm_workload_create(d, r, &w, &err);
-    reply_workload(d, rc, &w, &err, rep);
+    reply_workload(d, c, rc, &w, &err, rep);
     if (rc == 0)
         rep->status = 201;
 }
@@ -604,7 +606,7 @@ static void get_workload(struct gm_daemon *d, const struct gm_call *c, struct gm
     pthread_mutex_lock(&d->lock);
     int rc = gm_store_workload_get(d->store, c->arg[0], &w, &err);
     pthread_mutex_unlock(&d->lock);
-    reply_workload(d, rc, &w, &err, rep);
+    reply_workload(d, c, rc, &w, &err, rep);
 }
 
 static void delete_workload(struct gm_daemon *d, const struct gm_call *c, struct gm_reply *rep)
@@ -612,7 +614,7 @@ static void delete_workload(struct gm_daemon *d, const struct gm_call *c, struct
     struct gm_workload_rec w;
     struct gm_error err;
     int rc = gm_workload_delete(d, c->arg[0], &w, &err);
-    reply_workload(d, rc, &w, &err, rep);
+    reply_workload(d, c, rc, &w, &err, rep);
 }
 
 static void post_workload_stop(struct gm_daemon *d, const struct gm_call *c, struct gm_reply *rep)
@@ -620,7 +622,7 @@ static void post_workload_stop(struct gm_daemon *d, const struct gm_call *c, str
     struct gm_workload_rec w;
     struct gm_error err;
     int rc = gm_workload_stop(d, c->arg[0], &w, &err);
-    reply_workload(d, rc, &w, &err, rep);
+    reply_workload(d, c, rc, &w, &err, rep);
 }
 
 static void post_workload_start(struct gm_daemon *d, const struct gm_call *c, struct gm_reply *rep)
@@ -628,7 +630,7 @@ static void post_workload_start(struct gm_daemon *d, const struct gm_call *c, st
     struct gm_workload_rec w;
     struct gm_error err;
     int rc = gm_workload_start(d, c->arg[0], &w, &err);
-    reply_workload(d, rc, &w, &err, rep);
+    reply_workload(d, c, rc, &w, &err, rep);
 }
 
 static void post_workload_limits(struct gm_daemon *d, const struct gm_call *c, struct gm_reply *rep)
@@ -641,7 +643,7 @@ static void post_workload_limits(struct gm_daemon *d, const struct gm_call *c, s
     int rc = gm_workload_set_limits(d, c->arg[0], b->compute_pct, b->memory, &w, &lo, &err);
     if (rc == 0)
         gm_msg_limits(c->arg[0], &w, &lo, &lines);
-    reply_workload(d, rc, &w, &err, rep);
+    reply_workload(d, c, rc, &w, &err, rep);
     if (rc == 0)
         json_object_set_new(rep->json, "messages", messages_json(&lines));
     gm_strv_free(&lines);
@@ -724,31 +726,42 @@ static const struct gm_route routes[] = {
                "\"gpus\": [GPU]}`"},
     {"GET", "/v1/gpus/{id}", get_gpu, .answer = "GPU"},
     {"POST", "/v1/gpus/{id}/mode", post_gpu_mode, BODY(mode_spec, struct mode_req),
-     .answer = "GPU, plus `\"messages\"`: what was done, one line each"},
+     .answer = "GPU, plus `\"messages\"`: what was done, one line each", .perm = GM_PERM_ADMIN,
+     .action = "change the sharing mode of GPU"},
     {"GET", "/v1/mps", get_mps, .answer = "`{\"gpus\": [MPS status]}`"},
     {"POST", "/v1/mps/start", post_mps_start, BODY(mps_start_spec, struct mps_req),
-     .answer = "`{\"messages\", \"gpus\": [MPS status]}`"},
+     .answer = "`{\"messages\", \"gpus\": [MPS status]}`", .perm = GM_PERM_ADMIN,
+     .action = "start MPS"},
     {"POST", "/v1/mps/stop", post_mps_stop, BODY(mps_stop_spec, struct mps_req),
-     .answer = "`{\"messages\", \"gpus\": [MPS status]}`"},
+     .answer = "`{\"messages\", \"gpus\": [MPS status]}`", .perm = GM_PERM_ADMIN,
+     .action = "stop MPS"},
     {"GET", "/v1/vms", get_vms, .answer = "`{\"vms\": [VM]}`"},
-    {"POST", "/v1/vms", post_vm, BODY(vm_spec, struct vm_req), .answer = "`201` VM"},
+    {"POST", "/v1/vms", post_vm, BODY(vm_spec, struct vm_req), .answer = "`201` VM",
+     .perm = GM_PERM_ADMIN, .action = "give a GPU to a VM"},
     {"GET", "/v1/vms/{name}", get_vm, .answer = "VM"},
-    {"DELETE", "/v1/vms/{name}", delete_vm, .answer = "the VM that was detached"},
+    {"DELETE", "/v1/vms/{name}", delete_vm, .answer = "the VM that was detached",
+     .perm = GM_PERM_ADMIN, .action = "take its GPU back from VM"},
     {"GET", "/v1/workloads", get_workloads, .answer = "`{\"workloads\": [Workload]}`"},
     {"POST", "/v1/workloads", post_workload, BODY(run_spec, struct gm_run_request),
-     .answer = "`201` Workload"},
+     .answer = "`201` Workload (it runs as the caller)", .perm = GM_PERM_MEMBER,
+     .action = "create workloads"},
     {"GET", "/v1/workloads/{name}", get_workload, .answer = "Workload"},
     {"DELETE", "/v1/workloads/{name}", delete_workload,
-     .answer = "Workload as it was (a running one is stopped first)"},
-    {"POST", "/v1/workloads/{name}/stop", post_workload_stop, .answer = "Workload"},
-    {"POST", "/v1/workloads/{name}/start", post_workload_start, .answer = "Workload"},
+     .answer = "Workload as it was (a running one is stopped first)", .perm = GM_PERM_OWNER,
+     .action = "delete"},
+    {"POST", "/v1/workloads/{name}/stop", post_workload_stop, .answer = "Workload",
+     .perm = GM_PERM_OWNER, .action = "stop"},
+    {"POST", "/v1/workloads/{name}/start", post_workload_start,
+     .answer = "Workload (it runs as its owner)", .perm = GM_PERM_OWNER, .action = "start"},
     {"POST", "/v1/workloads/{name}/limits", post_workload_limits,
      BODY(limits_spec, struct limits_req),
-     .answer = "Workload, plus `\"messages\"`: whether the limits act now or at the next start"},
+     .answer = "Workload, plus `\"messages\"`: whether the limits act now or at the next start",
+     .perm = GM_PERM_OWNER, .action = "change the limits of"},
     {"GET", "/v1/workloads/{name}/logs", get_workload_logs,
      QUERY(logs_query_spec, struct logs_query),
      .answer = "the log from byte `offset` as `text/plain`; header `X-Gpumux-Offset` is the "
-               "offset to ask for next"},
+               "offset to ask for next",
+     .perm = GM_PERM_SECRET, .action = "read the log of"},
     {"GET", "/v1/events", get_events, QUERY(events_query_spec, struct events_query),
      .answer = "`{\"events\": [Event]}`, oldest first"},
 };
@@ -792,11 +805,85 @@ static const char *query_param(void *ctx, const char *name)
 
 static const struct gm_fields no_fields = {NULL, 0};
 
+/* Every query parameter must be one of the route's, and given once. */
+static int check_query_names(const struct gm_route *r, const struct gm_request *req,
+                             struct gm_error *err)
+{
+    const char *names[32];
+    if (req->query_names == NULL)
+        return 0;
+    size_t n = req->query_names(req->conn, names, 32);
+    if (n > 32)
+        return gm_err(err, GM_EINVAL, "%zu query parameters; at most 32", n);
+    for (size_t i = 0; i < n; i++) {
+        size_t k = 0;
+        while (r->query != NULL && k < r->query->n && strcmp(r->query->v[k].name, names[i]) != 0)
+            k++;
+        if (r->query == NULL || r->query->n == 0)
+            return gm_err(err, GM_EINVAL,
+                          "unknown query parameter '%s' (this request takes no parameters)",
+                          names[i]);
+        if (k == r->query->n) {
+            char list[256] = "";
+            for (k = 0; k < r->query->n; k++) {
+                size_t used = strlen(list);
+                snprintf(list + used, sizeof(list) - used, "%s%s", used ? ", " : "",
+                         r->query->v[k].name);
+            }
+            return gm_err(err, GM_EINVAL, "unknown query parameter '%s' (known parameters: %s)",
+                          names[i], list);
+        }
+        for (k = 0; k < i; k++)
+            if (strcmp(names[k], names[i]) == 0)
+                return gm_err(err, GM_EINVAL, "query parameter '%s' is given more than once",
+                              names[i]);
+    }
+    return 0;
+}
+
+/* The route's permission, for this caller on this target (perm.h). OWNER and SECRET routes
+ * name a workload: its recorded owner decides. A workload that does not exist has no owner,
+ * and its handler answers 404. */
+static int check_perm(struct gm_daemon *d, const struct gm_route *r, const struct gm_call *c,
+                      struct gm_error *err)
+{
+    struct gm_perm_groups g = {d->cfg.api_group, d->cfg.admin_group};
+    struct gm_perm_target t = {.action = r->action, .owner_uid = -1};
+    char object[128] = "", owner[64] = "";
+    if (r->perm == GM_PERM_READ || c->who->uid == 0)
+        return 0;
+    if (r->perm == GM_PERM_OWNER || r->perm == GM_PERM_SECRET) {
+        struct gm_workload_rec w;
+        snprintf(object, sizeof(object), "workload %s", c->arg[0]);
+        pthread_mutex_lock(&d->lock);
+        int found = gm_store_workload_get(d->store, c->arg[0], &w, NULL) == 0;
+        pthread_mutex_unlock(&d->lock);
+        if (found) {
+            t.owner_uid = w.uid;
+            gm_user_name((uid_t)w.uid, owner, sizeof(owner));
+            t.owner_name = owner;
+            gm_workload_rec_free(&w);
+        }
+    } else if (c->arg[0] != NULL) {
+        snprintf(object, sizeof(object), "%s", c->arg[0]);
+    }
+    t.object = object[0] ? object : NULL;
+    return gm_perm_decide(r->perm, c->who, &t, &g, err);
+}
+
 static void dispatch(struct gm_daemon *d, const struct gm_route *r, struct gm_call *c,
                      struct gm_reply *rep)
 {
     struct gm_fields_mem mem = {0};
     struct gm_error err = {0};
+    struct gm_perm_groups g = {d->cfg.api_group, d->cfg.admin_group};
+    struct gm_caller who;
+    gm_caller_resolve(c->req->uid, c->req->gid, &g, &who);
+    c->who = &who;
+    if (check_perm(d, r, c, &err) < 0 || check_query_names(r, c->req, &err) < 0) {
+        gm_api_error(rep, &err);
+        return;
+    }
     void *body = calloc(1, r->body_size ? r->body_size : 1);
     void *query = calloc(1, r->query_size ? r->query_size : 1);
     if (body == NULL || query == NULL)
@@ -815,6 +902,12 @@ static void dispatch(struct gm_daemon *d, const struct gm_route *r, struct gm_ca
     free(query);
 }
 
+/* Does a request of this method go to a route of that method? HEAD is GET without the body. */
+static int method_matches(const char *route, const char *asked)
+{
+    return strcmp(route, asked) == 0 || (strcmp(asked, "HEAD") == 0 && strcmp(route, "GET") == 0);
+}
+
 void gm_api_handle(struct gm_daemon *d, const struct gm_request *req, struct gm_reply *rep)
 {
     char allow[64] = "";
@@ -822,12 +915,13 @@ void gm_api_handle(struct gm_daemon *d, const struct gm_request *req, struct gm_
         struct gm_call c = {.req = req};
         if (!route_match(routes[i].pattern, req, c.arg))
             continue;
-        if (strcmp(routes[i].method, req->method) == 0) {
+        if (method_matches(routes[i].method, req->method)) {
             dispatch(d, &routes[i], &c, rep);
             return;
         }
         size_t used = strlen(allow);
-        snprintf(allow + used, sizeof(allow) - used, "%s%s", used ? ", " : "", routes[i].method);
+        snprintf(allow + used, sizeof(allow) - used, "%s%s%s", used ? ", " : "", routes[i].method,
+                 strcmp(routes[i].method, "GET") == 0 ? ", HEAD" : "");
     }
     if (allow[0] == '\0') {
         reply_err(rep, GM_ENOTFOUND, "no such API path: %s %s", req->method, req->path);
@@ -858,7 +952,8 @@ static void describe_fields(FILE *out, const char *title, const struct gm_fields
 
 void gm_api_describe(FILE *out)
 {
-    fprintf(out, "| method and path | body | query | answer |\n|---|---|---|---|\n");
+    fprintf(out, "| method and path | who may | body | query | answer |\n"
+                 "|---|---|---|---|---|\n");
     for (size_t i = 0; i < NROUTES; i++) {
         const struct gm_route *r = &routes[i];
         char body[512] = "", query[256] = "";
@@ -872,7 +967,8 @@ void gm_api_describe(FILE *out)
             snprintf(query + used, sizeof(query) - used, "%s`%s`%s", k ? ", " : "",
                      r->query->v[k].name, r->query->v[k].required ? "" : "?");
         }
-        fprintf(out, "| `%s %s` | %s | %s | %s |\n", r->method, r->pattern, body, query, r->answer);
+        fprintf(out, "| `%s %s` | %s | %s | %s | %s |\n", r->method, r->pattern,
+                gm_perm_name(r->perm), body, query, r->answer);
     }
     for (size_t i = 0; i < NROUTES; i++) {
         const struct gm_route *r = &routes[i];

@@ -20,6 +20,7 @@ struct gm_config {
     char placement[16]; /* binpack | spread, as configured */
     int spread;         /* placement, parsed by gm_config_finish: 1 spread, 0 bin-pack */
     char api_group[64];
+    char admin_group[64];    /* "": only root changes GPU modes, MPS and VM claims */
     uint64_t memory_reserve; /* bytes kept free on every GPU for the driver */
     long long stop_timeout_s;
     long long poll_ms;
@@ -46,7 +47,10 @@ struct gm_config {
     X("placement", S, placement, "binpack", 0, 0,                                                  \
       "binpack | spread: where a workload without --gpu goes")                                     \
     X("api_group", S, api_group, "gpumux", 0, 0,                                                   \
-      "members of this group (and root) may change state through the API")                         \
+      "members of this group (and root) may create workloads and change their own")                \
+    X("admin_group", S, admin_group, "", 0, 0,                                                     \
+      "members of this group (and root) may change GPU modes, MPS and VM claims (empty: root "     \
+      "only)")                                                                                     \
     X("memory_reserve", Z, memory_reserve, "0", 0, 0,                                              \
       "memory kept out of the memory limits on every GPU (e.g. 256M)")                             \
     X("stop_timeout", I, stop_timeout_s, "10", 0, 3600,                                            \

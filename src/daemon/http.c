@@ -1,12 +1,11 @@
 /* The HTTP server: libmicrohttpd on a unix socket, one thread per connection. It parses the
- * body, checks who may change state (SO_PEERCRED), and hands the request to the API. */
+ * body, tells who is asking (SO_PEERCRED), and hands the request to the API, whose routes say
+ * who may make it (perm.h). */
 #include "daemon/http.h"
 #include "common/log.h"
 
 #include <errno.h>
-#include <grp.h>
 #include <microhttpd.h>
-#include <pwd.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -36,30 +35,63 @@ static const char *query_get(void *conn, const char *key)
     return MHD_lookup_connection_value((struct MHD_Connection *)conn, MHD_GET_ARGUMENT_KIND, key);
 }
 
-/* Root, or a member of the API group, may change state. */
-static int may_write(struct gm_daemon *d, uid_t uid, gid_t gid)
+struct names {
+    const char **v;
+    size_t n, max;
+};
+
+static enum MHD_Result add_name(void *cls, enum MHD_ValueKind kind, const char *key,
+                                const char *value)
 {
-    if (uid == 0)
-        return 1;
-    struct group grbuf, *gr = NULL;
-    char buf[16384];
-    if (getgrnam_r(d->cfg.api_group, &grbuf, buf, sizeof(buf), &gr) != 0 || gr == NULL)
-        return 0;
-    gid_t want = gr->gr_gid;
-    if (gid == want)
-        return 1;
-    struct passwd pwbuf, *pw = NULL;
-    char pbuf[16384];
-    if (getpwuid_r(uid, &pwbuf, pbuf, sizeof(pbuf), &pw) != 0 || pw == NULL)
-        return 0;
-    gid_t groups[256];
-    int ng = 256;
-    if (getgrouplist(pw->pw_name, pw->pw_gid, groups, &ng) < 0)
-        return 0;
-    for (int i = 0; i < ng; i++)
-        if (groups[i] == want)
-            return 1;
-    return 0;
+    struct names *names = cls;
+    (void)kind;
+    (void)value;
+    if (names->n < names->max)
+        names->v[names->n] = key;
+    names->n++;
+    return MHD_YES;
+}
+
+static size_t query_list(void *conn, const char **v, size_t max)
+{
+    struct names names = {v, 0, max};
+    MHD_get_connection_values((struct MHD_Connection *)conn, MHD_GET_ARGUMENT_KIND, add_name,
+                              &names);
+    return names.n;
+}
+
+static int hexval(char c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F')
+        return c - 'A' + 10;
+    return -1;
+}
+
+/* Percent-decodes the path and each query parameter in place, as libmicrohttpd's own decoder
+ * does, except that a decoded NUL becomes DEL (0x7f): a C string would end at the NUL and a
+ * name such as "a%00b" would be read as "a". gm_http_serve refuses control characters in the
+ * path and the parsers refuse them in parameters. */
+static size_t unescape(void *cls, struct MHD_Connection *c, char *s)
+{
+    (void)cls;
+    (void)c;
+    char *w = s;
+    for (const char *r = s; *r; r++) {
+        int hi, lo;
+        if (r[0] == '%' && (hi = hexval(r[1])) >= 0 && (lo = hexval(r[2])) >= 0) {
+            char v = (char)(hi * 16 + lo);
+            *w++ = v == '\0' ? '\x7f' : v;
+            r += 2;
+        } else {
+            *w++ = *r;
+        }
+    }
+    *w = '\0';
+    return (size_t)(w - s);
 }
 
 static enum MHD_Result send_reply(struct MHD_Connection *c, struct gm_reply *rep)
@@ -176,28 +208,20 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *c, const char *u
     if (ci == NULL || getsockopt(ci->connect_fd, SOL_SOCKET, SO_PEERCRED, &cred, &clen) < 0)
         return fail(c, GM_EPERM, "cannot tell who is asking (SO_PEERCRED failed)");
 
-    int writes = strcmp(method, "GET") != 0 && strcmp(method, "HEAD") != 0;
-    if (writes && !may_write(h->d, cred.uid, cred.gid)) {
-        struct passwd pwbuf, *pw = NULL;
-        char pbuf[4096];
-        getpwuid_r(cred.uid, &pwbuf, pbuf, sizeof(pbuf), &pw);
-        return fail(c, GM_EPERM,
-                    "permission denied: user %s (uid %u) may only read; changes need root or "
-                    "membership of group %s",
-                    pw ? pw->pw_name : "?", (unsigned)cred.uid, h->d->cfg.api_group);
-    }
+    /* Who may do what is the route's to say (api.c, perm.h). */
     if (ctx->too_big)
         return fail(c, GM_EINVAL, "request body larger than %d bytes", MAX_BODY);
 
     struct gm_peer peer = {.uid = cred.uid, .gid = cred.gid, .pid = cred.pid};
     struct gm_reply rep;
-    gm_http_serve(h->d, method, url, ctx->body, ctx->len, &peer, query_get, c, &rep);
+    gm_http_serve(h->d, method, url, ctx->body, ctx->len, &peer, query_get, query_list, c, &rep);
     return send_reply(c, &rep);
 }
 
 void gm_http_serve(struct gm_daemon *d, const char *method, const char *url, const char *text,
                    size_t len, const struct gm_peer *peer,
-                   const char *(*query)(void *conn, const char *key), void *conn,
+                   const char *(*query)(void *conn, const char *key),
+                   size_t (*query_names)(void *conn, const char **names, size_t max), void *conn,
                    struct gm_reply *rep)
 {
     memset(rep, 0, sizeof(*rep));
@@ -206,7 +230,7 @@ void gm_http_serve(struct gm_daemon *d, const char *method, const char *url, con
     json_t *body = NULL;
     if (len > 0) {
         json_error_t jerr;
-        body = json_loadb(text, len, 0, &jerr);
+        body = json_loadb(text, len, JSON_REJECT_DUPLICATES, &jerr);
         if (body == NULL) {
             reply_fail(rep, GM_EINVAL, "malformed JSON in request body at line %d, column %d: %s",
                        jerr.line, jerr.column, jerr.text);
@@ -215,6 +239,19 @@ void gm_http_serve(struct gm_daemon *d, const char *method, const char *url, con
         if (!json_is_object(body)) {
             json_decref(body);
             reply_fail(rep, GM_EINVAL, "request body must be a JSON object");
+            return;
+        }
+    }
+
+    /* A control character after decoding (a %00, which the transport turns into 0x7f, a
+     * newline) is never part of a name: refused before anything reads the path. */
+    for (const unsigned char *p = (const unsigned char *)url; *p; p++) {
+        if (*p < 0x20 || *p == 0x7f) {
+            json_decref(body);
+            reply_fail(rep, GM_EINVAL,
+                       "request path contains a control character or NUL (%%00) after decoding, "
+                       "at byte %zu",
+                       (size_t)(p - (const unsigned char *)url));
             return;
         }
     }
@@ -251,6 +288,7 @@ void gm_http_serve(struct gm_daemon *d, const char *method, const char *url, con
             .gid = peer->gid,
             .pid = peer->pid,
             .query = query,
+            .query_names = query_names,
             .conn = conn,
         };
         gm_api_handle(d, &req, rep);
@@ -320,11 +358,13 @@ int gm_http_start(struct gm_daemon *d, struct gm_http **out, struct gm_error *er
         free(h);
         return gm_err_errno(err, GM_EIO, e, "listening on %s", sa.sun_path);
     }
-    h->mhd = MHD_start_daemon(
-        MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_THREAD_PER_CONNECTION | MHD_USE_ERROR_LOG, 0,
-        NULL, NULL, handle, h, MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL, MHD_OPTION_LISTEN_SOCKET,
-        h->fd, MHD_OPTION_NOTIFY_COMPLETED, completed, h, MHD_OPTION_CONNECTION_TIMEOUT,
-        (unsigned)60, MHD_OPTION_END);
+    h->mhd = MHD_start_daemon(MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_THREAD_PER_CONNECTION |
+                                  MHD_USE_ERROR_LOG,
+                              0, NULL, NULL, handle, h, MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL,
+                              MHD_OPTION_LISTEN_SOCKET, h->fd, MHD_OPTION_NOTIFY_COMPLETED,
+                              completed, h, MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)60,
+                              /* the path's and parameters' decoding: a %00 must not cut them */
+                              MHD_OPTION_UNESCAPE_CALLBACK, unescape, NULL, MHD_OPTION_END);
     if (h->mhd == NULL) {
         close(h->fd);
         unlink(h->path);

@@ -19,6 +19,9 @@ struct gm_request {
     gid_t gid;
     pid_t pid;
     const char *(*query)(void *conn, const char *key);
+    /* The names of the query parameters, in order, as many as fit in max (NULL: not known);
+     * returns how many there are. */
+    size_t (*query_names)(void *conn, const char **names, size_t max);
     void *conn;
 };
 
@@ -38,14 +41,18 @@ struct gm_peer {
     pid_t pid;
 };
 
-/* What the server does with a request once the caller may make it: parses the body (len bytes,
- * none when 0) as a JSON object, splits url (decoded, without the query string) after "/v1"
- * and dispatches. Fills rep (status 200 unless an answer says otherwise). query(conn, key)
- * returns a query parameter or NULL. http.c calls it for every request; tests call it to drive
- * the API in-process. */
+/* What the server does with a request: parses the body (len bytes, none when 0) as a JSON object
+ * (a member given twice is refused), refuses a path with a control character after decoding
+ * (a %00 would cut a name), splits url (decoded, without the query string) after "/v1" and
+ * dispatches; the route decides who may call it (perm.h). HEAD is answered as GET (the
+ * transport sends no body). Fills rep (status 200 unless an answer says otherwise).
+ * query(conn, key) returns a query parameter or NULL; query_names(conn, names, max) lists them
+ * (NULL: unknown parameters are not looked for). http.c calls it for every request; tests call
+ * it to drive the API in-process. */
 void gm_http_serve(struct gm_daemon *d, const char *method, const char *url, const char *body,
                    size_t len, const struct gm_peer *peer,
-                   const char *(*query)(void *conn, const char *key), void *conn,
+                   const char *(*query)(void *conn, const char *key),
+                   size_t (*query_names)(void *conn, const char **names, size_t max), void *conn,
                    struct gm_reply *rep);
 
 /* Dispatches a request (api.c). */

@@ -24,7 +24,7 @@ static json_t *int_or_null(long long v)
 }
 
 json_t *gm_json_workload(const struct gm_daemon *d, const struct gm_workload_rec *w,
-                         const struct gm_gpu_rec *gpus, size_t ngpus)
+                         const struct gm_gpu_rec *gpus, size_t ngpus, int reveal)
 {
     json_error_t jerr;
     json_t *spec = json_loads(w->spec_json ? w->spec_json : "{}", 0, &jerr);
@@ -35,8 +35,20 @@ json_t *gm_json_workload(const struct gm_daemon *d, const struct gm_workload_rec
     json_object_set_new(o, "kind", json_string(w->kind));
     json_t *cmd = spec ? json_object_get(spec, "command") : NULL;
     json_t *env = spec ? json_object_get(spec, "env") : NULL;
-    json_object_set(o, "command", cmd ? cmd : json_array());
-    json_object_set(o, "env", env ? env : json_object());
+    json_object_set_new(o, "command", cmd ? json_incref(cmd) : json_array());
+    if (reveal || !json_is_object(env)) {
+        json_object_set_new(o, "env", env ? json_incref(env) : json_object());
+    } else {
+        json_t *hidden = json_object();
+        const char *k;
+        json_t *v;
+        json_object_foreach(env, k, v)
+        {
+            (void)v;
+            json_object_set_new(hidden, k, json_string(GM_JSON_REDACTED));
+        }
+        json_object_set_new(o, "env", hidden);
+    }
     json_t *ga = json_array();
     const char *mode = NULL;
     for (int i = 0; i < w->ngpus; i++) {
@@ -79,7 +91,7 @@ json_t *gm_json_workload(const struct gm_daemon *d, const struct gm_workload_rec
     json_object_set_new(o, "finished_at", gm_json_time(w->finished_at));
     char log[PATH_MAX];
     gm_workload_log_path(d, w->name, log, sizeof(log));
-    json_object_set_new(o, "log_path", json_string(log));
+    json_object_set_new(o, "log_path", reveal ? json_string(log) : json_null());
     json_decref(spec);
     return o;
 }

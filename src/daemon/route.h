@@ -6,6 +6,7 @@
 
 #include "daemon/fields.h"
 #include "daemon/http.h"
+#include "daemon/perm.h"
 
 #include <stdio.h>
 
@@ -17,6 +18,7 @@ struct gm_call {
     const char *arg[GM_ROUTE_MAX_ARGS]; /* the path's {parameters}, in order */
     void *body;                         /* the route's typed body, parsed from its spec */
     const void *query;                  /* the route's typed query parameters */
+    const struct gm_caller *who;        /* who asks (already allowed the route's permission) */
 };
 
 struct gm_route {
@@ -28,6 +30,10 @@ struct gm_route {
     const struct gm_fields *query;
     size_t query_size;
     const char *answer; /* what a success answers, for docs/api.md */
+    /* Who may call it, checked by the dispatcher before the body is read (perm.h); OWNER and
+     * SECRET routes name a workload in their first {parameter}. */
+    enum gm_perm perm;
+    const char *action; /* for the refusal: "stop" (workload a), "change the mode of" (GPU 0) */
 };
 
 /* The table, for tests and the docs generator. */

@@ -13,6 +13,7 @@
 
 #include <criterion/criterion.h>
 #include <dirent.h>
+#include <grp.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdatomic.h>
@@ -96,6 +97,20 @@ static const char *query_get(void *conn, const char *key)
     return NULL;
 }
 
+static size_t query_names(void *conn, const char **names, size_t max)
+{
+    static char keys[32][64];
+    struct query *q = conn;
+    size_t n = 0;
+    for (char *p = q->text; p != NULL && p < q->text + q->len; p += strlen(p) + 1, n++) {
+        if (n < max && n < 32) {
+            snprintf(keys[n], sizeof(keys[n]), "%.*s", (int)strcspn(p, "="), p);
+            names[n] = keys[n];
+        }
+    }
+    return n;
+}
+
 /* The CLI's transport: the request goes to the daemon's own request handling. */
 static int in_process(void *arg, const char *socket, const char *method, const char *path,
                       const char *payload, size_t len, struct gm_cli_response *resp,
@@ -111,7 +126,7 @@ static int in_process(void *arg, const char *socket, const char *method, const c
     char *url = urldecode(copy);
     struct gm_peer peer = {.uid = getuid(), .gid = getgid(), .pid = getpid()};
     struct gm_reply rep;
-    gm_http_serve(dd, method, url, payload, len, &peer, query_get, &q, &rep);
+    gm_http_serve(dd, method, url, payload, len, &peer, query_get, query_names, &q, &rep);
     resp->status = rep.status;
     resp->offset = rep.offset;
     if (rep.json != NULL) {
@@ -448,22 +463,37 @@ Test(contract, every_verb_is_accepted)
 
 /* ---- The field specs' refusals, on the handler directly ---------------------------------- */
 
-static long call(const char *method, const char *path, const char *body, char *msg, size_t len)
+/* One request as the user uid (group gid) straight to the API; the answer's error message in
+ * msg, its JSON in *json when json is not NULL (the caller's then), its text in *raw likewise. */
+static long call_as(uid_t uid, gid_t gid, const char *method, const char *path, const char *body,
+                    char *msg, size_t len, json_t **json, char **raw)
 {
     char *copy = strdup(path), *qs = strchr(copy, '?');
     if (qs != NULL)
         *qs++ = '\0';
     struct query q = query_split(qs);
-    struct gm_peer peer = {.uid = getuid(), .gid = getgid(), .pid = getpid()};
+    struct gm_peer peer = {.uid = uid, .gid = gid, .pid = getpid()};
     struct gm_reply rep;
-    gm_http_serve(&d, method, copy, body, body ? strlen(body) : 0, &peer, query_get, &q, &rep);
+    gm_http_serve(&d, method, copy, body, body ? strlen(body) : 0, &peer, query_get, query_names,
+                  &q, &rep);
     const char *m =
         json_string_value(json_object_get(json_object_get(rep.json, "error"), "message"));
     snprintf(msg, len, "%s", m ? m : "");
-    json_decref(rep.json);
-    free(rep.raw);
+    if (json != NULL)
+        *json = rep.json;
+    else
+        json_decref(rep.json);
+    if (raw != NULL)
+        *raw = rep.raw;
+    else
+        free(rep.raw);
     free(copy);
     return rep.status;
+}
+
+static long call(const char *method, const char *path, const char *body, char *msg, size_t len)
+{
+    return call_as(getuid(), getgid(), method, path, body, msg, len, NULL, NULL);
 }
 
 #define REFUSED(status, message, method, path, body)                                               \
@@ -540,9 +570,9 @@ Test(contract, field_specs_refuse_clearly)
     /* Paths and methods. */
     REFUSED(404, "no such API path: GET /v1/nothing", "GET", "/v1/nothing", NULL);
     REFUSED(404, "no such API path: GET /v1/workloads/a/b/c", "GET", "/v1/workloads/a/b/c", NULL);
-    REFUSED(405, "method DELETE is not allowed on /v1/gpus (allowed: GET)", "DELETE", "/v1/gpus",
-            NULL);
-    REFUSED(405, "method PUT is not allowed on /v1/workloads/x (allowed: GET, DELETE)", "PUT",
+    REFUSED(405, "method DELETE is not allowed on /v1/gpus (allowed: GET, HEAD)", "DELETE",
+            "/v1/gpus", NULL);
+    REFUSED(405, "method PUT is not allowed on /v1/workloads/x (allowed: GET, HEAD, DELETE)", "PUT",
             "/v1/workloads/x", NULL);
     /* A refused request changed nothing. */
     char msg[1024];
@@ -644,4 +674,257 @@ Test(contract, docs_match_the_route_table)
                      "text is in %s: put it between the markers",
                      path);
     free(gen);
+}
+
+/* ---- Small input defects: each once read silently or answered wrongly ---------------------- */
+
+#define REFUSED_LIKE(status, part, method, path, body)                                             \
+    do {                                                                                           \
+        char msg_[1024];                                                                           \
+        long st_ = call(method, path, body, msg_, sizeof(msg_));                                   \
+        cr_expect_eq(st_, status, "%s %s: status %ld (%s)", method, path, st_, msg_);              \
+        cr_expect(strstr(msg_, part) != NULL, "%s %s: '%s' lacks '%s'", method, path, msg_, part); \
+    } while (0)
+
+Test(contract, small_input_defects_are_refused)
+{
+    /* A member given twice: which one counts was jansson's choice (the last). */
+    REFUSED_LIKE(400, "duplicate object key", "POST", "/v1/workloads",
+                 "{\"name\": \"x\", \"name\": \"y\", \"command\": [\"/bin/true\"]}");
+    /* A decoded %00 (which the transport turns into 0x7f) or another control character. */
+    REFUSED_LIKE(400, "control character or NUL (%00)", "GET",
+                 "/v1/workloads/a\x7f"
+                 "b",
+                 NULL);
+    REFUSED_LIKE(400, "control character", "POST", "/v1/workloads/a\nb/stop", NULL);
+    /* Query parameters: unknown, twice, not numbers, out of range, overflowing. */
+    REFUSED(400, "unknown query parameter 'limt' (known parameters: since, limit)", "GET",
+            "/v1/events?limt=3", NULL);
+    REFUSED(400, "query parameter 'since' is given more than once", "GET",
+            "/v1/events?since=1&since=2", NULL);
+    REFUSED(400, "unknown query parameter 'x' (this request takes no parameters)", "GET",
+            "/v1/workloads?x=1", NULL);
+    REFUSED(400, "since: 'abc' is not a whole number", "GET", "/v1/events?since=abc", NULL);
+    REFUSED(400, "since: '1\x7f' is not a whole number", "GET", "/v1/events?since=1\x7f", NULL);
+    REFUSED(400, "limit: -1 is out of range (1..100000)", "GET", "/v1/events?limit=-1", NULL);
+    REFUSED(400, "offset: '99999999999999999999' is not a whole number", "GET",
+            "/v1/workloads/x/logs?offset=99999999999999999999", NULL);
+    /* Hexadecimal sizes were 16 bytes. */
+    REFUSED(
+        400,
+        "--memory: '0x10' is hexadecimal; give the size in decimal, with an optional unit K, "
+        "M, G or T (for example 512M)",
+        "POST", "/v1/workloads",
+        "{\"name\": \"x\", \"command\": [\"/bin/true\"], \"gpu\": \"0\", \"memory\": \"0x10\"}");
+    /* An environment execve cannot take was a 500 from the launch. */
+    size_t big = 200000;
+    char *body = malloc(4 * big);
+    cr_assert_not_null(body);
+    int n =
+        snprintf(body, 128, "{\"name\": \"x\", \"command\": [\"/bin/true\"], \"env\": {\"K\": \"");
+    memset(body + n, 'v', big);
+    strcpy(body + n + big, "\"}}");
+    REFUSED(400,
+            "workload x: --env K is 200002 bytes; one variable (NAME=value) may be at most 131071 "
+            "bytes",
+            "POST", "/v1/workloads", body);
+    /* Many variables: the whole environment is limited too. */
+    char *p = body + sprintf(body, "{\"name\": \"x\", \"command\": [\"/bin/true\"], \"env\": {");
+    for (int i = 0; i < 3; i++)
+        p += sprintf(p, "%s\"K%d\": \"%0100000d\"", i ? ", " : "", i, 0);
+    strcpy(p, "}}");
+    REFUSED_LIKE(400, "at most 262144 bytes in all", "POST", "/v1/workloads", body);
+    free(body);
+    char msg[1024];
+    cr_expect_eq(call("GET", "/v1/workloads/x", NULL, msg, sizeof(msg)), 404, "%s", msg);
+    /* HEAD is GET without a body (the transport drops it), not 405. */
+    cr_expect_eq(call("HEAD", "/v1/info", NULL, msg, sizeof(msg)), 200, "%s", msg);
+    cr_expect_eq(call("HEAD", "/v1/workloads", NULL, msg, sizeof(msg)), 200, "%s", msg);
+    cr_expect_eq(call("HEAD", "/v1/nothing", NULL, msg, sizeof(msg)), 404, "%s", msg);
+}
+
+/* ---- Who may act on whose workloads --------------------------------------------------------- */
+
+#define STRANGER 4012345 /* no such user: in no group */
+#define MEMBERU  4012346 /* no such user, primary group 0: in the API group once it is gid 0's */
+
+static long as(uid_t uid, const char *method, const char *path, const char *body, char *msg,
+               json_t **json, char **raw)
+{
+    return call_as(uid, uid == MEMBERU ? 0 : uid, method, path, body, msg, 1024, json, raw);
+}
+
+static const char *state(const char *name)
+{
+    static char st[32];
+    char msg[1024];
+    json_t *j = NULL;
+    call_as(0, 0, "GET", "/v1/workloads/x", NULL, msg, sizeof(msg), NULL, NULL);
+    char path[128];
+    snprintf(path, sizeof(path), "/v1/workloads/%s", name);
+    call_as(0, 0, "GET", path, NULL, msg, sizeof(msg), &j, NULL);
+    snprintf(st, sizeof(st), "%s", json_string_value(json_object_get(j, "state")) ?: "?");
+    json_decref(j);
+    return st;
+}
+
+static int pid_of(const char *name)
+{
+    char path[128], msg[1024];
+    snprintf(path, sizeof(path), "/v1/workloads/%s", name);
+    for (int tries = 0; tries < 200; tries++) {
+        json_t *j = NULL;
+        call_as(0, 0, "GET", path, NULL, msg, sizeof(msg), &j, NULL);
+        int pid = (int)json_integer_value(json_object_get(j, "pid"));
+        json_decref(j);
+        if (pid > 0)
+            return pid;
+        usleep(20000);
+    }
+    return 0;
+}
+
+static long uid_of_pid(int pid)
+{
+    char path[64], line[256];
+    snprintf(path, sizeof(path), "/proc/%d/status", pid);
+    FILE *f = fopen(path, "r");
+    long uid = -1;
+    while (f != NULL && fgets(line, sizeof(line), f) != NULL)
+        if (sscanf(line, "Uid: %ld", &uid) == 1)
+            break;
+    if (f != NULL)
+        fclose(f);
+    return uid;
+}
+
+Test(contract, owners_secrets_and_admin_actions)
+{
+    if (getuid() != 0)
+        cr_skip_test("workloads of other users need root");
+    char msg[1024];
+    json_t *j = NULL;
+    char *raw = NULL;
+    /* The API group is gid 0's group, so that MEMBERU is a member without a user of its own. */
+    char group[64];
+    struct group *gr = getgrgid(0);
+    cr_assert_not_null(gr);
+    snprintf(group, sizeof(group), "%s", gr->gr_name);
+    snprintf(d.cfg.api_group, sizeof(d.cfg.api_group), "%s", group);
+
+    cr_assert_eq(as(0, "POST", "/v1/workloads",
+                    "{\"name\": \"rootw\", \"command\": [\"/bin/sh\", \"-c\", \"echo root-secret; "
+                    "exec sleep 30\"], \"env\": {\"DB_PASSWORD\": \"hunter2\"}}",
+                    msg, NULL, NULL),
+                 201, "%s", msg);
+    cr_assert_gt(pid_of("rootw"), 0);
+
+    /* A member may not change root's workload, and nothing changes. */
+    static const char *const changes[][3] = {
+        {"POST", "/v1/workloads/rootw/stop", NULL},
+        {"POST", "/v1/workloads/rootw/start", NULL},
+        {"DELETE", "/v1/workloads/rootw", NULL},
+        {"POST", "/v1/workloads/rootw/limits", "{\"memory\": \"1G\"}"},
+    };
+    static const char *const verbs[] = {"stop", "start", "delete", "change the limits of"};
+    for (size_t i = 0; i < 4; i++) {
+        char want[512];
+        snprintf(want, sizeof(want),
+                 "permission denied: user uid %d (uid %d) may not %s workload rootw of user root "
+                 "(uid 0): only its owner or root may",
+                 MEMBERU, MEMBERU, verbs[i]);
+        cr_expect_eq(as(MEMBERU, changes[i][0], changes[i][1], changes[i][2], msg, NULL, NULL), 403,
+                     "%s %s: %s", changes[i][0], changes[i][1], msg);
+        cr_expect_str_eq(msg, want);
+        /* A user outside the group is refused by the group rule. */
+        cr_expect_eq(as(STRANGER, changes[i][0], changes[i][1], changes[i][2], msg, NULL, NULL),
+                     403);
+        cr_expect(strstr(msg, "may only read; changes need root or membership of group") != NULL,
+                  "%s", msg);
+    }
+    cr_expect_str_eq(state("rootw"), "running");
+
+    /* Reads stay open, secrets do not. */
+    for (uid_t u = MEMBERU; u <= MEMBERU; u++) {
+        cr_expect_eq(as(u, "GET", "/v1/workloads/rootw", NULL, msg, &j, NULL), 200, "%s", msg);
+        cr_expect_str_eq(
+            json_string_value(json_object_get(json_object_get(j, "env"), "DB_PASSWORD")),
+            "<redacted>");
+        cr_expect(json_is_null(json_object_get(j, "log_path")));
+        json_decref(j);
+    }
+    cr_expect_eq(as(STRANGER, "GET", "/v1/workloads", NULL, msg, &j, NULL), 200, "%s", msg);
+    char *text = json_dumps(j, 0);
+    cr_expect(strstr(text, "hunter2") == NULL && strstr(text, "<redacted>") != NULL, "%s", text);
+    free(text);
+    json_decref(j);
+    cr_expect_eq(as(STRANGER, "GET", "/v1/workloads/rootw/logs", NULL, msg, NULL, &raw), 403);
+    cr_expect(raw == NULL || strstr(raw, "root-secret") == NULL);
+    cr_expect(strstr(msg, "may not read the log of workload rootw of user root (uid 0)") != NULL,
+              "%s", msg);
+    free(raw);
+    raw = NULL;
+    /* Root sees them. */
+    cr_expect_eq(as(0, "GET", "/v1/workloads/rootw", NULL, msg, &j, NULL), 200);
+    cr_expect_str_eq(json_string_value(json_object_get(json_object_get(j, "env"), "DB_PASSWORD")),
+                     "hunter2");
+    json_decref(j);
+
+    /* A member's own workload runs as the member and is the member's to use. */
+    cr_expect_eq(as(MEMBERU, "POST", "/v1/workloads",
+                    "{\"name\": \"memw\", \"command\": [\"/bin/sleep\", \"30\"], \"env\": "
+                    "{\"TOKEN\": \"t0k\"}}",
+                    msg, NULL, NULL),
+                 201, "%s", msg);
+    int pid = pid_of("memw");
+    cr_assert_gt(pid, 0);
+    cr_expect_eq(uid_of_pid(pid), MEMBERU);
+    cr_expect_eq(as(MEMBERU, "GET", "/v1/workloads/memw", NULL, msg, &j, NULL), 200);
+    cr_expect_str_eq(json_string_value(json_object_get(json_object_get(j, "env"), "TOKEN")), "t0k");
+    json_decref(j);
+    cr_expect_eq(as(MEMBERU, "GET", "/v1/workloads/memw/logs", NULL, msg, NULL, &raw), 200, "%s",
+                 msg);
+    free(raw);
+    raw = NULL;
+    cr_expect_eq(as(STRANGER, "POST", "/v1/workloads/memw/stop", NULL, msg, NULL, NULL), 403);
+    cr_expect_eq(as(MEMBERU, "POST", "/v1/workloads/memw/stop", NULL, msg, NULL, NULL), 200, "%s",
+                 msg);
+    for (int tries = 0; tries < 200 && strcmp(state("memw"), "stopped") != 0; tries++)
+        usleep(20000);
+    cr_expect_str_eq(state("memw"), "stopped");
+    /* Root starts it again: it runs as its owner, not as root. */
+    cr_expect_eq(as(0, "POST", "/v1/workloads/memw/start", NULL, msg, NULL, NULL), 200, "%s", msg);
+    pid = pid_of("memw");
+    cr_assert_gt(pid, 0);
+    cr_expect_eq(uid_of_pid(pid), MEMBERU);
+
+    /* GPU modes, MPS and VM claims: root only unless an admin group is configured. */
+    static const char *const admin[][3] = {
+        {"POST", "/v1/gpus/1/mode", "{\"mode\": \"mps\"}"},
+        {"POST", "/v1/mps/start", "{\"gpu\": \"1\"}"},
+        {"POST", "/v1/mps/stop", "{\"gpu\": \"1\"}"},
+        {"POST", "/v1/vms", "{\"name\": \"vm1\", \"gpu\": \"1\"}"},
+        {"DELETE", "/v1/vms/vm1", NULL},
+    };
+    for (size_t i = 0; i < 5; i++) {
+        cr_expect_eq(as(MEMBERU, admin[i][0], admin[i][1], admin[i][2], msg, NULL, NULL), 403,
+                     "%s %s: %s", admin[i][0], admin[i][1], msg);
+        cr_expect(strstr(msg, "GPU modes, MPS and VM claims need root (no admin_group is "
+                              "configured)") != NULL,
+                  "%s", msg);
+    }
+    cr_expect_eq(as(0, "GET", "/v1/gpus/1", NULL, msg, &j, NULL), 200);
+    cr_expect_str_eq(json_string_value(json_object_get(j, "mode")), "shared");
+    json_decref(j);
+    snprintf(d.cfg.admin_group, sizeof(d.cfg.admin_group), "%s", group);
+    cr_expect_eq(
+        as(MEMBERU, "POST", "/v1/vms", "{\"name\": \"vm1\", \"gpu\": \"1\"}", msg, NULL, NULL), 201,
+        "%s", msg);
+    cr_expect_eq(as(MEMBERU, "DELETE", "/v1/vms/vm1", NULL, msg, NULL, NULL), 200, "%s", msg);
+    cr_expect_eq(
+        as(STRANGER, "POST", "/v1/vms", "{\"name\": \"vm1\", \"gpu\": \"1\"}", msg, NULL, NULL),
+        403);
+    /* An admin is no owner: root's workload stays root's. */
+    cr_expect_eq(as(MEMBERU, "POST", "/v1/workloads/rootw/stop", NULL, msg, NULL, NULL), 403);
+    cr_expect_str_eq(state("rootw"), "running");
 }
