@@ -61,6 +61,40 @@ expect "error body shape" 0 '"code": "invalid"' -- api POST /v1/gpus/0/mode '{"m
 expect "bad mode over the API" 0 "^400 .*mode 'turbo': must be one of shared, mps, vm" -- api POST /v1/gpus/0/mode '{"mode": "turbo"}'
 expect "bad restart over the API" 0 "^400 .*restart 'sometimes'" -- api POST /v1/workloads '{"name":"x","command":["true"],"restart":"sometimes"}'
 
+# Input that was read two ways, straight to the API with curl.
+curl_api() { # METHOD URL [curl options] -> prints "STATUS BODY-ON-ONE-LINE"
+    local m=$1 u=$2
+    shift 2
+    curl -s -o "$T/curl.out" -w '%{http_code}' --unix-socket "$GPUMUX_SOCKET" -X "$m" "$@" \
+        "http://localhost$u"
+    printf ' %s\n' "$(tr -d '\n' <"$T/curl.out")"
+}
+expect "duplicate JSON member" 0 '^400 .*duplicate object key' -- \
+    curl_api POST /v1/workloads -d '{"name":"dup","name":"dup2","command":["/bin/true"]}'
+expect "%00 in a path" 0 '^400 .*control character or NUL \(%00\)' -- \
+    curl_api POST /v1/workloads/keep%00x/stop
+expect "newline in a path" 0 '^400 .*control character' -- curl_api GET /v1/workloads/ke%0Aep
+expect "%00 in a query parameter" 0 "^400 .*since: '1.x' is not a whole number" -- \
+    curl_api GET '/v1/events?since=1%00x'
+expect "HEAD like GET, not 405" 0 '^200 HTTP/1.1 200 OK.*Content-Length: [1-9]' -- curl_api HEAD /v1/workloads -I
+expect "HEAD has GET's length" 0 '^200 $' -- bash -c \
+    "[ \"\$(curl -sI --unix-socket $GPUMUX_SOCKET http://localhost/v1/info | tr -d '\r' |
+      sed -n 's/^Content-Length: //Ip')\" = \"\$(curl -s --unix-socket $GPUMUX_SOCKET http://localhost/v1/info | wc -c)\" ] &&
+      echo '200 '"
+expect "since=abc" 0 "^400 .*since: 'abc' is not a whole number" -- curl_api GET '/v1/events?since=abc'
+expect "limit=-1" 0 '^400 .*limit: -1 is out of range' -- curl_api GET '/v1/events?limit=-1'
+expect "overflowing offset" 0 "^400 .*offset: '99999999999999999999' is not a whole number" -- \
+    curl_api GET '/v1/workloads/keep/logs?offset=99999999999999999999'
+expect "unknown query parameter" 0 "^400 .*unknown query parameter 'limt'" -- \
+    curl_api GET '/v1/events?limt=1'
+expect "query parameter twice" 0 "^400 .*'since' is given more than once" -- \
+    curl_api GET '/v1/events?since=1&since=2'
+expect "hexadecimal size" 1 "memory: '0x10' is hexadecimal; give the size in decimal" -- \
+    gm run hex --gpu 0 --memory 0x10 -- sleep 1
+python3 -c 'import json; print(json.dumps({"name": "bigenv", "command": ["/bin/true"], "env": {"K": "x" * 200000}}))' >"$T/bigenv.json"
+expect "oversized environment" 0 '^400 .*--env K is 200002 bytes; one variable \(NAME=value\) may be at most 131071 bytes' -- \
+    curl_api POST /v1/workloads --data-binary "@$T/bigenv.json" -H 'Content-Type: application/json'
+
 # A user outside the gpumux group may read but not change.
 if [ "$(id -u)" = 0 ] && command -v setpriv >/dev/null; then
     as_nobody() { setpriv --reuid=65534 --regid=65534 --clear-groups "$@"; }
@@ -78,6 +112,24 @@ after_ev=$(gm events -o json | json_get "len(d['events'])")
     fail "workloads changed: $before_ps -> $after_ps"
 [ "$before_ev" = "$after_ev" ] && pass "refused requests recorded no event" ||
     fail "events changed: $before_ev -> $after_ev"
+
+# A daemon that does not answer (stopped): the client gives up after --timeout with its own
+# exit status, and says a change may still be carried out, which it then is.
+kill -STOP "$DAEMON_PID"
+t0=$(date +%s%N)
+expect "stopped daemon: a change times out" 3 \
+    "^gpumux: the daemon at $T/run/gpumux.sock did not answer within 1 s \(stopped or overloaded\?\); a change you asked for may still be carried out: check with 'gpumux ps'" -- \
+    gm --timeout 1 stop keep
+took=$((($(date +%s%N) - t0) / 1000000))
+[ "$took" -lt 5000 ] && pass "gave up after ${took} ms" || fail "took ${took} ms to give up"
+expect "stopped daemon: a read times out, timeout from the environment" 3 \
+    'did not answer within 1 s \(stopped or overloaded\?\)$' -- env GPUMUX_TIMEOUT=1 "$GPUMUX" ps
+expect "stopped daemon: --timeout after the verb" 3 'did not answer within 0.5 s' -- \
+    gm ps --timeout 0.5
+kill -CONT "$DAEMON_PID"
+wait_for "the stop asked of the stopped daemon is carried out" 10 is_state keep stopped &&
+    pass "the stop was carried out after the daemon resumed"
+expect "bad --timeout" 2 "--timeout '-1': expected seconds from 0" -- gm --timeout -1 ps
 
 # State directory problems stop the daemon with a clear message and touch nothing.
 stop_daemon
