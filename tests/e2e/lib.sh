@@ -74,7 +74,7 @@ trap cleanup EXIT
 start_daemon() {
     mkdir -p "$T/state" "$T/run"
     "$GPUMUXD" --driver sim --state-dir "$T/state" --run-dir "$T/run" \
-        --gpusim-state "$GPUSIM_STATE" --poll-interval-ms 50 --stop-timeout 3 "$@" \
+        --gpusim-state "$GPUSIM_STATE" --poll-interval-ms 50 --stop-timeout 3 $GM_DAEMON_AS "$@" \
         >>"$T/daemon.log" 2>&1 &
     DAEMON_PID=$!
     local i
@@ -102,7 +102,7 @@ kill9_daemon() {
     DAEMON_PID=
 }
 
-gm() { "$GPUMUX" "$@"; }
+gm() { ${GM_AS:-} "$GPUMUX" "$@"; }
 
 # The test users, created once per machine when the tests run as root: gpumux-member belongs to
 # the API group gpumux, gpumux-other to no group of ours. as_member / as_other run a command as
@@ -167,3 +167,18 @@ finish() {
     log "$PASSES passed, $FAILS failed"
     [ "$FAILS" -eq 0 ]
 }
+
+# GM_TEST_AS=member: the same test with every `gm` call made by gpumux-member, a member of the API
+# group and of the admin group the daemon is then given (GPU modes, MPS, VMs), never root: as
+# container runtimes run their suites rootless too. Its workloads run as that user.
+GM_AS=
+GM_DAEMON_AS=
+if [ "${GM_TEST_AS:-root}" = member ]; then
+    if ! ensure_test_users; then
+        log "skip: running the CLI as a group member needs root, setpriv and useradd"
+        exit 77
+    fi
+    GM_AS=as_member
+    GM_DAEMON_AS="--admin-group gpumux"
+    log "the CLI runs as gpumux-member (uid $(id -u gpumux-member))"
+fi

@@ -66,6 +66,9 @@ g2=$(gm ps -o json | json_get "[w['gpus'][0]['index'] for w in d['workloads'] if
 wait_for "pack1 running" 5 is_state pack1 running
 pid=$(gm ps -o json | json_get "[w['pid'] for w in d['workloads'] if w['name']=='pack1'][0]")
 kill -0 "$pid" && pass "pack1 runs as pid $pid" || fail "pid $pid not alive"
+want_uid=$(${GM_AS:-} id -u)
+[ "$(stat -c %u "/proc/$pid")" = "$want_uid" ] && pass "pack1 runs as its creator (uid $want_uid)" ||
+    fail "pack1 runs as uid $(stat -c %u "/proc/$pid"), its creator is uid $want_uid"
 expect "ps lists running workloads" 0 'pack1.*running' -- gm ps
 expect "smi lists workloads in the gpumux section" 0 'pack2' -- gm smi
 
