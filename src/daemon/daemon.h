@@ -39,8 +39,8 @@ struct gm_daemon {
     struct gm_strv changing; /* UUIDs of GPUs whose mode is changing: placement avoids them */
     struct gm_mps *mps;      /* the MPS manager's own state (mps.c), keyed by GPU UUID */
     int lock_fd;             /* the state directory's single-instance lock */
-    /* Serialises the daemon's writes to limits regions (their seqlock takes one writer); never
-     * held with d->lock, and held while a region's own lock is waited for (bounded). */
+    /* Serialises the daemon's writes to regions' limits files (their seqlock takes one writer);
+     * never held with d->lock. */
     pthread_mutex_t region_lock;
     int gpu_open;
 };
@@ -135,7 +135,7 @@ void gm_exec_signal(struct gm_daemon *d, const char *name, int64_t launch_id, in
 /* Waits, without d->lock, until no active workload is left among names; SIGKILL after
  * stop_timeout. */
 int gm_exec_wait_stopped(struct gm_daemon *d, const struct gm_strv *names, struct gm_error *err);
-/* Refreshes every limited workload's compute window and reaps dead slots (outside d->lock). */
+/* Refreshes every limited workload's compute window in its limits file (outside d->lock). */
 void gm_exec_windows(struct gm_daemon *d);
 
 /* Reconciliation (reconcile.c): compare the database with what runs; called at start and on
