@@ -36,9 +36,10 @@ struct gm_daemon {
     atomic_int stopping;
     struct gm_wmem *wmem; /* per workload, in memory only */
     size_t nwmem;
-    struct gm_strv changing; /* UUIDs of GPUs whose mode is changing: placement avoids them */
-    struct gm_mps *mps;      /* the MPS manager's own state (mps.c), keyed by GPU UUID */
-    int lock_fd;             /* the state directory's single-instance lock */
+    struct gm_strv changing;      /* UUIDs of GPUs whose mode is changing: placement avoids them */
+    struct gm_mps *mps;           /* the MPS manager's own state (mps.c), keyed by GPU UUID */
+    struct gm_memcheck *memcheck; /* what the driver says limited workloads hold (memcheck.c) */
+    int lock_fd;                  /* the state directory's single-instance lock */
     /* Serialises the daemon's writes to regions' limits files (their seqlock takes one writer);
      * never held with d->lock. */
     pthread_mutex_t region_lock;
@@ -86,6 +87,11 @@ int gm_workload_stop(struct gm_daemon *d, const char *name, struct gm_workload_r
                      struct gm_error *err);
 int gm_workload_delete(struct gm_daemon *d, const char *name, struct gm_workload_rec *out,
                        struct gm_error *err);
+/* Stops launch launch_id of name for the daemon's own reason (why: recorded as the record's
+ * reason and in its event), as a stop by request does; nothing when the record moved on to
+ * another launch or nothing runs. */
+int gm_workload_stop_for(struct gm_daemon *d, const char *name, int64_t launch_id, const char *why,
+                         struct gm_error *err);
 /* Path of the launch directory of a workload's launch, and of its log. */
 int gm_workload_launch_dir(const struct gm_daemon *d, const char *name, int64_t launch_id,
                            char *buf, size_t len);
