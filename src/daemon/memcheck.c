@@ -47,8 +47,8 @@ static int strict(const struct gm_workload_rec *w)
     return e == GM_ENFORCE_STRICT;
 }
 
-void gm_memcheck_decide(const struct gm_workload_rec *w, uint64_t used, int was_over,
-                        struct gm_mc_plan *p)
+void gm_memcheck_decide(const struct gm_workload_rec *w, uint64_t used, int nprocs, uint64_t slack,
+                        int was_over, struct gm_mc_plan *p)
 {
     memset(p, 0, sizeof(*p));
     if (w->memory_limit == 0)
@@ -57,7 +57,9 @@ void gm_memcheck_decide(const struct gm_workload_rec *w, uint64_t used, int was_
      * that is over. */
     unsigned long long um = (unsigned long long)((used + GM_MIB - 1) / GM_MIB);
     unsigned long long lm = (unsigned long long)(w->memory_limit / GM_MIB);
-    p->over = used > w->memory_limit;
+    uint64_t allowed = w->memory_limit, extra = (uint64_t)(nprocs > 0 ? nprocs : 0) * slack;
+    allowed = extra > UINT64_MAX - allowed ? UINT64_MAX : allowed + extra;
+    p->over = used > allowed;
     if (p->over != (was_over != 0)) {
         p->event = 1;
         p->level = p->over ? GM_LEVEL_WARNING : GM_LEVEL_INFO;
@@ -161,7 +163,7 @@ static int limited(const struct gm_workload_rec *w)
 
 /* Sums what the driver says each workload's processes hold, over every GPU. 0, or -1 when a GPU
  * could not be asked (then nothing is decided this time). */
-static int measure(const struct gm_workload_rec *ws, size_t n, uint64_t *used)
+static int measure(const struct gm_workload_rec *ws, size_t n, uint64_t *used, int *nprocs)
 {
     struct gm_gpu_live *live = malloc(sizeof(*live));
     if (live == NULL)
@@ -181,8 +183,10 @@ static int measure(const struct gm_workload_rec *ws, size_t n, uint64_t *used)
             struct gm_mc_proc p;
             facts((pid_t)gp->pid, &p);
             int k = gm_memcheck_owner(&p, ws, n);
-            if (k >= 0)
+            if (k >= 0) {
                 used[k] += gp->used_memory;
+                nprocs[k]++; /* per GPU: a context on each */
+            }
         }
     }
     free(live);
@@ -210,11 +214,12 @@ void gm_memcheck(struct gm_daemon *d)
     for (size_t i = 0; i < n; i++)
         nlimited += limited(&ws[i]) != 0;
     uint64_t *used = calloc(n + 1, sizeof(*used));
+    int *nprocs = calloc(n + 1, sizeof(*nprocs));
     struct mc_entry *next = calloc(nlimited + 1, sizeof(*next));
     struct mc_stop *stops = calloc(nlimited + 1, sizeof(*stops));
     size_t nnext = 0, nstops = 0;
     /* The driver is asked only when a limited workload runs, and without d->lock. */
-    if (used == NULL || next == NULL || stops == NULL)
+    if (used == NULL || nprocs == NULL || next == NULL || stops == NULL)
         goto out;
     if (nlimited == 0) {
         pthread_mutex_lock(&m->mu);
@@ -222,7 +227,7 @@ void gm_memcheck(struct gm_daemon *d)
         pthread_mutex_unlock(&m->mu);
         goto out;
     }
-    if (measure(ws, n, used) < 0)
+    if (measure(ws, n, used, nprocs) < 0)
         goto out;
 
     pthread_mutex_lock(&d->lock);
@@ -245,7 +250,7 @@ void gm_memcheck(struct gm_daemon *d)
         int was_over = old != NULL && old->over;
         pthread_mutex_unlock(&m->mu);
         struct gm_mc_plan p;
-        gm_memcheck_decide(w, used[i], was_over, &p);
+        gm_memcheck_decide(w, used[i], nprocs[i], d->cfg.memory_check_slack, was_over, &p);
         struct mc_entry *e = &next[nnext++];
         snprintf(e->name, sizeof(e->name), "%s", w->name);
         e->launch_id = w->launch_id;
@@ -279,6 +284,7 @@ void gm_memcheck(struct gm_daemon *d)
     }
 out:
     free(used);
+    free(nprocs);
     free(next);
     free(stops);
     gm_workload_list_free(ws, n);

@@ -52,10 +52,13 @@ struct gm_mc_plan {
 };
 
 /* Decides for workload w whose processes hold used bytes on the GPUs (as the driver says),
- * given whether it was over at the last poll of the same launch. A workload without a memory
- * limit is never over. Reads w->spec_json for `enforce`. Pure. */
-void gm_memcheck_decide(const struct gm_workload_rec *w, uint64_t used, int was_over,
-                        struct gm_mc_plan *p);
+ * given whether it was over at the last poll of the same launch. The driver counts what the
+ * interposer does not (each process's contexts and modules: about 105 MiB a context on gpusim,
+ * a few hundred MiB on real GPUs): slack bytes per process are allowed for that, so a workload
+ * is over when used > memory_limit + nprocs x slack. A workload without a memory limit is never
+ * over. Reads w->spec_json for `enforce`. Pure. */
+void gm_memcheck_decide(const struct gm_workload_rec *w, uint64_t used, int nprocs, uint64_t slack,
+                        int was_over, struct gm_mc_plan *p);
 
 /* The state the pass keeps (per workload, in memory only), behind its own mutex. */
 struct gm_memcheck;

@@ -33,7 +33,7 @@ Test(memcheck, over_the_limit_is_an_event_once_per_crossing)
 {
     struct gm_workload_rec w = rec("big", 100, 64 * MIB, plain);
     struct gm_mc_plan p;
-    gm_memcheck_decide(&w, 4096 * MIB, 0, &p);
+    gm_memcheck_decide(&w, 4096 * MIB, 1, 0, 0, &p);
     cr_expect(p.over);
     cr_expect(p.event);
     cr_expect_eq(p.level, GM_LEVEL_WARNING);
@@ -41,18 +41,18 @@ Test(memcheck, over_the_limit_is_an_event_once_per_crossing)
     cr_expect_not(p.stop, "best-effort: reported, not stopped");
 
     /* The next poll, still over: the flag stays, no second event. */
-    gm_memcheck_decide(&w, 4000 * MIB, 1, &p);
+    gm_memcheck_decide(&w, 4000 * MIB, 1, 0, 1, &p);
     cr_expect(p.over);
     cr_expect_not(p.event, "an event per poll: %s", p.message);
 
     /* Back under: one event saying so, the flag goes. */
-    gm_memcheck_decide(&w, 10 * MIB, 1, &p);
+    gm_memcheck_decide(&w, 10 * MIB, 1, 0, 1, &p);
     cr_expect_not(p.over);
     cr_expect(p.event);
     cr_expect_eq(p.level, GM_LEVEL_INFO);
     cr_expect_str_eq(p.message,
                      "back under memory limit: uses 10 MiB of 64 MiB (seen by the driver)");
-    gm_memcheck_decide(&w, 10 * MIB, 0, &p);
+    gm_memcheck_decide(&w, 10 * MIB, 1, 0, 0, &p);
     cr_expect_not(p.event);
 }
 
@@ -60,23 +60,39 @@ Test(memcheck, at_the_limit_is_not_over_a_byte_past_is)
 {
     struct gm_workload_rec w = rec("edge", 100, 64 * MIB, plain);
     struct gm_mc_plan p;
-    gm_memcheck_decide(&w, 64 * MIB, 0, &p);
+    gm_memcheck_decide(&w, 64 * MIB, 1, 0, 0, &p);
     cr_expect_not(p.over);
-    gm_memcheck_decide(&w, 64 * MIB + 1, 0, &p);
+    gm_memcheck_decide(&w, 64 * MIB + 1, 1, 0, 0, &p);
     cr_expect(p.over);
     /* Rounded up: never "uses 64 MiB of 64 MiB" for one that is over. */
     cr_expect_str_eq(p.message, "over memory limit: uses 65 MiB of 64 MiB (seen by the driver)");
+}
+
+/* What the driver counts beyond allocations (contexts, modules) is allowed per process. */
+Test(memcheck, slack_per_process)
+{
+    struct gm_workload_rec w = rec("ctx", 100, 64 * MIB, plain);
+    struct gm_mc_plan p;
+    gm_memcheck_decide(&w, 64 * MIB + 105 * MIB, 1, 512 * MIB, 0, &p);
+    cr_expect_not(p.over, "one process's context is not an excess");
+    gm_memcheck_decide(&w, 64 * MIB + 3 * 105 * MIB, 3, 128 * MIB, 0, &p);
+    cr_expect_not(p.over, "three processes, three contexts");
+    gm_memcheck_decide(&w, 4201 * MIB, 1, 512 * MIB, 0, &p);
+    cr_expect(p.over);
+    cr_expect_str_eq(p.message, "over memory limit: uses 4201 MiB of 64 MiB (seen by the driver)");
+    gm_memcheck_decide(&w, UINT64_MAX, 1, UINT64_MAX, 0, &p);
+    cr_expect_not(p.over, "the allowance saturates, it does not wrap");
 }
 
 Test(memcheck, strict_stops_with_the_reason)
 {
     struct gm_workload_rec w = rec("big", 100, 64 * MIB, strict);
     struct gm_mc_plan p;
-    gm_memcheck_decide(&w, 4096 * MIB, 0, &p);
+    gm_memcheck_decide(&w, 4096 * MIB, 1, 0, 0, &p);
     cr_expect(p.over && p.event && p.stop);
     cr_expect_str_eq(p.reason, "stopped (--enforce strict): over memory limit: uses 4096 MiB of "
                                "64 MiB (seen by the driver)");
-    gm_memcheck_decide(&w, 1 * MIB, 0, &p);
+    gm_memcheck_decide(&w, 1 * MIB, 1, 0, 0, &p);
     cr_expect_not(p.stop, "stopped under its limit");
 }
 
@@ -84,7 +100,7 @@ Test(memcheck, no_limit_is_never_over)
 {
     struct gm_workload_rec w = rec("free", 100, 0, strict);
     struct gm_mc_plan p;
-    gm_memcheck_decide(&w, 100000 * MIB, 1, &p);
+    gm_memcheck_decide(&w, 100000 * MIB, 1, 0, 1, &p);
     cr_expect_not(p.over || p.event || p.stop);
 }
 
