@@ -81,14 +81,14 @@ static int init_usage(unsigned char *u)
     return rc;
 }
 
-/* Makes one part as a temporary file beside final: mode, size, contents written through a
- * mapping of its own, unmapped, then the owner (when chown_it), then renamed over final. */
-static int make_part(const char *final, mode_t mode, size_t size, int chown_it,
+/* Makes one part as the temporary file tmp (PATH_MAX bytes) beside final: mode, size, contents
+ * written through a mapping of its own, unmapped, then the owner (when chown_it). The caller
+ * renames it over final, or removes it. */
+static int make_part(const char *final, char *tmp, mode_t mode, size_t size, int chown_it,
                      const struct gm_region_init *in, int usage, struct gm_error *err)
 {
-    char tmp[PATH_MAX];
-    int n = snprintf(tmp, sizeof(tmp), "%s.%ld.tmp", final, (long)getpid());
-    if (n < 0 || (size_t)n >= sizeof(tmp))
+    int n = snprintf(tmp, PATH_MAX, "%s.%ld.tmp", final, (long)getpid());
+    if (n < 0 || n >= PATH_MAX)
         return gm_err(err, GM_EINVAL, "region %s: path too long", final);
     int fd = -1;
     for (int attempt = 0; attempt < 2 && fd < 0; attempt++) {
@@ -125,10 +125,6 @@ static int make_part(const char *final, mode_t mode, size_t size, int chown_it,
         e = errno;
         rc = gm_err_errno(err, GM_EIO, e, "region %s: owner", tmp);
     }
-    if (rc == 0 && rename(tmp, final) < 0) {
-        e = errno;
-        rc = gm_err_errno(err, GM_EIO, e, "region %s", final);
-    }
     close(fd);
     if (rc < 0)
         unlink(tmp);
@@ -141,12 +137,22 @@ static int map_region(const char *path, int limits_writable, int with_usage, str
 int gm_region_create(const char *path, const struct gm_region_init *in, struct gm_region **out,
                      struct gm_error *err)
 {
-    char lpath[PATH_MAX];
+    char lpath[PATH_MAX], ltmp[PATH_MAX], utmp[PATH_MAX];
     int rc = gm_region_limits_path(path, lpath, sizeof(lpath), err);
-    if (rc == 0)
-        rc = make_part(lpath, 0644, GM_REGION_LIMITS_SIZE, 0, in, 0, err);
-    if (rc == 0)
-        rc = make_part(path, 0600, GM_REGION_USAGE_SIZE, 1, in, 1, err);
+    if (rc == 0 && (rc = make_part(lpath, ltmp, 0644, GM_REGION_LIMITS_SIZE, 0, in, 0, err)) == 0 &&
+        (rc = make_part(path, utmp, 0600, GM_REGION_USAGE_SIZE, 1, in, 1, err)) < 0)
+        unlink(ltmp);
+    /* Both parts are made before either name is replaced. */
+    if (rc == 0 && rename(ltmp, lpath) < 0) {
+        int e = errno;
+        unlink(ltmp);
+        unlink(utmp);
+        rc = gm_err_errno(err, GM_EIO, e, "region %s", lpath);
+    } else if (rc == 0 && rename(utmp, path) < 0) {
+        int e = errno;
+        unlink(utmp);
+        rc = gm_err_errno(err, GM_EIO, e, "region %s", path);
+    }
     if (rc == 0 && out != NULL)
         rc = map_region(path, 1, 1, out, err); /* the creator's: both parts writable */
     return rc;

@@ -66,7 +66,9 @@ int gm_region_limits_path(const char *path, char *buf, size_t len, struct gm_err
  * out (may be NULL) receives a mapping with both parts writable (tests, the benchmark); the
  * daemon passes NULL and writes limits through gm_region_open_limits. Unmap with
  * gm_region_detach. Returns 0, or -GM_EINVAL (path too long), -GM_EPERM, -GM_EIO with err
- * filled; on failure neither name is replaced. */
+ * filled. Both temporary files are made before either is renamed, so a failure to make one
+ * replaces neither name (only a failed second rename, in the same directory, leaves the new
+ * limits beside the old usage part). */
 int gm_region_create(const char *path, const struct gm_region_init *init, struct gm_region **out,
                      struct gm_error *err);
 
