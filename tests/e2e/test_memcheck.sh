@@ -52,6 +52,9 @@ grep -Eq "cuMemAlloc\(4096 MiB\): CUDA_ERROR_OUT_OF_MEMORY" <<<"$out" &&
 mode=$(stat -c %a:%u "$T/run/regions/attack.limits")
 [ "$mode" = "644:$(id -u)" ] && pass "the limits file is the daemon's, mode 0644" ||
     fail "limits file $mode"
+gm delete attack >/dev/null
+[ ! -e "$T/run/regions/attack.limits" ] && [ ! -e "$T/run/regions/attack.region" ] &&
+    pass "delete removes both files of the region" || fail "region files left: $(ls "$T/run/regions")"
 
 # ---- the bypass: no interposer, the driver's check ----
 $run_as run bare --gpu 0 --memory 64M -- "$ALLOC" --bare 4096 60 >/dev/null
