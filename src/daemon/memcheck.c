@@ -7,11 +7,14 @@
 #include "daemon/daemon.h"
 #include "daemon/gpu.h"
 
+#include <dirent.h>
 #include <jansson.h>
+#include <limits.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 /* ---- the decisions (pure) ----------------------------------------------------------------- */
 
@@ -33,6 +36,9 @@ int gm_memcheck_owner(const struct gm_mc_proc *p, const struct gm_workload_rec *
         for (int k = 0; k < p->nancestors; k++)
             if (p->ancestors[k] == lead)
                 return (int)i;
+        if (p->lock_workload[0] != '\0' && p->lock_launch == w->launch_id &&
+            strcmp(p->lock_workload, w->name) == 0)
+            return (int)i;
     }
     return -1;
 }
@@ -138,8 +144,46 @@ int gm_memcheck_seen(const struct gm_daemon *d, const struct gm_workload_rec *w,
 
 /* ---- the pass ----------------------------------------------------------------------------- */
 
+/* Which launch lock (RUN_DIR/workloads/NAME/LAUNCH/lock) pid holds open, if any. */
+static void lock_held(const struct gm_daemon *d, pid_t pid, struct gm_mc_proc *p)
+{
+    char dir[64], prefix[PATH_MAX], real[PATH_MAX];
+    snprintf(dir, sizeof(dir), "/proc/%d/fd", (int)pid);
+    /* The links name the file as the kernel resolved it. */
+    const char *run = realpath(d->cfg.run_dir, real) != NULL ? real : d->cfg.run_dir;
+    int n = snprintf(prefix, sizeof(prefix), "%s/workloads/", run);
+    DIR *fds = opendir(dir);
+    if (fds == NULL || n < 0 || (size_t)n >= sizeof(prefix)) {
+        if (fds != NULL)
+            closedir(fds);
+        return;
+    }
+    struct dirent *e;
+    while ((e = readdir(fds)) != NULL && p->lock_workload[0] == '\0') {
+        char link[PATH_MAX], target[PATH_MAX];
+        if (e->d_name[0] == '.' || snprintf(link, sizeof(link), "%s/%s", dir, e->d_name) < 0)
+            continue;
+        ssize_t len = readlink(link, target, sizeof(target) - 1);
+        if (len <= n || strncmp(target, prefix, (size_t)n) != 0)
+            continue;
+        target[len] = '\0';
+        /* NAME/LAUNCH/lock: names hold no '/' (gm_parse_name). */
+        char *name = target + n, *slash = strchr(name, '/');
+        char *end = NULL;
+        if (slash == NULL || (size_t)(slash - name) >= sizeof(p->lock_workload))
+            continue;
+        long long launch = strtoll(slash + 1, &end, 10);
+        if (end == slash + 1 || strcmp(end, "/lock") != 0)
+            continue;
+        *slash = '\0';
+        snprintf(p->lock_workload, sizeof(p->lock_workload), "%s", name);
+        p->lock_launch = launch;
+    }
+    closedir(fds);
+}
+
 /* Whose process pid is, as far as /proc tells today (gm_memcheck_owner's facts). */
-static void facts(pid_t pid, struct gm_mc_proc *p)
+static void facts(const struct gm_daemon *d, pid_t pid, struct gm_mc_proc *p)
 {
     struct gm_proc_ids ids;
     memset(p, 0, sizeof(*p));
@@ -154,6 +198,7 @@ static void facts(pid_t pid, struct gm_mc_proc *p)
             break;
         up = ids.ppid;
     }
+    lock_held(d, pid, p);
 }
 
 static int limited(const struct gm_workload_rec *w)
@@ -163,7 +208,8 @@ static int limited(const struct gm_workload_rec *w)
 
 /* Sums what the driver says each workload's processes hold, over every GPU. 0, or -1 when a GPU
  * could not be asked (then nothing is decided this time). */
-static int measure(const struct gm_workload_rec *ws, size_t n, uint64_t *used, int *nprocs)
+static int measure(const struct gm_daemon *d, const struct gm_workload_rec *ws, size_t n,
+                   uint64_t *used, int *nprocs)
 {
     struct gm_gpu_live *live = malloc(sizeof(*live));
     if (live == NULL)
@@ -181,7 +227,7 @@ static int measure(const struct gm_workload_rec *ws, size_t n, uint64_t *used, i
             if (gp->used_memory == UINT64_MAX)
                 continue;
             struct gm_mc_proc p;
-            facts((pid_t)gp->pid, &p);
+            facts(d, (pid_t)gp->pid, &p);
             int k = gm_memcheck_owner(&p, ws, n);
             if (k >= 0) {
                 used[k] += gp->used_memory;
@@ -227,7 +273,7 @@ void gm_memcheck(struct gm_daemon *d)
         pthread_mutex_unlock(&m->mu);
         goto out;
     }
-    if (measure(ws, n, used, nprocs) < 0)
+    if (measure(d, ws, n, used, nprocs) < 0)
         goto out;
 
     pthread_mutex_lock(&d->lock);

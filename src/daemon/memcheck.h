@@ -28,13 +28,17 @@ struct gm_daemon;
 
 /* What is known of one GPU process, to tell whose it is. Today: its process group, its session
  * and its ancestors, against the workload's pid (the workload leads its own session and process
- * group, see the monitor). When workloads get a cgroup each, this becomes the process's cgroup
- * and gm_memcheck_owner compares it with the workload's: nothing else changes. */
+ * group, see the monitor), and the launch lock it holds open (fd 3, inherited by everything a
+ * launch starts: it finds a process that left the session and was reparented, as long as it
+ * keeps the fd). When workloads get a cgroup each, this becomes the process's cgroup and
+ * gm_memcheck_owner compares it with the workload's: nothing else changes. */
 #define GM_MEMCHECK_MAX_ANCESTORS 32
 struct gm_mc_proc {
     pid_t pid, pgrp, session;
     pid_t ancestors[GM_MEMCHECK_MAX_ANCESTORS]; /* parent first, up to (not including) pid 1 */
     int nancestors;
+    char lock_workload[64]; /* the workload whose launch lock it holds open, "" for none */
+    int64_t lock_launch;    /* and that launch's number */
 };
 
 /* The index in ws of the workload that owns process p, or -1 when none does. Only workloads

@@ -76,6 +76,13 @@ wait_for "bare stops" 10 is_state bare stopped
 [ "$(json_of bare over_memory_limit)" = False ] && pass "a stopped workload is not flagged" ||
     fail "still flagged"
 
+# ---- a process that left the workload's session and was reparented: found by its launch lock ----
+$run_as run escape --gpu 1 --memory 64M -- "$ALLOC" --bare --escape 4096 60 >/dev/null
+wait_for "escape allocated" 10 bash -c "'$GPUMUX' logs escape | grep -q 'without the interposer: ok'"
+wait_for "the daemon flags escape over its limit" 5 over escape &&
+    pass "a reparented process in a session of its own is still counted"
+expect "an event names escape" 0 'workload/escape .*over memory limit' -- gm events
+
 # ---- under its limit: measured, not flagged ----
 $run_as run fits --gpu 0 --memory 1G -- "$ALLOC" --bare 16 60 >/dev/null
 wait_for "fits allocated" 10 bash -c "'$GPUMUX' logs fits | grep -q 'without the interposer: ok'"

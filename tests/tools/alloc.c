@@ -11,7 +11,9 @@
  *             stores memory_limit=0 and compute_pct=0, makes the limits page writable with
  *             mprotect. Each line says "refused: ..." or "ATTACK SUCCEEDED: ...".
  *   --bare    sheds the interposer: drops LD_PRELOAD and execs itself again (the same process,
- *             so the same workload), then allocates with the driver alone. */
+ *             so the same workload), then allocates with the driver alone.
+ *   --escape  allocates in a grandchild that left the workload's session (setsid) and was
+ *             reparented (its parent exits), while the workload's own process waits SECONDS. */
 #define GM_CUDA_NO_API_NAMES
 #include "common/cuda_api.h"
 #include "region/region.h"
@@ -26,6 +28,7 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 static int succeeded;
@@ -111,17 +114,19 @@ static void attack(void)
 
 int main(int argc, char **argv)
 {
-    int do_attack = 0, bare = 0, i = 1;
+    int do_attack = 0, bare = 0, escape = 0, i = 1;
     for (; i < argc && argv[i][0] == '-'; i++) {
         if (strcmp(argv[i], "--attack") == 0)
             do_attack = 1;
         else if (strcmp(argv[i], "--bare") == 0)
             bare = 1;
+        else if (strcmp(argv[i], "--escape") == 0)
+            escape = 1;
         else
             break;
     }
     if (argc - i != 2) {
-        fprintf(stderr, "usage: gm-alloc [--attack] [--bare] MIB SECONDS\n");
+        fprintf(stderr, "usage: gm-alloc [--attack] [--bare] [--escape] MIB SECONDS\n");
         return 2;
     }
     setvbuf(stdout, NULL, _IOLBF, 0);
@@ -135,6 +140,19 @@ int main(int argc, char **argv)
     unsigned seconds = (unsigned)strtoul(argv[i + 1], NULL, 10);
     if (do_attack)
         attack();
+    if (escape) {
+        pid_t child = fork();
+        if (child == 0) {
+            setsid();
+            if (fork() != 0)
+                _exit(0); /* the grandchild goes to init */
+            printf("escaped: pid %d, session %d\n", (int)getpid(), (int)getsid(0));
+        } else {
+            waitpid(child, NULL, 0);
+            sleep(seconds);
+            return 0;
+        }
+    }
     void *h = dlopen("libcuda.so.1", RTLD_NOW | RTLD_LOCAL);
     if (h == NULL) {
         fprintf(stderr, "gm-alloc: %s\n", dlerror());

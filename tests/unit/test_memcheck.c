@@ -120,6 +120,12 @@ Test(memcheck, processes_map_to_their_workload)
     p = (struct gm_mc_proc){
         .pid = 152, .pgrp = 152, .session = 152, .ancestors = {151, 200}, .nancestors = 2};
     cr_expect_eq(gm_memcheck_owner(&p, ws, 3), 1, "by its ancestry, after setsid");
+    /* Left the session and was reparented, but holds b's launch lock open (fd 3). */
+    p = (struct gm_mc_proc){
+        .pid = 160, .pgrp = 160, .session = 160, .lock_workload = "b", .lock_launch = 1};
+    cr_expect_eq(gm_memcheck_owner(&p, ws, 3), 1, "by the launch lock it holds");
+    p.lock_launch = 2; /* another launch's lock: not this launch's process */
+    cr_expect_eq(gm_memcheck_owner(&p, ws, 3), -1);
     p = (struct gm_mc_proc){.pid = 300, .pgrp = 300, .session = 300};
     cr_expect_eq(gm_memcheck_owner(&p, ws, 3), -1);
     p = (struct gm_mc_proc){.pid = 999, .pgrp = 1, .session = 1};
