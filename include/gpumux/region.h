@@ -1,23 +1,36 @@
-/* The per-workload shared region: created by gpumuxd (RUN_DIR/regions/NAME.region, mode 0660),
- * mapped by libgpumux.so in every process of the workload (path in $GPUMUX_REGION).
+/* The per-workload shared region, in two files that gpumuxd creates in RUN_DIR/regions/:
  *
- * It carries the workload's limits, which the daemon may change live, the compute schedule the
- * daemon's controller computes for the workload's GPU, and per-process slots and counters.
- * Fields marked "atomic" are read and written with __atomic builtins and need no lock; the rest
- * is guarded by `lock`, a robust process-shared mutex: a process killed while holding it does
- * not block the others (the next locker gets EOWNERDEAD, repairs the counters from the slots and
- * marks the mutex consistent). */
+ *   NAME.limits  the limits part: what the daemon decides (limits, compute schedule, flags).
+ *                Owned by the daemon, mode 0644: workloads may read it and never write it.
+ *                libgpumux.so opens it O_RDONLY and maps it PROT_READ.
+ *   NAME.region  the usage part: what the workload's processes write (the lock, the counters,
+ *                the per-process slots). Owned by the workload's user, mode 0600, so no other
+ *                user (and no other user's workload) can open it. Its path is $GPUMUX_REGION;
+ *                the limits file is the same path with ".region" replaced by ".limits".
+ *
+ * A reader sees both as one struct gm_region: the limits part is mapped at offset 0 (one page,
+ * GM_REGION_LIMITS_SIZE bytes) and the usage part right after it, so a field's address does not
+ * depend on which file holds it, and a store to a limit from a workload faults (SIGSEGV).
+ *
+ * Fields marked "atomic" are read and written with __atomic builtins and need no lock; the
+ * usage part is guarded by `lock`, a robust process-shared mutex: a process killed while
+ * holding it does not block the others (the next locker gets EOWNERDEAD, repairs the counters
+ * from the slots and marks the mutex consistent). */
 #ifndef GPUMUX_REGION_H
 #define GPUMUX_REGION_H
 
 #include <pthread.h>
 #include <stdint.h>
 
-#define GM_REGION_MAGIC      0x47524d47u /* "GMRG" */
-#define GM_REGION_VERSION    1u
-#define GM_REGION_MAX_PROCS  64
-#define GM_REGION_ENV        "GPUMUX_REGION"
-#define GM_REGION_STRICT_ENV "GPUMUX_ENFORCE" /* "strict": refuse to run without a region */
+#define GM_REGION_MAGIC         0x47524d47u /* "GMRG": the usage part */
+#define GM_REGION_LIMITS_MAGIC  0x4c524d47u /* "GMRL": the limits part */
+#define GM_REGION_VERSION       2u
+#define GM_REGION_LIMITS_SIZE   4096u /* the limits part: one page of its own file */
+#define GM_REGION_MAX_PROCS     64
+#define GM_REGION_ENV           "GPUMUX_REGION"
+#define GM_REGION_STRICT_ENV    "GPUMUX_ENFORCE" /* "strict": refuse to run without a region */
+#define GM_REGION_SUFFIX        ".region"
+#define GM_REGION_LIMITS_SUFFIX ".limits"
 
 enum gm_region_flags {
     GM_REGION_COMPUTE_BY_MPS = 1u << 0, /* the GPU is in mps mode: MPS caps compute */
@@ -34,28 +47,40 @@ struct gm_region_proc {
 };
 
 struct gm_region {
-    /* Header: checked on attach; a mismatch is refused. */
-    uint32_t magic;
-    uint32_t version;
-    uint32_t size; /* sizeof(struct gm_region) */
-    uint32_t flags;
-    char workload[64];
-    char gpu_uuid[96];
+    /* ---- The limits part (NAME.limits, written by the daemon only). ---- */
+    union {
+        struct {
+            /* Header: checked on attach; a mismatch is refused. */
+            uint32_t magic; /* GM_REGION_LIMITS_MAGIC */
+            uint32_t version;
+            uint32_t size; /* sizeof(struct gm_region), both parts */
+            uint32_t flags;
+            char workload[64];
+            char gpu_uuid[96];
 
-    /* Limits, set by the daemon (atomic). 0 = none. */
-    uint64_t memory_limit;
-    uint32_t compute_pct;
-    uint32_t pad0;
+            /* Limits (atomic). 0 = none. */
+            uint64_t memory_limit;
+            uint32_t compute_pct;
+            uint32_t pad0;
 
-    /* Compute schedule for the workload on a time-sliced GPU (atomic), written by the daemon's
-     * controller: the workload may launch only inside [offset, offset + length) of every period,
-     * counted from epoch on CLOCK_MONOTONIC. length 0 with compute_pct > 0: not scheduled yet. */
-    uint64_t period_ns;
-    uint64_t window_offset_ns;
-    uint64_t window_len_ns;
-    uint64_t epoch_ns;
-    uint64_t generation; /* bumped after every change of limits or schedule */
+            /* Compute schedule on a time-sliced GPU (atomic), written by the daemon's
+             * controller: the workload may launch only inside [offset, offset + length) of
+             * every period, counted from epoch on CLOCK_MONOTONIC. length 0 with compute_pct >
+             * 0: not scheduled yet. */
+            uint64_t period_ns;
+            uint64_t window_offset_ns;
+            uint64_t window_len_ns;
+            uint64_t epoch_ns;
+            uint64_t generation; /* bumped after every change of limits or schedule */
+        };
+        unsigned char limits_page[GM_REGION_LIMITS_SIZE];
+    };
 
+    /* ---- The usage part (NAME.region, written by the workload's processes). ---- */
+    uint32_t usage_magic; /* GM_REGION_MAGIC */
+    uint32_t usage_version;
+    uint32_t usage_size; /* sizeof(struct gm_region) - GM_REGION_LIMITS_SIZE */
+    uint32_t pad1;
     /* Guarded by lock. */
     pthread_mutex_t lock;
     uint64_t mem_used; /* sum of the slots' mem_used */
@@ -63,5 +88,7 @@ struct gm_region {
     uint64_t oom_count; /* allocations refused for the limit */
     struct gm_region_proc procs[GM_REGION_MAX_PROCS];
 };
+
+#define GM_REGION_USAGE_SIZE (sizeof(struct gm_region) - GM_REGION_LIMITS_SIZE)
 
 #endif

@@ -79,6 +79,11 @@ static void status(const json_t *w, time_t now, char *buf, size_t len)
     } else {
         snprintf(buf, len, "%s", reason[0] ? reason : state);
     }
+    /* The driver sees it hold more than its limit (the daemon's memory check). */
+    const json_t *over = json_object_get(w, "over_memory_limit");
+    size_t n = strlen(buf);
+    if (json_is_true(over) && n < len)
+        snprintf(buf + n, len - n, " (over memory limit)");
 }
 
 int gm_cli_ps(struct gm_cli_ctx *ctx, int argc, char **argv)

@@ -34,7 +34,8 @@ int gm_proc_parse_stat(const char *buf, size_t len, char *state, uint64_t *start
     return 0;
 }
 
-int gm_proc_stat(pid_t pid, char *state, uint64_t *start)
+/* Reads /proc/PID/stat into buf; returns its length, or -1. */
+static ssize_t read_stat(pid_t pid, char *buf, size_t size)
 {
     if (pid <= 0)
         return -1;
@@ -51,20 +52,63 @@ int gm_proc_stat(pid_t pid, char *state, uint64_t *start)
     int fd = open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0)
         return -1;
-    char buf[1024];
     size_t len = 0;
     for (;;) {
-        ssize_t r = read(fd, buf + len, sizeof(buf) - len);
+        ssize_t r = read(fd, buf + len, size - len);
         if (r < 0 && errno == EINTR)
             continue;
         if (r <= 0)
             break;
         len += (size_t)r;
-        if (len == sizeof(buf))
+        if (len == size)
             break;
     }
     close(fd);
-    return gm_proc_parse_stat(buf, len, state, start);
+    return (ssize_t)len;
+}
+
+int gm_proc_stat(pid_t pid, char *state, uint64_t *start)
+{
+    char buf[1024];
+    ssize_t len = read_stat(pid, buf, sizeof(buf));
+    return len < 0 ? -1 : gm_proc_parse_stat(buf, (size_t)len, state, start);
+}
+
+int gm_proc_parse_ids(const char *buf, size_t len, struct gm_proc_ids *out)
+{
+    const char *end = buf + len, *p = NULL;
+    for (const char *q = buf; q < end; q++)
+        if (*q == ')')
+            p = q;
+    if (p == NULL || p + 2 >= end)
+        return -1;
+    p += 2; /* ") ": field 3, the state */
+    long v[3];
+    for (int field = 4; field <= 6; field++) {
+        while (p < end && *p != ' ')
+            p++;
+        if (p >= end)
+            return -1;
+        p++;
+        long x = 0;
+        int digits = 0, neg = p < end && *p == '-';
+        for (p += neg; p < end && *p >= '0' && *p <= '9'; p++, digits++)
+            x = x * 10 + (*p - '0');
+        if (digits == 0)
+            return -1;
+        v[field - 4] = neg ? -x : x;
+    }
+    out->ppid = (pid_t)v[0];
+    out->pgrp = (pid_t)v[1];
+    out->session = (pid_t)v[2];
+    return 0;
+}
+
+int gm_proc_ids(pid_t pid, struct gm_proc_ids *out)
+{
+    char buf[1024];
+    ssize_t len = read_stat(pid, buf, sizeof(buf));
+    return len < 0 ? -1 : gm_proc_parse_ids(buf, (size_t)len, out);
 }
 
 uint64_t gm_proc_start_time(pid_t pid)

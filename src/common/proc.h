@@ -25,6 +25,12 @@ enum gm_proc_state {
 int gm_proc_parse_stat(const char *buf, size_t len, char *state, uint64_t *start);
 /* Reads /proc/PID/stat. Returns 0, or -1 when it cannot be read. */
 int gm_proc_stat(pid_t pid, char *state, uint64_t *start);
+/* A process's parent, process group and session (fields 4, 5 and 6 of /proc/PID/stat). */
+struct gm_proc_ids {
+    pid_t ppid, pgrp, session;
+};
+int gm_proc_parse_ids(const char *buf, size_t len, struct gm_proc_ids *out); /* 0 or -1 */
+int gm_proc_ids(pid_t pid, struct gm_proc_ids *out);                         /* 0 or -1 */
 /* Start time of a live (not zombie) process, 0 when there is none or it cannot be read. */
 uint64_t gm_proc_start_time(pid_t pid);
 /* The one liveness rule. start 0 means "not recorded". */

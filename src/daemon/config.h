@@ -27,6 +27,7 @@ struct gm_config {
     char mps_control[PATH_MAX];
     long long mps_exclusive;
     char interposer[PATH_MAX];
+    uint64_t memory_check_slack; /* bytes per process the driver counts beyond allocations */
 };
 
 /* X(key, type, field, default, min, max, help). type: S (string), Z (size), I (integer). */
@@ -63,7 +64,10 @@ struct gm_config {
       "1: set the compute mode to EXCLUSIVE_PROCESS while MPS runs on a GPU (needs root)")         \
     X("interposer", S, interposer, "", 0, 0,                                                       \
       "libgpumux.so, preloaded into limited workloads (default: ../lib/libgpumux.so beside "       \
-      "gpumuxd)")
+      "gpumuxd)")                                                                                  \
+    X("memory_check_slack", Z, memory_check_slack, "512M", 0, 0,                                   \
+      "memory the driver may show per process beyond its allocations (contexts, modules) before "  \
+      "the memory check calls a workload over its limit")
 
 void gm_config_defaults(struct gm_config *c);
 /* Sets one key from text; errors name the key and the source ("--placement", "FILE:3"). */

@@ -3,6 +3,7 @@
 #include "common/log.h"
 #include "common/path.h"
 #include "daemon/daemon.h"
+#include "daemon/memcheck.h"
 #include "daemon/mps.h"
 
 #include <errno.h>
@@ -50,6 +51,8 @@ int gm_daemon_open(struct gm_daemon *d, const char *exe_dir, struct gm_error *er
     if (access(d->monitor_path, X_OK) < 0)
         return gm_err_errno(err, GM_EINVAL, errno, "%s", d->monitor_path);
     gethostname(d->hostname, sizeof(d->hostname) - 1);
+    if (gm_memcheck_new(&d->memcheck) < 0)
+        return gm_err(err, GM_ENOMEM, "out of memory");
     if (gm_mps_new(&d->mps) < 0)
         return gm_err(err, GM_ENOMEM, "out of memory");
     if ((rc = gm_mkdir_p(d->cfg.state_dir, 0750, err)) < 0 ||
@@ -94,6 +97,8 @@ void gm_daemon_close(struct gm_daemon *d)
     gm_strv_free(&d->changing);
     gm_mps_free(d->mps);
     d->mps = NULL;
+    gm_memcheck_free(d->memcheck);
+    d->memcheck = NULL;
     if (d->lock_fd >= 0)
         close(d->lock_fd);
     d->lock_fd = -1;

@@ -36,11 +36,12 @@ struct gm_daemon {
     atomic_int stopping;
     struct gm_wmem *wmem; /* per workload, in memory only */
     size_t nwmem;
-    struct gm_strv changing; /* UUIDs of GPUs whose mode is changing: placement avoids them */
-    struct gm_mps *mps;      /* the MPS manager's own state (mps.c), keyed by GPU UUID */
-    int lock_fd;             /* the state directory's single-instance lock */
-    /* Serialises the daemon's writes to limits regions (their seqlock takes one writer); never
-     * held with d->lock, and held while a region's own lock is waited for (bounded). */
+    struct gm_strv changing;      /* UUIDs of GPUs whose mode is changing: placement avoids them */
+    struct gm_mps *mps;           /* the MPS manager's own state (mps.c), keyed by GPU UUID */
+    struct gm_memcheck *memcheck; /* what the driver says limited workloads hold (memcheck.c) */
+    int lock_fd;                  /* the state directory's single-instance lock */
+    /* Serialises the daemon's writes to regions' limits files (their seqlock takes one writer);
+     * never held with d->lock. */
     pthread_mutex_t region_lock;
     int gpu_open;
 };
@@ -86,6 +87,11 @@ int gm_workload_stop(struct gm_daemon *d, const char *name, struct gm_workload_r
                      struct gm_error *err);
 int gm_workload_delete(struct gm_daemon *d, const char *name, struct gm_workload_rec *out,
                        struct gm_error *err);
+/* Stops launch launch_id of name for the daemon's own reason (why: recorded as the record's
+ * reason and in its event), as a stop by request does; nothing when the record moved on to
+ * another launch or nothing runs. */
+int gm_workload_stop_for(struct gm_daemon *d, const char *name, int64_t launch_id, const char *why,
+                         struct gm_error *err);
 /* Path of the launch directory of a workload's launch, and of its log. */
 int gm_workload_launch_dir(const struct gm_daemon *d, const char *name, int64_t launch_id,
                            char *buf, size_t len);
@@ -135,7 +141,7 @@ void gm_exec_signal(struct gm_daemon *d, const char *name, int64_t launch_id, in
 /* Waits, without d->lock, until no active workload is left among names; SIGKILL after
  * stop_timeout. */
 int gm_exec_wait_stopped(struct gm_daemon *d, const struct gm_strv *names, struct gm_error *err);
-/* Refreshes every limited workload's compute window and reaps dead slots (outside d->lock). */
+/* Refreshes every limited workload's compute window in its limits file (outside d->lock). */
 void gm_exec_windows(struct gm_daemon *d);
 
 /* Reconciliation (reconcile.c): compare the database with what runs; called at start and on

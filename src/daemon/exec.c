@@ -328,8 +328,12 @@ void gm_exec_remove_files(struct gm_daemon *d, const char *name, int64_t launch_
         rmdir(path);
     if (gm_workload_log_path(d, name, path, sizeof(path)) == 0)
         unlink(path);
-    if (gm_region_path(d, name, path, sizeof(path)) == 0)
+    if (gm_region_path(d, name, path, sizeof(path)) == 0) {
         unlink(path);
+        char lpath[PATH_MAX];
+        if (gm_region_limits_path(path, lpath, sizeof(lpath), NULL) == 0)
+            unlink(lpath);
+    }
 }
 
 int gm_exec_region_limits(struct gm_daemon *d, const struct gm_workload_rec *w, int by_mps)

@@ -1,4 +1,5 @@
 #include "daemon/json.h"
+#include "daemon/memcheck.h"
 #include "daemon/sched.h"
 
 #include <stdio.h>
@@ -70,6 +71,11 @@ json_t *gm_json_workload(const struct gm_daemon *d, const struct gm_workload_rec
                         w->compute_pct ? json_integer(w->compute_pct) : json_null());
     json_object_set_new(o, "memory_limit",
                         w->memory_limit ? json_integer((json_int_t)w->memory_limit) : json_null());
+    /* What the driver says the workload's processes hold, against its limit (memcheck.c). */
+    uint64_t used = 0;
+    int over = 0, seen = gm_memcheck_seen(d, w, &used, &over);
+    json_object_set_new(o, "memory_used", seen ? json_integer((json_int_t)used) : json_null());
+    json_object_set_new(o, "over_memory_limit", json_boolean(seen && over));
     json_object_set_new(o, "restart", json_string(gm_restart_name(w->restart)));
     enum gm_enforce enforce = GM_ENFORCE_BEST_EFFORT;
     gm_enforce_parse(json_string_value(spec ? json_object_get(spec, "enforce") : NULL), &enforce);

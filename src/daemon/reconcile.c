@@ -10,6 +10,7 @@
 #include "common/log.h"
 #include "common/path.h"
 #include "daemon/daemon.h"
+#include "daemon/memcheck.h"
 #include "daemon/mps.h"
 #include "daemon/region.h"
 #include "daemon/supervise.h"
@@ -234,6 +235,8 @@ void gm_reconcile(struct gm_daemon *d, int at_start)
         gm_exec_windows(d);
         last_control = now;
     }
+    /* What the driver says limited workloads hold, against their limits (memcheck.c). */
+    gm_memcheck(d);
 out:
     free(skip);
     free(seen);

@@ -4,7 +4,6 @@
 #include "daemon/windows.h"
 
 #include <errno.h>
-#include <stdatomic.h>
 #include <limits.h>
 #include <stdlib.h>
 #include <string.h>
@@ -16,33 +15,13 @@ int gm_region_path(const struct gm_daemon *d, const char *name, char *buf, size_
 
 int gm_region_map(const char *path, struct gm_region **out, struct gm_error *err)
 {
-    int rc = gm_region_attach(path, out, err);
+    int rc = gm_region_open_limits(path, out, err);
     return rc < 0 ? gm_err_wrap(err, "region") : 0;
 }
 
 void gm_region_unmap(struct gm_region *r)
 {
     gm_region_detach(r);
-}
-
-/* Reports a sweep that found the lock held; at most once a minute of controller passes. */
-static void report_busy(const char *name)
-{
-    static atomic_uint busy; /* controller passes run on the poll thread and on launches */
-    if (atomic_fetch_add(&busy, 1) % 120 == 0)
-        gm_warn("workload %s: a process of the workload holds its limits region's lock past "
-                "%llu ms: dead slots are not swept this time",
-                name, (unsigned long long)(GM_REGION_DAEMON_LOCK_NS / 1000000));
-}
-
-static int reap(struct gm_region *r, const char *name)
-{
-    int n = gm_region_reap(r, GM_REGION_DAEMON_LOCK_NS);
-    if (n == -GM_EBUSY)
-        report_busy(name);
-    else if (n > 0)
-        gm_debug("workload %s: %d dead process slot%s freed", name, n, n == 1 ? "" : "s");
-    return n;
 }
 
 int gm_region_prepare(struct gm_daemon *d, const struct gm_workload_rec *w, int by_mps,
@@ -59,8 +38,9 @@ int gm_region_prepare(struct gm_daemon *d, const struct gm_workload_rec *w, int 
     struct gm_region *r = NULL;
     if (gm_region_map(path, &r, NULL) < 0) {
         r = NULL;
-    } else if (strcmp(r->gpu_uuid, gpu) != 0) {
-        /* Made for another GPU: a new one, so no slot or window of the old GPU carries over. */
+    } else if (strcmp(r->gpu_uuid, gpu) != 0 || gm_region_check_usage(path, NULL) < 0) {
+        /* Made for another GPU, or a usage part that is not one (the workload owns that file):
+         * a new region, so no slot or window of the old one carries over. */
         gm_region_unmap(r);
         r = NULL;
     }
@@ -74,11 +54,10 @@ int gm_region_prepare(struct gm_daemon *d, const struct gm_workload_rec *w, int 
             .uid = (uid_t)w->uid,
             .gid = (gid_t)w->gid,
         };
-        rc = gm_region_create(path, &in, &r, err);
-        if (rc < 0)
+        if ((rc = gm_region_create(path, &in, NULL, err)) < 0 ||
+            (rc = gm_region_map(path, &r, err)) < 0)
             return rc;
     }
-    reap(r, w->name);
     gm_region_set_limits(r, w->memory_limit, (uint32_t)w->compute_pct, by_mps);
     gm_region_unmap(r);
     return 0;
@@ -93,15 +72,15 @@ void gm_region_control(struct gm_daemon *d, const struct gm_gpu_rec *gpus, size_
         return;
     for (size_t k = 0; k < plan.nreap; k++) {
         const struct gm_workload_rec *w = &ws[plan.reap[k]];
+        const struct gm_window *win = gm_window_plan_find(&plan, plan.reap[k]);
         char path[PATH_MAX];
         struct gm_region *r;
-        if (gm_region_path(d, w->name, path, sizeof(path)) < 0 || gm_region_map(path, &r, NULL) < 0)
+        if (win == NULL || gm_region_path(d, w->name, path, sizeof(path)) < 0 ||
+            gm_region_map(path, &r, NULL) < 0)
             continue;
-        reap(r, w->name);
-        const struct gm_window *win = gm_window_plan_find(&plan, plan.reap[k]);
-        /* The window needs no lock (atomic fields under the seqlock): a busy region still
-         * gets it. */
-        if (win != NULL && gm_region_set_window(r, win->period_ns, win->offset_ns, win->len_ns, 0))
+        /* Atomic fields under the seqlock, in the daemon's own file: no lock of the workload's
+         * is taken, and a workload holding its usage lock still gets its window. */
+        if (gm_region_set_window(r, win->period_ns, win->offset_ns, win->len_ns, 0))
             gm_debug("workload %s: compute window %llu+%llu ms of %llu ms", w->name,
                      (unsigned long long)(win->offset_ns / 1000000),
                      (unsigned long long)(win->len_ns / 1000000),

@@ -19,7 +19,7 @@ struct gm_window {
 struct gm_window_plan {
     struct gm_window *windows; /* in the order of the GPUs, then of the workloads */
     size_t nwindows;
-    size_t *reap; /* indices of the workloads whose region is swept (every limited one) */
+    size_t *reap; /* indices of the workloads whose region is refreshed (every limited one) */
     size_t nreap;
 };
 

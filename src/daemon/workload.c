@@ -378,6 +378,23 @@ int gm_workload_stop(struct gm_daemon *d, const char *name, struct gm_workload_r
     return hand_over(&w, out, rc < 0 ? rc : 0);
 }
 
+int gm_workload_stop_for(struct gm_daemon *d, const char *name, int64_t launch_id, const char *why,
+                         struct gm_error *err)
+{
+    struct gm_workload_rec w = {0};
+    pthread_mutex_lock(&d->lock);
+    int rc = gm_store_workload_get(d->store, name, &w, err);
+    if (rc == 0 && w.launch_id == launch_id && w.desired_running && launched(&w))
+        rc = record_stop(d, &w, why, err);
+    else if (rc == 0)
+        rc = 0; /* moved on, or already being stopped */
+    pthread_mutex_unlock(&d->lock);
+    if (rc == 1)
+        gm_exec_signal(d, name, w.launch_id, SIGTERM);
+    gm_workload_rec_free(&w);
+    return rc < 0 ? rc : 0;
+}
+
 int gm_workload_delete(struct gm_daemon *d, const char *name, struct gm_workload_rec *out,
                        struct gm_error *err)
 {

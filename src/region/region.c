@@ -6,6 +6,7 @@
 #include <stdarg.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -13,6 +14,9 @@
 #include <unistd.h>
 
 #define READ_RETRIES 1000
+
+_Static_assert(offsetof(struct gm_region, usage_magic) == GM_REGION_LIMITS_SIZE,
+               "the usage part starts right after the limits page");
 
 /* What a failed open or mmap means, in the project's codes. */
 static int code_of(int e)
@@ -29,9 +33,23 @@ static void copy_str(char *dst, size_t len, const char *src)
 
 /* ---- create, attach ---- */
 
-static int init_in_place(struct gm_region *r, const struct gm_region_init *in)
+int gm_region_limits_path(const char *path, char *buf, size_t len, struct gm_error *err)
 {
-    memset(r, 0, sizeof(*r));
+    size_t n = strlen(path), sl = strlen(GM_REGION_SUFFIX);
+    if (n >= sl && strcmp(path + n - sl, GM_REGION_SUFFIX) == 0)
+        n -= sl;
+    int k = snprintf(buf, len, "%.*s%s", (int)n, path, GM_REGION_LIMITS_SUFFIX);
+    if (k < 0 || (size_t)k >= len) {
+        if (len > 0)
+            buf[0] = '\0';
+        return gm_err(err, GM_EINVAL, "region %s: path too long", path);
+    }
+    return 0;
+}
+
+static void init_limits(struct gm_region *r, const struct gm_region_init *in)
+{
+    memset(r->limits_page, 0, sizeof(r->limits_page));
     r->version = GM_REGION_VERSION;
     r->size = sizeof(*r);
     r->flags = in->flags;
@@ -39,6 +57,17 @@ static int init_in_place(struct gm_region *r, const struct gm_region_init *in)
     copy_str(r->gpu_uuid, sizeof(r->gpu_uuid), in->gpu_uuid);
     r->memory_limit = in->memory_limit;
     r->compute_pct = in->compute_pct;
+    /* Last: until now an attacher sees no region at all. */
+    __atomic_store_n(&r->magic, GM_REGION_LIMITS_MAGIC, __ATOMIC_RELEASE);
+}
+
+/* u points at the usage part's first byte (struct offset GM_REGION_LIMITS_SIZE). */
+static int init_usage(unsigned char *u)
+{
+    struct gm_region *r = (struct gm_region *)(void *)(u - GM_REGION_LIMITS_SIZE);
+    memset(u, 0, GM_REGION_USAGE_SIZE);
+    r->usage_version = GM_REGION_VERSION;
+    r->usage_size = (uint32_t)GM_REGION_USAGE_SIZE;
     pthread_mutexattr_t a;
     int rc = pthread_mutexattr_init(&a);
     if (rc != 0)
@@ -48,21 +77,22 @@ static int init_in_place(struct gm_region *r, const struct gm_region_init *in)
         rc = pthread_mutex_init(&r->lock, &a);
     pthread_mutexattr_destroy(&a);
     if (rc == 0)
-        /* Last: until now an attacher sees no region at all. */
-        __atomic_store_n(&r->magic, GM_REGION_MAGIC, __ATOMIC_RELEASE);
+        __atomic_store_n(&r->usage_magic, GM_REGION_MAGIC, __ATOMIC_RELEASE);
     return rc;
 }
 
-int gm_region_create(const char *path, const struct gm_region_init *in, struct gm_region **out,
-                     struct gm_error *err)
+/* Makes one part as the temporary file tmp (PATH_MAX bytes) beside final: mode, size, contents
+ * written through a mapping of its own, unmapped, then the owner (when chown_it). The caller
+ * renames it over final, or removes it. */
+static int make_part(const char *final, char *tmp, mode_t mode, size_t size, int chown_it,
+                     const struct gm_region_init *in, int usage, struct gm_error *err)
 {
-    char tmp[PATH_MAX];
-    int n = snprintf(tmp, sizeof(tmp), "%s.%ld.tmp", path, (long)getpid());
-    if (n < 0 || (size_t)n >= sizeof(tmp))
-        return gm_err(err, GM_EINVAL, "region %s: path too long", path);
+    int n = snprintf(tmp, PATH_MAX, "%s.%ld.tmp", final, (long)getpid());
+    if (n < 0 || n >= PATH_MAX)
+        return gm_err(err, GM_EINVAL, "region %s: path too long", final);
     int fd = -1;
     for (int attempt = 0; attempt < 2 && fd < 0; attempt++) {
-        fd = open(tmp, O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0660);
+        fd = open(tmp, O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, mode);
         if (fd < 0 && errno == EEXIST && attempt == 0)
             unlink(tmp); /* left by a creator that died: never written through */
         else if (fd < 0)
@@ -73,80 +103,189 @@ int gm_region_create(const char *path, const struct gm_region_init *in, struct g
         return gm_err_errno(err, code_of(e), e, "creating region %s", tmp);
     }
     int rc = 0, e;
-    struct gm_region *r = MAP_FAILED;
-    /* The workload maps it read-write under its own identity: 0660 whatever the umask. */
-    if (fchmod(fd, 0660) < 0 || (geteuid() == 0 && fchown(fd, in->uid, in->gid) < 0)) {
+    void *m = MAP_FAILED;
+    if (fchmod(fd, mode) < 0) {
         e = errno;
-        rc = gm_err_errno(err, GM_EIO, e, "region %s: owner and mode", tmp);
-    } else if (ftruncate(fd, sizeof(struct gm_region)) < 0) {
+        rc = gm_err_errno(err, GM_EIO, e, "region %s: mode", tmp);
+    } else if (ftruncate(fd, (off_t)size) < 0) {
         e = errno;
         rc = gm_err_errno(err, GM_EIO, e, "region %s", tmp);
-    } else if ((r = mmap(NULL, sizeof(*r), PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0)) ==
-               MAP_FAILED) {
+    } else if ((m = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0)) == MAP_FAILED) {
         e = errno;
         rc = gm_err_errno(err, GM_EIO, e, "mapping region %s", tmp);
-    } else if ((e = init_in_place(r, in)) != 0) {
+    } else if (usage && (e = init_usage(m)) != 0) {
         rc = gm_err_errno(err, GM_EIO, e, "region %s: lock", tmp);
-    } else if (rename(tmp, path) < 0) {
+    } else if (!usage) {
+        init_limits(m, in);
+    }
+    if (m != MAP_FAILED)
+        munmap(m, size);
+    /* The owner last: from here on its new owner could shrink it, and nothing of ours maps it. */
+    if (rc == 0 && chown_it && geteuid() == 0 && fchown(fd, in->uid, in->gid) < 0) {
         e = errno;
-        rc = gm_err_errno(err, GM_EIO, e, "region %s", path);
+        rc = gm_err_errno(err, GM_EIO, e, "region %s: owner", tmp);
     }
     close(fd);
-    if (rc < 0) {
-        if (r != MAP_FAILED)
-            munmap(r, sizeof(*r));
+    if (rc < 0)
         unlink(tmp);
-        return rc;
-    }
-    if (out != NULL)
-        *out = r;
-    else
-        munmap(r, sizeof(*r));
-    return 0;
+    return rc;
 }
 
-int gm_region_attach(const char *path, struct gm_region **out, struct gm_error *err)
+static int map_region(const char *path, int limits_writable, int with_usage, struct gm_region **out,
+                      struct gm_error *err);
+
+int gm_region_create(const char *path, const struct gm_region_init *in, struct gm_region **out,
+                     struct gm_error *err)
 {
-    int fd = open(path, O_RDWR | O_CLOEXEC | O_NOFOLLOW);
+    char lpath[PATH_MAX], ltmp[PATH_MAX], utmp[PATH_MAX];
+    int rc = gm_region_limits_path(path, lpath, sizeof(lpath), err);
+    if (rc == 0 && (rc = make_part(lpath, ltmp, 0644, GM_REGION_LIMITS_SIZE, 0, in, 0, err)) == 0 &&
+        (rc = make_part(path, utmp, 0600, GM_REGION_USAGE_SIZE, 1, in, 1, err)) < 0)
+        unlink(ltmp);
+    /* Both parts are made before either name is replaced. */
+    if (rc == 0 && rename(ltmp, lpath) < 0) {
+        int e = errno;
+        unlink(ltmp);
+        unlink(utmp);
+        rc = gm_err_errno(err, GM_EIO, e, "region %s", lpath);
+    } else if (rc == 0 && rename(utmp, path) < 0) {
+        int e = errno;
+        unlink(utmp);
+        rc = gm_err_errno(err, GM_EIO, e, "region %s", path);
+    }
+    if (rc == 0 && out != NULL)
+        rc = map_region(path, 1, 1, out, err); /* the creator's: both parts writable */
+    return rc;
+}
+
+/* Opens one part: O_NOFOLLOW, a regular file of at least size bytes. Returns the fd or a
+ * negative GM_E* code; st receives its status. */
+static int open_part(const char *path, int flags, size_t size, struct stat *st,
+                     struct gm_error *err)
+{
+    int fd = open(path, flags | O_CLOEXEC | O_NOFOLLOW);
     if (fd < 0) {
         int e = errno;
         if (e == ELOOP)
             return gm_err(err, GM_EPERM, "%s: a symbolic link, not followed", path);
         return gm_err_errno(err, code_of(e), e, "%s", path);
     }
-    struct stat st;
-    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+    if (fstat(fd, st) != 0 || !S_ISREG(st->st_mode)) {
         close(fd);
         return gm_err(err, GM_EINVAL, "%s: not a regular file", path);
     }
-    if ((uint64_t)st.st_size < sizeof(struct gm_region)) {
+    if ((uint64_t)st->st_size < size) {
         /* Mapping past its end would fault on the first access. */
         close(fd);
-        return gm_err(err, GM_EINVAL, "%s: %lld bytes, a region has %zu", path,
-                      (long long)st.st_size, sizeof(struct gm_region));
+        return gm_err(err, GM_EINVAL, "%s: %lld bytes, a region part has %zu", path,
+                      (long long)st->st_size, size);
     }
-    void *m = mmap(NULL, sizeof(struct gm_region), PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
-    int map_errno = errno;
-    close(fd);
-    if (m == MAP_FAILED)
-        return gm_err_errno(err, GM_EIO, map_errno, "%s: mmap", path);
-    struct gm_region *r = m;
-    uint32_t magic = __atomic_load_n(&r->magic, __ATOMIC_ACQUIRE);
-    int rc = 0;
-    if (magic != GM_REGION_MAGIC)
-        rc = gm_err(err, GM_EINVAL, "%s: bad magic 0x%08x", path, magic);
-    else if (r->version != GM_REGION_VERSION)
-        rc = gm_err(err, GM_EINVAL, "%s: layout version %u, this library reads version %u", path,
-                    r->version, GM_REGION_VERSION);
-    else if (r->size != sizeof(struct gm_region))
-        rc = gm_err(err, GM_EINVAL, "%s: header says %u bytes, this library's region has %zu", path,
-                    r->size, sizeof(struct gm_region));
+    return fd;
+}
+
+static int check_header(const char *path, uint32_t magic, uint32_t want_magic, uint32_t version,
+                        uint32_t size, size_t want_size, struct gm_error *err)
+{
+    if (magic != want_magic)
+        return gm_err(err, GM_EINVAL, "%s: bad magic 0x%08x", path, magic);
+    if (version != GM_REGION_VERSION)
+        return gm_err(err, GM_EINVAL, "%s: layout version %u, this library reads version %u", path,
+                      version, GM_REGION_VERSION);
+    if (size != want_size)
+        return gm_err(err, GM_EINVAL, "%s: header says %u bytes, this library's region has %zu",
+                      path, size, want_size);
+    return 0;
+}
+
+/* Maps the limits part (writable or not) and, when with_usage, the usage part after it, into
+ * one reserved range of sizeof(struct gm_region). */
+static int map_region(const char *path, int limits_writable, int with_usage, struct gm_region **out,
+                      struct gm_error *err)
+{
+    char lpath[PATH_MAX];
+    int rc = gm_region_limits_path(path, lpath, sizeof(lpath), err);
+    if (rc < 0)
+        return rc;
+    long page = sysconf(_SC_PAGESIZE);
+    if (page <= 0 || GM_REGION_LIMITS_SIZE % (unsigned long)page != 0)
+        return gm_err(err, GM_EINVAL,
+                      "%s: the limits part (%u bytes) is not a whole number of "
+                      "pages of %ld bytes",
+                      path, GM_REGION_LIMITS_SIZE, page);
+    struct stat lst, ust;
+    int ufd = -1;
+    if (with_usage && (ufd = open_part(path, O_RDWR, GM_REGION_USAGE_SIZE, &ust, err)) < 0)
+        return ufd;
+    int lfd =
+        open_part(lpath, limits_writable ? O_RDWR : O_RDONLY, GM_REGION_LIMITS_SIZE, &lst, err);
+    if (lfd < 0) {
+        if (ufd >= 0)
+            close(ufd);
+        return lfd;
+    }
+    if (limits_writable && lst.st_uid != geteuid()) {
+        close(lfd);
+        if (ufd >= 0)
+            close(ufd);
+        return gm_err(err, GM_EPERM, "%s: owned by uid %u, not by this daemon's uid %u", lpath,
+                      (unsigned)lst.st_uid, (unsigned)geteuid());
+    }
+    unsigned char *base = mmap(NULL, sizeof(struct gm_region), PROT_NONE,
+                               MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    int e = errno;
+    if (base != MAP_FAILED &&
+        mmap(base, GM_REGION_LIMITS_SIZE, PROT_READ | (limits_writable ? PROT_WRITE : 0),
+             MAP_SHARED | MAP_FIXED, lfd, 0) == MAP_FAILED)
+        e = errno, rc = -1;
+    if (base != MAP_FAILED && rc == 0 && ufd >= 0 &&
+        mmap(base + GM_REGION_LIMITS_SIZE, GM_REGION_USAGE_SIZE, PROT_READ | PROT_WRITE,
+             MAP_SHARED | MAP_FIXED, ufd, 0) == MAP_FAILED)
+        e = errno, rc = -1;
+    close(lfd);
+    if (ufd >= 0)
+        close(ufd);
+    if (base == MAP_FAILED || rc < 0) {
+        if (base != MAP_FAILED)
+            munmap(base, sizeof(struct gm_region));
+        return gm_err_errno(err, GM_EIO, e, "%s: mmap", path);
+    }
+    struct gm_region *r = (struct gm_region *)(void *)base;
+    rc = check_header(lpath, __atomic_load_n(&r->magic, __ATOMIC_ACQUIRE), GM_REGION_LIMITS_MAGIC,
+                      r->version, r->size, sizeof(struct gm_region), err);
+    if (rc == 0 && with_usage)
+        rc = check_header(path, __atomic_load_n(&r->usage_magic, __ATOMIC_ACQUIRE), GM_REGION_MAGIC,
+                          r->usage_version, r->usage_size, GM_REGION_USAGE_SIZE, err);
     if (rc == 0) {
         *out = r;
         return 0;
     }
-    munmap(m, sizeof(struct gm_region));
+    munmap(base, sizeof(struct gm_region));
     return rc;
+}
+
+int gm_region_attach(const char *path, struct gm_region **out, struct gm_error *err)
+{
+    return map_region(path, 0, 1, out, err);
+}
+
+int gm_region_open_limits(const char *path, struct gm_region **out, struct gm_error *err)
+{
+    return map_region(path, 1, 0, out, err);
+}
+
+int gm_region_check_usage(const char *path, struct gm_error *err)
+{
+    struct stat st;
+    int fd = open_part(path, O_RDONLY, GM_REGION_USAGE_SIZE, &st, err);
+    if (fd < 0)
+        return fd;
+    uint32_t h[3];
+    ssize_t n = pread(fd, h, sizeof(h), 0);
+    int e = errno;
+    close(fd);
+    if (n != (ssize_t)sizeof(h))
+        return gm_err_errno(err, GM_EIO, n < 0 ? e : EIO, "%s: reading its header", path);
+    return check_header(path, h[0], GM_REGION_MAGIC, h[1], h[2], GM_REGION_USAGE_SIZE, err);
 }
 
 void gm_region_detach(struct gm_region *r)

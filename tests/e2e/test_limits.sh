@@ -23,7 +23,9 @@ code=$(gm ps -o json | json_get "[w['exit_code'] for w in d['workloads'] if w['n
 [ "$code" = 1 ] && pass "the sample reported the refusal and exited 1" || fail "exit code $code"
 [ -f "$T/run/regions/small.region" ] && pass "region created in the run directory" || fail "no region"
 mode=$(stat -c %a "$T/run/regions/small.region")
-[ "$mode" = 660 ] && pass "region mode 0660" || fail "region mode $mode"
+[ "$mode" = 600 ] && pass "usage part mode 0600" || fail "usage part mode $mode"
+mode=$(stat -c %a:%u "$T/run/regions/small.limits")
+[ "$mode" = "644:$(id -u)" ] && pass "limits part mode 0644, the daemon's" || fail "limits part $mode"
 
 # Compute: a solo baseline, then 30/70 together on GPU 1 (time-sliced).
 gm run solo --gpu 1 -- "$SAMPLE" -benchmark -n=8192 -t=4 >/dev/null

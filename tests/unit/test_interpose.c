@@ -886,7 +886,7 @@ Test(region, foreign_files_warn_and_run_unlimited)
     cr_assert_eq(run_sample(env, "4096"), 0, "%s", err_text());
     cr_expect(strstr(err_text(), "bad magic 0x12345678): running without limits") != NULL, "%s",
               err_text());
-    r->magic = GM_REGION_MAGIC;
+    r->magic = GM_REGION_LIMITS_MAGIC;
     r->version = 99;
     cr_assert_eq(run_sample(env, "4096"), 0, "%s", err_text());
     cr_expect(strstr(err_text(), "layout version 99") != NULL, "%s", err_text());
@@ -895,6 +895,12 @@ Test(region, foreign_files_warn_and_run_unlimited)
     cr_assert_eq(run_sample(env, "4096"), 0, "%s", err_text());
     cr_expect(strstr(err_text(), "header says 12 bytes") != NULL, "%s", err_text());
     cr_expect_eq(t_count_lines_with(err_text(), "gpumux:"), 1, "%s", err_text());
+    r->size = sizeof(struct gm_region);
+    /* The usage part (the workload's own file) is checked as well. */
+    __atomic_store_n(&r->usage_magic, 0x0badf00du, __ATOMIC_RELEASE);
+    cr_assert_eq(run_sample(env, "4096"), 0, "%s", err_text());
+    cr_expect(strstr(err_text(), "w.region: bad magic 0x0badf00d): running without limits") != NULL,
+              "%s", err_text());
     char missing[200];
     snprintf(missing, sizeof(missing), "%s=%s/nope", GM_REGION_ENV, dir);
     const char *env2[] = {missing, NULL};

@@ -1,7 +1,10 @@
 /* src/region: creating and attaching a region, the one liveness rule of the reaper, slots, the
- * seqlock, and the daemon's bounded lock against a workload process that holds it. */
+ * seqlock, a bounded lock against a workload process that holds it, and the trust split: the
+ * limits part read-only to the workload, owners and modes per file, the daemon's view. */
 #include "test_interpose_region.h"
 
+#include <grp.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 
 static char dir[64], path[128];
@@ -32,10 +35,18 @@ Test(region, create_then_attach)
 {
     struct gm_region *r = make(64 * MIB, 30);
     struct stat st;
+    /* The usage part: the workload's alone. The limits part: readable by it, the daemon's. */
     cr_assert_eq(stat(path, &st), 0);
-    cr_expect_eq(st.st_mode & 07777, 0660);
-    cr_expect_eq((size_t)st.st_size, sizeof(struct gm_region));
-    cr_expect_eq(r->magic, GM_REGION_MAGIC);
+    cr_expect_eq(st.st_mode & 07777, 0600);
+    cr_expect_eq((size_t)st.st_size, GM_REGION_USAGE_SIZE);
+    char lpath[160];
+    cr_assert_eq(gm_region_limits_path(path, lpath, sizeof(lpath), NULL), 0);
+    cr_expect(strstr(lpath, "/w.limits") != NULL, "%s", lpath);
+    cr_assert_eq(stat(lpath, &st), 0);
+    cr_expect_eq(st.st_mode & 07777, 0644);
+    cr_expect_eq((size_t)st.st_size, GM_REGION_LIMITS_SIZE);
+    cr_expect_eq(r->magic, GM_REGION_LIMITS_MAGIC);
+    cr_expect_eq(r->usage_magic, GM_REGION_MAGIC);
     cr_expect_str_eq(r->workload, "test");
     cr_expect_str_eq(r->gpu_uuid, "");
     gm_region_detach(r);
@@ -76,6 +87,7 @@ Test(region, attach_refuses_what_is_not_a_region)
     cr_assert_eq(truncate(path, 100), 0);
     cr_expect_eq(gm_region_attach(path, &a, &err), -GM_EINVAL);
     cr_expect(strstr(err.msg, "100 bytes") != NULL, "%s", err.msg);
+    cr_expect_eq(gm_region_check_usage(path, &err), -GM_EINVAL);
     char missing[160];
     snprintf(missing, sizeof(missing), "%s/none", dir);
     cr_expect_eq(gm_region_attach(missing, &a, &err), -GM_ENOTFOUND);
@@ -158,8 +170,8 @@ Test(region, slots_claim_release_and_hold)
     gm_region_detach(r);
 }
 
-/* A process of the workload takes the lock and is stopped (SIGSTOP, or it never lets go): the
- * daemon's reap gives up after its bound with -GM_EBUSY, and limits and windows, which need no
+/* A process of the workload takes the lock and is stopped (SIGSTOP, or it never lets go): a
+ * bounded sweep gives up after its bound with -GM_EBUSY, and limits and windows, which need no
  * lock, are still written. */
 Test(region, stopped_holder_does_not_block_the_daemon)
 {
@@ -234,4 +246,179 @@ Test(region, writers_keep_the_seqlock_even)
     cr_expect_eq(gm_region_set_window(r, 100000000, 30000000, 70000000, 5), 1);
     cr_expect_eq(r->generation % 2, 0);
     gm_region_detach(r);
+}
+
+/* A store that faults ends the child with FAULTED (its own handler, so that a sanitizer's does
+ * not turn the fault into another exit status). */
+#define FAULTED 77
+static void on_fault(int sig)
+{
+    (void)sig;
+    _exit(FAULTED);
+}
+
+static void catch_faults(void)
+{
+    struct sigaction sa = {.sa_handler = on_fault};
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGSEGV, &sa, NULL);
+    sigaction(SIGBUS, &sa, NULL);
+}
+
+/* Runs fn in a child; returns its exit status, or 128 + the signal that ended it. */
+static int in_child(void (*fn)(void))
+{
+    pid_t pid = fork();
+    cr_assert(pid >= 0);
+    if (pid == 0) {
+        prctl(PR_SET_PDEATHSIG, SIGKILL);
+        catch_faults();
+        fn();
+        _exit(0);
+    }
+    return t_wait(pid);
+}
+
+static void write_memory_limit(void)
+{
+    struct gm_region *a;
+    if (gm_region_attach(path, &a, NULL) < 0)
+        _exit(3);
+    /* What a workload that maps its own region tries: no limit at all. */
+    if (mprotect(a, GM_REGION_LIMITS_SIZE, PROT_READ | PROT_WRITE) == 0)
+        _exit(4); /* made writable */
+    __atomic_store_n(&a->memory_limit, 0, __ATOMIC_RELEASE);
+    _exit(5); /* the store went through */
+}
+
+/* The attack: a workload maps its region (as the interposer finds it) and writes memory_limit=0.
+ * The limits part is mapped from a file opened read-only: the store faults, mprotect cannot lift
+ * it, and the limit stays. (Before the split, the limits were in the workload's writable file.) */
+Test(region, workload_cannot_write_its_limits)
+{
+    struct gm_region *r = make(64 * MIB, 30);
+    cr_expect_eq(in_child(write_memory_limit), FAULTED, "the limit was written");
+    cr_expect_eq(__atomic_load_n(&r->memory_limit, __ATOMIC_ACQUIRE), 64 * MIB);
+    /* Its counters are its own: they are in the part it maps read-write. */
+    struct gm_region *a;
+    cr_assert_eq(gm_region_attach(path, &a, NULL), 0);
+    cr_assert_eq(gm_region_lock(a, GM_REGION_WAIT), 0);
+    gm_region_charge_locked(a, -1, 1 * MIB);
+    gm_region_unlock(a);
+    cr_expect_eq(r->mem_used, 1 * MIB);
+    gm_region_detach(a);
+    gm_region_detach(r);
+}
+
+#define OWNER 65534u /* the workload's user */
+#define OTHER 65533u /* another user */
+
+static void as_user(uid_t uid)
+{
+    if (setgroups(0, NULL) < 0 || setresgid(uid, uid, uid) < 0 || setresuid(uid, uid, uid) < 0)
+        _exit(2);
+}
+
+static int open_errno(const char *p, int flags)
+{
+    int fd = open(p, flags | O_CLOEXEC);
+    if (fd >= 0) {
+        close(fd);
+        return 0;
+    }
+    return errno;
+}
+
+static void owner_tries(void)
+{
+    char lpath[160], planted[160];
+    as_user(OWNER);
+    if (gm_region_limits_path(path, lpath, sizeof(lpath), NULL) < 0)
+        _exit(3);
+    if (open_errno(path, O_RDWR) != 0)
+        _exit(10); /* its own usage part: it must open it */
+    if (open_errno(lpath, O_RDONLY) != 0)
+        _exit(11); /* and read its limits */
+    if (open_errno(lpath, O_RDWR) != EACCES)
+        _exit(12);
+    if (chmod(lpath, 0666) == 0 || errno != EPERM)
+        _exit(13);
+    /* Nor can it put a limits file of its own in place: the directory is not its. */
+    snprintf(planted, sizeof(planted), "%s/planted", dir);
+    if (open_errno(planted, O_WRONLY | O_CREAT) != EACCES)
+        _exit(14);
+    if (unlink(lpath) == 0 || errno != EACCES)
+        _exit(15);
+}
+
+static void other_tries(void)
+{
+    char lpath[160];
+    as_user(OTHER);
+    if (gm_region_limits_path(path, lpath, sizeof(lpath), NULL) < 0)
+        _exit(3);
+    /* Another user's workload can neither read nor write this workload's usage part. */
+    if (open_errno(path, O_RDWR) != EACCES || open_errno(path, O_RDONLY) != EACCES)
+        _exit(20);
+    if (open_errno(lpath, O_RDWR) != EACCES)
+        _exit(21);
+    struct gm_region *a;
+    if (gm_region_attach(path, &a, NULL) != -GM_EPERM)
+        _exit(22);
+}
+
+/* Owners and modes per file: the workload's user owns only its usage part (0600), the daemon
+ * the limits part (0644) and the directory (0755). */
+Test(region, owners_and_modes_keep_users_apart)
+{
+    if (geteuid() != 0)
+        cr_skip_test("needs root to act as other users");
+    cr_assert_eq(chmod(dir, 0755), 0);
+    struct gm_region_init in = {
+        .workload = "w", .gpu_uuid = "", .memory_limit = 64 * MIB, .uid = OWNER, .gid = OWNER};
+    struct gm_error err = {0};
+    cr_assert_eq(gm_region_create(path, &in, NULL, &err), 0, "%s", err.msg);
+    struct stat st;
+    cr_assert_eq(stat(path, &st), 0);
+    cr_expect(st.st_uid == OWNER && st.st_gid == OWNER, "usage part %u:%u", st.st_uid, st.st_gid);
+    char lpath[160];
+    gm_region_limits_path(path, lpath, sizeof(lpath), NULL);
+    cr_assert_eq(stat(lpath, &st), 0);
+    cr_expect_eq(st.st_uid, 0u);
+    cr_expect_eq(in_child(owner_tries), 0, "the workload's user could do what it must not");
+    cr_expect_eq(in_child(other_tries), 0, "another user reached this workload's region");
+}
+
+static void touch_usage(void)
+{
+    struct gm_region *r;
+    if (gm_region_open_limits(path, &r, NULL) < 0)
+        _exit(3);
+    gm_region_set_limits(r, 1 * MIB, 0, 0);
+    (void)__atomic_load_n(&r->mem_used, __ATOMIC_RELAXED);
+    _exit(5);
+}
+
+/* The daemon's view maps the limits part only: a workload that truncates its usage file (or
+ * scribbles over it) cannot fault the daemon, whose writes still land; and the daemon refuses a
+ * limits file that is not its own. */
+Test(region, daemon_view_never_maps_the_usage_part)
+{
+    struct gm_region *r = make(64 * MIB, 30), *w;
+    gm_region_detach(r);
+    cr_assert_eq(truncate(path, 0), 0);
+    struct gm_error err = {0};
+    cr_assert_eq(gm_region_open_limits(path, &w, &err), 0, "%s", err.msg);
+    gm_region_set_limits(w, 32 * MIB, 20, 0);
+    cr_expect_eq(w->memory_limit, 32 * MIB);
+    gm_region_detach(w);
+    cr_expect_eq(gm_region_check_usage(path, &err), -GM_EINVAL);
+    cr_expect_eq(in_child(touch_usage), FAULTED, "the usage part was mapped");
+    if (geteuid() == 0) {
+        char lpath[160];
+        gm_region_limits_path(path, lpath, sizeof(lpath), NULL);
+        cr_assert_eq(chown(lpath, OWNER, OWNER), 0);
+        cr_expect_eq(gm_region_open_limits(path, &w, &err), -GM_EPERM);
+        cr_expect(strstr(err.msg, "not by this daemon's uid") != NULL, "%s", err.msg);
+    }
 }
