@@ -39,6 +39,9 @@ struct gm_daemon {
     struct gm_strv changing; /* UUIDs of GPUs whose mode is changing: placement avoids them */
     struct gm_mps *mps;      /* the MPS manager's own state (mps.c), keyed by GPU UUID */
     int lock_fd;             /* the state directory's single-instance lock */
+    /* The state and run directories, checked as trusted (common/safedir.h) when opened: files
+     * in them are opened relative to these, without following links. */
+    int state_fd, run_fd;
     /* Serialises the daemon's writes to limits regions (their seqlock takes one writer); never
      * held with d->lock, and held while a region's own lock is waited for (bounded). */
     pthread_mutex_t region_lock;
