@@ -35,6 +35,7 @@ struct conn_rec {
     int fd;
     uid_t uid;
     int attached; /* libmicrohttpd reported it started; its socket context points here */
+    int64_t accepted_ms;
 };
 
 /* What one uid holds and what was refused to it since its last warning. */
@@ -321,6 +322,10 @@ static void mhd_log(void *cls, const char *fmt, va_list ap)
     size_t n = strlen(line);
     while (n > 0 && line[n - 1] == '\n')
         line[--n] = '\0';
+    /* Handed over by the acceptor, a connection's kind is unknown to libmicrohttpd: it tries
+     * TCP's options on every unix socket and says so. */
+    if (strncmp(line, "Setting TCP_", 12) == 0 || strncmp(line, "Failed to push the data", 23) == 0)
+        return;
     int64_t now = gm_mono_ms();
     pthread_mutex_lock(&mu);
     unsigned before = 0;
@@ -469,6 +474,7 @@ static void accept_one(struct gm_http *h, int fd, const struct sockaddr_un *sa, 
     }
     r->fd = fd;
     r->uid = cred.uid;
+    r->accepted_ms = gm_mono_ms();
     r->next = h->conns;
     h->conns = r;
     u->open++;
@@ -525,6 +531,13 @@ static void *acceptor(void *arg)
         }
         pthread_mutex_lock(&h->mu);
         warn_refusals(h, now);
+        /* libmicrohttpd starts what it was handed within milliseconds, or drops it without a
+         * word when it cannot (out of memory): such a record would hold its user's slot. */
+        for (struct conn_rec *r = h->conns, *next; r != NULL; r = next) {
+            next = r->next;
+            if (!r->attached && now - r->accepted_ms > WARN_INTERVAL_MS)
+                conn_forget(h, r);
+        }
         pthread_mutex_unlock(&h->mu);
     }
     return NULL;
