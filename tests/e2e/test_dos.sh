@@ -123,6 +123,27 @@ wait "$FLOOD"
 expect "after the flood, the attacker may read again" 0 "m1" -- gm_other ps
 expect "after the flood, root works" 0 "m1" -- gm ps
 
+# All users but root together: with api_max_connections 32 the attacker's 32 fill it, a member
+# is refused, and root still gets through on its reserve.
+stop_daemon
+start_daemon --api-max-connections 32 || exit 1
+as_other "$PY" "$T/flood.py" "$GPUMUX_SOCKET" 200 "$T/flood/status2" "$T/flood/stop2" &
+FLOOD=$!
+wait_for "the second flood is under way" 20 test -s "$T/flood/status2"
+sleep 1
+out=$(gm_member ps 2>&1)
+rc=$?
+if [ "$rc" != 0 ] && grep -Eq "too many connections: 32 connections are open, the limit \(api_max_connections\)|cannot reach|lost the connection" <<<"$out"; then
+    pass "a member is refused once all users' connections are taken (status $rc)"
+else
+    fail "a member past api_max_connections: status $rc: $out"
+fi
+read -r t rc < <(ms gm ps)
+[ "$rc" = 0 ] && [ "$t" -lt 1000 ] && pass "root's ps answered in $t ms on its reserve" ||
+    fail "root's ps past api_max_connections: status $rc after $t ms"
+touch "$T/flood/stop2"
+wait "$FLOOD"
+
 # A client that sends half a request line and waits is dropped after api_timeout.
 stop_daemon
 start_daemon --api-timeout 2 || exit 1
