@@ -28,6 +28,9 @@ struct gm_config {
     long long mps_exclusive;
     char interposer[PATH_MAX];
     uint64_t memory_check_slack; /* bytes per process the driver counts beyond allocations */
+    long long api_conns_per_user;
+    long long api_conns_max;
+    long long api_timeout_s;
 };
 
 /* X(key, type, field, default, min, max, help). type: S (string), Z (size), I (integer). */
@@ -67,7 +70,13 @@ struct gm_config {
       "gpumuxd)")                                                                                  \
     X("memory_check_slack", Z, memory_check_slack, "512M", 0, 0,                                   \
       "memory the driver may show per process beyond its allocations (contexts, modules) before "  \
-      "the memory check calls a workload over its limit")
+      "the memory check calls a workload over its limit")                                          \
+    X("api_max_connections_per_user", I, api_conns_per_user, "32", 1, 4096,                        \
+      "open API connections one user other than root may hold; more are refused at once")          \
+    X("api_max_connections", I, api_conns_max, "512", 1, 16384,                                    \
+      "open API connections of all users but root together (root has 64 more of its own)")         \
+    X("api_timeout", I, api_timeout_s, "10", 1, 3600,                                              \
+      "seconds an API connection may wait for its request (or the next) before it is closed")
 
 void gm_config_defaults(struct gm_config *c);
 /* Sets one key from text; errors name the key and the source ("--placement", "FILE:3"). */

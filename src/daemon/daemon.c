@@ -2,6 +2,7 @@
  * daemon itself and for the tests that run its core in-process. */
 #include "common/log.h"
 #include "common/path.h"
+#include "common/safedir.h"
 #include "daemon/daemon.h"
 #include "daemon/memcheck.h"
 #include "daemon/mps.h"
@@ -16,15 +17,15 @@
 #include <unistd.h>
 
 /* One daemon per state directory: two would both believe they own the workloads. */
-static int lock_state(const char *dir, struct gm_error *err)
+static int lock_state(int dfd, const char *dir, struct gm_error *err)
 {
     char path[PATH_MAX];
     int rc = gm_path(err, path, sizeof(path), "%s/gpumuxd.lock", dir);
     if (rc < 0)
         return rc;
-    int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0640);
+    int fd = gm_safe_openat(dfd, dir, "gpumuxd.lock", O_RDWR | O_CREAT, 0640, err);
     if (fd < 0)
-        return gm_err_errno(err, GM_EIO, errno, "state directory %s is not writable", dir);
+        return gm_err_wrap(err, "state directory %s is not writable", dir);
     if (flock(fd, LOCK_EX | LOCK_NB) < 0) {
         close(fd);
         return gm_err(err, GM_ECONFLICT, "another gpumuxd is already using state directory %s",
@@ -40,9 +41,36 @@ static int lock_state(const char *dir, struct gm_error *err)
     return fd; /* kept open for the daemon's life */
 }
 
+/* The directory of the gpusim state file, when gpusim may be loaded: the file is made and
+ * mapped by root and shared with every workload, so it may only live where nobody else can put
+ * a file or a link of theirs in its place. */
+static int check_gpusim_dir(const struct gm_config *c, struct gm_error *err)
+{
+    if (strcmp(c->driver, "nvml") == 0 || c->gpusim_state[0] == '\0')
+        return 0;
+    char dir[PATH_MAX];
+    int rc = gm_path(err, dir, sizeof(dir), "%s", c->gpusim_state);
+    if (rc < 0)
+        return rc;
+    char *slash = strrchr(dir, '/');
+    if (slash == NULL)
+        snprintf(dir, sizeof(dir), ".");
+    else if (slash == dir)
+        slash[1] = '\0';
+    else
+        *slash = '\0';
+    int fd = gm_safedir_open(dir, 0755, 0, err);
+    if (fd < 0)
+        return gm_err_wrap(err, "gpusim_state %s", c->gpusim_state);
+    close(fd);
+    return 0;
+}
+
 int gm_daemon_open(struct gm_daemon *d, const char *exe_dir, struct gm_error *err)
 {
     d->lock_fd = -1;
+    d->state_fd = -1;
+    d->run_fd = -1;
     pthread_mutex_init(&d->lock, NULL);
     pthread_mutex_init(&d->region_lock, NULL);
     int rc = gm_path(err, d->monitor_path, sizeof(d->monitor_path), "%s/gpumux-monitor", exe_dir);
@@ -55,10 +83,15 @@ int gm_daemon_open(struct gm_daemon *d, const char *exe_dir, struct gm_error *er
         return gm_err(err, GM_ENOMEM, "out of memory");
     if (gm_mps_new(&d->mps) < 0)
         return gm_err(err, GM_ENOMEM, "out of memory");
-    if ((rc = gm_mkdir_p(d->cfg.state_dir, 0750, err)) < 0 ||
-        (rc = gm_mkdir_p(d->cfg.run_dir, 0755, err)) < 0)
+    /* Root creates, truncates, chowns and appends to files in these: refused unless nobody
+     * else can write to them or to a directory above them. */
+    if ((d->state_fd = gm_safedir_open(d->cfg.state_dir, 0750, 1, err)) < 0)
+        return gm_err_wrap(err, "state_dir");
+    if ((d->run_fd = gm_safedir_open(d->cfg.run_dir, 0755, 1, err)) < 0)
+        return gm_err_wrap(err, "run_dir");
+    if ((rc = check_gpusim_dir(&d->cfg, err)) < 0)
         return rc;
-    if ((d->lock_fd = lock_state(d->cfg.state_dir, err)) < 0)
+    if ((d->lock_fd = lock_state(d->state_fd, d->cfg.state_dir, err)) < 0)
         return d->lock_fd;
     if ((rc = gm_store_open(d->cfg.state_dir, &d->store, err)) < 0)
         return rc;
@@ -102,4 +135,9 @@ void gm_daemon_close(struct gm_daemon *d)
     if (d->lock_fd >= 0)
         close(d->lock_fd);
     d->lock_fd = -1;
+    if (d->state_fd >= 0)
+        close(d->state_fd);
+    if (d->run_fd >= 0)
+        close(d->run_fd);
+    d->state_fd = d->run_fd = -1;
 }

@@ -40,6 +40,9 @@ struct gm_daemon {
     struct gm_mps *mps;           /* the MPS manager's own state (mps.c), keyed by GPU UUID */
     struct gm_memcheck *memcheck; /* what the driver says limited workloads hold (memcheck.c) */
     int lock_fd;                  /* the state directory's single-instance lock */
+    /* The state and run directories, checked as trusted (common/safedir.h) when opened: files
+     * in them are opened relative to these, without following links. */
+    int state_fd, run_fd;
     /* Serialises the daemon's writes to regions' limits files (their seqlock takes one writer);
      * never held with d->lock. */
     pthread_mutex_t region_lock;

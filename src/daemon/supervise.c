@@ -366,7 +366,7 @@ int gm_sup_launch(const struct gm_launch *l, pid_t *monitor_pid, uint64_t *monit
     char path[PATH_MAX];
     if (snprintf(path, sizeof(path), "%s/lock", l->dir) >= (int)sizeof(path))
         return gm_err(err, GM_EINVAL, "launch %s: path too long", l->dir);
-    int lock_fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    int lock_fd = open(path, O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0600);
     if (lock_fd < 0)
         return gm_err_errno(err, GM_EIO, errno, "launch %s: opening lock", l->dir);
     if (flock(lock_fd, LOCK_EX | LOCK_NB) < 0) {

@@ -1,6 +1,7 @@
 /* Opening the state database: creating it whole, or checking that an existing file is ours,
  * intact and not from a newer version before anything is written to it. */
 #include "common/path.h"
+#include "common/safedir.h"
 #include "daemon/store/store.h"
 #include "common/log.h"
 #include "daemon/store/internal.h"
@@ -79,14 +80,12 @@ static int mkdir_parents(const char *dir, struct gm_error *err)
 {
     if (dir[0] == '\0')
         return gm_err(err, GM_EINVAL, "state directory '': empty");
-    int rc = gm_mkdir_p(dir, 0750, err);
-    if (rc < 0)
+    /* Root writes the database here: nobody else may be able to put a link or a file of
+     * theirs at its names (common/safedir.h). */
+    int fd = gm_safedir_open(dir, 0750, 1, err);
+    if (fd < 0)
         return gm_err_wrap(err, "state directory %s", dir);
-    struct stat st;
-    if (stat(dir, &st) < 0)
-        return gm_err_errno(err, GM_EIO, errno, "state directory %s", dir);
-    if (!S_ISDIR(st.st_mode))
-        return gm_err(err, GM_EIO, "state directory %s: exists and is not a directory", dir);
+    close(fd);
     /* WAL needs to create state.db-wal and -shm next to the database, so a read-only directory
      * fails later and less clearly than here. */
     if (faccessat(AT_FDCWD, dir, W_OK | X_OK, AT_EACCESS) < 0)
@@ -108,7 +107,7 @@ static int exec_sql(sqlite3 *db, const char *sql, const char *path, struct gm_er
 
 static int fsync_path(const char *path, int flags, struct gm_error *err)
 {
-    int fd = open(path, flags | O_CLOEXEC);
+    int fd = open(path, flags | O_NOFOLLOW | O_CLOEXEC);
     if (fd < 0)
         return gm_err_errno(err, GM_EIO, errno, "opening %s", path);
     int rc = fsync(fd);
@@ -139,13 +138,13 @@ static int create_db(struct gm_store *s, struct gm_error *err)
     unlink_leftovers(tmp);
     /* 0600: specs may carry secrets in their environment; SQLite gives -wal and -shm the mode of
      * the database. */
-    int fd = open(tmp, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+    int fd = open(tmp, O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
     if (fd < 0)
         return gm_err_errno(err, GM_EIO, errno, "creating %s", tmp);
     close(fd);
 
     sqlite3 *db = NULL;
-    int rc = sqlite3_open_v2(tmp, &db, SQLITE_OPEN_READWRITE, NULL);
+    int rc = sqlite3_open_v2(tmp, &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOFOLLOW, NULL);
     if (rc != SQLITE_OK) {
         gm_err(err, GM_EIO, "creating %s: %s", tmp, db ? sqlite3_errmsg(db) : sqlite3_errstr(rc));
         goto fail;
@@ -316,7 +315,7 @@ int gm_store_open(const char *dir, struct gm_store **out, struct gm_error *err)
         goto fail;
 
     struct stat st;
-    if (stat(s->path, &st) < 0) {
+    if (lstat(s->path, &st) < 0) {
         if (errno != ENOENT) {
             ret = gm_err_errno(err, GM_EIO, errno, "state database %s", s->path);
             goto fail;
@@ -332,7 +331,7 @@ int gm_store_open(const char *dir, struct gm_store **out, struct gm_error *err)
         goto fail;
     }
 
-    int rc = sqlite3_open_v2(s->path, &s->db, SQLITE_OPEN_READWRITE, NULL);
+    int rc = sqlite3_open_v2(s->path, &s->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOFOLLOW, NULL);
     if (rc != SQLITE_OK) {
         ret = gm_store_fail(s, rc, err, "opening state database");
         goto fail;
