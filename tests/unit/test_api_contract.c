@@ -199,6 +199,8 @@ static void setup(void)
     snprintf(path, sizeof(path), "%s/run", dir);
     mkdir(path, 0755);
     set("run_dir", path);
+    snprintf(path, sizeof(path), "%s/logs", dir);
+    set("log_dir", path);
     set("driver", "sim");
     set("poll_interval_ms", "50");
     set("stop_timeout", "3");
