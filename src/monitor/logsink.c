@@ -104,14 +104,12 @@ static void rotate(struct gm_logsink *s)
     if (!moved && s->fd >= 0) {
         if (ftruncate(s->fd, 0) == 0)
             s->size = 0;
-        s->rotations++;
         return;
     }
     if (s->fd >= 0)
         close(s->fd);
     s->fd = -1;
     s->size = 0;
-    s->rotations++;
     open_current(s);
 }
 

@@ -22,11 +22,10 @@ struct gm_logsink {
     char name[NAME_MAX + 1];
     uint64_t max_size;
     int max_files;
-    uint64_t size;      /* of NAME.log */
-    uint64_t dropped;   /* bytes lost since the last note */
-    int drop_errno;     /* why the last of them were lost */
-    uint64_t rotations; /* since opened */
-    int mirror_fd; /* >= 0: made a duplicate of fd after every (re)open (the monitor's stderr) */
+    uint64_t size;    /* of NAME.log */
+    uint64_t dropped; /* bytes lost since the last note */
+    int drop_errno;   /* why the last of them were lost */
+    int mirror_fd;    /* >= 0: made a duplicate of fd after every (re)open (the monitor's stderr) */
 };
 
 /* Opens (creating, mode 0640) the log at path with its limits; max_size >= 1, 0 <= max_files <=
