@@ -8,6 +8,7 @@
 #include <strings.h>
 
 #define OFFSET_HEADER "x-gpumux-offset:"
+#define LOG_AT_HEADER "x-gpumux-log-at:"
 
 struct buffer {
     char *data;
@@ -37,22 +38,55 @@ static size_t on_body(char *ptr, size_t size, size_t nmemb, void *userdata)
     return n;
 }
 
+/* A header's value after name, when the header is that one: its text in tmp. */
+static int header_value(const char *ptr, size_t n, const char *name, char *tmp, size_t len)
+{
+    size_t k = strlen(name);
+    if (n <= k || strncasecmp(ptr, name, k) != 0)
+        return 0;
+    size_t m = n - k < len - 1 ? n - k : len - 1;
+    memcpy(tmp, ptr + k, m);
+    tmp[m] = '\0';
+    return 1;
+}
+
+/* A whole number at *s (after blanks), ending at one of stop or at blanks to the end. */
+static int header_number(const char **s, const char *stop, long long *out)
+{
+    char *end;
+    errno = 0;
+    long long v = strtoll(*s, &end, 10);
+    if (errno != 0 || end == *s || v < 0)
+        return -1;
+    *s = end;
+    if (**s != '\0' && strchr(stop, **s) != NULL)
+        (*s)++;
+    else {
+        while (**s == ' ' || **s == '\t' || **s == '\r' || **s == '\n')
+            (*s)++;
+        if (**s != '\0')
+            return -1;
+    }
+    *out = v;
+    return 0;
+}
+
 static size_t on_header(char *ptr, size_t size, size_t nmemb, void *userdata)
 {
-    long long *offset = userdata;
-    size_t n = size * nmemb, k = strlen(OFFSET_HEADER);
-    if (n > k && strncasecmp(ptr, OFFSET_HEADER, k) == 0) {
-        char tmp[32];
-        size_t m = n - k < sizeof(tmp) - 1 ? n - k : sizeof(tmp) - 1;
-        memcpy(tmp, ptr + k, m);
-        tmp[m] = '\0';
-        char *end;
-        errno = 0;
-        long long v = strtoll(tmp, &end, 10);
-        while (*end == ' ' || *end == '\t' || *end == '\r' || *end == '\n')
-            end++;
-        if (errno == 0 && end != tmp && *end == '\0' && v >= 0)
-            *offset = v;
+    struct gm_cli_response *resp = userdata;
+    size_t n = size * nmemb;
+    char tmp[64];
+    const char *s = tmp;
+    long long v, w;
+    if (header_value(ptr, n, OFFSET_HEADER, tmp, sizeof(tmp))) {
+        if (header_number(&s, "", &v) == 0)
+            resp->offset = v;
+    } else if (header_value(ptr, n, LOG_AT_HEADER, tmp, sizeof(tmp))) {
+        if (header_number(&s, ":", &v) == 0 && s[-1] == ':' && header_number(&s, "", &w) == 0 &&
+            v > 0) {
+            resp->log_file = v;
+            resp->log_pos = w;
+        }
     }
     return n;
 }
@@ -154,7 +188,7 @@ static int curl_transport(void *arg, const char *socket, const char *method, con
     curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, on_body);
     curl_easy_setopt(h, CURLOPT_WRITEDATA, &buf);
     curl_easy_setopt(h, CURLOPT_HEADERFUNCTION, on_header);
-    curl_easy_setopt(h, CURLOPT_HEADERDATA, &resp->offset);
+    curl_easy_setopt(h, CURLOPT_HEADERDATA, resp);
     curl_easy_setopt(h, CURLOPT_ERRORBUFFER, errbuf);
     /* The CLI handles SIGINT itself (smi -l, logs -f); curl must not touch signals. */
     curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);

@@ -19,6 +19,7 @@ struct gm_cli_response {
     char *body;       /* the raw body, always NUL-terminated; never NULL after a request */
     size_t body_len;  /* bytes in body, not counting the terminator */
     long long offset; /* X-Gpumux-Offset, -1 when the answer had none */
+    long long log_file, log_pos; /* X-Gpumux-Log-At: FILE:POS; log_file 0 when none */
 };
 
 /* Send `method path` to the daemon listening on `socket`, with `body` (borrowed, may be NULL)

@@ -14,8 +14,9 @@ const char gm_cli_help_logs[] =
     "\n"
     "DESCRIPTION\n"
     "    Prints what the workload wrote to standard output and standard error, byte for byte,\n"
-    "    from the start of its log. The log is text as the program wrote it, so -o json changes\n"
-    "    nothing here.\n"
+    "    from the start of its log as kept: the daemon rotates a log at log_max_size and keeps\n"
+    "    log_max_files older files, so the oldest output of a long run is gone. The log is text\n"
+    "    as the program wrote it, so -o json changes nothing here.\n"
     "\n"
     "OPTIONS\n"
     "    -f, --follow\n"
@@ -33,13 +34,25 @@ const char gm_cli_help_logs[] =
     "    gpumux logs nbody1\n"
     "    gpumux logs -f train | grep loss\n";
 
-/* Fetch from *offset on and print; *got says whether anything new came. */
-static int fetch(struct gm_cli_ctx *ctx, const char *name, long long *offset, int *got)
+/* Where the next answer starts: the offset in the kept log, and the file and the position in
+ * it, which stay right when a rotation removes the oldest file. */
+struct log_at {
+    long long offset, file, pos;
+};
+
+/* Fetch from *at on and print; *got says whether anything new came. */
+static int fetch(struct gm_cli_ctx *ctx, const char *name, struct log_at *at, int *got)
 {
     char *enc = gm_cli_urlencode(name), *path = NULL;
     struct gm_cli_response resp;
     struct gm_error err = {0};
-    if (enc == NULL || asprintf(&path, "/v1/workloads/%s/logs?offset=%lld", enc, *offset) < 0) {
+    int n = -1;
+    if (enc != NULL && at->file > 0)
+        n = asprintf(&path, "/v1/workloads/%s/logs?offset=%lld&file=%lld&pos=%lld", enc, at->offset,
+                     at->file, at->pos);
+    else if (enc != NULL)
+        n = asprintf(&path, "/v1/workloads/%s/logs?offset=%lld", enc, at->offset);
+    if (n < 0) {
         free(enc);
         gm_err(&err, GM_ENOMEM, "out of memory");
         return gm_cli_fail(ctx, &err);
@@ -54,9 +67,11 @@ static int fetch(struct gm_cli_ctx *ctx, const char *name, long long *offset, in
     fwrite(resp.body, 1, resp.body_len, ctx->out);
     fflush(ctx->out);
     /* Without the header, the bytes received are what moved the offset. */
-    long long next = resp.offset >= 0 ? resp.offset : *offset + (long long)resp.body_len;
-    *got = resp.body_len > 0 || next != *offset;
-    *offset = next;
+    long long next = resp.offset >= 0 ? resp.offset : at->offset + (long long)resp.body_len;
+    *got = resp.body_len > 0 || (resp.log_file == 0 && next != at->offset);
+    at->offset = next;
+    at->file = resp.log_file;
+    at->pos = resp.log_pos;
     gm_cli_response_free(&resp);
     return GM_CLI_EXIT_OK;
 }
@@ -86,15 +101,20 @@ int gm_cli_logs(struct gm_cli_ctx *ctx, int argc, char **argv)
     if (optind + 1 < argc)
         return gm_cli_usage(ctx, "unexpected argument '%s'", argv[optind + 1]);
     const char *name = argv[optind];
-    long long offset = 0;
+    struct log_at at = {0, 0, 0};
     int got = 0, ended = 0;
     if (follow)
         gm_cli_catch_sigint();
     for (;;) {
-        if ((rc = fetch(ctx, name, &offset, &got)) != 0)
+        if ((rc = fetch(ctx, name, &at, &got)) != 0)
             return rc;
-        if (!follow || gm_cli_interrupted())
+        if (gm_cli_interrupted())
             return GM_CLI_EXIT_OK;
+        if (!follow) {
+            if (got)
+                continue; /* an answer holds at most one file, and at most 1 MiB of it */
+            return GM_CLI_EXIT_OK;
+        }
         if (got)
             continue; /* drain before looking at the state */
         if (ended)

@@ -9,6 +9,7 @@
 #include "daemon/mps.h"
 #include "daemon/route.h"
 #include "daemon/sched.h"
+#include "daemon/supervise.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -236,15 +237,32 @@ SPEC(limits_spec,
       .doc = "new memory limit; `none` removes it; absent: unchanged"});
 
 struct logs_query {
-    long long offset;
+    long long offset, file, pos;
 };
-SPEC(logs_query_spec, {.name = "offset",
-                       .type = GM_FIELD_INT,
-                       GM_FIELD_AT(struct logs_query, offset),
-                       .min = 0,
-                       .max = INT64_MAX,
-                       .what = "offset",
-                       .doc = "byte offset to read from; default 0"});
+SPEC(logs_query_spec,
+     {.name = "offset",
+      .type = GM_FIELD_INT,
+      GM_FIELD_AT(struct logs_query, offset),
+      .min = 0,
+      .max = INT64_MAX,
+      .what = "offset",
+      .doc = "byte offset in the kept log to read from; default 0"},
+     {.name = "file",
+      .type = GM_FIELD_INT,
+      GM_FIELD_AT(struct logs_query, file),
+      .min = 0,
+      .max = INT64_MAX,
+      .what = "file",
+      .doc = "with `pos`: continue in this file of the log (the first number of "
+             "`X-Gpumux-Log-At`), wherever rotation has moved it; when it is gone, `offset` "
+             "counts; default 0: none"},
+     {.name = "pos",
+      .type = GM_FIELD_INT,
+      GM_FIELD_AT(struct logs_query, pos),
+      .min = 0,
+      .max = INT64_MAX,
+      .what = "pos",
+      .doc = "the byte of `file` to continue at; default 0"});
 
 struct events_query {
     long long since, limit;
@@ -663,32 +681,98 @@ static void get_workload_logs(struct gm_daemon *d, const struct gm_call *c, stru
         return;
     }
     gm_workload_rec_free(&w);
-    long long off = q->offset;
+    /* The log as kept, oldest first: NAME.log.K .. NAME.log.1, then NAME.log. The offset is a
+     * position in that sequence, which moves when a rotation removes the oldest file; a file
+     * keeps its inode through rotations, so (file, pos) continues where the last answer ended.
+     * Each answer reads from one file; the client asks again. fds[0] is the current file. */
+    int fds[GM_LOG_FILES_MAX + 1];
+    off_t sizes[GM_LOG_FILES_MAX + 1];
+    long long inos[GM_LOG_FILES_MAX + 1];
+    int nf = 0;
     char path[PATH_MAX];
-    gm_workload_log_path(d, name, path, sizeof(path));
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    rep->offset = off;
-    if (fd < 0) {
-        rep->raw = NULL;
-        rep->rawlen = 0;
-        return; /* nothing written yet */
+    for (int k = 0; k <= GM_LOG_FILES_MAX; k++) {
+        if (gm_workload_log_file(d, name, k, path, sizeof(path)) < 0)
+            break;
+        int fd = open(path, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+        struct stat st;
+        if (fd >= 0 && (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode))) {
+            close(fd);
+            fd = -1;
+        }
+        if (fd < 0 && k > 0)
+            break; /* the rotated files are numbered without gaps */
+        fds[nf] = fd;
+        sizes[nf] = fd >= 0 ? st.st_size : 0;
+        inos[nf++] = fd >= 0 ? (long long)st.st_ino : 0;
     }
-    struct stat st;
-    fstat(fd, &st);
-    if (off > st.st_size)
-        off = 0; /* the log was replaced: start over */
-    size_t want = (size_t)(st.st_size - off) < LOG_CHUNK ? (size_t)(st.st_size - off) : LOG_CHUNK;
-    rep->raw = malloc(want + 1);
-    ssize_t got = rep->raw ? pread(fd, rep->raw, want, off) : -1;
-    close(fd);
-    if (got < 0) {
+    long long total = 0;
+    for (int i = 0; i < nf; i++)
+        total += sizes[i];
+    long long off = q->offset > total ? 0 : q->offset; /* the log was replaced: start over */
+    int from = -1;                                     /* the file to read, and where in it */
+    long long at = 0;
+    if (q->file > 0) {
+        for (int i = nf - 1; i >= 0; i--) {
+            if (inos[i] == q->file) {
+                from = i;
+                at = q->pos <= sizes[i] ? q->pos : 0; /* emptied in place: from its start */
+                break;
+            }
+        }
+        if (from >= 0) {
+            off = at;
+            for (int i = nf - 1; i > from; i--)
+                off += sizes[i];
+        }
+    }
+    if (from < 0) {
+        at = off;
+        from = 0; /* at the end: the current file */
+        for (int i = nf - 1; i >= 0; i--) {
+            if (at < sizes[i] || i == 0) {
+                from = i;
+                break;
+            }
+            at -= sizes[i];
+        }
+    }
+    /* At the end of a rotated file: continue in the next, newer one. */
+    while (from > 0 && at >= sizes[from]) {
+        from--;
+        at = 0;
+    }
+    rep->raw = NULL;
+    rep->rawlen = 0;
+    rep->offset = off;
+    int failed = 0, e = 0;
+    if (at < sizes[from]) {
+        size_t want =
+            (size_t)(sizes[from] - at) < LOG_CHUNK ? (size_t)(sizes[from] - at) : LOG_CHUNK;
+        rep->raw = malloc(want + 1);
+        ssize_t got = rep->raw ? pread(fds[from], rep->raw, want, at) : -1;
+        if (got < 0) {
+            e = rep->raw ? errno : ENOMEM;
+            failed = 1;
+            gm_workload_log_file(d, name, from, path, sizeof(path));
+        } else {
+            rep->rawlen = (size_t)got;
+            rep->offset = off + got;
+            at += got;
+        }
+    }
+    if (inos[from] > 0) {
+        rep->log_file = inos[from];
+        rep->log_pos = at;
+    }
+    for (int i = 0; i < nf; i++)
+        if (fds[i] >= 0)
+            close(fds[i]);
+    if (failed) {
         free(rep->raw);
         rep->raw = NULL;
-        reply_err(rep, GM_EIO, "reading %s: %s", path, strerror(errno));
-        return;
+        rep->rawlen = 0;
+        reply_err(rep, GM_EIO, "reading %s: %s", path, strerror(e));
     }
-    rep->rawlen = (size_t)got;
-    rep->offset = off + got;
 }
 
 static void get_events(struct gm_daemon *d, const struct gm_call *c, struct gm_reply *rep)
@@ -759,8 +843,10 @@ static const struct gm_route routes[] = {
      .perm = GM_PERM_OWNER, .action = "change the limits of"},
     {"GET", "/v1/workloads/{name}/logs", get_workload_logs,
      QUERY(logs_query_spec, struct logs_query),
-     .answer = "the log from byte `offset` as `text/plain`; header `X-Gpumux-Offset` is the "
-               "offset to ask for next",
+     .answer = "the log from byte `offset` as `text/plain` (the kept log: rotated files oldest "
+               "first, then the current one; at most 1 MiB an answer); header `X-Gpumux-Offset` "
+               "is the offset to ask for next, `X-Gpumux-Log-At: FILE:POS` the `file` and `pos` "
+               "to ask for next, which stay right when a rotation removes the oldest file",
      .perm = GM_PERM_SECRET, .action = "read the log of"},
     {"GET", "/v1/events", get_events, QUERY(events_query_spec, struct events_query),
      .answer = "`{\"events\": [Event]}`, oldest first"},

@@ -71,6 +71,9 @@ int gm_config_set(struct gm_config *c, const char *key, const char *value, const
             if (rc < 0)
                 return rc;
         }
+        if (k->max > 0 && (v < (uint64_t)k->min || v > (uint64_t)k->max))
+            return gm_err(err, GM_EINVAL, "%s: '%s' is out of range (%lld to %lld bytes)", what,
+                          value, k->min, k->max);
         memcpy(field, &v, sizeof(v));
         return 0;
     }
@@ -150,8 +153,8 @@ int gm_config_finish(struct gm_config *c, const char *exe_dir, struct gm_error *
     if (gm_log_parse_level(c->log_level, &lvl) < 0)
         return gm_err(err, GM_EINVAL, "log_level: '%s' is not one of debug, info, warning, error",
                       c->log_level);
-    if (c->state_dir[0] != '/' || c->run_dir[0] != '/')
-        return gm_err(err, GM_EINVAL, "state_dir and run_dir must be absolute paths");
+    if (c->state_dir[0] != '/' || c->run_dir[0] != '/' || c->log_dir[0] != '/')
+        return gm_err(err, GM_EINVAL, "state_dir, run_dir and log_dir must be absolute paths");
     int rc = 0;
     if (c->gpusim_dir[0] == '\0' && exe_dir != NULL)
         rc = gm_path(err, c->gpusim_dir, sizeof(c->gpusim_dir), "%s/../lib/gpusim", exe_dir);

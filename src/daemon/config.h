@@ -31,12 +31,16 @@ struct gm_config {
     long long api_conns_per_user;
     long long api_conns_max;
     long long api_timeout_s;
+    char log_dir[PATH_MAX];
+    uint64_t log_max_size;
+    long long log_max_files;
 };
 
-/* X(key, type, field, default, min, max, help). type: S (string), Z (size), I (integer). */
+/* X(key, type, field, default, min, max, help). type: S (string), Z (size), I (integer). Sizes
+ * and integers are checked against min and max (a size only when max > 0). */
 #define GM_CONFIG_KEYS(X)                                                                          \
     X("state_dir", S, state_dir, "/var/lib/gpumux", 0, 0,                                          \
-      "directory of the state database (state.db) and workload logs")                              \
+      "directory of the state database (state.db)")                                                \
     X("run_dir", S, run_dir, "/run/gpumux", 0, 0,                                                  \
       "directory of the API socket (gpumux.sock), MPS pipes and launch records")                   \
     X("driver", S, driver, "auto", 0, 0,                                                           \
@@ -76,7 +80,15 @@ struct gm_config {
     X("api_max_connections", I, api_conns_max, "512", 1, 16384,                                    \
       "open API connections of all users but root together (root has 64 more of its own)")         \
     X("api_timeout", I, api_timeout_s, "10", 1, 3600,                                              \
-      "seconds an API connection may wait for its request (or the next) before it is closed")
+      "seconds an API connection may wait for its request (or the next) before it is closed")      \
+    X("log_dir", S, log_dir, "/var/log/gpumux", 0, 0,                                              \
+      "directory of the workload logs NAME.log, apart from state_dir so that logs cannot fill "    \
+      "the database's disk")                                                                       \
+    X("log_max_size", Z, log_max_size, "10M", 4096, 1LL << 40,                                     \
+      "a workload's log is rotated at this size (4K to 1T)")                                       \
+    X("log_max_files", I, log_max_files, "3", 0, 100,                                              \
+      "rotated logs kept per workload (NAME.log.1..N); a log takes at most "                       \
+      "log_max_size x (log_max_files + 1)")
 
 void gm_config_defaults(struct gm_config *c);
 /* Sets one key from text; errors name the key and the source ("--placement", "FILE:3"). */

@@ -89,6 +89,11 @@ int gm_daemon_open(struct gm_daemon *d, const char *exe_dir, struct gm_error *er
         return gm_err_wrap(err, "state_dir");
     if ((d->run_fd = gm_safedir_open(d->cfg.run_dir, 0755, 1, err)) < 0)
         return gm_err_wrap(err, "run_dir");
+    /* The monitors (root) append the workloads' output here. */
+    int log_fd = gm_safedir_open(d->cfg.log_dir, 0750, 1, err);
+    if (log_fd < 0)
+        return gm_err_wrap(err, "log_dir");
+    close(log_fd);
     if ((rc = check_gpusim_dir(&d->cfg, err)) < 0)
         return rc;
     if ((d->lock_fd = lock_state(d->state_fd, d->cfg.state_dir, err)) < 0)

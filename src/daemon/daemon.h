@@ -99,6 +99,9 @@ int gm_workload_stop_for(struct gm_daemon *d, const char *name, int64_t launch_i
 int gm_workload_launch_dir(const struct gm_daemon *d, const char *name, int64_t launch_id,
                            char *buf, size_t len);
 int gm_workload_log_path(const struct gm_daemon *d, const char *name, char *buf, size_t len);
+/* The log's file k: 0 the current one (gm_workload_log_path), k >= 1 the rotated NAME.log.k,
+ * older as k grows. */
+int gm_workload_log_file(const struct gm_daemon *d, const char *name, int k, char *buf, size_t len);
 
 /* The executor (exec.c). */
 /* The memory-only state of a workload, created on first use. Caller holds d->lock. */

@@ -134,16 +134,14 @@ static int make_launch(struct gm_daemon *d, struct launch_snapshot *s, struct gm
         in.mps_log = logd;
     }
     struct gm_strv argv = {0}, env = {0};
-    char dir[PATH_MAX], log[PATH_MAX], logdir[PATH_MAX];
+    char dir[PATH_MAX], log[PATH_MAX];
     int rc = gm_plan_launch(&in, w, s->have_gpu ? &s->g : NULL, &argv, &env, err);
     if (rc == 0)
         rc = gm_workload_launch_dir(d, w->name, w->launch_id, dir, sizeof(dir));
     if (rc == 0)
         rc = gm_workload_log_path(d, w->name, log, sizeof(log));
     if (rc == 0)
-        rc = gm_path(err, logdir, sizeof(logdir), "%s/logs", d->cfg.state_dir);
-    if (rc == 0)
-        rc = gm_mkdir_p(logdir, 0750, err);
+        rc = gm_mkdir_p(d->cfg.log_dir, 0750, err);
     pid_t mpid = 0;
     uint64_t mstart = 0;
     if (rc == 0) {
@@ -151,6 +149,8 @@ static int make_launch(struct gm_daemon *d, struct launch_snapshot *s, struct gm
             .monitor_path = d->monitor_path,
             .dir = dir,
             .log_path = log,
+            .log_max_size = d->cfg.log_max_size,
+            .log_max_files = (int)d->cfg.log_max_files,
             .argv = argv.v,
             .envp = env.v,
             .uid = (uid_t)w->uid,
@@ -326,8 +326,10 @@ void gm_exec_remove_files(struct gm_daemon *d, const char *name, int64_t launch_
         gm_sup_remove(path, NULL);
     if (gm_path(NULL, path, sizeof(path), "%s/workloads/%s", d->cfg.run_dir, name) == 0)
         rmdir(path);
-    if (gm_workload_log_path(d, name, path, sizeof(path)) == 0)
-        unlink(path);
+    /* The log and every rotated file, up to the most any setting keeps. */
+    for (int k = 0; k <= GM_LOG_FILES_MAX; k++)
+        if (gm_workload_log_file(d, name, k, path, sizeof(path)) == 0)
+            unlink(path);
     if (gm_region_path(d, name, path, sizeof(path)) == 0) {
         unlink(path);
         char lpath[PATH_MAX];

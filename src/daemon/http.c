@@ -166,6 +166,11 @@ static enum MHD_Result send_reply(struct MHD_Connection *c, struct gm_reply *rep
         snprintf(num, sizeof(num), "%lld", rep->offset);
         MHD_add_response_header(r, "X-Gpumux-Offset", num);
     }
+    if (rep->log_file > 0) {
+        char at[48];
+        snprintf(at, sizeof(at), "%lld:%lld", rep->log_file, rep->log_pos);
+        MHD_add_response_header(r, "X-Gpumux-Log-At", at);
+    }
     enum MHD_Result ret = MHD_queue_response(c, (unsigned)rep->status, r);
     MHD_destroy_response(r);
     json_decref(rep->json);

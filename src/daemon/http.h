@@ -30,8 +30,9 @@ struct gm_reply {
     json_t *json; /* owned */
     char *raw;    /* owned, sent as text/plain when json is NULL */
     size_t rawlen;
-    long long offset; /* X-Gpumux-Offset, when >= 0 */
-    char allow[64];   /* the Allow header of a 405 answer, when not empty */
+    long long offset;            /* X-Gpumux-Offset, when >= 0 */
+    long long log_file, log_pos; /* X-Gpumux-Log-At: FILE:POS, when log_file > 0 */
+    char allow[64];              /* the Allow header of a 405 answer, when not empty */
 };
 
 /* Who is asking (SO_PEERCRED). */

@@ -392,10 +392,12 @@ int gm_sup_launch(const struct gm_launch *l, pid_t *monitor_pid, uint64_t *monit
     size_t argc = 0;
     while (l->argv[argc] != NULL)
         argc++;
-    char ubuf[24], gbuf[24];
+    char ubuf[24], gbuf[24], sbuf[24], fbuf[24];
     snprintf(ubuf, sizeof(ubuf), "%u", (unsigned)l->uid);
     snprintf(gbuf, sizeof(gbuf), "%u", (unsigned)l->gid);
-    const char **margv = calloc(argc + 16, sizeof(*margv));
+    snprintf(sbuf, sizeof(sbuf), "%llu", (unsigned long long)l->log_max_size);
+    snprintf(fbuf, sizeof(fbuf), "%d", l->log_max_files);
+    const char **margv = calloc(argc + 20, sizeof(*margv));
     if (margv == NULL) {
         close(lock_fd);
         return gm_err(err, GM_ENOMEM, "launch %s: out of memory", l->dir);
@@ -408,6 +410,12 @@ int gm_sup_launch(const struct gm_launch *l, pid_t *monitor_pid, uint64_t *monit
     margv[n++] = SUP_LOCK_FD_STR;
     margv[n++] = "--log";
     margv[n++] = l->log_path;
+    if (l->log_max_size > 0) {
+        margv[n++] = "--log-max-size";
+        margv[n++] = sbuf;
+        margv[n++] = "--log-max-files";
+        margv[n++] = fbuf;
+    }
     if (l->uid != 0) {
         margv[n++] = "--uid";
         margv[n++] = ubuf;

@@ -1,9 +1,9 @@
 /* Workload supervision through a per-launch monitor process (as conmon and containerd-shim do).
  *
  * The daemon starts `gpumux-monitor` for each launch. The monitor owns the workload: it starts
- * it in a new session with stdout/stderr appended to the log file, waits for it, and records its
- * exit status in a file, so the daemon holds no pipe the workload could die on and a workload
- * outlives a daemon crash with its output and exit status intact.
+ * it in a new session with stdout/stderr a pipe that the monitor copies into the bounded log,
+ * waits for it, and records its exit status in a file, so the daemon holds no pipe the workload
+ * could die on and a workload outlives a daemon crash with its output and exit status intact.
  *
  * Each launch has a directory DIR = RUN_DIR/workloads/NAME/LAUNCH_ID holding:
  *   lock  flock()ed before the monitor is forked and inherited by the monitor and the workload:
@@ -25,13 +25,24 @@
 /* The monitor sets LD_PRELOAD to this variable's value in the workload only. */
 #define GM_MONITOR_PRELOAD_ENV "GPUMUX_LD_PRELOAD"
 
+/* A workload's log (see src/monitor/logsink.h): NAME.log, and at most log_max_files rotated files
+ * NAME.log.1 (the newest) .. NAME.log.N, each at most log_max_size bytes. */
+#define GM_LOG_FILES_MAX         100
+#define GM_LOG_MAX_SIZE_DEFAULT  (10ULL << 20)
+#define GM_LOG_MAX_FILES_DEFAULT 3
+/* How long the monitor keeps reading the workload's output after the workload ended, while
+ * processes it left behind still hold its standard output open, before writing the exit file. */
+#define GM_MONITOR_DRAIN_MS 500
+
 struct gm_launch {
     const char *monitor_path; /* the gpumux-monitor binary */
     const char *dir;          /* the launch directory (created, 0700, parents too) */
-    const char *log_path;     /* opened O_APPEND|O_CREAT, 0640 */
-    char *const *argv;        /* argv[0] is looked up in PATH of envp */
-    char *const *envp;        /* the whole environment of the workload */
-    uid_t uid;                /* run as this user when the daemon is root and uid != 0 */
+    const char *log_path;     /* NAME.log, written by the monitor from the workload's pipe */
+    uint64_t log_max_size;    /* 0: the defaults above for both */
+    int log_max_files;
+    char *const *argv; /* argv[0] is looked up in PATH of envp */
+    char *const *envp; /* the whole environment of the workload */
+    uid_t uid;         /* run as this user when the daemon is root and uid != 0 */
     gid_t gid;
     const char *cwd; /* NULL: "/" */
 };

@@ -29,7 +29,14 @@ int gm_workload_launch_dir(const struct gm_daemon *d, const char *name, int64_t 
 
 int gm_workload_log_path(const struct gm_daemon *d, const char *name, char *buf, size_t len)
 {
-    return gm_path(NULL, buf, len, "%s/logs/%s.log", d->cfg.state_dir, name);
+    return gm_path(NULL, buf, len, "%s/%s.log", d->cfg.log_dir, name);
+}
+
+int gm_workload_log_file(const struct gm_daemon *d, const char *name, int k, char *buf, size_t len)
+{
+    if (k == 0)
+        return gm_workload_log_path(d, name, buf, len);
+    return gm_path(NULL, buf, len, "%s/%s.log.%d", d->cfg.log_dir, name, k);
 }
 
 /* Looks cmd up the way execvp will, so that a missing command is refused before anything is

@@ -2,25 +2,29 @@
  * status intact. See src/daemon/supervise.h for the launch directory it maintains. */
 #include "common/clock.h"
 #include "daemon/supervise.h"
+#include "monitor/logsink.h"
 
 #include <errno.h>
 #include <fcntl.h>
 #include <grp.h>
 #include <inttypes.h>
 #include <limits.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/signalfd.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
 static const char usage[] =
-    "usage: gpumux-monitor --dir DIR --lock-fd N --log FILE [--uid U --gid G] [--cwd D]\n"
-    "                      -- CMD [ARG..]\n"
-    "Runs CMD in its own session with stdout and stderr appended to FILE, and records its pid\n"
+    "usage: gpumux-monitor --dir DIR --lock-fd N --log FILE [--log-max-size BYTES]\n"
+    "                      [--log-max-files K] [--uid U --gid G] [--cwd D] -- CMD [ARG..]\n"
+    "Runs CMD in its own session with stdout and stderr a pipe copied into FILE (rotated at\n"
+    "BYTES, default 10 MiB, keeping K older files FILE.1..K, default 3), and records its pid\n"
     "in DIR/pid and its exit status in DIR/exit. Descriptor N holds the launch's lock; the\n"
     "workload inherits it. CMD is looked up in PATH of this program's environment, which is\n"
     "also the workload's. Started by gpumuxd; not meant to be run by hand.\n";
@@ -29,6 +33,8 @@ struct opts {
     const char *dir;
     const char *log;
     const char *cwd;
+    uint64_t log_max_size;
+    int log_max_files;
     int lock_fd;
     int have_uid;
     uid_t uid;
@@ -36,9 +42,11 @@ struct opts {
     char **cmd;
 };
 
-/* Where the monitor's own errors go: the workload's log once it is open. */
-static int log_fd = 2;
-static volatile sig_atomic_t child_pid;
+/* Where the monitor's own errors go: the workload's log once it is open (say_fd -1), and in
+ * the workload's side of the fork its standard error. */
+static struct gm_logsink sink = {.dfd = -1, .fd = -1, .mirror_fd = -1};
+static int say_fd = 2;
+static pid_t child_pid;
 
 __attribute__((format(printf, 1, 2))) static void say(const char *fmt, ...)
 {
@@ -49,16 +57,20 @@ __attribute__((format(printf, 1, 2))) static void say(const char *fmt, ...)
     va_end(ap);
     if (n < 0)
         return;
-    dprintf(log_fd, "gpumux-monitor: %s\n", line);
+    if (say_fd >= 0) {
+        dprintf(say_fd, "gpumux-monitor: %s\n", line);
+        return;
+    }
+    char text[1100];
+    n = snprintf(text, sizeof(text), "gpumux-monitor: %s\n", line);
+    gm_logsink_write(&sink, text, (size_t)n < sizeof(text) ? (size_t)n : sizeof(text) - 1);
 }
 
 static void forward_term(int sig)
 {
-    int saved = errno;
     pid_t c = child_pid;
     if (c > 0 && kill(-c, sig) < 0)
         kill(c, sig);
-    errno = saved;
 }
 
 static int parse_id(const char *s, unsigned long *out)
@@ -72,11 +84,24 @@ static int parse_id(const char *s, unsigned long *out)
     return 0;
 }
 
+static int parse_size(const char *s, uint64_t *out)
+{
+    char *end;
+    errno = 0;
+    unsigned long long v = strtoull(s, &end, 10);
+    if (errno != 0 || end == s || *end != '\0' || v == 0 || s[0] == '-')
+        return -1;
+    *out = v;
+    return 0;
+}
+
 static int parse_args(int argc, char **argv, struct opts *o)
 {
     memset(o, 0, sizeof(*o));
     o->lock_fd = -1;
     o->cwd = "/";
+    o->log_max_size = GM_LOG_MAX_SIZE_DEFAULT;
+    o->log_max_files = GM_LOG_MAX_FILES_DEFAULT;
     int have_gid = 0;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
@@ -94,10 +119,16 @@ static int parse_args(int argc, char **argv, struct opts *o)
         }
         const char *v = argv[++i];
         unsigned long n;
+        uint64_t size;
         if (strcmp(a, "--dir") == 0) {
             o->dir = v;
         } else if (strcmp(a, "--log") == 0) {
             o->log = v;
+        } else if (strcmp(a, "--log-max-size") == 0 && parse_size(v, &size) == 0) {
+            o->log_max_size = size;
+        } else if (strcmp(a, "--log-max-files") == 0 && parse_id(v, &n) == 0 &&
+                   n <= GM_LOG_FILES_MAX) {
+            o->log_max_files = (int)n;
         } else if (strcmp(a, "--cwd") == 0) {
             o->cwd = v;
         } else if (strcmp(a, "--lock-fd") == 0 && parse_id(v, &n) == 0 && n >= 3 && n < INT_MAX) {
@@ -187,21 +218,24 @@ static int write_exit(const char *dir, int code, int sig)
 /* The workload side of the fork; the monitor is single-threaded, so anything goes here. Exit
  * codes follow the shell's: 127 not found, 126 found but not runnable; failing to take the
  * requested identity or directory also means the command could not be invoked (126). */
-__attribute__((noreturn)) static void run_workload(const struct opts *o, int null_fd)
+__attribute__((noreturn)) static void run_workload(const struct opts *o, int null_fd, int out_fd)
 {
     setsid(); /* its own session and process group, so that the group can be signalled whole */
     signal(SIGHUP, SIG_DFL);
     signal(SIGINT, SIG_DFL);
     signal(SIGPIPE, SIG_DFL);
     signal(SIGTERM, SIG_DFL);
+    signal(SIGXFSZ, SIG_DFL);
     sigset_t none;
     sigemptyset(&none);
     sigprocmask(SIG_SETMASK, &none, NULL);
 
-    if (dup2(null_fd, 0) < 0 || dup2(log_fd, 1) < 0 || dup2(log_fd, 2) < 0) {
+    say_fd = out_fd;
+    if (dup2(null_fd, 0) < 0 || dup2(out_fd, 1) < 0 || dup2(out_fd, 2) < 0) {
         say("cannot set up standard descriptors: %s", strerror(errno));
         _exit(126);
     }
+    say_fd = 2;
     if (o->have_uid && o->uid != 0 && geteuid() == 0) {
         if (setgroups(0, NULL) < 0 || setgid(o->gid) < 0 || setuid(o->uid) < 0) {
             say("cannot switch to uid %u gid %u: %s", (unsigned)o->uid, (unsigned)o->gid,
@@ -226,6 +260,60 @@ __attribute__((noreturn)) static void run_workload(const struct opts *o, int nul
     _exit(e == EACCES || e == ENOEXEC ? 126 : 127);
 }
 
+/* Copies the workload's output into the log and forwards SIGTERM until the workload has ended
+ * and its output is read to the end. Processes it left behind may keep the pipe open: they get
+ * GM_MONITOR_DRAIN_MS more, then the pipe is closed (their further writes fail with EPIPE) and
+ * the exit is recorded. */
+static int supervise(pid_t pid, int out_fd, int sig_fd, int *status)
+{
+    static char buf[65536];
+    int exited = 0;
+    int64_t drain_until = 0;
+    fcntl(out_fd, F_SETFL, fcntl(out_fd, F_GETFL) | O_NONBLOCK);
+    for (;;) {
+        if (!exited) {
+            pid_t r = waitpid(pid, status, WNOHANG);
+            if (r < 0 && errno != EINTR) {
+                say("waiting for pid %d: %s", (int)pid, strerror(errno));
+                return -1;
+            }
+            if (r == pid) {
+                exited = 1;
+                drain_until = gm_mono_ms() + GM_MONITOR_DRAIN_MS;
+            }
+        }
+        int64_t left = exited ? drain_until - gm_mono_ms() : -1;
+        if (exited && (out_fd < 0 || left <= 0))
+            break;
+        struct pollfd p[2] = {{.fd = sig_fd, .events = POLLIN}, {.fd = out_fd, .events = POLLIN}};
+        int n = poll(p, out_fd >= 0 ? 2 : 1, exited ? (int)left : -1);
+        if (n < 0 && errno != EINTR) {
+            say("poll: %s", strerror(errno));
+            return -1;
+        }
+        if (n <= 0)
+            continue;
+        if (p[0].revents & POLLIN) {
+            struct signalfd_siginfo si;
+            while (read(sig_fd, &si, sizeof(si)) == (ssize_t)sizeof(si))
+                if (si.ssi_signo == SIGTERM && !exited)
+                    forward_term(SIGTERM);
+        }
+        if (out_fd >= 0 && (p[1].revents & (POLLIN | POLLHUP | POLLERR))) {
+            ssize_t r = read(out_fd, buf, sizeof(buf));
+            if (r > 0) {
+                gm_logsink_write(&sink, buf, (size_t)r);
+            } else if (r == 0 || (errno != EAGAIN && errno != EINTR)) {
+                close(out_fd);
+                out_fd = -1;
+            }
+        }
+    }
+    if (out_fd >= 0)
+        close(out_fd);
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
     struct opts o;
@@ -245,32 +333,42 @@ int main(int argc, char **argv)
     signal(SIGHUP, SIG_IGN);
     signal(SIGINT, SIG_IGN);
     signal(SIGPIPE, SIG_IGN);
-    struct sigaction sa;
-    memset(&sa, 0, sizeof(sa));
-    sa.sa_handler = forward_term; /* no SA_RESTART: waitpid returns EINTR and is retried */
-    sigaction(SIGTERM, &sa, NULL);
-    /* Until the child's pid is known a SIGTERM stays pending; unblocking then forwards it. */
-    sigset_t term;
-    sigemptyset(&term);
-    sigaddset(&term, SIGTERM);
-    sigprocmask(SIG_BLOCK, &term, NULL);
+    signal(SIGXFSZ, SIG_IGN); /* a file size limit makes writes fail (EFBIG): counted, not fatal */
+    /* SIGTERM and SIGCHLD are read from a descriptor by the loop that copies the output. Until
+     * the child's pid is known a SIGTERM stays pending there; it is forwarded then. */
+    sigset_t sigs;
+    sigemptyset(&sigs);
+    sigaddset(&sigs, SIGTERM);
+    sigaddset(&sigs, SIGCHLD);
+    sigprocmask(SIG_BLOCK, &sigs, NULL);
+    int sig_fd = signalfd(-1, &sigs, SFD_NONBLOCK | SFD_CLOEXEC);
 
     int null_fd = open("/dev/null", O_RDWR | O_CLOEXEC);
-    int fd = open(o.log, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0640);
-    if (fd < 0) {
-        int e = errno;
-        say("cannot open log %s: %s", o.log, strerror(e));
+    struct gm_error err = {0};
+    /* The log's current file becomes this program's stderr (stray output of sanitizers). */
+    if (gm_logsink_open(&sink, o.log, o.log_max_size, o.log_max_files, 2, &err) < 0) {
+        say("cannot open %s", err.msg);
         /* A shell fails a command whose redirection fails with status 1. */
         return write_exit(o.dir, 1, 0) < 0 ? 1 : 0;
     }
-    log_fd = fd;
-    /* Off the terminal, if any; the monitor's stray stderr output (sanitizers) lands in the log. */
+    say_fd = -1;
+    if (sig_fd < 0) {
+        say("cannot create signal descriptor: %s", strerror(errno));
+        return write_exit(o.dir, 126, 0) < 0 ? 1 : 0;
+    }
+    /* Off the terminal, if any. */
     if (null_fd >= 0) {
         dup2(null_fd, 0);
         dup2(null_fd, 1);
     }
-    dup2(log_fd, 2);
 
+    /* The workload's stdout and stderr: read here, so that the log stays bounded and a full
+     * disk costs output, never the workload's progress or its exit status. */
+    int out[2];
+    if (pipe2(out, O_CLOEXEC) < 0) {
+        say("cannot create pipe: %s", strerror(errno));
+        return write_exit(o.dir, 126, 0) < 0 ? 1 : 0;
+    }
     /* Closed by the child's exec (or exit): until then it may not yet lead its own group, and
      * the pid file must not invite anyone to signal a group that does not exist yet. */
     int sync[2];
@@ -285,10 +383,12 @@ int main(int argc, char **argv)
     }
     if (pid == 0) {
         close(sync[0]);
-        run_workload(&o, null_fd >= 0 ? null_fd : 0);
+        close(out[0]);
+        run_workload(&o, null_fd >= 0 ? null_fd : 0, out[1]);
     }
     child_pid = pid;
     close(sync[1]);
+    close(out[1]);
     char b;
     while (read(sync[0], &b, 1) < 0 && errno == EINTR)
         ;
@@ -298,15 +398,10 @@ int main(int argc, char **argv)
     snprintf(text, sizeof(text), "%d %" PRIu64 " %d %" PRIu64 "\n", (int)getpid(),
              start_time(getpid()), (int)pid, start_time(pid));
     write_file(o.dir, "pid", text, 0);
-    sigprocmask(SIG_UNBLOCK, &term, NULL);
 
     int status;
-    while (waitpid(pid, &status, 0) < 0) {
-        if (errno != EINTR) {
-            say("waiting for pid %d: %s", (int)pid, strerror(errno));
-            return 1;
-        }
-    }
+    if (supervise(pid, out[0], sig_fd, &status) < 0)
+        return 1;
     int code = -1, sig = 0;
     if (WIFEXITED(status))
         code = WEXITSTATUS(status);

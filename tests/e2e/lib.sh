@@ -70,10 +70,11 @@ cleanup() {
 }
 trap cleanup EXIT
 
-# start_daemon [extra gpumuxd options]: starts gpumuxd and waits until it answers.
+# start_daemon [extra gpumuxd options]: starts gpumuxd and waits until it answers. Workload logs
+# go to $T/logs; later options override earlier ones (--log-dir, --state-dir).
 start_daemon() {
     mkdir -p "$T/state" "$T/run"
-    "$GPUMUXD" --driver sim --state-dir "$T/state" --run-dir "$T/run" \
+    "$GPUMUXD" --driver sim --state-dir "$T/state" --run-dir "$T/run" --log-dir "$T/logs" \
         --gpusim-state "$GPUSIM_STATE" --poll-interval-ms 50 --stop-timeout 3 $GM_DAEMON_AS "$@" \
         >>"$T/daemon.log" 2>&1 &
     DAEMON_PID=$!

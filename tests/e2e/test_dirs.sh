@@ -49,7 +49,7 @@ plant() {
     done
 }
 
-daemon() { timeout 20 "$GPUMUXD" --driver sim --poll-interval-ms 50 "$@"; }
+daemon() { timeout 20 "$GPUMUXD" --driver sim --poll-interval-ms 50 --log-dir "$T/logs0" "$@"; }
 
 # 1. The state directory is the attacker's own.
 as_other mkdir "$A/state"
@@ -116,16 +116,18 @@ victim_intact "gpusim state link"
 # 8. What the daemon makes itself is closed to others: nobody else can plant a link where a
 # workload's log, launch files, region or the socket go.
 rm -rf "$T/state" "$T/run"
-"$GPUMUXD" --driver sim --state-dir "$T/state" --run-dir "$T/run" --gpusim-state "$GPUSIM_STATE" \
-    --poll-interval-ms 50 >>"$T/daemon.log" 2>&1 &
+"$GPUMUXD" --driver sim --state-dir "$T/state" --run-dir "$T/run" --log-dir "$T/logs" \
+    --gpusim-state "$GPUSIM_STATE" --poll-interval-ms 50 >>"$T/daemon.log" 2>&1 &
 DAEMON_PID=$!
 wait_for "daemon answers" 10 gm info
 [ "$(stat -c '%u %a' "$T/state" "$T/run" | tr '\n' ' ')" = "0 750 0 755 " ] &&
     pass "state 0750 and run 0755, owned by root" ||
     fail "modes: $(stat -c '%n %u %a' "$T/state" "$T/run")"
 expect "a limited workload runs" 0 "started" -- gm run w1 --memory 1G -- sh -c 'echo hello; sleep 30'
-wait_for "its log" 10 grep -q hello "$T/state/logs/w1.log"
-for d in "$T/state" "$T/state/logs" "$T/run" "$T/run/workloads" "$T/run/workloads/w1" \
+wait_for "its log" 10 grep -q hello "$T/logs/w1.log"
+[ "$(stat -c '%u %a' "$T/logs")" = "0 750" ] && pass "log_dir 0750, owned by root" ||
+    fail "log_dir: $(stat -c '%u %a' "$T/logs")"
+for d in "$T/state" "$T/logs" "$T/run" "$T/run/workloads" "$T/run/workloads/w1" \
     "$T/run/regions"; do
     if [ ! -d "$d" ]; then
         fail "$d: missing"
@@ -135,7 +137,7 @@ for d in "$T/state" "$T/state/logs" "$T/run" "$T/run/workloads" "$T/run/workload
         pass "no link can be planted in ${d#"$T"/}"
     fi
 done
-if as_other sh -c "echo x >>'$T/state/logs/w1.log'" 2>/dev/null; then
+if as_other sh -c "echo x >>'$T/logs/w1.log'" 2>/dev/null; then
     fail "gpumux-other could write to w1's log"
 else
     pass "the log is not writable by others"

@@ -142,13 +142,13 @@ sqlite3 "$T/state/state.db" 'PRAGMA wal_checkpoint(TRUNCATE);' >/dev/null 2>&1
 printf 'this is not a database, it is garbage %.0s' $(seq 1 200) >"$T/state/state.db"
 rm -f "$T/state/state.db-wal" "$T/state/state.db-shm"
 sum=$(md5sum <"$T/state/state.db")
-expect "corrupt database refused" 1 "state.db" -- "$GPUMUXD" --driver sim --state-dir "$T/state" \
-    --run-dir "$T/run" --gpusim-state "$GPUSIM_STATE"
+expect "corrupt database refused" 1 "state.db" -- "$GPUMUXD" --driver sim \
+    --log-dir "$T/logs" --state-dir "$T/state" --run-dir "$T/run" --gpusim-state "$GPUSIM_STATE"
 [ "$sum" = "$(md5sum <"$T/state/state.db")" ] && pass "corrupt database left untouched" ||
     fail "corrupt database was modified"
 touch "$T/afile"
 expect "state dir under a file" 1 "cannot start: .*$T/afile" -- "$GPUMUXD" --driver sim \
-    --state-dir "$T/afile/state" --run-dir "$T/run2" --gpusim-state "$GPUSIM_STATE"
+    --log-dir "$T/logs" --state-dir "$T/afile/state" --run-dir "$T/run2" --gpusim-state "$GPUSIM_STATE"
 expect "bad option" 2 "unknown setting 'bogus'" -- "$GPUMUXD" --bogus 1
 expect "bad driver" 2 "not one of auto, nvml, sim" -- "$GPUMUXD" --driver cuda
 finish

@@ -128,6 +128,8 @@ int main(void)
     gm_config_set(&d.cfg, "state_dir", v, "test", &err);
     snprintf(v, sizeof(v), "%s/run", tmp);
     gm_config_set(&d.cfg, "run_dir", v, "test", &err);
+    snprintf(v, sizeof(v), "%s/logs", tmp);
+    gm_config_set(&d.cfg, "log_dir", v, "test", &err);
     snprintf(v, sizeof(v), "%s/gpusim.state", tmp);
     gm_config_set(&d.cfg, "gpusim_state", v, "test", &err);
     gm_config_set(&d.cfg, "driver", "sim", "test", &err);

@@ -129,6 +129,8 @@ static int in_process(void *arg, const char *socket, const char *method, const c
     gm_http_serve(dd, method, url, payload, len, &peer, query_get, query_names, &q, &rep);
     resp->status = rep.status;
     resp->offset = rep.offset;
+    resp->log_file = rep.log_file;
+    resp->log_pos = rep.log_pos;
     if (rep.json != NULL) {
         resp->body = json_dumps(rep.json, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
         resp->body_len = strlen(resp->body);
@@ -199,6 +201,8 @@ static void setup(void)
     snprintf(path, sizeof(path), "%s/run", dir);
     mkdir(path, 0755);
     set("run_dir", path);
+    snprintf(path, sizeof(path), "%s/logs", dir);
+    set("log_dir", path);
     set("driver", "sim");
     set("poll_interval_ms", "50");
     set("stop_timeout", "3");

@@ -332,12 +332,16 @@ Test(client, logs_are_raw_and_follow_the_offset_header)
 {
     struct gm_cli_response resp;
     struct gm_error err = {0};
-    char *answer = http(200, "X-Gpumux-Offset: 1234\r\n", "hello {not json}\n");
-    struct standin *s = standin(answer, answer, NULL);
+    char *answer =
+        http(200, "X-Gpumux-Offset: 1234\r\nX-Gpumux-Log-At: 77:1000\r\n", "hello {not json}\n");
+    char *end = http(200, "X-Gpumux-Offset: 1234\r\n", "");
+    struct standin *s = standin(answer, answer, end, NULL);
     int rc = gm_cli_request(s->path, "GET", "/v1/workloads/a/logs?offset=1217", NULL, GM_CLI_RAW,
                             &resp, &err);
     cr_assert_eq(rc, 0, "%s", err.msg);
     cr_assert_eq(resp.offset, 1234);
+    cr_assert_eq(resp.log_file, 77);
+    cr_assert_eq(resp.log_pos, 1000);
     cr_assert_eq(resp.body_len, 17);
     cr_assert_str_eq(resp.body, "hello {not json}\n");
     cr_assert_null(resp.json);
@@ -350,7 +354,13 @@ Test(client, logs_are_raw_and_follow_the_offset_header)
     cr_assert(strncmp(s->requests[1], "GET /v1/workloads/a%20b%2Fc/logs?offset=0 HTTP/1.1", 50) ==
                   0,
               "names are encoded in the path: %s", s->requests[1]);
+    /* An answer holds at most one of the log's files: it asks again until nothing comes, in
+     * the file the answer named (rotation may have moved it) as well as at the offset. */
+    const char *next = "GET /v1/workloads/a%20b%2Fc/logs?offset=1234&file=77&pos=1000 HTTP/1.1";
+    cr_assert(strncmp(s->requests[2], next, strlen(next)) == 0,
+              "the next request continues where the answer ended: %s", s->requests[2]);
     free_result(&r);
+    free(end);
     free(answer);
     free(s);
 }

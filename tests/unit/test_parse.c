@@ -117,3 +117,31 @@ Test(config, defaults_file_and_errors)
     cr_assert_eq(gm_config_finish(&c, "/usr/bin", &err), -GM_EINVAL);
     cr_assert(strstr(err.msg, "not one of auto, nvml, sim") != NULL, "%s", err.msg);
 }
+
+Test(config, log_limits_are_bounded_and_logs_live_apart)
+{
+    struct gm_config c;
+    struct gm_error err;
+    gm_config_defaults(&c);
+    cr_assert_str_eq(c.log_dir, "/var/log/gpumux");
+    cr_assert_str_neq(c.log_dir, c.state_dir);
+    cr_assert_eq(c.log_max_size, 10 * GM_MIB);
+    cr_assert_eq(c.log_max_files, 3);
+    cr_assert_eq(gm_config_set(&c, "log-max-size", "64K", "--log-max-size", &err), 0, "%s",
+                 err.msg);
+    cr_assert_eq(c.log_max_size, 64 * 1024);
+    /* No setting makes a log unbounded or empty. */
+    cr_assert_eq(gm_config_set(&c, "log_max_size", "1K", "test", &err), -GM_EINVAL);
+    cr_assert(strstr(err.msg, "log_max_size: '1K' is out of range") != NULL, "%s", err.msg);
+    cr_assert_eq(gm_config_set(&c, "log_max_size", "0", "test", &err), -GM_EINVAL);
+    cr_assert_eq(gm_config_set(&c, "log_max_size", "2T", "test", &err), -GM_EINVAL);
+    cr_assert_eq(gm_config_set(&c, "log_max_files", "101", "test", &err), -GM_EINVAL);
+    cr_assert_eq(gm_config_set(&c, "log_max_files", "-1", "test", &err), -GM_EINVAL);
+    cr_assert_eq(gm_config_set(&c, "log_max_files", "0", "test", &err), 0);
+    cr_assert_eq(c.log_max_size, 64 * 1024, "a refused value changes nothing");
+    /* The memory reserve, a size without bounds, still takes 0. */
+    cr_assert_eq(gm_config_set(&c, "memory_reserve", "0", "test", &err), 0);
+    cr_assert_eq(gm_config_set(&c, "log_dir", "logs", "test", &err), 0);
+    cr_assert_eq(gm_config_finish(&c, "/usr/bin", &err), -GM_EINVAL);
+    cr_assert(strstr(err.msg, "log_dir must be absolute") != NULL, "%s", err.msg);
+}
