@@ -294,6 +294,8 @@ void gm_exec_effects(struct gm_daemon *d, const struct gm_effect *fx, size_t n)
         if (e->old_launch_id &&
             gm_workload_launch_dir(d, e->name, e->old_launch_id, dir, sizeof(dir)) == 0)
             gm_sup_remove(dir, NULL);
+        if (e->remove_files)
+            gm_exec_remove_files(d, e->name, e->launch_id, 0);
         if (e->launch) {
             struct gm_error err;
             if (gm_exec_launch(d, e->name, e->launch_id, e->undo, NULL, &err) < 0)
@@ -319,10 +321,11 @@ int gm_exec_wait_launch_gone(struct gm_daemon *d, const char *name, int64_t laun
     }
 }
 
-void gm_exec_remove_files(struct gm_daemon *d, const char *name, int64_t launch_id)
+void gm_exec_remove_files(struct gm_daemon *d, const char *name, int64_t launch_id,
+                          int keep_launch)
 {
     char path[PATH_MAX];
-    if (gm_workload_launch_dir(d, name, launch_id, path, sizeof(path)) == 0)
+    if (!keep_launch && gm_workload_launch_dir(d, name, launch_id, path, sizeof(path)) == 0)
         gm_sup_remove(path, NULL);
     if (gm_path(NULL, path, sizeof(path), "%s/workloads/%s", d->cfg.run_dir, name) == 0)
         rmdir(path);
