@@ -124,8 +124,12 @@ static size_t decide(struct gm_daemon *d, const struct gm_workload_rec *snap, si
         if (m != NULL && m->stop_pending) {
             gm_plan_stop(w, m->stop_why, &cur);
             if (gm_store_workload_update(d->store, &cur, &err) < 0) {
-                failed = 1;
-                break;
+                if (err.code == GM_EIO) {
+                    failed = 1;
+                    break;
+                }
+                gm_error("workload %s: cannot record '%s': %s", w->name, m->stop_why, err.msg);
+                continue;
             }
             gm_store_event(d->store, GM_LEVEL_INFO, object, "%s", m->stop_why);
         }
@@ -136,8 +140,14 @@ static size_t decide(struct gm_daemon *d, const struct gm_workload_rec *snap, si
         if ((p.action == GM_RC_NONE || p.action == GM_RC_POLL_FAILED) && !pending)
             continue;
         if (p.save && gm_store_workload_update(d->store, &p.next, &err) < 0) {
-            failed = 1;
-            break;
+            /* The disk or the file: the whole pass is tried again on the next poll. Anything
+             * else concerns this record only. */
+            if (err.code == GM_EIO) {
+                failed = 1;
+                break;
+            }
+            gm_error("workload %s: cannot record '%s': %s", w->name, p.event, err.msg);
+            continue;
         }
         if (p.event[0] != '\0')
             gm_store_event(d->store, p.level, object, "%s", p.event);

@@ -70,7 +70,7 @@ struct gm_store {
     char path[4200];
     sqlite3_stmt *stmt[GM_SQL__COUNT];
     unsigned events_since_trim;
-    int in_txn; /* inside gm_store_begin .. commit/rollback */
+    int in_txn;  /* inside gm_store_begin .. commit/rollback */
     int failing; /* the last commit failed for want of space or I/O: the WAL is truncated at the
                     next one that succeeds */
 };
