@@ -313,9 +313,13 @@ static int record_stop(struct gm_daemon *d, struct gm_workload_rec *w, const cha
     struct gm_workload_rec next;
     int was_alive = gm_plan_stop(w, why, &next);
     struct gm_wmem *m = gm_wmem_get(d, w->name);
-    int rc = gm_store_workload_save(d->store, &next, 0, GM_LEVEL_INFO, why, err);
-    if (rc < 0 && (err->code != GM_EIO || m == NULL))
+    struct gm_error serr = {0};
+    int rc = gm_store_workload_save(d->store, &next, 0, GM_LEVEL_INFO, why, &serr);
+    if (rc < 0 && (serr.code != GM_EIO || m == NULL)) {
+        if (err != NULL)
+            *err = serr;
         return rc;
+    }
     *w = next;
     if (m != NULL) {
         m->timers.restart_at_ms = 0;
@@ -323,10 +327,10 @@ static int record_stop(struct gm_daemon *d, struct gm_workload_rec *w, const cha
         if (rc < 0) {
             if (!m->stop_pending)
                 gm_warn("workload %s: %s; it is recorded when the state disk takes it (%s)",
-                        w->name, why, err->msg);
+                        w->name, why, serr.msg);
             m->stop_pending = 1;
             snprintf(m->stop_why, sizeof(m->stop_why), "%s", why);
-            snprintf(m->pending_err, sizeof(m->pending_err), "%.250s", err->msg);
+            snprintf(m->pending_err, sizeof(m->pending_err), "%.250s", serr.msg);
         }
     }
     return was_alive;
@@ -371,6 +375,9 @@ static int delete_record(struct gm_daemon *d, const char *name, struct gm_error 
 int gm_workload_delete(struct gm_daemon *d, const char *name, struct gm_workload_rec *out,
                        struct gm_error *err)
 {
+    struct gm_error local;
+    if (err == NULL)
+        err = &local;
     struct gm_workload_rec w = {0};
     pthread_mutex_lock(&d->lock);
     int rc = gm_store_workload_get(d->store, name, &w, err);
