@@ -4,7 +4,8 @@
 # it is full jobs exit, a workload is stopped and the one that filled the disk is deleted. Once
 # the space is freed, every workload's history must be whole: each exit recorded exactly once
 # with its code, no job started twice, the delete done, the WAL shrunk, the database intact.
-. "$(dirname "$0")/lib.sh"
+. "$(dirname "$0")/lib.sh" || exit 1
+[ -d "${T:-}" ] || exit 1
 if [ "$(id -u)" != 0 ]; then
     log "SKIP: mounting a small state disk needs root"
     exit 77
