@@ -16,6 +16,11 @@ if ! mount -t tmpfs -o size=8m,mode=0750 tmpfs "$S" 2>"$T/mount.err"; then
     log "SKIP: cannot mount a tmpfs as the state directory: $(cat "$T/mount.err")"
     exit 77
 fi
+# The launch directories (where the monitors write exit statuses) on a disk of their own, to be
+# filled too.
+L="$T/run/workloads"
+mkdir -p "$L"
+mount -t tmpfs -o size=1m,mode=0755 tmpfs "$L" || { umount "$S"; exit 1; }
 # Everything that has files open on the small disk ends before it is unmounted, and it is
 # unmounted before the test's directory is removed.
 disk_cleanup() {
@@ -27,6 +32,7 @@ disk_cleanup() {
         sleep 0.05
     done
     [ "$FAILS" -gt 0 ] && cp "$S/state.db"* "$T/" 2>/dev/null
+    umount "$L" 2>/dev/null || umount -l "$L" 2>/dev/null
     umount "$S" 2>/dev/null || umount -l "$S" 2>/dev/null
     cleanup
 }
@@ -141,6 +147,18 @@ fill_from_outside() {
 round a fill_by_workload
 round b fill_from_outside
 
+# The disk of the launch directories full: an exit status the monitor cannot write is kept, not
+# lost (a lost on-failure job would be started again), and recorded once the disk has room.
+gm run r-ok --restart on-failure -- sh -c "$(job_cmd r-ok 0)" >/dev/null || fail "creating r-ok"
+wait_for "r-ok runs" 10 test -s "$T/starts/r-ok"
+dd if=/dev/zero of="$L/fill" bs=4k 2>/dev/null
+touch "$T/gates/r-ok"
+sleep 2
+[ "$(state_of r-ok)" = running ] && pass "an exit not yet written leaves r-ok running" ||
+    fail "r-ok is $(state_of r-ok) while its exit status could not be written"
+rm -f "$L/fill"
+wait_for "r-ok recorded as exited" 10 is_state r-ok exited
+
 # A create while the disk is full fails with the reason and leaves nothing behind.
 fill_from_outside c
 if is_full; then
@@ -199,6 +217,17 @@ for r in ("a", "b"):
         print(f"FAIL {name}: 'stopped by request' recorded {ev.count('stopped by request')} times")
     else:
         print(f"ok {name}: its stop recorded once")
+w = ws.get("r-ok")
+ev = events("r-ok")
+if w is None or w["state"] != "exited" or w.get("exit_code") != 0 or \
+        [m for m in ev if m.startswith(("exited", "lost"))] != ["exited with status 0"]:
+    print(f"FAIL r-ok: {w and w['state']} {w and w.get('exit_code')}, events {ev}")
+else:
+    print("ok r-ok: its exit, written late, recorded once with status 0")
+if starts("r-ok") != 1:
+    print(f"FAIL r-ok: started {starts('r-ok')} times")
+else:
+    print("ok r-ok: started once")
 if "a-filler" in ws:
     print("FAIL a-filler: its record is still there after delete")
 elif events("a-filler").count("deleted") != 1:
