@@ -217,6 +217,28 @@ static size_t decide(struct gm_daemon *d, const struct gm_workload_rec *snap, si
     return nfx;
 }
 
+/* A stop not recorded yet whose grace period is over gets its SIGKILL even while no record can
+ * be written: a user can always stop the workload that fills the disk. A signal is no evidence
+ * and records nothing. Caller holds d->lock. */
+static size_t overdue_kills(struct gm_daemon *d, const struct gm_workload_rec *ws, size_t n,
+                            struct gm_effect *fx, size_t room)
+{
+    size_t k = 0;
+    int64_t now_ms = gm_now_ms();
+    for (size_t i = 0; i < n && k < room; i++) {
+        const struct gm_wmem *m = gm_wmem_find(d, ws[i].name);
+        if (m == NULL || !m->stop_pending || m->launching || m->timers.kill_at_ms == 0 ||
+            now_ms < m->timers.kill_at_ms)
+            continue;
+        struct gm_effect *e = &fx[k++];
+        memset(e, 0, sizeof(*e));
+        snprintf(e->name, sizeof(e->name), "%s", ws[i].name);
+        e->launch_id = ws[i].launch_id;
+        e->signal = SIGKILL;
+    }
+    return k;
+}
+
 /* Launch directories that belong to no current launch: remove them, and stop anything that
  * still runs from them (it would be a workload nobody tracks). Called without d->lock; each
  * workload's record is read fresh, so a workload created meanwhile is not taken for a stray. */
@@ -307,8 +329,9 @@ void gm_reconcile(struct gm_daemon *d, int at_start)
     observe(d, ws, n, skip, seen);
     pthread_mutex_lock(&d->lock);
     size_t nfx = decide(d, ws, n, skip, seen, at_start, fx, notes);
+    size_t nkill = overdue_kills(d, ws, n, fx + nfx, n + 1 - nfx);
     pthread_mutex_unlock(&d->lock);
-    gm_exec_effects(d, fx, nfx);
+    gm_exec_effects(d, fx, nfx + nkill);
 
     /* Finished launches whose directory could not be removed at once (processes the workload
      * left behind still held the lock) are swept now and then. */

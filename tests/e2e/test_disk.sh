@@ -75,7 +75,9 @@ round() {
         fail "$r: creating $r-ok"
     gm run "$r-fail" --restart never -- sh -c "$(job_cmd "$r-fail" 3)" >/dev/null ||
         fail "$r: creating $r-fail"
-    gm run "$r-run" -- sh -c "echo \$\$ >>$T/starts/$r-run; exec sleep 1000" >/dev/null ||
+    # $r-run ignores SIGTERM: only the SIGKILL after the grace period ends it.
+    gm run "$r-run" -- sh -c "trap '' TERM; echo \$\$ >>$T/starts/$r-run; while :; do sleep 0.2; done" \
+        >/dev/null ||
         fail "$r: creating $r-run"
     wait_for "$r: jobs running" 10 sh -c "[ -s $T/starts/$r-ok ] && [ -s $T/starts/$r-fail ] &&
         [ -s $T/starts/$r-run ]"
@@ -102,7 +104,9 @@ round() {
     fi
     local rpid
     rpid=$(tail -n 1 "$T/starts/$r-run")
-    wait_for "$r: the stopped workload's process is gone" 10 sh -c "! kill -0 $rpid"
+    wait_for "$r: the stopped workload (deaf to SIGTERM) is killed while the disk is full" 10 \
+        sh -c "! kill -0 $rpid"
+    is_full || fail "$r: the disk had room again before the stop was checked"
     sleep 1
     note_wal
 
