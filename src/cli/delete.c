@@ -28,7 +28,11 @@ const char gm_cli_help_delete[] =
 
 static void report(struct gm_cli_ctx *ctx, const json_t *w)
 {
-    fprintf(ctx->out, "%s deleted\n", gm_cli_jstr(w, "name", "?"));
+    /* A delete made while the state disk is full says what is still to be recorded. */
+    const char *pending = gm_cli_jstr(w, "pending", "");
+    fprintf(ctx->out, "%s deleted%s\n", gm_cli_jstr(w, "name", "?"),
+            pending[0] ? " (its record goes when the state database can be written)" : "");
+    fputs(gm_cli_jstr(w, "messages", ""), ctx->out);
 }
 
 int gm_cli_delete(struct gm_cli_ctx *ctx, int argc, char **argv)

@@ -34,6 +34,8 @@ static void report(struct gm_cli_ctx *ctx, const json_t *w)
     const char *state = gm_cli_jstr(w, "state", "stopping");
     int done = strcmp(state, "stopped") == 0 || strcmp(state, "exited") == 0;
     fprintf(ctx->out, "%s %s\n", gm_cli_jstr(w, "name", "?"), done ? "stopped" : state);
+    /* A stop made while the state disk is full says that its record is still to come. */
+    fputs(gm_cli_jstr(w, "messages", ""), ctx->out);
 }
 
 int gm_cli_stop(struct gm_cli_ctx *ctx, int argc, char **argv)

@@ -375,6 +375,35 @@ static json_t *messages_json(const struct gm_strv *lines)
     return j;
 }
 
+/* A stop or delete that was made but could not be recorded yet says so in its answer:
+ * "pending" (stop, delete) and the lines users read. */
+static void add_pending(struct gm_daemon *d, const char *name, struct gm_reply *rep)
+{
+    pthread_mutex_lock(&d->lock);
+    const struct gm_wmem *m = gm_wmem_find(d, name);
+    struct gm_strv lines = {0};
+    const char *what = NULL;
+    if (m != NULL && m->delete_pending) {
+        what = "delete";
+        gm_strv_addf(&lines,
+                     "workload %s: its processes are gone and its files removed; its record is "
+                     "deleted when the state database can be written again (%s)",
+                     name, m->pending_err);
+    } else if (m != NULL && m->stop_pending) {
+        what = "stop";
+        gm_strv_addf(&lines,
+                     "workload %s: SIGTERM sent (SIGKILL follows after the grace period); the stop "
+                     "is recorded when the state database can be written again (%s)",
+                     name, m->pending_err);
+    }
+    pthread_mutex_unlock(&d->lock);
+    if (what != NULL && rep->json != NULL) {
+        json_object_set_new(rep->json, "pending", json_string(what));
+        json_object_set_new(rep->json, "messages", messages_json(&lines));
+    }
+    gm_strv_free(&lines);
+}
+
 static void post_gpu_mode(struct gm_daemon *d, const struct gm_call *c, struct gm_reply *rep)
 {
     const struct mode_req *b = c->body;
@@ -633,6 +662,8 @@ static void delete_workload(struct gm_daemon *d, const struct gm_call *c, struct
     struct gm_error err;
     int rc = gm_workload_delete(d, c->arg[0], &w, &err);
     reply_workload(d, c, rc, &w, &err, rep);
+    if (rc == 0)
+        add_pending(d, c->arg[0], rep);
 }
 
 static void post_workload_stop(struct gm_daemon *d, const struct gm_call *c, struct gm_reply *rep)
@@ -641,6 +672,8 @@ static void post_workload_stop(struct gm_daemon *d, const struct gm_call *c, str
     struct gm_error err;
     int rc = gm_workload_stop(d, c->arg[0], &w, &err);
     reply_workload(d, c, rc, &w, &err, rep);
+    if (rc == 0)
+        add_pending(d, c->arg[0], rep);
 }
 
 static void post_workload_start(struct gm_daemon *d, const struct gm_call *c, struct gm_reply *rep)

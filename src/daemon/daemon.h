@@ -20,6 +20,11 @@ struct gm_wmem {
     char name[64];
     struct gm_timers timers;
     int launching; /* a launch of it is being made outside the lock; reconcile leaves it alone */
+    /* A stop or delete that was acted on while the store could not record it (a full disk): the
+     * reconciler applies it to the record on every poll until a commit takes it. */
+    int stop_pending, delete_pending;
+    char stop_why[64];
+    char pending_err[256]; /* why it is not recorded yet, for the answer */
 };
 
 struct gm_mps; /* mps.c */
@@ -129,6 +134,7 @@ struct gm_effect {
     int signal;            /* 0 for none */
     int launch;
     enum gm_undo undo; /* what a launch that cannot be made does to its record */
+    int remove_files;  /* its record was deleted: remove its files (gm_exec_remove_files) */
 };
 /* Performs the effects in order, without d->lock. */
 void gm_exec_effects(struct gm_daemon *d, const struct gm_effect *fx, size_t n);
@@ -137,8 +143,10 @@ void gm_exec_effects(struct gm_daemon *d, const struct gm_effect *fx, size_t n);
 int gm_exec_wait_launch_gone(struct gm_daemon *d, const char *name, int64_t launch_id,
                              int64_t timeout_ms, struct gm_error *err);
 /* Removes what the daemon kept of a deleted workload: its last launch directory, its log, its
- * region. */
-void gm_exec_remove_files(struct gm_daemon *d, const char *name, int64_t launch_id);
+ * region. keep_launch: its record is not deleted yet, so the launch directory (the evidence of
+ * how it ended) stays until it is. */
+void gm_exec_remove_files(struct gm_daemon *d, const char *name, int64_t launch_id,
+                          int keep_launch);
 /* Gives a running workload's region its new limits (atomic stores: no lock of the workload's
  * is taken). Returns 1 when the workload has a region, 0 when it runs without one. */
 int gm_exec_region_limits(struct gm_daemon *d, const struct gm_workload_rec *w, int by_mps);

@@ -240,6 +240,12 @@ static int record_outcome(struct gm_daemon *d, struct launch_snapshot *s, int la
     if (now.pid > 0)
         snprintf(event, sizeof(event), "running (pid %d)", now.pid);
     rc = gm_store_workload_save(d->store, &now, 0, GM_LEVEL_INFO, event, err);
+    if (rc < 0 && err->code == GM_EIO) {
+        /* The launch is made and its start was recorded; the reconciler records its pid from
+         * the launch directory once the store takes it. */
+        gm_warn("workload %s: started, but its pid is recorded later: %s", name, err->msg);
+        rc = 0;
+    }
     *result = rc;
     char where[GM_MAX_WORKLOAD_GPUS * 100];
     gm_workload_where(&now, where, sizeof(where));
@@ -294,6 +300,8 @@ void gm_exec_effects(struct gm_daemon *d, const struct gm_effect *fx, size_t n)
         if (e->old_launch_id &&
             gm_workload_launch_dir(d, e->name, e->old_launch_id, dir, sizeof(dir)) == 0)
             gm_sup_remove(dir, NULL);
+        if (e->remove_files)
+            gm_exec_remove_files(d, e->name, e->launch_id, 0);
         if (e->launch) {
             struct gm_error err;
             if (gm_exec_launch(d, e->name, e->launch_id, e->undo, NULL, &err) < 0)
@@ -319,10 +327,10 @@ int gm_exec_wait_launch_gone(struct gm_daemon *d, const char *name, int64_t laun
     }
 }
 
-void gm_exec_remove_files(struct gm_daemon *d, const char *name, int64_t launch_id)
+void gm_exec_remove_files(struct gm_daemon *d, const char *name, int64_t launch_id, int keep_launch)
 {
     char path[PATH_MAX];
-    if (gm_workload_launch_dir(d, name, launch_id, path, sizeof(path)) == 0)
+    if (!keep_launch && gm_workload_launch_dir(d, name, launch_id, path, sizeof(path)) == 0)
         gm_sup_remove(path, NULL);
     if (gm_path(NULL, path, sizeof(path), "%s/workloads/%s", d->cfg.run_dir, name) == 0)
         rmdir(path);

@@ -139,6 +139,20 @@ int gm_plan_launch(const struct gm_launch_inputs *in, const struct gm_workload_r
 
 /* ---- reconciliation ------------------------------------------------------------------------ */
 
+int gm_plan_stop(const struct gm_workload_rec *w, const char *why, struct gm_workload_rec *next)
+{
+    int alive = w->state == GM_W_STARTING || w->state == GM_W_RUNNING || w->state == GM_W_STOPPING;
+    if (next != w)
+        *next = *w;
+    next->desired_running = 0;
+    if (alive)
+        next->state = GM_W_STOPPING;
+    else if (next->state == GM_W_EXITED)
+        next->state = GM_W_STOPPED; /* a pending restart is cancelled */
+    snprintf(next->reason, sizeof(next->reason), "%s", why);
+    return alive;
+}
+
 int64_t gm_plan_backoff_ms(int restarts)
 {
     int64_t ms = 100;

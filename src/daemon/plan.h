@@ -71,6 +71,11 @@ struct gm_rc_plan {
     struct gm_timers timers;
 };
 
+/* A stop asked of w (by a user, a delete or a mode change): next is w with desired_running 0,
+ * stopping when its launch may still run, stopped when a restart was pending, with why as its
+ * reason. Returns 1 when the launch must get SIGTERM. next may be w. */
+int gm_plan_stop(const struct gm_workload_rec *w, const char *why, struct gm_workload_rec *next);
+
 /* Restart back-off: 0.1 s doubling with every restart, at most 10 s. */
 int64_t gm_plan_backoff_ms(int restarts);
 /* st: what gm_sup_poll saw of the current launch; NULL when it was not polled (the record is

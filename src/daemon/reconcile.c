@@ -67,9 +67,39 @@ static void observe(struct gm_daemon *d, const struct gm_workload_rec *ws, size_
     }
 }
 
-/* Decides for every record and commits the records of all plans. Caller holds d->lock. */
+/* What a committed pass tells the log, once: nothing is logged of a pass that was not kept. */
+struct note {
+    char name[64];
+    enum gm_level level;
+    char text[512];
+    int stop_recorded; /* the pass recorded its pending stop */
+    int deleted;       /* and its pending delete */
+    int set_timers;
+    struct gm_timers timers;
+};
+
+/* Says once that the store refuses the reconciler's records, and once that it takes them again:
+ * while the disk is full the same records are tried on every poll. */
+static void store_state(const char *failure)
+{
+    static char last[512];
+    if (failure != NULL && strcmp(failure, last) != 0) {
+        gm_error("reconcile: %s; the records are kept and tried again on every poll", failure);
+        snprintf(last, sizeof(last), "%.500s", failure);
+    } else if (failure == NULL && last[0] != '\0') {
+        gm_info("reconcile: the state database takes records again");
+        last[0] = '\0';
+    }
+}
+
+/* Decides for every record and commits the records of all plans. Caller holds d->lock. A stop
+ * or delete that could not be recorded when it was made (struct gm_wmem.stop_pending) is
+ * applied to the record first, so that the plan is taken on what was asked: a workload whose
+ * stop is pending is never restarted. Nothing is acted on, and no evidence removed, unless the
+ * transaction commits. */
 static size_t decide(struct gm_daemon *d, const struct gm_workload_rec *snap, size_t n,
-                     const int *skip, const struct seen *seen, int at_start, struct gm_effect *fx)
+                     const int *skip, const struct seen *seen, int at_start, struct gm_effect *fx,
+                     struct note *notes)
 {
     struct gm_workload_rec *now = NULL;
     size_t nnow = 0, nfx = 0;
@@ -80,55 +110,134 @@ static size_t decide(struct gm_daemon *d, const struct gm_workload_rec *snap, si
     }
     int64_t now_ms = gm_now_ms();
     int open = gm_store_begin(d->store, &err) == 0;
+    if (!open)
+        store_state(err.msg);
+    int failed = 0;
     for (size_t i = 0; i < n && open; i++) {
         const struct gm_workload_rec *w = match(now, nnow, i, snap[i].name);
         const struct gm_wmem *m = w ? gm_wmem_find(d, w->name) : NULL;
         if (skip[i] || w == NULL || moved_on(w, &snap[i]) || (m != NULL && m->launching))
             continue;
-        struct gm_rc_plan p;
-        gm_plan_reconcile(w, seen[i].polled && !seen[i].poll_failed ? &seen[i].st : NULL,
-                          seen[i].poll_failed, m ? &m->timers : NULL, now_ms, at_start,
-                          d->cfg.stop_timeout_s, &p);
-        if (p.action == GM_RC_NONE || p.action == GM_RC_POLL_FAILED)
-            continue;
         char object[96];
         snprintf(object, sizeof(object), "workload/%s", w->name);
+        struct gm_workload_rec cur = *w; /* shallow: spec_json stays now's */
+        int pending = m != NULL && (m->stop_pending || m->delete_pending);
+        if (m != NULL && m->stop_pending) {
+            gm_plan_stop(w, m->stop_why, &cur);
+            if (gm_store_workload_update(d->store, &cur, &err) < 0) {
+                if (err.code == GM_EIO) {
+                    failed = 1;
+                    break;
+                }
+                gm_error("workload %s: cannot record '%s': %s", w->name, m->stop_why, err.msg);
+                continue;
+            }
+            gm_store_event(d->store, GM_LEVEL_INFO, object, "%s", m->stop_why);
+        }
+        struct gm_rc_plan p;
+        gm_plan_reconcile(&cur, seen[i].polled && !seen[i].poll_failed ? &seen[i].st : NULL,
+                          seen[i].poll_failed, m ? &m->timers : NULL, now_ms, at_start,
+                          d->cfg.stop_timeout_s, &p);
+        if ((p.action == GM_RC_NONE || p.action == GM_RC_POLL_FAILED) && !pending)
+            continue;
         if (p.save && gm_store_workload_update(d->store, &p.next, &err) < 0) {
+            /* The disk or the file: the whole pass is tried again on the next poll. Anything
+             * else concerns this record only. */
+            if (err.code == GM_EIO) {
+                failed = 1;
+                break;
+            }
             gm_error("workload %s: cannot record '%s': %s", w->name, p.event, err.msg);
             continue;
         }
-        if (p.event[0] != '\0') {
+        if (p.event[0] != '\0')
             gm_store_event(d->store, p.level, object, "%s", p.event);
-            gm_log(p.level == GM_LEVEL_INFO ? GM_LOG_INFO : GM_LOG_WARN, "workload %s: %s", w->name,
-                   p.event);
+        int deleted = 0;
+        if (m != NULL && m->delete_pending && !gm_workload_active(&p.next)) {
+            if (gm_store_workload_delete(d->store, w->name, &err) < 0) {
+                failed = 1;
+                break;
+            }
+            gm_store_event(d->store, GM_LEVEL_INFO, object, "deleted");
+            deleted = 1;
         }
-        struct gm_wmem *mm = gm_wmem_get(d, w->name);
-        if (mm != NULL && p.set_timers)
-            mm->timers = p.timers;
-        if (mm != NULL && p.launch)
-            mm->launching = 1;
+        struct note *no = &notes[nfx];
+        memset(no, 0, sizeof(*no));
+        snprintf(no->name, sizeof(no->name), "%s", w->name);
+        no->level = p.level;
+        snprintf(no->text, sizeof(no->text), "%s", p.event);
+        no->stop_recorded = m != NULL && m->stop_pending;
+        no->deleted = deleted;
+        no->set_timers = p.set_timers;
+        no->timers = p.timers;
         struct gm_effect *e = &fx[nfx++];
         memset(e, 0, sizeof(*e));
         snprintf(e->name, sizeof(e->name), "%s", w->name);
-        e->launch_id = p.next.launch_id;
-        e->signal = p.signal;
-        e->launch = p.launch;
+        e->launch_id = deleted ? w->launch_id : p.next.launch_id;
+        e->signal = deleted ? 0 : p.signal;
+        e->launch = p.launch && !deleted;
         e->undo = GM_UNDO_EXITED;
-        if (p.remove_dir)
+        e->remove_files = deleted;
+        if (p.remove_dir && !deleted)
             e->old_launch_id = w->launch_id;
+        /* Timers and the launching mark are set once the pass is committed, below. */
     }
-    if (open && gm_store_commit(d->store, &err) < 0) {
-        /* Nothing was recorded, so nothing may be acted on. */
-        gm_error("reconcile: %s", err.msg);
-        for (size_t i = 0; i < nfx; i++) {
-            struct gm_wmem *mm = gm_wmem_get(d, fx[i].name);
-            if (mm != NULL)
-                mm->launching = 0;
-        }
+    if (open && failed) {
+        store_state(err.msg);
+        gm_store_rollback(d->store);
         nfx = 0;
+    } else if (open && gm_store_commit(d->store, &err) < 0) {
+        store_state(err.msg);
+        nfx = 0;
+    } else if (open) {
+        store_state(NULL);
+    }
+    /* Committed: the memory follows the records, the log tells, the effects may be made. */
+    for (size_t i = 0; i < nfx; i++) {
+        struct gm_wmem *mm = gm_wmem_get(d, fx[i].name);
+        if (notes[i].text[0] != '\0')
+            gm_log(notes[i].level == GM_LEVEL_INFO ? GM_LOG_INFO : GM_LOG_WARN, "workload %s: %s",
+                   notes[i].name, notes[i].text);
+        if (mm == NULL)
+            continue;
+        if (notes[i].set_timers)
+            mm->timers = notes[i].timers;
+        if (fx[i].launch)
+            mm->launching = 1;
+        if (notes[i].stop_recorded) {
+            gm_info("workload %s: its stop (%s) is recorded now", notes[i].name, mm->stop_why);
+            mm->stop_pending = 0;
+        }
+        if (notes[i].deleted) {
+            gm_info("workload %s: its delete is recorded now", notes[i].name);
+            mm->delete_pending = 0;
+            gm_wmem_forget(d, notes[i].name);
+        }
     }
     gm_workload_list_free(now, nnow);
     return nfx;
+}
+
+/* A stop not recorded yet whose grace period is over gets its SIGKILL even while no record can
+ * be written: a user can always stop the workload that fills the disk. A signal is no evidence
+ * and records nothing. Caller holds d->lock. */
+static size_t overdue_kills(struct gm_daemon *d, const struct gm_workload_rec *ws, size_t n,
+                            struct gm_effect *fx, size_t room)
+{
+    size_t k = 0;
+    int64_t now_ms = gm_now_ms();
+    for (size_t i = 0; i < n && k < room; i++) {
+        const struct gm_wmem *m = gm_wmem_find(d, ws[i].name);
+        if (m == NULL || !m->stop_pending || m->launching || m->timers.kill_at_ms == 0 ||
+            now_ms < m->timers.kill_at_ms)
+            continue;
+        struct gm_effect *e = &fx[k++];
+        memset(e, 0, sizeof(*e));
+        snprintf(e->name, sizeof(e->name), "%s", ws[i].name);
+        e->launch_id = ws[i].launch_id;
+        e->signal = SIGKILL;
+    }
+    return k;
 }
 
 /* Launch directories that belong to no current launch: remove them, and stop anything that
@@ -205,7 +314,8 @@ void gm_reconcile(struct gm_daemon *d, int at_start)
     int *skip = calloc(n + 1, sizeof(*skip));
     struct seen *seen = calloc(n + 1, sizeof(*seen));
     struct gm_effect *fx = calloc(n + 1, sizeof(*fx));
-    if (skip == NULL || seen == NULL || fx == NULL) {
+    struct note *notes = calloc(n + 1, sizeof(*notes));
+    if (skip == NULL || seen == NULL || fx == NULL || notes == NULL) {
         pthread_mutex_unlock(&d->lock);
         gm_error("reconcile: out of memory");
         goto out;
@@ -219,9 +329,10 @@ void gm_reconcile(struct gm_daemon *d, int at_start)
 
     observe(d, ws, n, skip, seen);
     pthread_mutex_lock(&d->lock);
-    size_t nfx = decide(d, ws, n, skip, seen, at_start, fx);
+    size_t nfx = decide(d, ws, n, skip, seen, at_start, fx, notes);
+    size_t nkill = overdue_kills(d, ws, n, fx + nfx, n + 1 - nfx);
     pthread_mutex_unlock(&d->lock);
-    gm_exec_effects(d, fx, nfx);
+    gm_exec_effects(d, fx, nfx + nkill);
 
     /* Finished launches whose directory could not be removed at once (processes the workload
      * left behind still held the lock) are swept now and then. */
@@ -241,5 +352,6 @@ out:
     free(skip);
     free(seen);
     free(fx);
+    free(notes);
     gm_workload_list_free(ws, n);
 }

@@ -312,7 +312,7 @@ int gm_workload_start(struct gm_daemon *d, const char *name, struct gm_workload_
         rc = gm_err(err, GM_ECONFLICT, "workload %s is already running (pid %d)", name, w.pid);
         goto out;
     }
-    if (w.state == GM_W_STOPPING) {
+    if (w.state == GM_W_STOPPING || (m != NULL && (m->stop_pending || m->delete_pending))) {
         rc = gm_err(err, GM_EBUSY, "workload %s is still stopping; try again when it has stopped",
                     name);
         goto out;
@@ -349,24 +349,34 @@ out:
 }
 
 /* Records w as stopping (or a pending restart as cancelled). Caller holds d->lock. Returns 1
- * when the launch must get SIGTERM, 0 when nothing runs, or a negative error. */
+ * when the launch must get SIGTERM, 0 when nothing runs, or a negative error. When the store
+ * cannot write (a full disk, an I/O error) the stop is still made: it is kept in memory as
+ * pending, the reconciler records it once the store takes it, and it returns as if recorded. */
 static int record_stop(struct gm_daemon *d, struct gm_workload_rec *w, const char *why,
                        struct gm_error *err)
 {
-    int was_alive = launched(w);
-    w->desired_running = 0;
-    if (was_alive)
-        w->state = GM_W_STOPPING;
-    else if (w->state == GM_W_EXITED)
-        w->state = GM_W_STOPPED; /* a pending restart is cancelled */
-    snprintf(w->reason, sizeof(w->reason), "%s", why);
-    int rc = gm_store_workload_save(d->store, w, 0, GM_LEVEL_INFO, why, err);
-    if (rc < 0)
-        return rc;
+    struct gm_workload_rec next;
+    int was_alive = gm_plan_stop(w, why, &next);
     struct gm_wmem *m = gm_wmem_get(d, w->name);
+    struct gm_error serr = {0};
+    int rc = gm_store_workload_save(d->store, &next, 0, GM_LEVEL_INFO, why, &serr);
+    if (rc < 0 && (serr.code != GM_EIO || m == NULL)) {
+        if (err != NULL)
+            *err = serr;
+        return rc;
+    }
+    *w = next;
     if (m != NULL) {
         m->timers.restart_at_ms = 0;
         m->timers.kill_at_ms = was_alive ? gm_now_ms() + d->cfg.stop_timeout_s * 1000 : 0;
+        if (rc < 0) {
+            if (!m->stop_pending)
+                gm_warn("workload %s: %s; it is recorded when the state disk takes it (%s)",
+                        w->name, why, serr.msg);
+            m->stop_pending = 1;
+            snprintf(m->stop_why, sizeof(m->stop_why), "%s", why);
+            snprintf(m->pending_err, sizeof(m->pending_err), "%.250s", serr.msg);
+        }
     }
     return was_alive;
 }
@@ -377,7 +387,10 @@ int gm_workload_stop(struct gm_daemon *d, const char *name, struct gm_workload_r
     struct gm_workload_rec w = {0};
     pthread_mutex_lock(&d->lock);
     int rc = gm_store_workload_get(d->store, name, &w, err);
-    if (rc == 0 && (w.desired_running || w.state == GM_W_STARTING || w.state == GM_W_RUNNING))
+    const struct gm_wmem *m = rc == 0 ? gm_wmem_find(d, name) : NULL;
+    if (m != NULL && m->stop_pending)
+        rc = gm_plan_stop(&w, m->stop_why, &w); /* the answer shows what is being recorded */
+    else if (rc == 0 && (w.desired_running || w.state == GM_W_STARTING || w.state == GM_W_RUNNING))
         rc = record_stop(d, &w, "stopped by request", err);
     pthread_mutex_unlock(&d->lock);
     if (rc == 1)
@@ -402,45 +415,11 @@ int gm_workload_stop_for(struct gm_daemon *d, const char *name, int64_t launch_i
     return rc < 0 ? rc : 0;
 }
 
-int gm_workload_delete(struct gm_daemon *d, const char *name, struct gm_workload_rec *out,
-                       struct gm_error *err)
+/* Deletes the record of name, whose launch launch_id is gone, with its event. Caller holds
+ * d->lock and has begun no transaction. */
+static int delete_record(struct gm_daemon *d, const char *name, struct gm_error *err)
 {
-    struct gm_workload_rec w = {0};
-    pthread_mutex_lock(&d->lock);
-    int rc = gm_store_workload_get(d->store, name, &w, err);
-    if (rc == 0 && (w.desired_running || launched(&w)))
-        rc = record_stop(d, &w, "deleted by request", err);
-    pthread_mutex_unlock(&d->lock);
-    if (rc < 0) {
-        gm_workload_rec_free(&w);
-        return rc;
-    }
-    if (rc == 1)
-        gm_exec_signal(d, name, w.launch_id, SIGTERM);
-    /* Wait, without holding the lock, until nothing of the launch runs: the record goes only
-     * once its process is gone, so a crash in between leaves a record, never an orphan. */
-    struct gm_strv one = {0};
-    gm_strv_add(&one, name);
-    rc = gm_exec_wait_stopped(d, &one, err);
-    gm_strv_free(&one);
-    if (rc < 0) {
-        gm_workload_rec_free(&w);
-        return gm_err_wrap(err, "workload %s", name);
-    }
-    /* The record may say stopped while a process the workload left behind holds the lock. */
-    if ((rc = gm_exec_wait_launch_gone(d, name, w.launch_id, 5000, err)) < 0) {
-        gm_workload_rec_free(&w);
-        return rc;
-    }
-    pthread_mutex_lock(&d->lock);
-    struct gm_workload_rec now = {0};
-    rc = gm_store_workload_get(d->store, name, &now, err);
-    if (rc == 0 && now.launch_id != w.launch_id)
-        rc = gm_err(err, GM_ECONFLICT, "workload %s was started again while it was being deleted",
-                    name);
-    gm_workload_rec_free(&now);
-    if (rc == 0)
-        rc = gm_store_begin(d->store, err);
+    int rc = gm_store_begin(d->store, err);
     if (rc == 0) {
         rc = gm_store_workload_delete(d->store, name, err);
         if (rc == 0) {
@@ -452,11 +431,82 @@ int gm_workload_delete(struct gm_daemon *d, const char *name, struct gm_workload
             gm_store_rollback(d->store);
         }
     }
-    if (rc == 0)
+    return rc;
+}
+
+int gm_workload_delete(struct gm_daemon *d, const char *name, struct gm_workload_rec *out,
+                       struct gm_error *err)
+{
+    struct gm_error local;
+    if (err == NULL)
+        err = &local;
+    struct gm_workload_rec w = {0};
+    pthread_mutex_lock(&d->lock);
+    int rc = gm_store_workload_get(d->store, name, &w, err);
+    const struct gm_wmem *m = rc == 0 ? gm_wmem_find(d, name) : NULL;
+    if (m != NULL && m->stop_pending)
+        rc = gm_plan_stop(&w, m->stop_why, &w);
+    else if (rc == 0 && (w.desired_running || launched(&w)))
+        rc = record_stop(d, &w, "deleted by request", err);
+    m = gm_wmem_find(d, name);
+    int pending = m != NULL && m->stop_pending;
+    pthread_mutex_unlock(&d->lock);
+    if (rc < 0) {
+        gm_workload_rec_free(&w);
+        return rc;
+    }
+    if (rc == 1)
+        gm_exec_signal(d, name, w.launch_id, SIGTERM);
+    /* Wait, without holding the lock, until nothing of the launch runs: the record goes only
+     * once its process is gone, so a crash in between leaves a record, never an orphan. A stop
+     * not recorded yet leaves the record as it was: then the launch's lock tells (the
+     * reconciler sends SIGKILL after stop_timeout either way). */
+    struct gm_strv one = {0};
+    gm_strv_add(&one, name);
+    rc = pending ? 0 : gm_exec_wait_stopped(d, &one, err);
+    gm_strv_free(&one);
+    if (rc < 0) {
+        gm_workload_rec_free(&w);
+        return gm_err_wrap(err, "workload %s", name);
+    }
+    /* The record may say stopped while a process the workload left behind holds the lock. */
+    int64_t grace = pending ? (int64_t)d->cfg.stop_timeout_s * 1000 + 5000 : 5000;
+    if ((rc = gm_exec_wait_launch_gone(d, name, w.launch_id, grace, err)) < 0) {
+        gm_workload_rec_free(&w);
+        return rc;
+    }
+    pthread_mutex_lock(&d->lock);
+    struct gm_workload_rec now = {0};
+    rc = gm_store_workload_get(d->store, name, &now, err);
+    if (rc == 0 && now.launch_id != w.launch_id)
+        rc = gm_err(err, GM_ECONFLICT, "workload %s was started again while it was being deleted",
+                    name);
+    gm_workload_rec_free(&now);
+    m = gm_wmem_find(d, name);
+    pending = m != NULL && m->stop_pending;
+    /* With its stop still pending the record says it runs: the reconciler records the end and
+     * the delete together, exits and all, once the store takes them. */
+    if (rc == 0 && !pending)
+        rc = delete_record(d, name, err);
+    if (rc == 0 && !pending) {
         gm_wmem_forget(d, name);
+    } else if ((rc < 0 && err->code == GM_EIO) || (rc == 0 && pending)) {
+        struct gm_wmem *mm = gm_wmem_get(d, name);
+        if (mm != NULL) {
+            if (!mm->delete_pending)
+                gm_warn("workload %s: its processes are gone; its record is deleted when the "
+                        "state disk takes it (%s)",
+                        name, rc < 0 ? err->msg : mm->pending_err);
+            if (rc < 0)
+                snprintf(mm->pending_err, sizeof(mm->pending_err), "%.250s", err->msg);
+            mm->delete_pending = 1;
+            rc = 0;
+            pending = 1;
+        }
+    }
     pthread_mutex_unlock(&d->lock);
     if (rc == 0)
-        gm_exec_remove_files(d, name, w.launch_id);
+        gm_exec_remove_files(d, name, w.launch_id, pending);
     return hand_over(&w, out, rc);
 }
 

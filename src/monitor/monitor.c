@@ -171,8 +171,11 @@ static int write_file(const char *dir, const char *name, const char *text, int d
         return -1;
     }
     int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    int e = 0;
     if (fd < 0) {
-        say("cannot create %s: %s", tmp, strerror(errno));
+        e = errno;
+        say("cannot create %s: %s", tmp, strerror(e));
+        errno = e;
         return -1;
     }
     size_t len = strlen(text), off = 0;
@@ -181,20 +184,24 @@ static int write_file(const char *dir, const char *name, const char *text, int d
         if (w < 0 && errno == EINTR)
             continue;
         if (w < 0) {
-            say("cannot write %s: %s", tmp, strerror(errno));
-            close(fd);
-            return -1;
+            e = errno;
+            say("cannot write %s: %s", tmp, strerror(e));
+            break;
         }
         off += (size_t)w;
     }
-    if (durable && fsync(fd) < 0) {
-        say("cannot sync %s: %s", tmp, strerror(errno));
-        close(fd);
-        return -1;
+    if (e == 0 && durable && fsync(fd) < 0) {
+        e = errno;
+        say("cannot sync %s: %s", tmp, strerror(e));
     }
     close(fd);
-    if (rename(tmp, dst) < 0) {
-        say("cannot rename %s: %s", tmp, strerror(errno));
+    if (e == 0 && rename(tmp, dst) < 0) {
+        e = errno;
+        say("cannot rename %s: %s", tmp, strerror(e));
+    }
+    if (e != 0) {
+        unlink(tmp); /* what it holds is no use, and on a full disk its space is wanted */
+        errno = e;
         return -1;
     }
     if (durable) {
@@ -212,7 +219,20 @@ static int write_exit(const char *dir, int code, int sig)
     int64_t ms = gm_now_ms();
     char text[96];
     snprintf(text, sizeof(text), "%d %d %" PRId64 "\n", code, sig, ms);
-    return write_file(dir, "exit", text, 1);
+    /* The exit status is the evidence the daemon records: on a full or failing disk it is kept
+     * here, with the launch's lock held (so the launch reads as running, never as lost), and
+     * written as soon as the disk takes it. */
+    for (int tries = 0;; tries++) {
+        if (write_file(dir, "exit", text, 1) == 0)
+            return 0;
+        if (errno != ENOSPC && errno != EDQUOT && errno != EIO)
+            return -1;
+        if (tries == 0)
+            say("keeping the exit status (%d, signal %d) until %s/exit can be written; trying "
+                "every second",
+                code, sig, dir);
+        sleep(1);
+    }
 }
 
 /* The workload side of the fork; the monitor is single-threaded, so anything goes here. Exit

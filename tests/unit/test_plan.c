@@ -343,6 +343,74 @@ Test(reconcile, an_unreadable_launch_directory_changes_nothing)
     cr_assert_eq(p.save, 0);
 }
 
+/* ---- a stop, and a stop the store could not record yet (a full disk) --------------------- */
+
+Test(reconcile, a_stop_is_stopping_and_cancels_a_pending_restart)
+{
+    struct gm_workload_rec *w = add("a", 0);
+    struct gm_workload_rec n;
+    cr_assert_eq(gm_plan_stop(w, "stopped by request", &n), 1, "it runs: SIGTERM");
+    cr_assert_eq(n.state, GM_W_STOPPING);
+    cr_assert_eq(n.desired_running, 0);
+    cr_assert_str_eq(n.reason, "stopped by request");
+
+    w->state = GM_W_EXITED;
+    w->restart = GM_RESTART_ON_FAILURE;
+    cr_assert_eq(gm_plan_stop(w, "deleted by request", &n), 0, "nothing runs: no signal");
+    cr_assert_eq(n.state, GM_W_STOPPED);
+    struct gm_rc_plan p;
+    gm_plan_reconcile(&n, NULL, 0, NULL, 1000, 0, 10, &p);
+    cr_assert_eq(p.action, GM_RC_NONE, "the restart that was due is not made");
+    cr_assert_eq(p.launch, 0);
+}
+
+/* The stop was signalled while its record could not be written; the workload then died of the
+ * SIGTERM. Decided on the record alone, the death is a failure and on-failure starts it again;
+ * decided on the record with the pending stop applied first (what the reconciler does), it is
+ * the stop that was asked for. */
+Test(reconcile, an_end_after_a_stop_not_yet_recorded_is_never_restarted)
+{
+    struct gm_workload_rec *w = add("a", 0);
+    w->restart = GM_RESTART_ON_FAILURE;
+    struct gm_sup_status st = {.state = GM_SUP_EXITED, .exit_code = -1, .exit_signal = SIGTERM};
+    struct gm_rc_plan p;
+    gm_plan_reconcile(w, &st, 0, NULL, 1000, 0, 10, &p);
+    cr_assert_eq(p.next.desired_running, 1, "the record alone would restart it");
+
+    struct gm_workload_rec cur;
+    gm_plan_stop(w, "stopped by request", &cur);
+    gm_plan_reconcile(&cur, &st, 0, NULL, 1000, 0, 10, &p);
+    cr_assert_eq(p.action, GM_RC_ENDED);
+    cr_assert_eq(p.next.state, GM_W_STOPPED);
+    cr_assert_eq(p.next.desired_running, 0);
+    cr_assert_eq(p.launch, 0);
+    cr_assert_eq(p.timers.restart_at_ms, 0);
+    struct gm_workload_rec after = p.next;
+    struct gm_timers t = p.timers;
+    gm_plan_reconcile(&after, NULL, 0, &t, 60000, 0, 10, &p);
+    cr_assert_eq(p.action, GM_RC_NONE, "and later polls start nothing");
+}
+
+/* A commit that fails leaves the record as it was and the exit file in place: the next poll
+ * decides the same exit again, once, with its code; not a lost launch, not a second exit. */
+Test(reconcile, an_exit_whose_commit_failed_is_decided_the_same_on_the_next_poll)
+{
+    struct gm_workload_rec *w = add("a", 0);
+    w->restart = GM_RESTART_ON_FAILURE;
+    struct gm_sup_status st = {.state = GM_SUP_EXITED, .exit_code = 0, .finished_ms = 900};
+    struct gm_rc_plan p1, p2;
+    gm_plan_reconcile(w, &st, 0, NULL, 1000, 0, 10, &p1);
+    gm_plan_reconcile(w, &st, 0, NULL, 5000, 0, 10, &p2);
+    cr_assert_eq(p2.action, GM_RC_ENDED);
+    cr_assert(p2.remove_dir, "its directory goes only with the record that says how it ended");
+    cr_assert_eq(p2.next.has_exit, 1);
+    cr_assert_eq(p2.next.exit_code, 0);
+    cr_assert_eq(p2.next.finished_at, 900, "the time of the exit, not of the retry");
+    cr_assert_eq(p2.next.desired_running, 0, "on-failure: exit 0 is final");
+    cr_assert_eq(p2.launch, 0);
+    cr_assert_str_eq(p1.event, p2.event);
+}
+
 Test(reconcile, back_off_doubles_to_ten_seconds)
 {
     cr_assert_eq(gm_plan_backoff_ms(0), 100);

@@ -70,8 +70,21 @@ struct gm_store {
     char path[4200];
     sqlite3_stmt *stmt[GM_SQL__COUNT];
     unsigned events_since_trim;
-    int in_txn; /* inside gm_store_begin .. commit/rollback */
+    int in_txn;  /* inside gm_store_begin .. commit/rollback */
+    int failing; /* the last commit failed for want of space or I/O: the WAL is truncated at the
+                    next one that succeeds */
 };
+
+/* A file of GM_STORE_RESERVE bytes in the state directory, made while the disk has room and
+ * given up when a commit finds the disk full, so that the commits after it (exits, stops) still
+ * find space. */
+#define GM_STORE_RESERVE (1 << 20)
+/* Returns 0 when the reserve is in place (made now or before), -1 when there is no room. */
+int gm_store_reserve_make(struct gm_store *s);
+void gm_store_reserve_release(struct gm_store *s);
+/* After a commit failed for want of space: copies the WAL into the database and truncates it,
+ * so that the space it held is given back. */
+void gm_store_wal_truncate(struct gm_store *s, const char *why);
 
 /* The cached statement, reset and with its bindings cleared; NULL after filling err. */
 sqlite3_stmt *gm_store_stmt(struct gm_store *s, enum gm_store_stmt which, struct gm_error *err);

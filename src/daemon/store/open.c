@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <unistd.h>
 
 #define STORE_SCHEMA_VERSION 1
@@ -289,13 +290,89 @@ static int configure(struct gm_store *s, struct gm_error *err)
     if (exec_sql(s->db, "PRAGMA synchronous = FULL", s->path, err) < 0 ||
         exec_sql(s->db, "PRAGMA foreign_keys = ON", s->path, err) < 0 ||
         exec_sql(s->db, "PRAGMA trusted_schema = OFF", s->path, err) < 0 ||
-        /* After a burst of writes the WAL file would otherwise stay at its largest size. */
-        exec_sql(s->db, "PRAGMA journal_size_limit = 67108864", s->path, err) < 0)
+        /* After a burst of writes the WAL file would otherwise stay at its largest size; a
+         * full disk also truncates it at once (gm_store_wal_truncate). */
+        exec_sql(s->db, "PRAGMA journal_size_limit = 4194304", s->path, err) < 0)
         return -err->code;
     int64_t fk = query_int(s->db, "PRAGMA foreign_keys", &rc);
     if (rc != SQLITE_OK || fk != 1)
         return gm_err(err, GM_EINTERNAL, "%s: this SQLite cannot enforce foreign keys", s->path);
     return 0;
+}
+
+/* ---- space ---- */
+
+static void reserve_path(const struct gm_store *s, char *buf, size_t len)
+{
+    snprintf(buf, len, "%s/reserve", s->dir);
+}
+
+int gm_store_reserve_make(struct gm_store *s)
+{
+    char path[4300];
+    reserve_path(s, path, sizeof(path));
+    struct stat st;
+    if (stat(path, &st) == 0 && st.st_size >= GM_STORE_RESERVE)
+        return 0;
+    /* Only where it leaves as much again free: taking the last space would make the full disk
+     * it is there for. */
+    struct statvfs vfs;
+    if (statvfs(s->dir, &vfs) < 0 ||
+        (uint64_t)vfs.f_bavail * vfs.f_frsize < 4 * (uint64_t)GM_STORE_RESERVE)
+        return -1;
+    int fd = open(path, O_WRONLY | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+    if (fd < 0)
+        return -1;
+    int rc = posix_fallocate(fd, 0, GM_STORE_RESERVE);
+    if (rc == EOPNOTSUPP || rc == EINVAL) {
+        /* Without fallocate: written out, which allocates it just as well. */
+        static const char zero[65536];
+        rc = 0;
+        for (off_t off = 0; rc == 0 && off < GM_STORE_RESERVE; off += (off_t)sizeof(zero))
+            rc = pwrite(fd, zero, sizeof(zero), off) == (ssize_t)sizeof(zero) ? 0 : errno;
+    }
+    if (rc == 0)
+        rc = fsync(fd) < 0 ? errno : 0;
+    close(fd);
+    if (rc != 0) {
+        unlink(path);
+        return -1;
+    }
+    return 0;
+}
+
+void gm_store_reserve_release(struct gm_store *s)
+{
+    char path[4300];
+    reserve_path(s, path, sizeof(path));
+    if (unlink(path) == 0)
+        gm_warn("the disk holding %s is full: gave up its %d MiB reserve (%s) so that exits and "
+                "stops can still be recorded; it is made again when the disk has room",
+                s->path, GM_STORE_RESERVE >> 20, path);
+}
+
+static int64_t file_kb(const char *path)
+{
+    struct stat st;
+    return stat(path, &st) == 0 ? (int64_t)st.st_blocks / 2 : 0;
+}
+
+void gm_store_wal_truncate(struct gm_store *s, const char *why)
+{
+    char wal[4300];
+    snprintf(wal, sizeof(wal), "%s-wal", s->path);
+    int64_t before = file_kb(wal);
+    int logged = 0, copied = 0;
+    int rc = sqlite3_wal_checkpoint_v2(s->db, NULL, SQLITE_CHECKPOINT_TRUNCATE, &logged, &copied);
+    if (why == NULL)
+        return;
+    if (rc == SQLITE_OK)
+        gm_info("%s: %s: the WAL was checkpointed and truncated (%lld KiB to %lld KiB)", s->path,
+                why, (long long)before, (long long)file_kb(wal));
+    else
+        gm_warn("%s: %s: the WAL could not be truncated yet (%s); tried again with the next "
+                "commit",
+                s->path, why, sqlite3_errmsg(s->db));
 }
 
 int gm_store_open(const char *dir, struct gm_store **out, struct gm_error *err)
@@ -343,6 +420,7 @@ int gm_store_open(const char *dir, struct gm_store **out, struct gm_error *err)
         (ret = configure(s, err)) < 0)
         goto fail;
     gm_store_events_trim(s);
+    gm_store_reserve_make(s);
     *out = s;
     return 0;
 fail:

@@ -58,9 +58,22 @@ int gm_store_fail(struct gm_store *s, int rc, struct gm_error *err, const char *
 
 /* ---- statements and columns ---- */
 
+/* A commit failed for want of space (or I/O): give the reserve up and the WAL's space back,
+ * so that the next try (the reconciler's, on its next poll) finds room. */
+static void store_failed(struct gm_store *s, int kind)
+{
+    int first = !s->failing;
+    s->failing = 1;
+    if (kind == SQLITE_FULL) {
+        gm_store_reserve_release(s);
+        gm_store_wal_truncate(s, first ? "the disk is full" : NULL);
+    }
+}
+
 static int txn_lost(struct gm_store *s, struct gm_error *err)
 {
     s->in_txn = 0;
+    store_failed(s, SQLITE_FULL);
     return gm_err(err, GM_EIO,
                   "%s: the transaction was rolled back after an earlier error; nothing of it "
                   "was written",
@@ -179,8 +192,14 @@ int gm_store_commit(struct gm_store *s, struct gm_error *err)
     if (rc == SQLITE_DONE) {
         sqlite3_reset(st);
         s->in_txn = 0;
+        if (s->failing && gm_store_reserve_make(s) == 0) {
+            /* Room for the reserve and as much again: the disk is not full any more. */
+            s->failing = 0;
+            gm_store_wal_truncate(s, "the disk has room again");
+        }
         return 0;
     }
+    int kind = rc & 0xff;
     /* The message is taken before the rollback replaces SQLite's error. */
     int ret;
     if (rc == SQLITE_CONSTRAINT_FOREIGNKEY)
@@ -194,6 +213,8 @@ int gm_store_commit(struct gm_store *s, struct gm_error *err)
     /* A failed COMMIT leaves the transaction open; the caller is told nothing was written, so
      * make that true. */
     gm_store_rollback(s);
+    if (kind == SQLITE_FULL || kind == SQLITE_IOERR)
+        store_failed(s, kind);
     return ret;
 }
 
