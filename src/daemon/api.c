@@ -21,12 +21,56 @@
 
 #define LOG_CHUNK (1024 * 1024)
 
+/* Length of the valid UTF-8 sequence at s (1..4), or 0 when there is none. */
+static size_t utf8_len(const unsigned char *s)
+{
+    size_t n = s[0] < 0x80             ? 1
+               : (s[0] & 0xe0) == 0xc0 ? 2
+               : (s[0] & 0xf0) == 0xe0 ? 3
+               : (s[0] & 0xf8) == 0xf0 ? 4
+                                       : 0;
+    for (size_t i = 1; i < n; i++)
+        if ((s[i] & 0xc0) != 0x80)
+            return 0;
+    unsigned cp = n == 1   ? s[0]
+                  : n == 2 ? (s[0] & 0x1fu) << 6 | (s[1] & 0x3fu)
+                  : n == 3 ? (s[0] & 0x0fu) << 12 | (s[1] & 0x3fu) << 6 | (s[2] & 0x3fu)
+                  : n == 4 ? (s[0] & 0x07u) << 18 | (s[1] & 0x3fu) << 12 | (s[2] & 0x3fu) << 6 |
+                                 (s[3] & 0x3fu)
+                           : 0;
+    static const unsigned least[] = {0, 0, 0x80, 0x800, 0x10000};
+    if (n == 0 || cp < least[n] || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
+        return 0;
+    return n;
+}
+
+/* Messages quote what the client sent (a path, a parameter), which need not be UTF-8; JSON
+ * strings must be, so each byte that is not part of a valid sequence becomes '?'. */
+static json_t *message_json(const char *msg)
+{
+    char text[sizeof(((struct gm_error *)0)->msg)];
+    size_t i = 0;
+    for (const unsigned char *s = (const unsigned char *)msg; *s != '\0' && i + 4 < sizeof(text);) {
+        size_t n = utf8_len(s);
+        if (n == 0) {
+            text[i++] = '?';
+            s++;
+        } else {
+            memcpy(text + i, s, n);
+            i += n;
+            s += n;
+        }
+    }
+    text[i] = '\0';
+    return json_string(text);
+}
+
 void gm_api_error(struct gm_reply *rep, const struct gm_error *err)
 {
     int code = err->code ? err->code : GM_EINTERNAL;
     json_t *e = json_object();
     json_object_set_new(e, "code", json_string(gm_errcode_name(code)));
-    json_object_set_new(e, "message", json_string(err->msg));
+    json_object_set_new(e, "message", message_json(err->msg));
     json_decref(rep->json);
     rep->json = json_object();
     json_object_set_new(rep->json, "error", e);
@@ -792,6 +836,13 @@ static const char *query_param(void *ctx, const char *name)
 
 static const struct gm_fields no_fields = {NULL, 0};
 
+static int parse_only;
+
+void gm_api_set_parse_only(int on)
+{
+    parse_only = on;
+}
+
 static void dispatch(struct gm_daemon *d, const struct gm_route *r, struct gm_call *c,
                      struct gm_reply *rep)
 {
@@ -805,7 +856,9 @@ static void dispatch(struct gm_daemon *d, const struct gm_route *r, struct gm_ca
              (r->query != NULL &&
               gm_fields_parse_text(r->query, query_param, (void *)c->req, query, &mem, &err) < 0))
         gm_api_error(rep, &err);
-    else {
+    else if (parse_only) {
+        rep->json = json_pack("{s:s, s:s}", "method", r->method, "route", r->pattern);
+    } else {
         c->body = body;
         c->query = query;
         r->handler(d, c, rep);
