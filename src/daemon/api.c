@@ -310,6 +310,24 @@ SPEC(events_query_spec,
 
 /* ---- Handlers ---------------------------------------------------------------------------- */
 
+/* The driver's reading of a present GPU; NULL with why in err when it has none. */
+static struct gm_gpu_live *query_live(const struct gm_gpu_rec *g, struct gm_error *err)
+{
+    struct gm_gpu_live *live = calloc(1, sizeof(*live));
+    if (live == NULL) {
+        gm_err(err, GM_ENOMEM, "out of memory");
+        return NULL;
+    }
+    int rc = gm_gpu_query(g->idx, live, err);
+    if (rc == 0 && strcmp(live->uuid, g->uuid) != 0)
+        rc = gm_err(err, GM_EDRIVER, "GPU %d: the driver now reports %s there, not %s", g->idx,
+                    live->uuid, g->uuid);
+    if (rc == 0)
+        return live;
+    free(live);
+    return NULL;
+}
+
 static void get_info(struct gm_daemon *d, const struct gm_call *c, struct gm_reply *rep)
 {
     (void)c;
@@ -320,23 +338,39 @@ static void get_info(struct gm_daemon *d, const struct gm_call *c, struct gm_rep
     json_object_set_new(o, "driver", gm_json_driver(&d->driver));
     json_object_set_new(o, "state_dir", json_string(d->cfg.state_dir));
     json_object_set_new(o, "run_dir", json_string(d->cfg.run_dir));
+    /* The GPUs the driver fails now: a daemon that answers must not hide a lost device. */
+    json_t *lost = json_array();
+    struct gm_gpu_rec *gpus = NULL;
+    size_t n = 0;
+    struct gm_error err;
+    pthread_mutex_lock(&d->lock);
+    int rc = gm_store_gpu_list(d->store, &gpus, &n, &err);
+    pthread_mutex_unlock(&d->lock);
+    for (size_t i = 0; rc == 0 && i < n; i++) {
+        struct gm_error why = {0};
+        struct gm_gpu_live *live = gpus[i].present ? query_live(&gpus[i], &why) : NULL;
+        if (gpus[i].present && live == NULL)
+            json_array_append_new(lost, json_pack("{s:i, s:s, s:s}", "index", gpus[i].idx, "uuid",
+                                                  gpus[i].uuid, "error", why.msg));
+        free(live);
+    }
+    free(gpus);
+    json_object_set_new(o, "gpus_lost", lost);
     rep->json = o;
 }
 
+/* A GPU the driver fails (lost, or a damaged simulated device) stays in the answer, with
+ * "present": false and "error" saying why. */
 static json_t *gpu_with_live(const struct gm_gpu_rec *g, const struct gm_workload_rec *ws,
                              size_t nws)
 {
     struct gm_gpu_live *live = NULL;
-    if (g->present) {
-        live = calloc(1, sizeof(*live));
-        struct gm_error err;
-        if (live != NULL &&
-            (gm_gpu_query(g->idx, live, &err) < 0 || strcmp(live->uuid, g->uuid) != 0)) {
-            free(live);
-            live = NULL;
-        }
-    }
+    struct gm_error err = {0};
+    if (g->present)
+        live = query_live(g, &err);
     json_t *o = gm_json_gpu(g, live, ws, nws);
+    json_object_set_new(o, "error",
+                        g->present && live == NULL ? json_string(err.msg) : json_null());
     free(live);
     return o;
 }
@@ -762,7 +796,8 @@ static void get_events(struct gm_daemon *d, const struct gm_call *c, struct gm_r
 static const struct gm_route routes[] = {
     {"GET", "/v1/info", get_info,
      .answer = "`{\"version\", \"pid\", \"driver\": {...}, "
-               "\"state_dir\", \"run_dir\", \"hostname\"}`"},
+               "\"state_dir\", \"run_dir\", \"hostname\", "
+               "\"gpus_lost\": [{\"index\", \"uuid\", \"error\"}]}`"},
     {"GET", "/v1/gpus", get_gpus,
      .answer = "`{\"hostname\", \"timestamp\", \"driver\", "
                "\"gpus\": [GPU]}`"},
