@@ -5,7 +5,7 @@ TSAN_BUILD ?= build-tsan
 FUZZ_BUILD ?= build-fuzz
 # `make fuzz`: seconds each fuzz target runs.
 FUZZ_SECONDS ?= 60
-FUZZ_TARGETS = fuzz_api fuzz_config
+FUZZ_TARGETS = fuzz_api fuzz_config fuzz_gpusim_state
 # What the ThreadSanitizer build needs: the tests labelled tsan and the programs they run.
 TSAN_TARGETS = tsan_daemon tsan_region tsan_interpose
 JOBS       ?= $(shell nproc)
@@ -53,7 +53,7 @@ fuzz: deps $(FUZZ_BUILD)/build.ninja
 		mkdir -p $(FUZZ_BUILD)/corpus/$$t; \
 		ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 \
 		LSAN_OPTIONS=suppressions=$(CURDIR)/tests/lsan.supp \
-		$(FUZZ_BUILD)/tests/$$t -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 \
+		$(FUZZ_BUILD)/tests/$$t -max_total_time=$(FUZZ_SECONDS) -timeout=10 -print_final_stats=1 \
 			-artifact_prefix=$(FUZZ_BUILD)/artifacts/$$t- \
 			$(FUZZ_BUILD)/corpus/$$t tests/fuzz/corpus/$$t || exit 1; \
 	done

@@ -21,29 +21,6 @@
 
 #define LOG_CHUNK (1024 * 1024)
 
-/* Length of the valid UTF-8 sequence at s (1..4), or 0 when there is none. */
-static size_t utf8_len(const unsigned char *s)
-{
-    size_t n = s[0] < 0x80             ? 1
-               : (s[0] & 0xe0) == 0xc0 ? 2
-               : (s[0] & 0xf0) == 0xe0 ? 3
-               : (s[0] & 0xf8) == 0xf0 ? 4
-                                       : 0;
-    for (size_t i = 1; i < n; i++)
-        if ((s[i] & 0xc0) != 0x80)
-            return 0;
-    unsigned cp = n == 1   ? s[0]
-                  : n == 2 ? (s[0] & 0x1fu) << 6 | (s[1] & 0x3fu)
-                  : n == 3 ? (s[0] & 0x0fu) << 12 | (s[1] & 0x3fu) << 6 | (s[2] & 0x3fu)
-                  : n == 4 ? (s[0] & 0x07u) << 18 | (s[1] & 0x3fu) << 12 | (s[2] & 0x3fu) << 6 |
-                                 (s[3] & 0x3fu)
-                           : 0;
-    static const unsigned least[] = {0, 0, 0x80, 0x800, 0x10000};
-    if (n == 0 || cp < least[n] || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
-        return 0;
-    return n;
-}
-
 /* Messages quote what the client sent (a path, a parameter), which need not be UTF-8; JSON
  * strings must be, so each byte that is not part of a valid sequence becomes '?'. */
 static json_t *message_json(const char *msg)
@@ -51,7 +28,7 @@ static json_t *message_json(const char *msg)
     char text[sizeof(((struct gm_error *)0)->msg)];
     size_t i = 0;
     for (const unsigned char *s = (const unsigned char *)msg; *s != '\0' && i + 4 < sizeof(text);) {
-        size_t n = utf8_len(s);
+        size_t n = gm_utf8_len((const char *)s);
         if (n == 0) {
             text[i++] = '?';
             s++;

@@ -98,6 +98,9 @@ void gm_config_defaults(struct gm_config *c)
 
 int gm_config_load(struct gm_config *c, const char *path, struct gm_error *err)
 {
+    int rc = gm_check_utf8_file(path, "config ", err);
+    if (rc < 0)
+        return rc;
     struct fy_document *fyd = fy_document_build_from_file(NULL, path);
     if (fyd == NULL) {
         FILE *f = fopen(path, "r");
@@ -106,7 +109,6 @@ int gm_config_load(struct gm_config *c, const char *path, struct gm_error *err)
         fclose(f);
         return gm_err(err, GM_EINVAL, "config %s: not valid YAML", path);
     }
-    int rc = 0;
     struct fy_node *root = fy_document_root(fyd);
     if (root == NULL)
         goto out; /* an empty file keeps the defaults */
