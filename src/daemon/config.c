@@ -164,6 +164,22 @@ int gm_config_finish(struct gm_config *c, const char *exe_dir, struct gm_error *
     return rc;
 }
 
+/* A YAML double-quoted scalar that loads back as s: quotes, backslashes and control characters
+ * escaped. */
+static void print_quoted(FILE *out, const char *s)
+{
+    fputc('"', out);
+    for (const unsigned char *p = (const unsigned char *)s; *p != '\0'; p++) {
+        if (*p == '"' || *p == '\\')
+            fprintf(out, "\\%c", *p);
+        else if (*p < 0x20 || *p == 0x7f)
+            fprintf(out, "\\x%02x", *p);
+        else
+            fputc(*p, out);
+    }
+    fputc('"', out);
+}
+
 void gm_config_print(const struct gm_config *c, FILE *out)
 {
     fprintf(out, "# gpumuxd configuration (YAML). Every key may also be given on the command\n"
@@ -173,7 +189,8 @@ void gm_config_print(const struct gm_config *c, FILE *out)
         fprintf(out, "\n# %s (default: %s)\n%s: ", keys[i].help,
                 keys[i].def[0] ? keys[i].def : "empty", keys[i].name);
         if (keys[i].type == T_S) {
-            fprintf(out, "\"%s\"\n", field);
+            print_quoted(out, field);
+            fputc('\n', out);
         } else {
             long long v;
             memcpy(&v, field, sizeof(v));
