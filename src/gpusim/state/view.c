@@ -83,8 +83,11 @@ static int check_info(const struct gm_sim_gpu_info *in, int gpu, const char *pat
         !terminated(in->serial, sizeof(in->serial)))
         return damaged(err, path, "GPU %d: a name, UUID, PCI bus id or serial is not terminated",
                        gpu);
-    if (in->memory_total == 0 || in->power_limit_mw == 0 || in->sms == 0)
-        return damaged(err, path, "GPU %d: no memory, power limit or SMs", gpu);
+    /* The config's bounds (config.c): 1 MiB..1 TiB, 1..1000 W, 1..1024 SMs. */
+    if (in->memory_total < 1048576 || in->memory_total > 1048576ull * 1048576 ||
+        in->power_limit_mw < 1000 || in->power_limit_mw > 1000000 || in->sms < 1 || in->sms > 1024)
+        return damaged(err, path, "GPU %d: %llu bytes, %u mW, %u SMs", gpu,
+                       (unsigned long long)in->memory_total, in->power_limit_mw, in->sms);
     return 0;
 }
 
