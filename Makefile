@@ -45,7 +45,9 @@ $(FUZZ_BUILD)/build.ninja: CMakeLists.txt
 # Each fuzz target for FUZZ_SECONDS, one process: it starts from tests/fuzz/corpus/TARGET/ (read
 # only) and keeps what it finds in $(FUZZ_BUILD)/corpus/TARGET/; a crash leaves its input in
 # $(FUZZ_BUILD)/artifacts/ and stops the run.
-fuzz: deps $(FUZZ_BUILD)/build.ninja
+fuzz:
+	@GM_FUZZ_DEPS=1 scripts/install-deps.sh
+	@$(MAKE) --no-print-directory $(FUZZ_BUILD)/build.ninja
 	ninja -C $(FUZZ_BUILD) -j $(JOBS) $(FUZZ_TARGETS)
 	@mkdir -p $(FUZZ_BUILD)/artifacts
 	@for t in $(FUZZ_TARGETS); do \
