@@ -4,6 +4,8 @@ set -eu
 PKGS="build-essential cmake ninja-build pkg-config clang-format libsqlite3-dev sqlite3
 libjansson-dev libfyaml-dev libmicrohttpd-dev libcurl4-openssl-dev libcriterion-dev
 procps util-linux python3"
+# `make fuzz` also needs clang and its libFuzzer runtime.
+[ "${GM_FUZZ_DEPS:-0}" = 1 ] && PKGS="$PKGS clang libclang-rt-14-dev"
 missing=""
 for p in $PKGS; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"

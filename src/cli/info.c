@@ -12,8 +12,9 @@ const char gm_cli_help_info[] =
     "DESCRIPTION\n"
     "    Prints the client's and daemon's versions, the daemon's pid, the node's hostname, the\n"
     "    GPU driver it uses (kind \"nvml\" for the NVIDIA driver, \"sim\" for the simulator),\n"
-    "    its state and run directories and the socket this client talked to. A quick way to\n"
-    "    check that gpumuxd is up.\n"
+    "    its state and run directories and the socket this client talked to, and each GPU the\n"
+    "    driver now fails (\"GPU N lost: ...\", e.g. a damaged simulated device). A quick way\n"
+    "    to check that gpumuxd is up.\n"
     "\n"
     "OPTIONS\n"
     "    -o, --output table|json\n"
@@ -58,6 +59,14 @@ int gm_cli_info(struct gm_cli_ctx *ctx, int argc, char **argv)
     fprintf(f, "State directory: %s\n", gm_cli_jstr(answer, "state_dir", "-"));
     fprintf(f, "Run directory:   %s\n", gm_cli_jstr(answer, "run_dir", "-"));
     fprintf(f, "Socket:          %s\n", ctx->socket);
+    size_t i;
+    const json_t *g;
+    json_array_foreach(json_object_get(answer, "gpus_lost"), i, g)
+    {
+        char idx[16];
+        fprintf(f, "GPU %s lost:      %s (%s)\n", gm_cli_jint(g, "index", "?", idx, sizeof(idx)),
+                gm_cli_jstr(g, "error", "-"), gm_cli_jstr(g, "uuid", "-"));
+    }
     json_decref(answer);
     return GM_CLI_EXIT_OK;
 }

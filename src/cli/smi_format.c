@@ -590,6 +590,10 @@ static int gpumux_section(FILE *f, const json_t *answer, const json_t *workloads
         cut_right(names, 19, shown, sizeof(shown));
         cut_right(h ? h : "-", 18, holder, sizeof(holder));
         line1(f, "%5s   %-7s  %-18s  %18s   %s", idx, mode ? mode : NA, holder, mem, shown);
+        /* A GPU the driver fails (nvidia-smi: "GPU is lost"): its readings above are N/A. */
+        const char *lost = str(g, "error");
+        if (lost != NULL)
+            line1(f, "%5s   LOST: %s", "", lost);
     }
     if (json_array_size(gpus) == 0)
         line1(f, "  No GPUs");

@@ -134,3 +134,55 @@ int gm_check_name(const char *s, const char *what, struct gm_error *err)
     }
     return 0;
 }
+
+size_t gm_utf8_len(const char *str)
+{
+    const unsigned char *s = (const unsigned char *)str;
+    size_t n = s[0] == 0               ? 0
+               : s[0] < 0x80           ? 1
+               : (s[0] & 0xe0) == 0xc0 ? 2
+               : (s[0] & 0xf0) == 0xe0 ? 3
+               : (s[0] & 0xf8) == 0xf0 ? 4
+                                       : 0;
+    for (size_t i = 1; i < n; i++)
+        if ((s[i] & 0xc0) != 0x80)
+            return 0;
+    unsigned cp = n == 1   ? s[0]
+                  : n == 2 ? (s[0] & 0x1fu) << 6 | (s[1] & 0x3fu)
+                  : n == 3 ? (s[0] & 0x0fu) << 12 | (s[1] & 0x3fu) << 6 | (s[2] & 0x3fu)
+                  : n == 4 ? (s[0] & 0x07u) << 18 | (s[1] & 0x3fu) << 12 | (s[2] & 0x3fu) << 6 |
+                                 (s[3] & 0x3fu)
+                           : 0;
+    static const unsigned least[] = {0, 0, 0x80, 0x800, 0x10000};
+    if (n == 0 || cp < least[n] || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
+        return 0;
+    return n;
+}
+
+int gm_check_utf8_file(const char *path, const char *prefix, struct gm_error *err)
+{
+    FILE *f = fopen(path, "rb");
+    if (f == NULL)
+        return gm_err_errno(err, GM_EINVAL, errno, "%s%s", prefix, path);
+    /* Line by line: a sequence never spans a newline, and NUL bytes are caught by length. */
+    char *line = NULL;
+    size_t cap = 0;
+    ssize_t len;
+    int rc = 0;
+    for (int no = 1; rc == 0 && (len = getline(&line, &cap, f)) >= 0; no++) {
+        for (ssize_t i = 0; i < len;) {
+            size_t n = gm_utf8_len(line + i);
+            if (n == 0) {
+                rc = gm_err(err, GM_EINVAL, "%s%s:%d: not UTF-8 text (byte 0x%02x)", prefix, path,
+                            no, (unsigned char)line[i]);
+                break;
+            }
+            i += (ssize_t)n;
+        }
+    }
+    if (rc == 0 && ferror(f))
+        rc = gm_err_errno(err, GM_EINVAL, errno, "%s%s: reading", prefix, path);
+    free(line);
+    fclose(f);
+    return rc;
+}

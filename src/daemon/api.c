@@ -22,12 +22,33 @@
 
 #define LOG_CHUNK (1024 * 1024)
 
+/* Messages quote what the client sent (a path, a parameter), which need not be UTF-8; JSON
+ * strings must be, so each byte that is not part of a valid sequence becomes '?'. */
+static json_t *message_json(const char *msg)
+{
+    char text[sizeof(((struct gm_error *)0)->msg)];
+    size_t i = 0;
+    for (const unsigned char *s = (const unsigned char *)msg; *s != '\0' && i + 4 < sizeof(text);) {
+        size_t n = gm_utf8_len((const char *)s);
+        if (n == 0) {
+            text[i++] = '?';
+            s++;
+        } else {
+            memcpy(text + i, s, n);
+            i += n;
+            s += n;
+        }
+    }
+    text[i] = '\0';
+    return json_string(text);
+}
+
 void gm_api_error(struct gm_reply *rep, const struct gm_error *err)
 {
     int code = err->code ? err->code : GM_EINTERNAL;
     json_t *e = json_object();
     json_object_set_new(e, "code", json_string(gm_errcode_name(code)));
-    json_object_set_new(e, "message", json_string(err->msg));
+    json_object_set_new(e, "message", message_json(err->msg));
     json_decref(rep->json);
     rep->json = json_object();
     json_object_set_new(rep->json, "error", e);
@@ -286,6 +307,24 @@ SPEC(events_query_spec,
 
 /* ---- Handlers ---------------------------------------------------------------------------- */
 
+/* The driver's reading of a present GPU; NULL with why in err when it has none. */
+static struct gm_gpu_live *query_live(const struct gm_gpu_rec *g, struct gm_error *err)
+{
+    struct gm_gpu_live *live = calloc(1, sizeof(*live));
+    if (live == NULL) {
+        gm_err(err, GM_ENOMEM, "out of memory");
+        return NULL;
+    }
+    int rc = gm_gpu_query(g->idx, live, err);
+    if (rc == 0 && strcmp(live->uuid, g->uuid) != 0)
+        rc = gm_err(err, GM_EDRIVER, "GPU %d: the driver now reports %s there, not %s", g->idx,
+                    live->uuid, g->uuid);
+    if (rc == 0)
+        return live;
+    free(live);
+    return NULL;
+}
+
 static void get_info(struct gm_daemon *d, const struct gm_call *c, struct gm_reply *rep)
 {
     (void)c;
@@ -296,23 +335,39 @@ static void get_info(struct gm_daemon *d, const struct gm_call *c, struct gm_rep
     json_object_set_new(o, "driver", gm_json_driver(&d->driver));
     json_object_set_new(o, "state_dir", json_string(d->cfg.state_dir));
     json_object_set_new(o, "run_dir", json_string(d->cfg.run_dir));
+    /* The GPUs the driver fails now: a daemon that answers must not hide a lost device. */
+    json_t *lost = json_array();
+    struct gm_gpu_rec *gpus = NULL;
+    size_t n = 0;
+    struct gm_error err;
+    pthread_mutex_lock(&d->lock);
+    int rc = gm_store_gpu_list(d->store, &gpus, &n, &err);
+    pthread_mutex_unlock(&d->lock);
+    for (size_t i = 0; rc == 0 && i < n; i++) {
+        struct gm_error why = {0};
+        struct gm_gpu_live *live = gpus[i].present ? query_live(&gpus[i], &why) : NULL;
+        if (gpus[i].present && live == NULL)
+            json_array_append_new(lost, json_pack("{s:i, s:s, s:s}", "index", gpus[i].idx, "uuid",
+                                                  gpus[i].uuid, "error", why.msg));
+        free(live);
+    }
+    free(gpus);
+    json_object_set_new(o, "gpus_lost", lost);
     rep->json = o;
 }
 
+/* A GPU the driver fails (lost, or a damaged simulated device) stays in the answer, with
+ * "present": false and "error" saying why. */
 static json_t *gpu_with_live(const struct gm_gpu_rec *g, const struct gm_workload_rec *ws,
                              size_t nws)
 {
     struct gm_gpu_live *live = NULL;
-    if (g->present) {
-        live = calloc(1, sizeof(*live));
-        struct gm_error err;
-        if (live != NULL &&
-            (gm_gpu_query(g->idx, live, &err) < 0 || strcmp(live->uuid, g->uuid) != 0)) {
-            free(live);
-            live = NULL;
-        }
-    }
+    struct gm_error err = {0};
+    if (g->present)
+        live = query_live(g, &err);
     json_t *o = gm_json_gpu(g, live, ws, nws);
+    json_object_set_new(o, "error",
+                        g->present && live == NULL ? json_string(err.msg) : json_null());
     free(live);
     return o;
 }
@@ -837,7 +892,8 @@ static void get_events(struct gm_daemon *d, const struct gm_call *c, struct gm_r
 static const struct gm_route routes[] = {
     {"GET", "/v1/info", get_info,
      .answer = "`{\"version\", \"pid\", \"driver\": {...}, "
-               "\"state_dir\", \"run_dir\", \"hostname\"}`"},
+               "\"state_dir\", \"run_dir\", \"hostname\", "
+               "\"gpus_lost\": [{\"index\", \"uuid\", \"error\"}]}`"},
     {"GET", "/v1/gpus", get_gpus,
      .answer = "`{\"hostname\", \"timestamp\", \"driver\", "
                "\"gpus\": [GPU]}`"},
@@ -990,6 +1046,13 @@ static int check_perm(struct gm_daemon *d, const struct gm_route *r, const struc
     return gm_perm_decide(r->perm, c->who, &t, &g, err);
 }
 
+static int parse_only;
+
+void gm_api_set_parse_only(int on)
+{
+    parse_only = on;
+}
+
 static void dispatch(struct gm_daemon *d, const struct gm_route *r, struct gm_call *c,
                      struct gm_reply *rep)
 {
@@ -1011,7 +1074,9 @@ static void dispatch(struct gm_daemon *d, const struct gm_route *r, struct gm_ca
              (r->query != NULL &&
               gm_fields_parse_text(r->query, query_param, (void *)c->req, query, &mem, &err) < 0))
         gm_api_error(rep, &err);
-    else {
+    else if (parse_only) {
+        rep->json = json_pack("{s:s, s:s}", "method", r->method, "route", r->pattern);
+    } else {
         c->body = body;
         c->query = query;
         r->handler(d, c, rep);

@@ -101,6 +101,9 @@ void gm_config_defaults(struct gm_config *c)
 
 int gm_config_load(struct gm_config *c, const char *path, struct gm_error *err)
 {
+    int rc = gm_check_utf8_file(path, "config ", err);
+    if (rc < 0)
+        return rc;
     struct fy_document *fyd = fy_document_build_from_file(NULL, path);
     if (fyd == NULL) {
         FILE *f = fopen(path, "r");
@@ -109,7 +112,6 @@ int gm_config_load(struct gm_config *c, const char *path, struct gm_error *err)
         fclose(f);
         return gm_err(err, GM_EINVAL, "config %s: not valid YAML", path);
     }
-    int rc = 0;
     struct fy_node *root = fy_document_root(fyd);
     if (root == NULL)
         goto out; /* an empty file keeps the defaults */
@@ -165,6 +167,22 @@ int gm_config_finish(struct gm_config *c, const char *exe_dir, struct gm_error *
     return rc;
 }
 
+/* A YAML double-quoted scalar that loads back as s: quotes, backslashes and control characters
+ * escaped. */
+static void print_quoted(FILE *out, const char *s)
+{
+    fputc('"', out);
+    for (const unsigned char *p = (const unsigned char *)s; *p != '\0'; p++) {
+        if (*p == '"' || *p == '\\')
+            fprintf(out, "\\%c", *p);
+        else if (*p < 0x20 || *p == 0x7f)
+            fprintf(out, "\\x%02x", *p);
+        else
+            fputc(*p, out);
+    }
+    fputc('"', out);
+}
+
 void gm_config_print(const struct gm_config *c, FILE *out)
 {
     fprintf(out, "# gpumuxd configuration (YAML). Every key may also be given on the command\n"
@@ -174,7 +192,8 @@ void gm_config_print(const struct gm_config *c, FILE *out)
         fprintf(out, "\n# %s (default: %s)\n%s: ", keys[i].help,
                 keys[i].def[0] ? keys[i].def : "empty", keys[i].name);
         if (keys[i].type == T_S) {
-            fprintf(out, "\"%s\"\n", field);
+            print_quoted(out, field);
+            fputc('\n', out);
         } else {
             long long v;
             memcpy(&v, field, sizeof(v));

@@ -4,6 +4,7 @@
  * error value, never a crash. */
 #include "daemon/gpu.h"
 
+#include "common/log.h"
 #include "common/nvml_api.h"
 
 #include <dlfcn.h>
@@ -346,7 +347,7 @@ static int query_procs(int index, nvmlDevice_t dev, struct gm_gpu_live *out, str
     return 0;
 }
 
-int gm_gpu_query(int index, struct gm_gpu_live *out, struct gm_error *err)
+static int query(int index, struct gm_gpu_live *out, struct gm_error *err)
 {
     nvmlDevice_t dev;
     int rc = handle(index, &dev, err);
@@ -400,6 +401,24 @@ int gm_gpu_query(int index, struct gm_gpu_live *out, struct gm_error *err)
     if (NV(nvmlDeviceGetCudaComputeCapability, dev, &out->cc_major, &out->cc_minor) != NVML_SUCCESS)
         out->cc_major = out->cc_minor = -1;
     return query_procs(index, dev, out, err);
+}
+
+/* Per GPU: 1 while its queries fail, so that the log says so once, and once when it reads again. */
+#define TRACKED 64
+static int failing[TRACKED];
+
+int gm_gpu_query(int index, struct gm_gpu_live *out, struct gm_error *err)
+{
+    struct gm_error local;
+    struct gm_error *e = err != NULL ? err : &local;
+    int rc = query(index, out, e);
+    if (index < 0 || index >= TRACKED || (rc < 0 && rc != -GM_EDRIVER))
+        return rc;
+    if (rc < 0 && __atomic_exchange_n(&failing[index], 1, __ATOMIC_RELAXED) == 0)
+        gm_warn("%s; the GPU is reported as lost until it reads again", e->msg);
+    else if (rc == 0 && __atomic_exchange_n(&failing[index], 0, __ATOMIC_RELAXED) == 1)
+        gm_info("GPU %d: reads again", index);
+    return rc;
 }
 
 int gm_gpu_set_compute_mode(int index, int mode, struct gm_error *err)

@@ -58,6 +58,8 @@ int gm_gpu_open(const char *mode, const char *sim_dir, struct gm_driver_info *in
                 struct gm_error *err);
 void gm_gpu_close(void);
 int gm_gpu_count(void);
+/* -GM_EDRIVER when the driver fails the GPU (NVML_ERROR_GPU_IS_LOST: on gpusim, a damaged state
+ * file): the first such failure of a GPU is logged as a warning, and its recovery once. */
 int gm_gpu_query(int index, struct gm_gpu_live *out, struct gm_error *err);
 /* Compute mode as NVML numbers; needs root on a real driver. */
 int gm_gpu_set_compute_mode(int index, int mode, struct gm_error *err);

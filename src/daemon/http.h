@@ -58,6 +58,10 @@ void gm_http_serve(struct gm_daemon *d, const char *method, const char *url, con
 
 /* Dispatches a request (api.c). */
 void gm_api_handle(struct gm_daemon *d, const struct gm_request *req, struct gm_reply *rep);
+/* On: requests are routed and their bodies and queries parsed as ever, but no handler runs; a
+ * request that would reach one is answered 200 {"method", "route"}. For the API fuzzer, which
+ * must explore the edge without touching a daemon (d may then be NULL). Off by default. */
+void gm_api_set_parse_only(int on);
 /* Fills rep with the error body. */
 void gm_api_error(struct gm_reply *rep, const struct gm_error *err);
 

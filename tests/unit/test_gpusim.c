@@ -1,5 +1,6 @@
 /* gpusim's libnvidia-ml.so.1, loaded the way the daemon loads a driver, over a private state
  * file; and the shared state underneath it. */
+#include "common/clock.h"
 #include "common/nvml_api.h"
 #include "gpusim/state/config.h"
 #include "gpusim/state/state.h"
@@ -8,6 +9,7 @@
 #include <dlfcn.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <math.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdio.h>
@@ -749,6 +751,160 @@ Test(gpusim, foreign_or_old_state_files_are_refused)
     cr_assert_eq(gm_sim_attach(&st, &err), -GM_EINVAL);
     cr_assert(strstr(err.msg, "gpusimctl reset") != NULL, "%s", err.msg);
     cr_assert(strstr(err.msg, state_path) != NULL, "%s", err.msg);
+}
+
+/* ---- A damaged device: what any user may do to the world-writable file ------------------ */
+
+static nvmlReturn_t memory_of(unsigned gpu)
+{
+    nvmlMemory_t m;
+    return N(nvmlDeviceGetMemoryInfo)(dev(gpu), &m);
+}
+
+/* Each scribble makes GPU 0 (or both) read as lost, never trusted and never fatal; GPU 1 keeps
+ * reading when only GPU 0 is hit; undoing it brings the GPU back. */
+Test(gpusim, damaged_state_is_reported_as_lost)
+{
+    init();
+    struct gm_sim_state *st = attach();
+    pid_t a = sleeper();
+    reg(st, 0, a, GM_SIM_PROC_COMPUTE, 100, "victim");
+    cr_assert_eq(memory_of(0), NVML_SUCCESS);
+    struct gm_sim_gpu saved = st->gpus[0];
+
+#define SCRIBBLE(what, change)                                                                     \
+    do {                                                                                           \
+        change;                                                                                    \
+        cr_assert_eq(memory_of(0), NVML_ERROR_GPU_IS_LOST, "%s: GPU 0 not lost", what);            \
+        cr_assert_eq(memory_of(1), NVML_SUCCESS, "%s: GPU 1 lost too", what);                      \
+        st->gpus[0] = saved;                                                                       \
+        cr_assert_eq(memory_of(0), NVML_SUCCESS, "%s: GPU 0 not back", what);                      \
+    } while (0)
+    SCRIBBLE("process count", st->gpus[0].nprocs = 1000);
+    SCRIBBLE("process memory", st->gpus[0].procs[0].used_memory = UINT64_MAX);
+    SCRIBBLE("process flags", st->gpus[0].procs[0].flags = 0x80);
+    SCRIBBLE("utilisation", st->gpus[0].util_gpu = -5);
+    SCRIBBLE("compute mode", st->gpus[0].compute_mode = 7);
+    SCRIBBLE("temperature", st->gpus[0].temp_c = NAN);
+    SCRIBBLE("pinned temperature", st->gpus[0].temp_pinned = 1000);
+    SCRIBBLE("name not terminated",
+             memset(st->gpus[0].info.name, 'A', sizeof(st->gpus[0].info.name)));
+    SCRIBBLE("memory total", st->gpus[0].info.memory_total = 1);
+    SCRIBBLE("UUID", st->gpus[0].info.uuid[4] ^= 1);
+#undef SCRIBBLE
+    /* A process name without its terminator is cut, not read past. */
+    memset(st->gpus[0].procs[0].name, 'x', sizeof(st->gpus[0].procs[0].name));
+    char name[512];
+    cr_assert_eq(N(nvmlSystemGetProcessName)((unsigned)a, name, sizeof(name)), NVML_SUCCESS);
+    cr_assert_eq(strlen(name), sizeof(st->gpus[0].procs[0].name) - 1);
+    st->gpus[0] = saved;
+
+    /* Timeline slots that are no fractions: utilisation stays a percentage. */
+    st->timelines[0].last_end_ns = gm_mono_ns();
+    st->timelines[0].first_slot = 0;
+    for (int i = 0; i < GM_SIM_SLOTS; i++)
+        st->timelines[0].busy[i] = i % 2 ? NAN : 1e30f;
+    nvmlUtilization_t u;
+    cr_assert_eq(N(nvmlDeviceGetUtilizationRates)(dev(0), &u), NVML_SUCCESS);
+    cr_assert(u.gpu <= 100, "utilisation %u", u.gpu);
+    st->timelines[0].last_end_ns = 0;
+
+    /* The header: both GPUs are lost, the count of devices stays what it was. */
+    uint32_t ngpus = st->ngpus;
+    st->ngpus = 200;
+    cr_assert_eq(memory_of(0), NVML_ERROR_GPU_IS_LOST);
+    cr_assert_eq(memory_of(1), NVML_ERROR_GPU_IS_LOST);
+    unsigned count = 0;
+    cr_assert_eq(N(nvmlDeviceGetCount_v2)(&count), NVML_SUCCESS);
+    cr_assert_eq(count, 2);
+    st->ngpus = ngpus;
+    st->magic[0] = 'X';
+    cr_assert_eq(memory_of(1), NVML_ERROR_GPU_IS_LOST);
+    st->magic[0] = 'G';
+    cr_assert_eq(memory_of(1), NVML_SUCCESS);
+
+    /* Truncated under the reader (this process must not touch its mapping meanwhile). */
+    size_t size = sizeof(*st);
+    char *copy = malloc(size);
+    cr_assert_not_null(copy);
+    memcpy(copy, st, size);
+    int fd = open(state_path, O_RDWR);
+    cr_assert_geq(fd, 0);
+    off_t sizes[] = {0, 100, (off_t)size / 2, (off_t)size - 1, (off_t)size * 2};
+    for (size_t i = 0; i < sizeof(sizes) / sizeof(sizes[0]); i++) {
+        cr_assert_eq(ftruncate(fd, sizes[i]), 0);
+        cr_assert_eq(memory_of(0), NVML_ERROR_GPU_IS_LOST, "%lld bytes", (long long)sizes[i]);
+        nvmlProcessInfo_t infos[4];
+        unsigned n = 4;
+        cr_assert_eq(N(nvmlDeviceGetComputeRunningProcesses_v3)(dev(0), &n, infos),
+                     NVML_ERROR_GPU_IS_LOST);
+        cr_assert_eq(N(nvmlDeviceSetComputeMode)(dev(0), NVML_COMPUTEMODE_PROHIBITED),
+                     geteuid() == 0 ? NVML_ERROR_GPU_IS_LOST : NVML_ERROR_NO_PERMISSION);
+        struct stat sb;
+        cr_assert_eq(fstat(fd, &sb), 0);
+        cr_assert_eq(sb.st_size, sizes[i], "a refused write must not change the file");
+        cr_assert_eq(ftruncate(fd, (off_t)size), 0);
+        cr_assert_eq(pwrite(fd, copy, size, 0), (ssize_t)size);
+        cr_assert_eq(memory_of(0), NVML_SUCCESS, "restored after %lld bytes", (long long)sizes[i]);
+    }
+    close(fd);
+    free(copy);
+    reap(a);
+    gm_sim_detach(st);
+}
+
+/* The checks themselves, on copies. */
+Test(gpusim, validation_of_a_copy)
+{
+    struct gm_sim_state *st = calloc(1, sizeof(*st));
+    cr_assert_not_null(st);
+    struct gm_error err;
+    long long size = (long long)sizeof(*st);
+    memcpy(st->magic, GM_SIM_MAGIC, 8);
+    st->layout = GM_SIM_LAYOUT;
+    st->size = sizeof(*st);
+    st->ngpus = 2;
+    cr_assert_eq(gm_sim_validate_header(st, size, "f", &err), 0, "%s", err.msg);
+    cr_assert_eq(gm_sim_validate_header(st, size - 1, "f", &err), -GM_EDRIVER);
+    cr_assert(strstr(err.msg, "gpusim state f: damaged: ") != NULL, "%s", err.msg);
+    st->ngpus = GM_SIM_MAX_GPUS + 1;
+    cr_assert_eq(gm_sim_validate_header(st, size, "f", &err), -GM_EDRIVER);
+    cr_assert(strstr(err.msg, "9 GPUs") != NULL, "%s", err.msg);
+    st->ngpus = 2;
+    memset(st->config, 'c', sizeof(st->config));
+    cr_assert_eq(gm_sim_validate_header(st, size, "f", &err), -GM_EDRIVER);
+    st->config[0] = '\0';
+    st->size = 12;
+    cr_assert_eq(gm_sim_validate_header(st, size, "f", &err), -GM_EDRIVER);
+
+    struct gm_sim_gpu *g = &st->gpus[0];
+    struct gm_sim_config cfg;
+    gm_sim_config_defaults(&cfg);
+    g->info = cfg.gpus[0];
+    g->persistence = 1;
+    g->temp_pinned = -1;
+    g->temp_c = 34;
+    g->nprocs = 1;
+    g->procs[0].flags = GM_SIM_PROC_COMPUTE;
+    g->procs[0].used_memory = MIB;
+    cr_assert_eq(gm_sim_validate_gpu(g, NULL, 0, "f", &err), 0, "%s", err.msg);
+    cr_assert_eq(gm_sim_validate_gpu(g, &cfg.gpus[0], 0, "f", &err), 0, "%s", err.msg);
+    cr_assert_eq(gm_sim_validate_gpu(g, &cfg.gpus[1], 0, "f", &err), -GM_EDRIVER);
+    cr_assert(strstr(err.msg, "static properties changed") != NULL, "%s", err.msg);
+    g->nprocs = GM_SIM_MAX_PROCS + 1;
+    cr_assert_eq(gm_sim_validate_gpu(g, NULL, 0, "f", &err), -GM_EDRIVER);
+    cr_assert(strstr(err.msg, "65 processes") != NULL, "%s", err.msg);
+    g->nprocs = 1;
+    g->info.sms = 0;
+    cr_assert_eq(gm_sim_validate_gpu(g, NULL, 0, "f", &err), -GM_EDRIVER);
+    g->info = cfg.gpus[0];
+    g->temp_c = INFINITY;
+    cr_assert_eq(gm_sim_validate_gpu(g, NULL, 0, "f", &err), -GM_EDRIVER);
+    g->temp_c = 34;
+    memset(g->procs[0].name, 'n', sizeof(g->procs[0].name));
+    cr_assert_eq(gm_sim_validate_gpu(g, NULL, 0, "f", &err), 0, "%s", err.msg);
+    cr_assert_eq(g->procs[0].name[sizeof(g->procs[0].name) - 1], '\0', "terminated in place");
+    free(st);
 }
 
 Test(gpusim, exports_only_nvml_and_the_marker)

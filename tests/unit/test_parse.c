@@ -67,6 +67,21 @@ Test(parse, names)
     cr_assert_eq(gm_check_name(big, "workload", &err), -GM_EINVAL);
 }
 
+Test(parse, utf8)
+{
+    cr_assert_eq(gm_utf8_len("a"), 1);
+    cr_assert_eq(gm_utf8_len("\xc3\xa9"), 2);
+    cr_assert_eq(gm_utf8_len("\xe2\x82\xac"), 3);
+    cr_assert_eq(gm_utf8_len("\xf0\x9f\x98\x80"), 4);
+    cr_assert_eq(gm_utf8_len(""), 0);
+    cr_assert_eq(gm_utf8_len("\x9a"), 0, "a lone continuation byte");
+    cr_assert_eq(gm_utf8_len("\xc3"), 0, "cut short by the end");
+    cr_assert_eq(gm_utf8_len("\xc0\xaf"), 0, "overlong");
+    cr_assert_eq(gm_utf8_len("\xed\xa0\x80"), 0, "a surrogate");
+    cr_assert_eq(gm_utf8_len("\xf4\x90\x80\x80"), 0, "past U+10FFFF");
+    cr_assert_eq(gm_utf8_len("\xff"), 0);
+}
+
 Test(parse, format_size)
 {
     char buf[32];
@@ -110,6 +125,13 @@ Test(config, defaults_file_and_errors)
     fprintf(f, "state_dir: [unclosed\n");
     fclose(f);
     cr_assert_eq(gm_config_load(&c, path, &err), -GM_EINVAL);
+
+    /* libfyaml 0.7 never returns from a directive with a stray byte: refused before it. */
+    f = fopen(path, "w");
+    fprintf(f, "driver: sim\n%%\x9a");
+    fclose(f);
+    cr_assert_eq(gm_config_load(&c, path, &err), -GM_EINVAL);
+    cr_assert(strstr(err.msg, ":2: not UTF-8 text (byte 0x9a)") != NULL, "%s", err.msg);
     unlink(path);
 
     gm_config_defaults(&c);

@@ -15,7 +15,7 @@ static struct nvmlDevice_st devices[GM_SIM_MAX_GPUS] = {{0}, {1}, {2}, {3}, {4},
 
 nvmlReturn_t gm_sim_nvml_index(nvmlDevice_t dev, int *index)
 {
-    struct gm_sim_state *st = gm_sim_nvml_state();
+    const struct gm_sim_state *st = gm_sim_nvml_state();
     if (st == NULL)
         return NVML_ERROR_UNINITIALIZED;
     uintptr_t p = (uintptr_t)dev, base = (uintptr_t)devices;
@@ -42,13 +42,13 @@ nvmlReturn_t gm_sim_nvml_snapshot(nvmlDevice_t dev, struct gm_sim_gpu *g, struct
     if (rc != NVML_SUCCESS)
         return rc;
     struct gm_error err;
-    return gm_sim_nvml_from_gm(gm_sim_gpu_snapshot(gm_sim_nvml_state(), i, g, r, &err),
+    return gm_sim_nvml_from_gm(gm_sim_view_snapshot(gm_sim_nvml_view(), i, g, r, &err),
                                GM_SIM_NVML_IN_CALL);
 }
 
 GM_SIM_API nvmlReturn_t nvmlDeviceGetCount_v2(unsigned int *deviceCount)
 {
-    struct gm_sim_state *st = gm_sim_nvml_state();
+    const struct gm_sim_state *st = gm_sim_nvml_state();
     if (st == NULL)
         return NVML_ERROR_UNINITIALIZED;
     if (deviceCount == NULL)
@@ -64,7 +64,7 @@ GM_SIM_API nvmlReturn_t nvmlDeviceGetCount(unsigned int *deviceCount)
 
 GM_SIM_API nvmlReturn_t nvmlDeviceGetHandleByIndex_v2(unsigned int index, nvmlDevice_t *device)
 {
-    struct gm_sim_state *st = gm_sim_nvml_state();
+    const struct gm_sim_state *st = gm_sim_nvml_state();
     if (st == NULL)
         return NVML_ERROR_UNINITIALIZED;
     if (device == NULL || index >= st->ngpus)
@@ -80,7 +80,7 @@ GM_SIM_API nvmlReturn_t nvmlDeviceGetHandleByIndex(unsigned int index, nvmlDevic
 
 GM_SIM_API nvmlReturn_t nvmlDeviceGetHandleByUUID(const char *uuid, nvmlDevice_t *device)
 {
-    struct gm_sim_state *st = gm_sim_nvml_state();
+    const struct gm_sim_state *st = gm_sim_nvml_state();
     if (st == NULL)
         return NVML_ERROR_UNINITIALIZED;
     if (uuid == NULL || device == NULL)
@@ -108,7 +108,7 @@ static int parse_bus_id(const char *s, unsigned *dom, unsigned *bus, unsigned *d
 
 GM_SIM_API nvmlReturn_t nvmlDeviceGetHandleByPciBusId_v2(const char *pciBusId, nvmlDevice_t *device)
 {
-    struct gm_sim_state *st = gm_sim_nvml_state();
+    const struct gm_sim_state *st = gm_sim_nvml_state();
     if (st == NULL)
         return NVML_ERROR_UNINITIALIZED;
     unsigned dom, bus, dev;
@@ -266,8 +266,9 @@ GM_SIM_API nvmlReturn_t nvmlDeviceSetComputeMode(nvmlDevice_t device, nvmlComput
     if (geteuid() != 0)
         return NVML_ERROR_NO_PERMISSION;
     struct gm_error err;
-    return gm_sim_nvml_from_gm(gm_sim_set_compute_mode(gm_sim_nvml_state(), idx, (int)mode, &err),
-                               GM_SIM_NVML_IN_CALL);
+    return gm_sim_nvml_from_gm(
+        gm_sim_view_set_compute_mode(gm_sim_nvml_view(), idx, (int)mode, &err),
+        GM_SIM_NVML_IN_CALL);
 }
 
 /* A T4 is passively cooled: no fan for NVML to read. */

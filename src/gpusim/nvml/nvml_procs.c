@@ -1,6 +1,7 @@
 /* Process lists, per-process utilisation and process names of gpusim's libnvidia-ml.so.1. */
 #include "gpusim/nvml/nvml_internal.h"
 
+#include <stdlib.h>
 #include <string.h>
 
 /* Which table entries each list shows: the MPS server is an ordinary compute process, an MPS
@@ -103,7 +104,7 @@ GM_SIM_API nvmlReturn_t nvmlDeviceGetProcessUtilization(nvmlDevice_t device,
 
 GM_SIM_API nvmlReturn_t nvmlSystemGetProcessName(unsigned int pid, char *name, unsigned int length)
 {
-    struct gm_sim_state *st = gm_sim_nvml_state();
+    const struct gm_sim_state *st = gm_sim_nvml_state();
     if (st == NULL)
         return NVML_ERROR_UNINITIALIZED;
     if (name == NULL || length == 0)
@@ -113,18 +114,25 @@ GM_SIM_API nvmlReturn_t nvmlSystemGetProcessName(unsigned int pid, char *name, u
         return NVML_ERROR_NOT_FOUND;
     /* The name given at registration wins: it is what the simulated driver was told. */
     char buf[256] = "";
-    struct gm_error err;
-    if (gm_sim_lock(st, &err) < 0)
-        return NVML_ERROR_UNKNOWN;
-    for (uint32_t i = 0; i < st->ngpus && buf[0] == '\0'; i++)
-        for (uint32_t j = 0; j < st->gpus[i].nprocs; j++) {
-            const struct gm_sim_proc *p = &st->gpus[i].procs[j];
+    struct gm_sim_gpu *g = malloc(sizeof(*g));
+    if (g == NULL)
+        return NVML_ERROR_MEMORY;
+    for (uint32_t i = 0; i < st->ngpus && buf[0] == '\0'; i++) {
+        struct gm_error err;
+        int rc = gm_sim_view_snapshot(gm_sim_nvml_view(), (int)i, g, NULL, &err);
+        if (rc < 0) {
+            free(g);
+            return gm_sim_nvml_from_gm(rc, GM_SIM_NVML_IN_CALL);
+        }
+        for (uint32_t j = 0; j < g->nprocs; j++) {
+            const struct gm_sim_proc *p = &g->procs[j];
             if (p->pid == pid && p->start_time == start) {
                 memcpy(buf, p->name, sizeof(buf));
                 break;
             }
         }
-    gm_sim_unlock(st);
+    }
+    free(g);
     if (buf[0] == '\0' && gm_sim_proc_name(pid, buf, sizeof(buf)) < 0)
         return NVML_ERROR_NOT_FOUND;
     /* Like the real library, a short buffer gets a truncated name. */

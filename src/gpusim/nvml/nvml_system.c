@@ -7,30 +7,37 @@
 
 static pthread_mutex_t init_lock = PTHREAD_MUTEX_INITIALIZER;
 static int init_refs;
-static struct gm_sim_state *state;
+static struct gm_sim_view *view;
 
 GM_SIM_API const char *gpusim_nvml_version(void)
 {
     return "gpusim " GM_VERSION;
 }
 
-struct gm_sim_state *gm_sim_nvml_state(void)
+struct gm_sim_view *gm_sim_nvml_view(void)
 {
-    return __atomic_load_n(&state, __ATOMIC_ACQUIRE);
+    return __atomic_load_n(&view, __ATOMIC_ACQUIRE);
+}
+
+const struct gm_sim_state *gm_sim_nvml_state(void)
+{
+    struct gm_sim_view *v = gm_sim_nvml_view();
+    return v != NULL ? gm_sim_view_base(v) : NULL;
 }
 
 /* Like the real library, every nvmlInit must be matched by an nvmlShutdown; the device goes
  * away with the last one. */
 /* X(gm code, in a call). Not listed: NVML_ERROR_UNKNOWN (a lock that cannot be taken, an I/O
  * error). At init every failure is NVML_ERROR_DRIVER_NOT_LOADED, as the real library reports
- * a driver it cannot reach. */
+ * a driver it cannot reach. In a call GM_EDRIVER is a state file that fails the view's checks
+ * (truncated, overwritten): the real library's answer for a GPU that fell off the bus. */
 #define GM_SIM_NVML_FROM_GM(X)                                                                     \
     X(0, NVML_SUCCESS)                                                                             \
     X(-GM_EINVAL, NVML_ERROR_INVALID_ARGUMENT)                                                     \
     X(-GM_ENOTFOUND, NVML_ERROR_NOT_FOUND)                                                         \
     X(-GM_EPERM, NVML_ERROR_NO_PERMISSION)                                                         \
     X(-GM_ENOMEM, NVML_ERROR_MEMORY)                                                               \
-    X(-GM_EDRIVER, NVML_ERROR_DRIVER_NOT_LOADED)
+    X(-GM_EDRIVER, NVML_ERROR_GPU_IS_LOST)
 
 nvmlReturn_t gm_sim_nvml_from_gm(int rc, enum gm_sim_nvml_edge edge)
 {
@@ -53,16 +60,16 @@ GM_SIM_API nvmlReturn_t nvmlInit_v2(void)
     nvmlReturn_t rc = NVML_SUCCESS;
     pthread_mutex_lock(&init_lock);
     if (init_refs == 0) {
-        struct gm_sim_state *st;
+        struct gm_sim_view *v;
         struct gm_error err;
-        int r = gm_sim_attach(&st, &err);
+        int r = gm_sim_view_open(gm_sim_state_path(), gm_sim_config_path(), &v, &err);
         if (r < 0) {
             /* NVML has no way to say why; without this line a user sees only "Driver Not
              * Loaded" and cannot tell a bad config from a missing file. */
             fprintf(stderr, "gpusim: %s\n", err.msg);
             rc = gm_sim_nvml_from_gm(r, GM_SIM_NVML_AT_INIT);
         } else {
-            __atomic_store_n(&state, st, __ATOMIC_RELEASE);
+            __atomic_store_n(&view, v, __ATOMIC_RELEASE);
         }
     }
     if (rc == NVML_SUCCESS)
@@ -89,9 +96,9 @@ GM_SIM_API nvmlReturn_t nvmlShutdown(void)
     if (init_refs == 0) {
         rc = NVML_ERROR_UNINITIALIZED;
     } else if (--init_refs == 0) {
-        struct gm_sim_state *st = state;
-        __atomic_store_n(&state, NULL, __ATOMIC_RELEASE);
-        gm_sim_detach(st);
+        struct gm_sim_view *v = view;
+        __atomic_store_n(&view, NULL, __ATOMIC_RELEASE);
+        gm_sim_view_close(v);
     }
     pthread_mutex_unlock(&init_lock);
     return rc;
@@ -156,7 +163,7 @@ nvmlReturn_t gm_sim_nvml_copy(char *dst, unsigned int length, const char *src)
 
 GM_SIM_API nvmlReturn_t nvmlSystemGetDriverVersion(char *version, unsigned int length)
 {
-    struct gm_sim_state *st = gm_sim_nvml_state();
+    const struct gm_sim_state *st = gm_sim_nvml_state();
     if (st == NULL)
         return NVML_ERROR_UNINITIALIZED;
     return gm_sim_nvml_copy(version, length, st->driver_version);
@@ -164,7 +171,7 @@ GM_SIM_API nvmlReturn_t nvmlSystemGetDriverVersion(char *version, unsigned int l
 
 GM_SIM_API nvmlReturn_t nvmlSystemGetNVMLVersion(char *version, unsigned int length)
 {
-    struct gm_sim_state *st = gm_sim_nvml_state();
+    const struct gm_sim_state *st = gm_sim_nvml_state();
     if (st == NULL)
         return NVML_ERROR_UNINITIALIZED;
     /* Real drivers report "<CUDA major>.<driver version>", e.g. 12.535.104.05. */
@@ -176,7 +183,7 @@ GM_SIM_API nvmlReturn_t nvmlSystemGetNVMLVersion(char *version, unsigned int len
 
 GM_SIM_API nvmlReturn_t nvmlSystemGetCudaDriverVersion(int *cudaDriverVersion)
 {
-    struct gm_sim_state *st = gm_sim_nvml_state();
+    const struct gm_sim_state *st = gm_sim_nvml_state();
     if (st == NULL)
         return NVML_ERROR_UNINITIALIZED;
     if (cudaDriverVersion == NULL)

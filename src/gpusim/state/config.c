@@ -1,5 +1,7 @@
 #include "gpusim/state/config.h"
 
+#include "common/parse.h"
+
 #include <ctype.h>
 #include <errno.h>
 #include <libfyaml.h>
@@ -314,6 +316,8 @@ static int parse_error(const char *path, struct fy_diag *diag, struct gm_error *
 int gm_sim_config_load(const char *path, struct gm_sim_config *cfg, struct gm_error *err)
 {
     gm_sim_config_defaults(cfg);
+    if (gm_check_utf8_file(path, "", err) < 0)
+        return -GM_EINVAL;
     struct fy_diag_cfg dcfg;
     fy_diag_cfg_default(&dcfg);
     dcfg.fp = NULL;

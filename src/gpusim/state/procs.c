@@ -235,6 +235,8 @@ int gm_sim_set_util(struct gm_sim_state *st, int gpu, int util_gpu, int util_mem
         rc = open_gpu(st, gpu, &g, err);
     if (rc < 0)
         return rc;
+    /* A timeline whose second has passed no longer speaks for the GPU (as a snapshot finds). */
+    gm_sim_timeline_to_util_locked(g, &st->timelines[gpu]);
     if (util_gpu >= 0)
         g->util_gpu = util_gpu;
     if (util_memory >= 0)

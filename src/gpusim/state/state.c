@@ -67,49 +67,55 @@ static void fill(struct gm_sim_state *st, const struct gm_sim_config *cfg, const
     }
 }
 
-/* Caller holds the flock. The file is empty or a half-initialised leftover. */
+/* Map the whole state file. */
+static int map(int fd, const char *path, struct gm_sim_state **out, struct gm_error *err)
+{
+    void *p = mmap(NULL, sizeof(struct gm_sim_state), PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    if (p == MAP_FAILED)
+        return gm_err_errno(err, GM_EIO, errno, "gpusim state %s: mmap", path);
+    *out = p;
+    return 0;
+}
+
+/* Caller holds the flock. The file is empty or a half-initialised leftover. The state is built
+ * in private memory and written with pwrite, so that creating it needs no mapping (the private
+ * view creates it too). out: mapped afterwards when not NULL. */
 static int initialise(int fd, const char *path, const char *config, struct gm_sim_state **out,
                       struct gm_error *err)
 {
     struct gm_sim_config *cfg = malloc(sizeof(*cfg));
-    if (cfg == NULL)
-        return gm_err(err, GM_ENOMEM, "gpusim state %s: out of memory", path);
+    struct gm_sim_state *st = calloc(1, sizeof(*st));
     int rc = 0;
-    if (config != NULL)
+    if (cfg == NULL || st == NULL)
+        rc = gm_err(err, GM_ENOMEM, "gpusim state %s: out of memory", path);
+    else if (config != NULL)
         rc = gm_sim_config_load(config, cfg, err);
     else
         gm_sim_config_defaults(cfg);
-    if (rc < 0) {
-        free(cfg);
-        return rc;
-    }
-    struct gm_sim_state *st = MAP_FAILED;
-    if (ftruncate(fd, 0) < 0 || ftruncate(fd, sizeof(*st)) < 0) {
-        rc = gm_err_errno(err, GM_EIO, errno, "gpusim state %s: sizing", path);
-        goto fail;
-    }
-    st = mmap(NULL, sizeof(*st), PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
-    if (st == MAP_FAILED) {
-        rc = gm_err_errno(err, GM_EIO, errno, "gpusim state %s: mmap", path);
-        goto fail;
-    }
-    rc = init_mutex(&st->lock, err);
+    if (rc == 0)
+        rc = init_mutex(&st->lock, err);
     if (rc < 0)
-        goto fail;
+        goto out;
     fill(st, cfg, config);
+    if (ftruncate(fd, 0) < 0 || ftruncate(fd, sizeof(*st)) < 0 ||
+        pwrite(fd, st, sizeof(*st), 0) != (ssize_t)sizeof(*st)) {
+        rc = gm_err_errno(err, GM_EIO, errno, "gpusim state %s: writing", path);
+        goto fail;
+    }
     /* Processes of other users (workloads) use the device too, as they do /dev/nvidia*. */
     (void)fchmod(fd, 0666);
-    /* The magic goes last, with release order: whoever sees it sees the whole state. */
-    uint64_t magic;
-    memcpy(&magic, GM_SIM_MAGIC, sizeof(magic));
-    __atomic_store_n((uint64_t *)(void *)st->magic, magic, __ATOMIC_RELEASE);
-    free(cfg);
-    *out = st;
-    return 0;
+    /* The magic goes last: whoever sees it sees the whole state. */
+    if (pwrite(fd, GM_SIM_MAGIC, sizeof(st->magic), 0) != (ssize_t)sizeof(st->magic)) {
+        rc = gm_err_errno(err, GM_EIO, errno, "gpusim state %s: writing", path);
+        goto fail;
+    }
+    if (out != NULL)
+        rc = map(fd, path, out, err);
+    goto out;
 fail:
-    if (st != MAP_FAILED)
-        munmap(st, sizeof(*st));
     (void)ftruncate(fd, 0); /* the next user starts over */
+out:
+    free(st);
     free(cfg);
     return rc;
 }
@@ -138,6 +144,7 @@ static int check_header(int fd, const char *path, off_t size, struct gm_error *e
     return 0;
 }
 
+/* out NULL: the file is checked (and created) but not mapped. */
 static int attach_locked(int fd, const char *path, const char *config, struct gm_sim_state **out,
                          struct gm_error *err)
 {
@@ -153,15 +160,13 @@ static int attach_locked(int fd, const char *path, const char *config, struct gm
     }
     if (fresh)
         return initialise(fd, path, config, out, err);
-    void *p = mmap(NULL, sizeof(struct gm_sim_state), PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
-    if (p == MAP_FAILED)
-        return gm_err_errno(err, GM_EIO, errno, "gpusim state %s: mmap", path);
-    *out = p;
-    return 0;
+    return out != NULL ? map(fd, path, out, err) : 0;
 }
 
-int gm_sim_attach_path(const char *path, const char *config, struct gm_sim_state **out,
-                       struct gm_error *err)
+/* Open path, creating it from config when needed; *fd_out: the open file when not NULL (the
+ * private view keeps it), else closed. out: as attach_locked. */
+int gm_sim_open_state(const char *path, const char *config, struct gm_sim_state **out, int *fd_out,
+                      struct gm_error *err)
 {
     /* A reset may unlink the file between our open and our flock: then the inode we locked is
      * no longer the one at path, and we open again. */
@@ -180,12 +185,21 @@ int gm_sim_attach_path(const char *path, const char *config, struct gm_sim_state
             int rc = attach_locked(fd, path, config, out, err);
             /* Explicitly: the mapping keeps the open file, and with it the flock, alive. */
             flock(fd, LOCK_UN);
-            close(fd);
+            if (rc == 0 && fd_out != NULL)
+                *fd_out = fd;
+            else
+                close(fd);
             return rc;
         }
         close(fd);
     }
     return gm_err(err, GM_EBUSY, "gpusim state %s: keeps being replaced", path);
+}
+
+int gm_sim_attach_path(const char *path, const char *config, struct gm_sim_state **out,
+                       struct gm_error *err)
+{
+    return gm_sim_open_state(path, config, out, NULL, err);
 }
 
 int gm_sim_attach(struct gm_sim_state **out, struct gm_error *err)
@@ -242,11 +256,16 @@ int gm_sim_lock(struct gm_sim_state *st, struct gm_error *err)
     }
     if (rc != 0)
         return gm_err_errno(err, GM_EBUSY, rc, "gpusim state: lock");
+    /* Odd from now on, and another number than before even when a dead owner left it odd. */
+    uint64_t seq = __atomic_load_n(&st->seq, __ATOMIC_RELAXED);
+    __atomic_store_n(&st->seq, seq + 1 + (seq & 1), __ATOMIC_RELAXED);
+    __atomic_thread_fence(__ATOMIC_SEQ_CST);
     return 0;
 }
 
 void gm_sim_unlock(struct gm_sim_state *st)
 {
+    __atomic_store_n(&st->seq, __atomic_load_n(&st->seq, __ATOMIC_RELAXED) + 1, __ATOMIC_RELEASE);
     pthread_mutex_unlock(&st->lock);
 }
 
@@ -283,16 +302,18 @@ int gm_sim_timeline_util_locked(struct gm_sim_timeline *t, uint64_t now_ns)
     uint64_t now_slot = now_ns / GM_SIM_SLOT_NS;
     const uint64_t window = 1000000000ull / GM_SIM_SLOT_NS;
     double busy = 0;
-    for (uint64_t k = now_slot > window ? now_slot - window : 0; k < now_slot; k++)
-        if (k >= t->first_slot)
-            busy += t->busy[k % GM_SIM_SLOTS];
+    for (uint64_t k = now_slot > window ? now_slot - window : 0; k < now_slot; k++) {
+        float b = k >= t->first_slot ? t->busy[k % GM_SIM_SLOTS] : 0;
+        if (b > 0 && b <= 1) /* what another writer left there need not be a fraction */
+            busy += b;
+    }
     int pct = (int)(busy * 100.0 / (double)window + 0.5);
     return pct > 100 ? 100 : pct;
 }
 
 /* While kernels run, and for the second after, utilisation is what the timeline measured, as
  * NVML's is; then it goes back to 0 and to whatever gpusimctl sets. */
-static void timeline_util_locked(struct gm_sim_gpu *g, struct gm_sim_timeline *t)
+void gm_sim_timeline_to_util_locked(struct gm_sim_gpu *g, struct gm_sim_timeline *t)
 {
     if (t->last_end_ns == 0)
         return;
@@ -314,7 +335,7 @@ int gm_sim_gpu_snapshot(struct gm_sim_state *st, int gpu, struct gm_sim_gpu *out
         return rc;
     struct gm_sim_gpu *g = &st->gpus[gpu];
     gm_sim_prune_locked(g);
-    timeline_util_locked(g, &st->timelines[gpu]);
+    gm_sim_timeline_to_util_locked(g, &st->timelines[gpu]);
     struct gm_sim_reading r;
     gm_sim_model_update_locked(g, &r);
     if (out != NULL)

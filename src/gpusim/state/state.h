@@ -1,5 +1,6 @@
 /* gpusim's device state: one file mapped MAP_SHARED by every process that loads a gpusim part
- * (libnvidia-ml, libcuda, the MPS control daemon, gpusimctl), so that all of them see one device.
+ * (libcuda, the MPS control daemon, gpusimctl; libnvidia-ml reads it through a private view, see
+ * below), so that all of them see one device.
  *
  * The file is created and initialised from the config exactly once, under flock; its header is
  * checked on every attach. The static part of each GPU is written only at creation; everything
@@ -17,7 +18,7 @@
 #include <stdint.h>
 
 #define GM_SIM_MAGIC         "GPUSIMST"
-#define GM_SIM_LAYOUT        3
+#define GM_SIM_LAYOUT        4
 #define GM_SIM_MAX_GPUS      8
 #define GM_SIM_MAX_PROCS     64
 #define GM_SIM_DEFAULT_STATE "/dev/shm/gpumux-gpusim"
@@ -109,6 +110,10 @@ struct gm_sim_state {
     char config[PATH_MAX]; /* the config the file was created from, "" for the defaults */
     uint32_t ngpus;
     pthread_mutex_t lock;
+    /* Odd while a locker may be changing the state: gm_sim_lock makes it odd, gm_sim_unlock even
+     * again, so a reader without the mutex (the private view) knows a consistent copy when it
+     * reads the same even number before and after. */
+    uint64_t seq;
     struct gm_sim_gpu gpus[GM_SIM_MAX_GPUS];
     /* Apart from the GPUs so that their snapshots stay small; under the mutex. */
     struct gm_sim_timeline timelines[GM_SIM_MAX_GPUS];
@@ -171,6 +176,11 @@ void gm_sim_timeline_advance_locked(struct gm_sim_timeline *t, uint64_t now_ns);
 int gm_sim_timeline_util_locked(struct gm_sim_timeline *t, uint64_t now_ns);
 
 /* Internal helpers shared by the state files. */
+/* Open path under flock, creating it from config when it does not exist or was never fully
+ * initialised, and check its header; out: mapped there when not NULL; fd_out: the open file is
+ * left there when not NULL. gm_sim_attach_path and the private view are built on it. */
+int gm_sim_open_state(const char *path, const char *config, struct gm_sim_state **out, int *fd_out,
+                      struct gm_error *err);
 int gm_sim_check_gpu(const struct gm_sim_state *st, int gpu, struct gm_error *err);
 /* /proc/PID/stat field 22 (gm_proc_start_time); -GM_ENOTFOUND when the process does not exist
  * or is a zombie: a dead process has released its contexts, as a real driver sees it. */
@@ -181,6 +191,43 @@ int gm_sim_proc_name(uint32_t pid, char *buf, size_t len);
 void gm_sim_prune_locked(struct gm_sim_gpu *g);
 /* Advance the thermal model to now and compute the readings; caller holds the lock. */
 void gm_sim_model_update_locked(struct gm_sim_gpu *g, struct gm_sim_reading *out);
+
+/* Utilisation while kernels run and for the second after (from the timeline), then back to what
+ * gpusimctl set; caller holds the lock (or owns g and t, as the private view does). */
+void gm_sim_timeline_to_util_locked(struct gm_sim_gpu *g, struct gm_sim_timeline *t);
+
+/* ---- The private view ---------------------------------------------------------------------
+ * Anyone may write the state file (it is mode 0666, as workloads of every user take part in the
+ * simulation), so a process that must survive what others do to it, gpumuxd through gpusim's
+ * libnvidia-ml, never maps it: a mapping of a file that another process truncates raises SIGBUS
+ * at the next access, whatever was checked before. The view reads the file with pread into
+ * private memory, a consistent copy by the state's sequence number, and validates every copy
+ * (header, sizes, counts, strings, ranges, the static part against the one seen at open) before
+ * use. A file that fails is reported as damaged (-GM_EDRIVER, "damaged"), never trusted; once it
+ * reads well again the view uses it again. The view is thread-safe. */
+struct gm_sim_view;
+/* Open path as gm_sim_attach_path does (creating it from config when it does not exist), but
+ * without mapping it. */
+int gm_sim_view_open(const char *path, const char *config, struct gm_sim_view **out,
+                     struct gm_error *err);
+void gm_sim_view_close(struct gm_sim_view *v);
+/* The state as validated at open: the header and the static part of each GPU. Private memory. */
+const struct gm_sim_state *gm_sim_view_base(const struct gm_sim_view *v);
+/* gm_sim_gpu_snapshot on a fresh, validated copy; nothing is written to the file (pruning and
+ * the models act on the copy; the view keeps its own thermal model). */
+int gm_sim_view_snapshot(struct gm_sim_view *v, int gpu, struct gm_sim_gpu *out,
+                         struct gm_sim_reading *reading, struct gm_error *err);
+/* gm_sim_set_compute_mode without the mutex: one aligned int, written only when the file has
+ * just read well. */
+int gm_sim_view_set_compute_mode(struct gm_sim_view *v, int gpu, int mode, struct gm_error *err);
+
+/* The view's checks, for the tests: the header against the file's size, and one GPU's copy
+ * against the static part it had at open (NULL: not compared). The copy's strings are
+ * terminated in place. */
+int gm_sim_validate_header(const struct gm_sim_state *st, long long file_size, const char *path,
+                           struct gm_error *err);
+int gm_sim_validate_gpu(struct gm_sim_gpu *g, const struct gm_sim_gpu_info *expected, int gpu,
+                        const char *path, struct gm_error *err);
 
 /* The GPUs named by cvd (CUDA_VISIBLE_DEVICES: indices, UUIDs or unique UUID prefixes), in its
  * order; the list ends at the first entry that names no GPU or one already listed. NULL shows
