@@ -26,6 +26,7 @@ struct gm_config {
     char mps_control[PATH_MAX];
     long long mps_exclusive;
     char interposer[PATH_MAX];
+    char cgroup_root[PATH_MAX]; /* auto | none | a directory; resolved by gm_daemon_open */
 };
 
 /* X(key, type, field, default, min, max, help). type: S (string), Z (size), I (integer). */
@@ -59,7 +60,11 @@ struct gm_config {
       "1: set the compute mode to EXCLUSIVE_PROCESS while MPS runs on a GPU (needs root)")         \
     X("interposer", S, interposer, "", 0, 0,                                                       \
       "libgpumux.so, preloaded into limited workloads (default: ../lib/libgpumux.so beside "       \
-      "gpumuxd)")
+      "gpumuxd)")                                                                                 \
+    X("cgroup_root", S, cgroup_root, "auto", 0, 0,                                                 \
+      "parent of the per-launch cgroups: auto (MOUNT/gpumux on the cgroup2 mount, else the v1 "    \
+      "pids or freezer hierarchy), a path (relative: under that mount), or none (lock-only "       \
+      "tracking, which a workload can escape)")
 
 void gm_config_defaults(struct gm_config *c);
 /* Sets one key from text; errors name the key and the source ("--placement", "FILE:3"). */

@@ -313,7 +313,8 @@ Test(supervise, environment_passed_exactly)
     free(log);
 }
 
-Test(supervise, workload_inherits_only_stdio_and_lock)
+/* Without a cgroup the workload holds its own lock, DIR/wlock, as fd 3; never the monitor's. */
+Test(supervise, workload_inherits_only_stdio_and_its_lock)
 {
     /* Descriptors a daemon would have open without close-on-exec. */
     char path[PATH_MAX + 16];
@@ -330,7 +331,7 @@ Test(supervise, workload_inherits_only_stdio_and_lock)
     cr_assert_eq(st.exit_code, 0);
     char *log = slurp(r.log);
     char lock[PATH_MAX + 8];
-    snprintf(lock, sizeof(lock), "%s/lock", r.dir);
+    snprintf(lock, sizeof(lock), "%s/wlock", r.dir);
     int seen[4] = {0};
     int listing_dirs = 0;
     for (char *line = strtok(log, "\n"); line != NULL; line = strtok(NULL, "\n")) {
