@@ -392,8 +392,8 @@ int gm_cgroup_kill(const char *path, int64_t timeout_ms, struct gm_error *err)
             break;
         }
         if (gm_mono_ms() >= deadline) {
-            rc = gm_err(err, GM_EBUSY, "cgroup %s: processes left after %lld ms of SIGKILL",
-                        path, (long long)timeout_ms);
+            rc = gm_err(err, GM_EBUSY, "cgroup %s: processes left after %lld ms of SIGKILL", path,
+                        (long long)timeout_ms);
             break;
         }
         nap_ms(nap);
@@ -415,7 +415,7 @@ int gm_cgroup_remove(const char *path, struct gm_error *err)
     if (pop > 0)
         return gm_err(err, GM_EBUSY, "cgroup %s: still has processes", path);
     if (rmdir(path) < 0 && errno != ENOENT)
-        return gm_err_errno(err, errno == EBUSY ? GM_EBUSY : GM_EIO, errno,
-                            "cgroup %s: removing", path);
+        return gm_err_errno(err, errno == EBUSY ? GM_EBUSY : GM_EIO, errno, "cgroup %s: removing",
+                            path);
     return 0;
 }

@@ -60,7 +60,7 @@ struct gm_config {
       "1: set the compute mode to EXCLUSIVE_PROCESS while MPS runs on a GPU (needs root)")         \
     X("interposer", S, interposer, "", 0, 0,                                                       \
       "libgpumux.so, preloaded into limited workloads (default: ../lib/libgpumux.so beside "       \
-      "gpumuxd)")                                                                                 \
+      "gpumuxd)")                                                                                  \
     X("cgroup_root", S, cgroup_root, "auto", 0, 0,                                                 \
       "parent of the per-launch cgroups: auto (MOUNT/gpumux on the cgroup2 mount, else the v1 "    \
       "pids or freezer hierarchy), a path (relative: under that mount), or none (lock-only "       \

@@ -47,8 +47,7 @@ static int open_cgroups(struct gm_daemon *d, struct gm_error *err)
     enum gm_cg_kind kind = GM_CG_NONE;
     struct gm_error cerr = {0};
     const char *setting = d->cfg.cgroup_root;
-    int rc = gm_cgroup_resolve_root(setting, d->cgroup_root, sizeof(d->cgroup_root), &kind,
-                                    &cerr);
+    int rc = gm_cgroup_resolve_root(setting, d->cgroup_root, sizeof(d->cgroup_root), &kind, &cerr);
     d->cgroup_kind = kind;
     if (rc < 0 && strcmp(setting, "auto") != 0) {
         *err = cerr;
@@ -61,8 +60,7 @@ static int open_cgroups(struct gm_daemon *d, struct gm_error *err)
         gm_warn("supervision: %s%s: launches are tracked by their locks only, which a workload "
                 "can escape (setsid and closing its descriptors, then its monitor's end); see "
                 "cgroup_root",
-                rc < 0 ? "no usable cgroup: " : "cgroup_root is none",
-                rc < 0 ? cerr.msg : "");
+                rc < 0 ? "no usable cgroup: " : "cgroup_root is none", rc < 0 ? cerr.msg : "");
     return 0;
 }
 

@@ -47,10 +47,10 @@ struct gm_launch {
     const char *cgroup; /* the launch's cgroup, made here; NULL: lock-only tracking */
 };
 
-/* Starts the monitor, with the caller's own environment. Returns once the monitor runs, with its pid and start time. When the
- * command cannot be executed (not found, not executable) the monitor writes it to the log and
- * records exit code 127 (126 for permission), as a shell does; gm_sup_launch itself fails only
- * when the monitor cannot be started. */
+/* Starts the monitor, with the caller's own environment. Returns once the monitor runs, with its
+ * pid and start time. When the command cannot be executed (not found, not executable) the monitor
+ * writes it to the log and records exit code 127 (126 for permission), as a shell does;
+ * gm_sup_launch itself fails only when the monitor cannot be started. */
 int gm_sup_launch(const struct gm_launch *l, pid_t *monitor_pid, uint64_t *monitor_start,
                   struct gm_error *err);
 
