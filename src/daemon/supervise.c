@@ -200,8 +200,7 @@ int gm_sup_poll(const char *dir, struct gm_sup_status *out, struct gm_error *err
 }
 
 /* Signals the processes of a launch's cgroup. */
-static int signal_cgroup(const char *dir, const char *cg, const struct gm_sup_status *st, int sig,
-                         struct gm_error *err)
+static int signal_cgroup(const char *dir, const char *cg, int sig, struct gm_error *err)
 {
     if (sig == SIGKILL) {
         int rc = gm_cgroup_kill(cg, SUP_KILL_WAIT_MS, err);
@@ -212,8 +211,6 @@ static int signal_cgroup(const char *dir, const char *cg, const struct gm_sup_st
         return gm_err_wrap(err, "launch %s", dir);
     if (n > 0)
         return 0;
-    if (st->pid <= 0)
-        return gm_err(err, GM_EBUSY, "launch %s: workload not started yet (no pid file)", dir);
     return gm_err(err, GM_ENOTFOUND, "launch %s: no process of the workload runs", dir);
 }
 
@@ -232,10 +229,11 @@ int gm_sup_signal(const char *dir, int sig, struct gm_error *err)
     rc = read_cgroup(dir, cg, sizeof(cg), err);
     if (rc < 0)
         return rc;
-    if (rc > 0)
-        return signal_cgroup(dir, cg, &st, sig, err);
+    /* Until the pid file is written the workload may not have joined its cgroup yet. */
     if (st.pid <= 0)
         return gm_err(err, GM_EBUSY, "launch %s: workload not started yet (no pid file)", dir);
+    if (rc > 0)
+        return signal_cgroup(dir, cg, sig, err);
     /* A pid whose start time differs was reused by another process: never signal it. */
     if (!gm_proc_alive(st.pid, st.pid_start))
         return gm_err(err, GM_ENOTFOUND, "launch %s: workload pid %d is no longer running", dir,

@@ -207,7 +207,10 @@ Test(cgroup, kill_wins_against_a_fork_loop, .timeout = 60)
             for (;;)
                 pause();
         }
-        sleep_ms(5);
+        /* Killed once the chain has begun in the cgroup. */
+        for (int t = 0; t < 1000 && count(cg) < 2; t++)
+            sleep_ms(2);
+        cr_assert_geq(count(cg), 2, "%s: the chain did not start", cg);
         struct gm_error err = {0};
         cr_assert_eq(gm_cgroup_kill(cg, 10000, &err), 0, "%s: %s", cg, err.msg);
         cr_assert_eq(gm_cgroup_populated(cg, &err), 0, "%s", cg);
