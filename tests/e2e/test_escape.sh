@@ -13,11 +13,13 @@ grep -q "each launch runs in its own cgroup under" "$T/daemon.log" &&
     pass "the daemon says where launches get their cgroups" ||
     fail "no cgroup line in the daemon's log: $(head -n 5 "$T/daemon.log")"
 
-# marked NAME: the pids of live (not zombie) processes whose environment has GM_ESC=NAME.
+# marked NAME: the pids of live (not zombie) processes of this test whose environment has
+# GM_ESC=NAME.
 marked() {
     local p
     for p in /proc/[0-9]*; do
-        { tr "\0" "\n" <"$p/environ"; } 2>/dev/null | grep -qx "GM_ESC=$1" &&
+        { tr "\0" "\n" <"$p/environ"; } 2>/dev/null |
+            grep -cx -e "GM_ESC=$1" -e "GM_E2E_TAG=$T" | grep -qx 2 &&
             ! gone "${p#/proc/}" && echo "${p#/proc/}"
     done
 }
@@ -113,7 +115,7 @@ kill9_daemon
 # Its monitor and then its main process die while the daemon is down: only the escaped child
 # is left (the monitor first, or it would end the child as the main process's leftover).
 for p in /proc/[0-9]*; do
-    tr "\0" " " <"$p/cmdline" 2>/dev/null | grep -q "gpumux-monitor .*/workloads/crashy/" &&
+    tr "\0" " " <"$p/cmdline" 2>/dev/null | grep -q "gpumux-monitor .*$T/run/workloads/crashy/" &&
         kill -KILL "${p#/proc/}"
 done
 sleep 0.2
@@ -166,7 +168,7 @@ EOF
         fail "the workload did not load its LD_PRELOAD (marks: $(ls "$T/mark"))"
     mon=
     for p in /proc/[0-9]*; do
-        { tr "\0" " " <"$p/cmdline"; } 2>/dev/null | grep -q "gpumux-monitor .*/workloads/evil/" &&
+        { tr "\0" " " <"$p/cmdline"; } 2>/dev/null | grep -q "gpumux-monitor .*$T/run/workloads/evil/" &&
             mon=${p#/proc/}
     done
     [ -n "$mon" ] && ! tr "\0" "\n" <"/proc/$mon/environ" |
