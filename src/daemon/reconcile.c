@@ -222,8 +222,9 @@ void gm_reconcile(struct gm_daemon *d, int at_start)
     pthread_mutex_unlock(&d->lock);
     gm_exec_effects(d, fx, nfx);
 
-    /* Finished launches whose directory could not be removed at once (processes the workload
-     * left behind still held the lock) are swept now and then. */
+    /* Finished launches whose directory could not be removed at once (the monitor in its last
+     * moments; without a cgroup, processes the workload left behind holding its lock) are
+     * swept now and then. */
     static unsigned polls;
     if (at_start || ++polls % 100 == 0)
         sweep(d);

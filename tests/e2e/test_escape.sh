@@ -76,6 +76,9 @@ for i in $(seq 1 100); do [ "$(marked_cmd dfork 'sleep 1000')" = 1 ] && break; s
 expect "delete dfork" 0 "" -- gm delete dfork
 none_left dfork && pass "double fork: after delete nothing of it lives" ||
     fail "dfork left: $(marked dfork)"
+cgparent=$(sed -n 's/.*each launch runs in its own cgroup under \(.*\) (.*/\1/p' "$T/daemon.log" | head -n 1)
+[ -n "$cgparent" ] && [ -d "$cgparent" ] && [ ! -e "$cgparent/dfork" ] &&
+    pass "delete removed the workload's cgroups" || fail "cgroup of dfork under '$cgparent' left"
 
 # ---- 5. a child in another process group, stop --------------------------------------------------------
 gm run pgrp --env GM_ESC=pgrp -- bash -c 'set -m; sleep 1000 & exec sleep 999' >/dev/null
