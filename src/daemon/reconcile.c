@@ -183,6 +183,10 @@ static void sweep(struct gm_daemon *d)
         }
         closedir(sub);
         rmdir(wdir); /* only succeeds when empty */
+        /* The cgroup directory of a deleted workload, once its launches' cgroups are gone. */
+        if (!have && d->cgroup_root[0] != '\0' &&
+            gm_path(NULL, wdir, sizeof(wdir), "%s/%s", d->cgroup_root, e->d_name) == 0)
+            rmdir(wdir);
     }
     closedir(top);
 }
