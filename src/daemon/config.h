@@ -34,6 +34,7 @@ struct gm_config {
     char log_dir[PATH_MAX];
     uint64_t log_max_size;
     long long log_max_files;
+    char cgroup_root[PATH_MAX]; /* auto | none | a directory; resolved by gm_daemon_open */
 };
 
 /* X(key, type, field, default, min, max, help). type: S (string), Z (size), I (integer). Sizes
@@ -88,7 +89,11 @@ struct gm_config {
       "a workload's log is rotated at this size (4K to 1T)")                                       \
     X("log_max_files", I, log_max_files, "3", 0, 100,                                              \
       "rotated logs kept per workload (NAME.log.1..N); a log takes at most "                       \
-      "log_max_size x (log_max_files + 1)")
+      "log_max_size x (log_max_files + 1)")                                                        \
+    X("cgroup_root", S, cgroup_root, "auto", 0, 0,                                                 \
+      "parent of the per-launch cgroups: auto (MOUNT/gpumux on the cgroup2 mount, else the v1 "    \
+      "pids or freezer hierarchy), a path (relative: under that mount), or none (lock-only "       \
+      "tracking, which a workload can escape)")
 
 void gm_config_defaults(struct gm_config *c);
 /* Sets one key from text; errors name the key and the source ("--placement", "FILE:3"). */

@@ -1,5 +1,6 @@
 /* Opening and closing a daemon: everything gpumuxd needs before it serves, in one place for the
  * daemon itself and for the tests that run its core in-process. */
+#include "common/cgroup.h"
 #include "common/log.h"
 #include "common/path.h"
 #include "common/safedir.h"
@@ -66,6 +67,30 @@ static int check_gpusim_dir(const struct gm_config *c, struct gm_error *err)
     return 0;
 }
 
+/* Finds where launches get their cgroups. A configured place that does not work is an error;
+ * with "auto" the daemon says why there is none and tracks launches by their locks only. */
+static int open_cgroups(struct gm_daemon *d, struct gm_error *err)
+{
+    enum gm_cg_kind kind = GM_CG_NONE;
+    struct gm_error cerr = {0};
+    const char *setting = d->cfg.cgroup_root;
+    int rc = gm_cgroup_resolve_root(setting, d->cgroup_root, sizeof(d->cgroup_root), &kind, &cerr);
+    d->cgroup_kind = kind;
+    if (rc < 0 && strcmp(setting, "auto") != 0) {
+        *err = cerr;
+        return rc;
+    }
+    if (kind != GM_CG_NONE)
+        gm_info("supervision: each launch runs in its own cgroup under %s (%s)", d->cgroup_root,
+                gm_cgroup_kind_name(kind));
+    else
+        gm_warn("supervision: %s%s: launches are tracked by their locks only, which a workload "
+                "can escape (setsid and closing its descriptors, then its monitor's end); see "
+                "cgroup_root",
+                rc < 0 ? "no usable cgroup: " : "cgroup_root is none", rc < 0 ? cerr.msg : "");
+    return 0;
+}
+
 int gm_daemon_open(struct gm_daemon *d, const char *exe_dir, struct gm_error *err)
 {
     d->lock_fd = -1;
@@ -98,6 +123,8 @@ int gm_daemon_open(struct gm_daemon *d, const char *exe_dir, struct gm_error *er
         return rc;
     if ((d->lock_fd = lock_state(d->state_fd, d->cfg.state_dir, err)) < 0)
         return d->lock_fd;
+    if ((rc = open_cgroups(d, err)) < 0)
+        return rc;
     if ((rc = gm_store_open(d->cfg.state_dir, &d->store, err)) < 0)
         return rc;
     /* gpusim reads these when it is loaded; workloads get the same values. */

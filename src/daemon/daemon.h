@@ -34,6 +34,10 @@ struct gm_daemon {
     struct gm_store *store;
     struct gm_driver_info driver;
     char monitor_path[PATH_MAX];
+    /* The parent of the per-launch cgroups (cfg.cgroup_root resolved), "" when launches are
+     * tracked by their locks only. */
+    char cgroup_root[PATH_MAX];
+    int cgroup_kind; /* enum gm_cg_kind */
     char hostname[256];
     /* One lock serialises the store and every decision taken on it: admission must see the
      * state it commits to. */

@@ -134,8 +134,11 @@ static int make_launch(struct gm_daemon *d, struct launch_snapshot *s, struct gm
         in.mps_log = logd;
     }
     struct gm_strv argv = {0}, env = {0};
-    char dir[PATH_MAX], log[PATH_MAX];
+    char dir[PATH_MAX], log[PATH_MAX], cg[PATH_MAX];
     int rc = gm_plan_launch(&in, w, s->have_gpu ? &s->g : NULL, &argv, &env, err);
+    if (rc == 0 && d->cgroup_root[0] != '\0')
+        rc = gm_path(err, cg, sizeof(cg), "%s/%s/%lld", d->cgroup_root, w->name,
+                     (long long)w->launch_id);
     if (rc == 0)
         rc = gm_workload_launch_dir(d, w->name, w->launch_id, dir, sizeof(dir));
     if (rc == 0)
@@ -156,6 +159,7 @@ static int make_launch(struct gm_daemon *d, struct launch_snapshot *s, struct gm
             .uid = (uid_t)w->uid,
             .gid = (gid_t)w->gid,
             .cwd = NULL,
+            .cgroup = d->cgroup_root[0] != '\0' ? cg : NULL,
         };
         rc = gm_sup_launch(&l, &mpid, &mstart, err);
     }
@@ -333,6 +337,10 @@ void gm_exec_remove_files(struct gm_daemon *d, const char *name, int64_t launch_
     if (!keep_launch && gm_workload_launch_dir(d, name, launch_id, path, sizeof(path)) == 0)
         gm_sup_remove(path, NULL);
     if (gm_path(NULL, path, sizeof(path), "%s/workloads/%s", d->cfg.run_dir, name) == 0)
+        rmdir(path);
+    /* The workload's cgroup directory, which held its launches' cgroups. */
+    if (d->cgroup_root[0] != '\0' &&
+        gm_path(NULL, path, sizeof(path), "%s/%s", d->cgroup_root, name) == 0)
         rmdir(path);
     /* The log and every rotated file, up to the most any setting keeps. */
     for (int k = 0; k <= GM_LOG_FILES_MAX; k++)

@@ -1,8 +1,10 @@
 /* The driver's word on memory (daemon/memcheck.h): the pure decision, the mapping of a GPU
  * process to its workload, and the pass the poll runs. */
 #include "daemon/memcheck.h"
+#include "common/cgroup.h"
 #include "common/log.h"
 #include "common/parse.h"
+#include "common/path.h"
 #include "common/proc.h"
 #include "daemon/daemon.h"
 #include "daemon/gpu.h"
@@ -173,7 +175,8 @@ static void lock_held(const struct gm_daemon *d, pid_t pid, struct gm_mc_proc *p
         if (slash == NULL || (size_t)(slash - name) >= sizeof(p->lock_workload))
             continue;
         long long launch = strtoll(slash + 1, &end, 10);
-        if (end == slash + 1 || strcmp(end, "/lock") != 0)
+        /* The monitor's lock, or (without cgroups) the workload's own wlock. */
+        if (end == slash + 1 || (strcmp(end, "/lock") != 0 && strcmp(end, "/wlock") != 0))
             continue;
         *slash = '\0';
         snprintf(p->lock_workload, sizeof(p->lock_workload), "%s", name);
@@ -182,8 +185,34 @@ static void lock_held(const struct gm_daemon *d, pid_t pid, struct gm_mc_proc *p
     closedir(fds);
 }
 
-/* Whose process pid is, as far as /proc tells today (gm_memcheck_owner's facts). */
-static void facts(const struct gm_daemon *d, pid_t pid, struct gm_mc_proc *p)
+/* With cgroups, the launch whose cgroup holds pid: exact, whatever the process did to its
+ * session, group, parent or descriptors. */
+static void cgroup_member(const struct gm_daemon *d, const struct gm_workload_rec *ws, size_t n,
+                          pid_t pid, struct gm_mc_proc *p)
+{
+    for (size_t i = 0; i < n && d->cgroup_root[0] != '\0' && p->lock_workload[0] == '\0'; i++) {
+        char cg[PATH_MAX];
+        pid_t *pids = NULL;
+        size_t np = 0;
+        if (!owns_processes(&ws[i]) ||
+            gm_path(NULL, cg, sizeof(cg), "%s/%s/%lld", d->cgroup_root, ws[i].name,
+                    (long long)ws[i].launch_id) < 0 ||
+            gm_cgroup_pids(cg, &pids, &np, NULL) < 0)
+            continue;
+        for (size_t k = 0; k < np; k++) {
+            if (pids[k] == pid) {
+                snprintf(p->lock_workload, sizeof(p->lock_workload), "%s", ws[i].name);
+                p->lock_launch = ws[i].launch_id;
+                break;
+            }
+        }
+        free(pids);
+    }
+}
+
+/* Whose process pid is, as far as /proc and the cgroups tell (gm_memcheck_owner's facts). */
+static void facts(const struct gm_daemon *d, const struct gm_workload_rec *ws, size_t n, pid_t pid,
+                  struct gm_mc_proc *p)
 {
     struct gm_proc_ids ids;
     memset(p, 0, sizeof(*p));
@@ -198,7 +227,9 @@ static void facts(const struct gm_daemon *d, pid_t pid, struct gm_mc_proc *p)
             break;
         up = ids.ppid;
     }
-    lock_held(d, pid, p);
+    cgroup_member(d, ws, n, pid, p);
+    if (p->lock_workload[0] == '\0')
+        lock_held(d, pid, p);
 }
 
 static int limited(const struct gm_workload_rec *w)
@@ -227,7 +258,7 @@ static int measure(const struct gm_daemon *d, const struct gm_workload_rec *ws, 
             if (gp->used_memory == UINT64_MAX)
                 continue;
             struct gm_mc_proc p;
-            facts(d, (pid_t)gp->pid, &p);
+            facts(d, ws, n, (pid_t)gp->pid, &p);
             int k = gm_memcheck_owner(&p, ws, n);
             if (k >= 0) {
                 used[k] += gp->used_memory;

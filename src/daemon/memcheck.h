@@ -26,18 +26,18 @@
 
 struct gm_daemon;
 
-/* What is known of one GPU process, to tell whose it is. Today: its process group, its session
- * and its ancestors, against the workload's pid (the workload leads its own session and process
- * group, see the monitor), and the launch lock it holds open (fd 3, inherited by everything a
- * launch starts: it finds a process that left the session and was reparented, as long as it
- * keeps the fd). When workloads get a cgroup each, this becomes the process's cgroup and
- * gm_memcheck_owner compares it with the workload's: nothing else changes. */
+/* What is known of one GPU process, to tell whose it is: its process group, its session and
+ * its ancestors, against the workload's pid (the workload leads its own session and process
+ * group, see the monitor), and the launch it is known to belong to: the launch whose cgroup
+ * holds it (exact), or without cgroups the launch lock it holds open (the workload's `wlock`,
+ * fd 3, inherited by everything a launch starts: it finds a process that left the session and
+ * was reparented, as long as it keeps the fd). */
 #define GM_MEMCHECK_MAX_ANCESTORS 32
 struct gm_mc_proc {
     pid_t pid, pgrp, session;
     pid_t ancestors[GM_MEMCHECK_MAX_ANCESTORS]; /* parent first, up to (not including) pid 1 */
     int nancestors;
-    char lock_workload[64]; /* the workload whose launch lock it holds open, "" for none */
+    char lock_workload[64]; /* the workload of the launch it belongs to, "" for none known */
     int64_t lock_launch;    /* and that launch's number */
 };
 

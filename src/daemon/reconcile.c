@@ -293,6 +293,10 @@ static void sweep(struct gm_daemon *d)
         }
         closedir(sub);
         rmdir(wdir); /* only succeeds when empty */
+        /* The cgroup directory of a deleted workload, once its launches' cgroups are gone. */
+        if (!have && d->cgroup_root[0] != '\0' &&
+            gm_path(NULL, wdir, sizeof(wdir), "%s/%s", d->cgroup_root, e->d_name) == 0)
+            rmdir(wdir);
     }
     closedir(top);
 }
@@ -334,8 +338,9 @@ void gm_reconcile(struct gm_daemon *d, int at_start)
     pthread_mutex_unlock(&d->lock);
     gm_exec_effects(d, fx, nfx + nkill);
 
-    /* Finished launches whose directory could not be removed at once (processes the workload
-     * left behind still held the lock) are swept now and then. */
+    /* Finished launches whose directory could not be removed at once (the monitor in its last
+     * moments; without a cgroup, processes the workload left behind holding its lock) are
+     * swept now and then. */
     static unsigned polls;
     if (at_start || ++polls % 100 == 0)
         sweep(d);

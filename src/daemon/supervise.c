@@ -1,3 +1,4 @@
+#include "common/cgroup.h"
 #include "common/path.h"
 #include "daemon/supervise.h"
 
@@ -17,7 +18,13 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-/* The descriptor number under which the monitor (and the workload after it) holds the lock. */
+extern char **environ;
+
+/* How long a SIGKILL of a launch's cgroup waits for it to be empty. */
+#define SUP_KILL_WAIT_MS 2000
+
+/* The descriptor number under which the monitor holds its lock (and, without a cgroup, the
+ * workload its own). */
 #define SUP_LOCK_FD     3
 #define SUP_LOCK_FD_STR "3"
 
@@ -101,13 +108,29 @@ static int read_exit_file(const char *dir, struct gm_sup_status *st, struct gm_e
     return 1;
 }
 
-/* Is the lock of dir held by someone? 1 held, 0 free (or no lock file), <0 error. A shared lock
- * is enough to test: it conflicts with the monitor's exclusive one, and unlike an exclusive
- * probe it never makes a concurrent poll of the same launch see a held lock. */
-static int lock_held(const char *dir, struct gm_error *err)
+/* The launch's cgroup, from DIR/cgroup: 1 with its path in buf, 0 when it has none. */
+static int read_cgroup(const char *dir, char *buf, size_t len, struct gm_error *err)
+{
+    int rc = read_small(dir, "cgroup", buf, len);
+    if (rc == -ENOENT) {
+        buf[0] = '\0';
+        return 0;
+    }
+    if (rc < 0)
+        return gm_err_errno(err, GM_EIO, -rc, "launch %s: reading its cgroup file", dir);
+    buf[strcspn(buf, "\n")] = '\0';
+    if (buf[0] != '/')
+        return gm_err(err, GM_EIO, "launch %s: malformed cgroup file '%.40s'", dir, buf);
+    return 1;
+}
+
+/* Is the lock DIR/name held by someone? 1 held, 0 free (or no lock file), <0 error. A shared
+ * lock is enough to test: it conflicts with the exclusive ones of the monitor and the workload,
+ * and unlike an exclusive probe it never makes a concurrent poll see a held lock. */
+static int lock_held(const char *dir, const char *name, struct gm_error *err)
 {
     char path[PATH_MAX];
-    if (snprintf(path, sizeof(path), "%s/lock", dir) >= (int)sizeof(path))
+    if (snprintf(path, sizeof(path), "%s/%s", dir, name) >= (int)sizeof(path))
         return gm_err(err, GM_EINVAL, "launch %s: path too long", dir);
     int fd = open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0) {
@@ -127,6 +150,19 @@ static int lock_held(const char *dir, struct gm_error *err)
     return gm_err_errno(err, GM_EIO, e, "launch %s: testing lock", dir);
 }
 
+/* Does anything of the launch live? The monitor's lock first, then the workload's cgroup (or,
+ * without one, its lock): the workload cannot release the monitor's lock, and it cannot leave
+ * its cgroup. 1 alive, 0 not, <0 error. */
+static int launch_alive(const char *dir, const char *cg, struct gm_error *err)
+{
+    int held = lock_held(dir, "lock", err);
+    if (held != 0)
+        return held;
+    if (cg[0] != '\0')
+        return gm_cgroup_populated(cg, err);
+    return lock_held(dir, "wlock", err);
+}
+
 int gm_sup_poll(const char *dir, struct gm_sup_status *out, struct gm_error *err)
 {
     memset(out, 0, sizeof(*out));
@@ -137,19 +173,23 @@ int gm_sup_poll(const char *dir, struct gm_sup_status *out, struct gm_error *err
             return 0;
         return gm_err_errno(err, GM_EIO, errno, "launch %s", dir);
     }
-    int rc = read_pid_file(dir, out, err);
+    char cg[PATH_MAX];
+    int rc = read_cgroup(dir, cg, sizeof(cg), err);
+    if (rc < 0)
+        return rc;
+    rc = read_pid_file(dir, out, err);
     if (rc < 0)
         return rc;
     rc = read_exit_file(dir, out, err);
     if (rc != 0)
         return rc < 0 ? rc : 0;
-    int held = lock_held(dir, err);
-    if (held < 0)
-        return held;
+    int alive = launch_alive(dir, cg, err);
+    if (alive < 0)
+        return alive;
     /* The pid file may have appeared since it was read. */
     if (out->pid == 0 && (rc = read_pid_file(dir, out, err)) < 0)
         return rc;
-    if (held) {
+    if (alive) {
         out->state = GM_SUP_ALIVE;
         return 0;
     }
@@ -157,6 +197,21 @@ int gm_sup_poll(const char *dir, struct gm_sup_status *out, struct gm_error *err
      * between the first look and the lock test is not taken for a lost launch. */
     rc = read_exit_file(dir, out, err);
     return rc < 0 ? rc : 0;
+}
+
+/* Signals the processes of a launch's cgroup. */
+static int signal_cgroup(const char *dir, const char *cg, int sig, struct gm_error *err)
+{
+    if (sig == SIGKILL) {
+        int rc = gm_cgroup_kill(cg, SUP_KILL_WAIT_MS, err);
+        return rc < 0 ? gm_err_wrap(err, "launch %s", dir) : 0;
+    }
+    int n = gm_cgroup_signal(cg, sig, err);
+    if (n < 0)
+        return gm_err_wrap(err, "launch %s", dir);
+    if (n > 0)
+        return 0;
+    return gm_err(err, GM_ENOTFOUND, "launch %s: no process of the workload runs", dir);
 }
 
 int gm_sup_signal(const char *dir, int sig, struct gm_error *err)
@@ -170,8 +225,15 @@ int gm_sup_signal(const char *dir, int sig, struct gm_error *err)
                       st.exit_code);
     if (st.state == GM_SUP_GONE)
         return gm_err(err, GM_ENOTFOUND, "launch %s: nothing runs", dir);
+    char cg[PATH_MAX];
+    rc = read_cgroup(dir, cg, sizeof(cg), err);
+    if (rc < 0)
+        return rc;
+    /* Until the pid file is written the workload may not have joined its cgroup yet. */
     if (st.pid <= 0)
         return gm_err(err, GM_EBUSY, "launch %s: workload not started yet (no pid file)", dir);
+    if (rc > 0)
+        return signal_cgroup(dir, cg, sig, err);
     /* A pid whose start time differs was reused by another process: never signal it. */
     if (!gm_proc_alive(st.pid, st.pid_start))
         return gm_err(err, GM_ENOTFOUND, "launch %s: workload pid %d is no longer running", dir,
@@ -190,18 +252,24 @@ int gm_sup_signal(const char *dir, int sig, struct gm_error *err)
 
 int gm_sup_remove(const char *dir, struct gm_error *err)
 {
-    int held = lock_held(dir, err);
-    if (held < 0)
-        return held;
-    if (held)
+    char cg[PATH_MAX];
+    int rc = read_cgroup(dir, cg, sizeof(cg), err);
+    if (rc < 0)
+        return rc;
+    int alive = launch_alive(dir, cg, err);
+    if (alive < 0)
+        return alive;
+    if (alive)
         return gm_err(err, GM_EBUSY, "launch %s: still running", dir);
+    /* The cgroup goes first: while the directory names it, it can still be found. */
+    if (cg[0] != '\0' && (rc = gm_cgroup_remove(cg, err)) < 0)
+        return gm_err_wrap(err, "launch %s", dir);
     DIR *d = opendir(dir);
     if (d == NULL) {
         if (errno == ENOENT)
             return 0;
         return gm_err_errno(err, GM_EIO, errno, "launch %s: opening", dir);
     }
-    int rc = 0;
     struct dirent *de;
     while ((de = readdir(d)) != NULL) {
         if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
@@ -353,6 +421,86 @@ static int start_monitor(const struct gm_launch *l, int lock_fd, char *const *ma
     return 0;
 }
 
+/* Creates DIR/name anew (0600) with len bytes of data. Returns 0 or -errno. */
+static int write_new(const char *dir, const char *name, const char *data, size_t len)
+{
+    char path[PATH_MAX];
+    if (snprintf(path, sizeof(path), "%s/%s", dir, name) >= (int)sizeof(path))
+        return -ENAMETOOLONG;
+    if (unlink(path) < 0 && errno != ENOENT)
+        return -errno;
+    int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+    if (fd < 0)
+        return -errno;
+    size_t off = 0;
+    while (off < len) {
+        ssize_t w = write(fd, data + off, len - off);
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w < 0) {
+            int e = errno;
+            close(fd);
+            unlink(path);
+            return -e;
+        }
+        off += (size_t)w;
+    }
+    if (close(fd) < 0) {
+        int e = errno;
+        unlink(path);
+        return -e;
+    }
+    return 0;
+}
+
+/* Hands the workload's environment to the monitor through DIR/env: the monitor runs with the
+ * daemon's environment, and a request's variables (LD_PRELOAD, LD_AUDIT, GCONV_PATH..) must
+ * never reach a process that is still root. */
+static int write_env(const char *dir, char *const *envp, struct gm_error *err)
+{
+    size_t len = 0;
+    for (char *const *e = envp; e && *e; e++)
+        len += strlen(*e) + 1;
+    char *buf = malloc(len + 1);
+    if (buf == NULL)
+        return gm_err(err, GM_ENOMEM, "launch %s: out of memory", dir);
+    size_t off = 0;
+    for (char *const *e = envp; e && *e; e++) {
+        size_t n = strlen(*e) + 1;
+        memcpy(buf + off, *e, n);
+        off += n;
+    }
+    int rc = write_new(dir, "env", buf, len);
+    free(buf);
+    return rc < 0 ? gm_err_errno(err, GM_EIO, -rc, "launch %s: writing its environment", dir) : 0;
+}
+
+/* Names the launch's cgroup in DIR/cgroup, then makes it: a crash in between leaves a name of
+ * a cgroup that does not exist, never a cgroup nobody knows. */
+static int make_cgroup(const struct gm_launch *l, struct gm_error *err)
+{
+    char text[PATH_MAX + 2];
+    int n = snprintf(text, sizeof(text), "%s\n", l->cgroup);
+    if (l->cgroup[0] != '/' || n < 0 || (size_t)n >= sizeof(text))
+        return gm_err(err, GM_EINVAL, "launch %s: bad cgroup path '%.80s'", l->dir, l->cgroup);
+    int rc = write_new(l->dir, "cgroup", text, (size_t)n);
+    if (rc < 0)
+        return gm_err_errno(err, GM_EIO, -rc, "launch %s: writing its cgroup file", l->dir);
+    rc = gm_cgroup_create(l->cgroup, err);
+    return rc < 0 ? gm_err_wrap(err, "launch %s", l->dir) : 0;
+}
+
+/* Undoes make_cgroup and write_env after a launch that did not start. */
+static void unmake(const struct gm_launch *l)
+{
+    char path[PATH_MAX];
+    if (l->cgroup != NULL && gm_cgroup_remove(l->cgroup, NULL) == 0 &&
+        snprintf(path, sizeof(path), "%s/cgroup", l->dir) < (int)sizeof(path))
+        unlink(path);
+    if (snprintf(path, sizeof(path), "%s/env", l->dir) < (int)sizeof(path))
+        unlink(path);
+}
+
 int gm_sup_launch(const struct gm_launch *l, pid_t *monitor_pid, uint64_t *monitor_start,
                   struct gm_error *err)
 {
@@ -387,6 +535,18 @@ int gm_sup_launch(const struct gm_launch *l, pid_t *monitor_pid, uint64_t *monit
                           l->dir, name);
         }
     }
+    if (l->cgroup != NULL) {
+        rc = make_cgroup(l, err);
+    } else if ((rc = lock_held(l->dir, "wlock", err)) > 0) {
+        rc = gm_err(err, GM_EBUSY, "launch %s: processes of the workload still run", l->dir);
+    }
+    if (rc == 0)
+        rc = write_env(l->dir, l->envp, err);
+    if (rc < 0) {
+        unmake(l);
+        close(lock_fd);
+        return rc;
+    }
 
     /* Everything the children need is built now: they may not allocate. */
     size_t argc = 0;
@@ -397,8 +557,9 @@ int gm_sup_launch(const struct gm_launch *l, pid_t *monitor_pid, uint64_t *monit
     snprintf(gbuf, sizeof(gbuf), "%u", (unsigned)l->gid);
     snprintf(sbuf, sizeof(sbuf), "%llu", (unsigned long long)l->log_max_size);
     snprintf(fbuf, sizeof(fbuf), "%d", l->log_max_files);
-    const char **margv = calloc(argc + 20, sizeof(*margv));
+    const char **margv = calloc(argc + 24, sizeof(*margv)); /* 21 options at most, and NULL */
     if (margv == NULL) {
+        unmake(l);
         close(lock_fd);
         return gm_err(err, GM_ENOMEM, "launch %s: out of memory", l->dir);
     }
@@ -424,16 +585,20 @@ int gm_sup_launch(const struct gm_launch *l, pid_t *monitor_pid, uint64_t *monit
     }
     margv[n++] = "--cwd";
     margv[n++] = l->cwd != NULL ? l->cwd : "/";
+    if (l->cgroup != NULL) {
+        margv[n++] = "--cgroup";
+        margv[n++] = l->cgroup;
+    }
     margv[n++] = "--";
     for (size_t i = 0; i < argc; i++)
         margv[n++] = l->argv[i];
     margv[n] = NULL;
-    static char *const no_env[] = {NULL};
-
-    rc = start_monitor(l, lock_fd, (char *const *)margv, l->envp != NULL ? l->envp : no_env,
-                       monitor_pid, monitor_start, err);
+    /* The monitor is root code: it runs with the daemon's environment, not the workload's. */
+    rc = start_monitor(l, lock_fd, (char *const *)margv, environ, monitor_pid, monitor_start, err);
     free(margv);
-    /* The monitor and the workload hold the lock from here on. */
+    if (rc < 0)
+        unmake(l);
+    /* The monitor holds the lock from here on. */
     close(lock_fd);
     return rc;
 }

@@ -5,13 +5,23 @@
  * waits for it, and records its exit status in a file, so the daemon holds no pipe the workload
  * could die on and a workload outlives a daemon crash with its output and exit status intact.
  *
- * Each launch has a directory DIR = RUN_DIR/workloads/NAME/LAUNCH_ID holding:
- *   lock  flock()ed before the monitor is forked and inherited by the monitor and the workload:
- *         held exactly as long as either of them lives, whatever happens to pids.
- *   pid   "MONITOR_PID MONITOR_START CHILD_PID CHILD_START\n", written by the monitor
- *         (temp file + rename) once the workload is started.
- *   exit  "EXIT_CODE SIGNAL FINISHED_MS\n", written by the monitor (temp file + fsync + rename)
- *         after the workload ended; EXIT_CODE is -1 when it was killed by SIGNAL.
+ * Each launch has a directory DIR = RUN_DIR/workloads/NAME/LAUNCH_ID (0700, the daemon's) holding:
+ *   lock    flock()ed before the monitor is forked and held by the monitor alone (close-on-exec
+ *           for the workload): held exactly as long as the monitor lives.
+ *   cgroup  the path of the launch's cgroup, when it has one (written before the cgroup is made).
+ *           The workload joins it before it drops privileges and execs, and everything it forks
+ *           stays in it: "populated" means some process of the launch lives.
+ *   wlock   only without a cgroup: the workload's own lock, its fd 3 (a file description apart
+ *           from the monitor's, so releasing it releases only the workload's). Weaker: a
+ *           workload that closes or unlocks it is no longer seen once its monitor is gone.
+ *   env     the workload's environment (0600, entries separated by NUL), written by the daemon
+ *           and read and removed by the monitor, which applies it only in the workload after it
+ *           became its user: the monitor itself runs with the daemon's own environment.
+ *   pid     "MONITOR_PID MONITOR_START CHILD_PID CHILD_START\n", written by the monitor
+ *           (temp file + rename) once the workload is started.
+ *   exit    "EXIT_CODE SIGNAL FINISHED_MS\n", written by the monitor (temp file + fsync + rename)
+ *           after the workload ended and, with a cgroup, after every process left in it was
+ *           killed: then "exit file present" means nothing of the launch runs.
  */
 #ifndef GM_DAEMON_SUPERVISE_H
 #define GM_DAEMON_SUPERVISE_H
@@ -41,21 +51,23 @@ struct gm_launch {
     uint64_t log_max_size;    /* 0: the defaults above for both */
     int log_max_files;
     char *const *argv; /* argv[0] is looked up in PATH of envp */
-    char *const *envp; /* the whole environment of the workload */
+    char *const *envp; /* the whole environment of the workload (never the monitor's) */
     uid_t uid;         /* run as this user when the daemon is root and uid != 0 */
     gid_t gid;
-    const char *cwd; /* NULL: "/" */
+    const char *cwd;    /* NULL: "/" */
+    const char *cgroup; /* the launch's cgroup, made here; NULL: lock-only tracking */
 };
 
-/* Starts the monitor. Returns once the monitor runs, with its pid and start time. When the
- * command cannot be executed (not found, not executable) the monitor writes it to the log and
- * records exit code 127 (126 for permission), as a shell does; gm_sup_launch itself fails only
- * when the monitor cannot be started. */
+/* Starts the monitor, with the caller's own environment. Returns once the monitor runs, with its
+ * pid and start time. When the command cannot be executed (not found, not executable) the monitor
+ * writes it to the log and records exit code 127 (126 for permission), as a shell does;
+ * gm_sup_launch itself fails only when the monitor cannot be started. */
 int gm_sup_launch(const struct gm_launch *l, pid_t *monitor_pid, uint64_t *monitor_start,
                   struct gm_error *err);
 
 enum gm_sup_state {
-    GM_SUP_ALIVE,  /* the lock is held: the monitor or the workload lives */
+    GM_SUP_ALIVE,  /* the monitor lives (its lock is held) or a process of the workload does
+                      (its cgroup is populated, or without one its lock is held) */
     GM_SUP_EXITED, /* exit file present */
     GM_SUP_GONE,   /* nothing holds the lock and no exit file: nothing runs, status unknown */
 };
@@ -73,10 +85,13 @@ struct gm_sup_status {
 
 /* Reads the state of the launch in dir without changing anything. */
 int gm_sup_poll(const char *dir, struct gm_sup_status *out, struct gm_error *err);
-/* Sends sig to the workload's process group when it is alive (checked against pid_start). */
+/* Sends sig to every process of the launch: with a cgroup to each process in it (SIGKILL: the
+ * whole cgroup, waiting until it is empty), else to the workload's process group when it is
+ * alive (checked against pid_start). */
 int gm_sup_signal(const char *dir, int sig, struct gm_error *err);
-/* Removes the launch directory (after its exit was recorded). GM_EBUSY while anything still
- * holds the lock: the monitor in its last moments, or processes the workload left behind. */
+/* Removes the launch directory and its cgroup (after its exit was recorded). GM_EBUSY while
+ * anything of the launch lives: the monitor in its last moments, or processes the workload left
+ * behind (in its cgroup, or holding its lock). */
 int gm_sup_remove(const char *dir, struct gm_error *err);
 
 #endif

@@ -1,5 +1,6 @@
 /* gpumux-monitor: owns one workload so that it outlives the daemon with its output and exit
  * status intact. See src/daemon/supervise.h for the launch directory it maintains. */
+#include "common/cgroup.h"
 #include "common/clock.h"
 #include "daemon/supervise.h"
 #include "monitor/logsink.h"
@@ -15,6 +16,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
+#include <sys/prctl.h>
 #include <sys/signalfd.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -22,12 +25,16 @@
 
 static const char usage[] =
     "usage: gpumux-monitor --dir DIR --lock-fd N --log FILE [--log-max-size BYTES]\n"
-    "                      [--log-max-files K] [--uid U --gid G] [--cwd D] -- CMD [ARG..]\n"
+    "                      [--log-max-files K] [--uid U --gid G] [--cwd D] [--cgroup CG]\n"
+    "                      -- CMD [ARG..]\n"
     "Runs CMD in its own session with stdout and stderr a pipe copied into FILE (rotated at\n"
     "BYTES, default 10 MiB, keeping K older files FILE.1..K, default 3), and records its pid\n"
-    "in DIR/pid and its exit status in DIR/exit. Descriptor N holds the launch's lock; the\n"
-    "workload inherits it. CMD is looked up in PATH of this program's environment, which is\n"
-    "also the workload's. Started by gpumuxd; not meant to be run by hand.\n";
+    "in DIR/pid and its exit status in DIR/exit. Descriptor N holds the launch's lock, which\n"
+    "the workload does not inherit. The workload's environment is read from DIR/env (removed\n"
+    "then) and applied in the workload only, after it took its user; CMD is looked up in its\n"
+    "PATH. With --cgroup the workload runs in cgroup CG, and every process left in it when CMD\n"
+    "ends is killed before the exit is recorded; without it the workload holds DIR/wlock.\n"
+    "Started by gpumuxd; not meant to be run by hand.\n";
 
 struct opts {
     const char *dir;
@@ -35,6 +42,7 @@ struct opts {
     const char *cwd;
     uint64_t log_max_size;
     int log_max_files;
+    const char *cgroup;
     int lock_fd;
     int have_uid;
     uid_t uid;
@@ -47,6 +55,7 @@ struct opts {
 static struct gm_logsink sink = {.dfd = -1, .fd = -1, .mirror_fd = -1};
 static int say_fd = 2;
 static pid_t child_pid;
+extern char **environ;
 
 __attribute__((format(printf, 1, 2))) static void say(const char *fmt, ...)
 {
@@ -131,6 +140,8 @@ static int parse_args(int argc, char **argv, struct opts *o)
             o->log_max_files = (int)n;
         } else if (strcmp(a, "--cwd") == 0) {
             o->cwd = v;
+        } else if (strcmp(a, "--cgroup") == 0 && v[0] == '/') {
+            o->cgroup = v;
         } else if (strcmp(a, "--lock-fd") == 0 && parse_id(v, &n) == 0 && n >= 3 && n < INT_MAX) {
             o->lock_fd = (int)n;
         } else if (strcmp(a, "--uid") == 0 && parse_id(v, &n) == 0) {
@@ -235,10 +246,101 @@ static int write_exit(const char *dir, int code, int sig)
     }
 }
 
+/* Reads the workload's environment from DIR/env (entries separated by NUL) and removes the
+ * file: nobody reads it again. Returns a NULL-terminated array, or NULL (said in the log). */
+static char **read_env(const char *dir)
+{
+    char path[PATH_MAX];
+    if (snprintf(path, sizeof(path), "%s/env", dir) >= (int)sizeof(path)) {
+        say("%s/env: path too long", dir);
+        return NULL;
+    }
+    int fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+    if (fd < 0) {
+        say("cannot open the workload's environment %s: %s", path, strerror(errno));
+        return NULL;
+    }
+    size_t cap = 4096, len = 0;
+    char *buf = malloc(cap);
+    for (;;) {
+        if (buf == NULL)
+            break;
+        if (len + 1 >= cap) {
+            char *nb = realloc(buf, cap * 2);
+            if (nb == NULL) {
+                free(buf);
+                buf = NULL;
+                break;
+            }
+            buf = nb;
+            cap *= 2;
+        }
+        ssize_t r = read(fd, buf + len, cap - 1 - len);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r < 0) {
+            say("cannot read %s: %s", path, strerror(errno));
+            free(buf);
+            buf = NULL;
+            break;
+        }
+        if (r == 0)
+            break;
+        len += (size_t)r;
+    }
+    close(fd);
+    unlink(path);
+    if (buf == NULL)
+        return NULL;
+    buf[len] = '\0';
+    size_t n = 0;
+    for (size_t i = 0; i < len; i++)
+        n += buf[i] == '\0';
+    char **env = calloc(n + 2, sizeof(*env));
+    if (env == NULL) {
+        free(buf);
+        say("out of memory reading %s", path);
+        return NULL;
+    }
+    size_t k = 0;
+    for (size_t i = 0; i < len; i += strlen(buf + i) + 1)
+        env[k++] = buf + i;
+    env[k] = NULL;
+    return env; /* buf lives as long as the process */
+}
+
+/* Where the workload's processes are counted: its cgroup, or without one its own lock, fd 3 (a
+ * file description apart from the monitor's, so that releasing it releases nothing of ours). */
+static int track_workload(const struct opts *o)
+{
+    if (o->cgroup != NULL) {
+        int rc = gm_cgroup_join(o->cgroup, getpid());
+        if (rc < 0)
+            say("cannot join cgroup %s: %s", o->cgroup, strerror(-rc));
+        return rc;
+    }
+    char path[PATH_MAX];
+    if (snprintf(path, sizeof(path), "%s/wlock", o->dir) >= (int)sizeof(path)) {
+        say("%s/wlock: path too long", o->dir);
+        return -1;
+    }
+    int fd = open(path, O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0600);
+    if (fd < 0 || flock(fd, LOCK_EX | LOCK_NB) < 0 || dup2(fd, 3) < 0) {
+        say("cannot take the workload's lock %s: %s", path, strerror(errno));
+        return -1;
+    }
+    if (fd != 3)
+        close(fd);
+    return 0;
+}
+
 /* The workload side of the fork; the monitor is single-threaded, so anything goes here. Exit
  * codes follow the shell's: 127 not found, 126 found but not runnable; failing to take the
- * requested identity or directory also means the command could not be invoked (126). */
-__attribute__((noreturn)) static void run_workload(const struct opts *o, int null_fd, int out_fd)
+ * requested identity or directory also means the command could not be invoked (126). The
+ * workload's environment (env) takes effect only after the identity is dropped, for exec: ld.so
+ * of a root process must never see a requested LD_PRELOAD, LD_AUDIT or LD_LIBRARY_PATH. */
+__attribute__((noreturn)) static void run_workload(const struct opts *o, int null_fd, int out_fd,
+                                                   char **env)
 {
     setsid(); /* its own session and process group, so that the group can be signalled whole */
     signal(SIGHUP, SIG_DFL);
@@ -256,6 +358,9 @@ __attribute__((noreturn)) static void run_workload(const struct opts *o, int nul
         _exit(126);
     }
     say_fd = 2;
+    /* Joined while still privileged: the cgroup's files are root's. */
+    if (track_workload(o) < 0)
+        _exit(126);
     if (o->have_uid && o->uid != 0 && geteuid() == 0) {
         if (setgroups(0, NULL) < 0 || setgid(o->gid) < 0 || setuid(o->uid) < 0) {
             say("cannot switch to uid %u gid %u: %s", (unsigned)o->uid, (unsigned)o->gid,
@@ -267,6 +372,8 @@ __attribute__((noreturn)) static void run_workload(const struct opts *o, int nul
         say("cannot change directory to '%s': %s", o->cwd, strerror(errno));
         _exit(126);
     }
+    /* From here on the workload's environment: PATH for the lookup, and for exec. */
+    environ = env;
     /* The interposer is for the workload, not for this monitor: the daemon hands it over
      * under another name so that it is preloaded into the workload alone. */
     const char *preload = getenv(GM_MONITOR_PRELOAD_ENV);
@@ -280,11 +387,36 @@ __attribute__((noreturn)) static void run_workload(const struct opts *o, int nul
     _exit(e == EACCES || e == ENOEXEC ? 126 : 127);
 }
 
+/* After the workload's main process ended: ends every process left in its cgroup (as a container
+ * runtime does when a container's init exits) and reaps those that were ours, until none is
+ * left, so that the exit file means that nothing of the launch runs. */
+static void end_leftovers(const char *cg)
+{
+    pid_t *pids = NULL;
+    size_t n = 0;
+    if (gm_cgroup_pids(cg, &pids, &n, NULL) == 0 && n > 0)
+        say("the workload's main process ended: killing the %zu process(es) it left behind", n);
+    free(pids);
+    for (int round = 0;; round++) {
+        struct gm_error err = {0};
+        int rc = gm_cgroup_kill(cg, 5000, &err);
+        while (waitpid(-1, NULL, WNOHANG) > 0)
+            ;
+        if (rc == 0)
+            return;
+        if (round % 12 == 0)
+            say("%s; trying again", err.msg);
+        sleep(1);
+    }
+}
+
 /* Copies the workload's output into the log and forwards SIGTERM until the workload has ended
  * and its output is read to the end. Processes it left behind may keep the pipe open: they get
  * GM_MONITOR_DRAIN_MS more, then the pipe is closed (their further writes fail with EPIPE) and
- * the exit is recorded. */
-static int supervise(pid_t pid, int out_fd, int sig_fd, int *status)
+ * the exit is recorded. With a cgroup, what the workload left behind is killed as soon as its
+ * main process has ended (so that the pipe reaches its end at once), and orphans, which become
+ * this subreaper's children, are reaped as they end. */
+static int supervise(pid_t pid, const char *cg, int out_fd, int sig_fd, int *status)
 {
     static char buf[65536];
     int exited = 0;
@@ -292,13 +424,19 @@ static int supervise(pid_t pid, int out_fd, int sig_fd, int *status)
     fcntl(out_fd, F_SETFL, fcntl(out_fd, F_GETFL) | O_NONBLOCK);
     for (;;) {
         if (!exited) {
-            pid_t r = waitpid(pid, status, WNOHANG);
-            if (r < 0 && errno != EINTR) {
+            int st;
+            pid_t r;
+            while ((r = waitpid(-1, &st, WNOHANG)) > 0 && r != pid)
+                ; /* an orphan of the workload (with a cgroup) */
+            if (r < 0 && errno != EINTR && errno != ECHILD) {
                 say("waiting for pid %d: %s", (int)pid, strerror(errno));
                 return -1;
             }
             if (r == pid) {
+                *status = st;
                 exited = 1;
+                if (cg != NULL)
+                    end_leftovers(cg);
                 drain_until = gm_mono_ms() + GM_MONITOR_DRAIN_MS;
             }
         }
@@ -339,13 +477,14 @@ int main(int argc, char **argv)
     struct opts o;
     if (parse_args(argc, argv, &o) < 0)
         return 2;
-    if (fcntl(o.lock_fd, F_SETFD, 0) < 0) {
+    /* The lock is the monitor's: the workload never holds it, so it cannot release it. */
+    if (fcntl(o.lock_fd, F_SETFD, FD_CLOEXEC) < 0) {
         fprintf(stderr, "gpumux-monitor: lock descriptor %d: %s\n", o.lock_fd, strerror(errno));
         return 2;
     }
     setsid(); /* fails only when already a group leader (run by hand): harmless */
 
-    /* Nothing but the lock may reach the workload, whatever started this program. */
+    /* Nothing but stdio may reach the workload, whatever started this program. */
     if (o.lock_fd > 3)
         close_range(3, (unsigned)o.lock_fd - 1, CLOSE_RANGE_CLOEXEC);
     close_range((unsigned)o.lock_fd + 1, ~0U, CLOSE_RANGE_CLOEXEC);
@@ -389,6 +528,12 @@ int main(int argc, char **argv)
         say("cannot create pipe: %s", strerror(errno));
         return write_exit(o.dir, 126, 0) < 0 ? 1 : 0;
     }
+    char **env = read_env(o.dir);
+    if (env == NULL)
+        return write_exit(o.dir, 126, 0) < 0 ? 1 : 0;
+    /* The workload's orphans become ours, so that they are reaped once killed. */
+    if (o.cgroup != NULL && prctl(PR_SET_CHILD_SUBREAPER, 1) < 0)
+        say("cannot become a subreaper: %s", strerror(errno));
     /* Closed by the child's exec (or exit): until then it may not yet lead its own group, and
      * the pid file must not invite anyone to signal a group that does not exist yet. */
     int sync[2];
@@ -404,7 +549,7 @@ int main(int argc, char **argv)
     if (pid == 0) {
         close(sync[0]);
         close(out[0]);
-        run_workload(&o, null_fd >= 0 ? null_fd : 0, out[1]);
+        run_workload(&o, null_fd >= 0 ? null_fd : 0, out[1], env);
     }
     child_pid = pid;
     close(sync[1]);
@@ -420,8 +565,11 @@ int main(int argc, char **argv)
     write_file(o.dir, "pid", text, 0);
 
     int status;
-    if (supervise(pid, out[0], sig_fd, &status) < 0)
+    if (supervise(pid, o.cgroup, out[0], sig_fd, &status) < 0)
         return 1;
+    /* Orphans that were still ending when the main process did. */
+    if (o.cgroup != NULL)
+        end_leftovers(o.cgroup);
     int code = -1, sig = 0;
     if (WIFEXITED(status))
         code = WEXITSTATUS(status);

@@ -17,6 +17,14 @@ export ASAN_OPTIONS="${ASAN_OPTIONS:+$ASAN_OPTIONS:}verify_asan_link_order=0"
 FAILS=0
 PASSES=0
 DAEMON_PID=
+# Each test's launches get their cgroups under a parent of their own: tests run at once and
+# workload names repeat between them. Without root or a cgroup hierarchy: lock-only tracking.
+GM_CGROUP_ROOT=none
+if [ "$(id -u)" = 0 ] &&
+    awk '/ - cgroup2 / || / - cgroup .*[ ,](pids|freezer)(,|$)/ {f = 1} END {exit !f}' \
+        /proc/self/mountinfo; then
+    GM_CGROUP_ROOT="gpumux-test/${T##*/}"
+fi
 
 log() { printf '%s\n' "$*" >&2; }
 
@@ -61,6 +69,12 @@ cleanup() {
         tagged_left || break
         sleep 0.05
     done
+    # The test's cgroups, emptied above (their processes carry the tag).
+    local m
+    for m in $(awk '/ - cgroup2? / {print $5}' /proc/self/mountinfo); do
+        [ -d "$m/gpumux-test/${T##*/}" ] &&
+            find "$m/gpumux-test/${T##*/}" -depth -type d -exec rmdir {} + 2>/dev/null
+    done
     if [ "${GM_KEEP:-0}" = 1 ] || [ "$FAILS" -gt 0 ]; then
         log "state kept in $T"
         [ -f "$T/daemon.log" ] && tail -n 30 "$T/daemon.log" >&2
@@ -75,7 +89,8 @@ trap cleanup EXIT
 start_daemon() {
     mkdir -p "$T/state" "$T/run"
     "$GPUMUXD" --driver sim --state-dir "$T/state" --run-dir "$T/run" --log-dir "$T/logs" \
-        --gpusim-state "$GPUSIM_STATE" --poll-interval-ms 50 --stop-timeout 3 $GM_DAEMON_AS "$@" \
+        --gpusim-state "$GPUSIM_STATE" --poll-interval-ms 50 --stop-timeout 3 $GM_DAEMON_AS \
+        --cgroup-root "$GM_CGROUP_ROOT" "$@" \
         >>"$T/daemon.log" 2>&1 &
     DAEMON_PID=$!
     local i

@@ -49,7 +49,10 @@ plant() {
     done
 }
 
-daemon() { timeout 20 "$GPUMUXD" --driver sim --poll-interval-ms 50 --log-dir "$T/logs0" "$@"; }
+daemon() {
+    timeout 20 "$GPUMUXD" --driver sim --poll-interval-ms 50 --log-dir "$T/logs0" \
+        --cgroup-root "$GM_CGROUP_ROOT" "$@"
+}
 
 # 1. The state directory is the attacker's own.
 as_other mkdir "$A/state"
@@ -117,6 +120,7 @@ victim_intact "gpusim state link"
 # workload's log, launch files, region or the socket go.
 rm -rf "$T/state" "$T/run"
 "$GPUMUXD" --driver sim --state-dir "$T/state" --run-dir "$T/run" --log-dir "$T/logs" \
+    --cgroup-root "$GM_CGROUP_ROOT" \
     --gpusim-state "$GPUSIM_STATE" --poll-interval-ms 50 >>"$T/daemon.log" 2>&1 &
 DAEMON_PID=$!
 wait_for "daemon answers" 10 gm info

@@ -134,6 +134,8 @@ int main(void)
     gm_config_set(&d.cfg, "gpusim_state", v, "test", &err);
     gm_config_set(&d.cfg, "driver", "sim", "test", &err);
     gm_config_set(&d.cfg, "stop_timeout", "1", "test", &err);
+    /* Workload names repeat between test programs run at once: no shared cgroup parent. */
+    gm_config_set(&d.cfg, "cgroup_root", "none", "test", &err);
     snprintf(bin, sizeof(bin), "%s/bin", build);
     /* Workloads run without the interposer: it would be loaded into uninstrumented programs. */
     gm_config_set(&d.cfg, "interposer", "/nonexistent/libgpumux.so", "test", &err);

@@ -206,6 +206,8 @@ static void setup(void)
     set("driver", "sim");
     set("poll_interval_ms", "50");
     set("stop_timeout", "3");
+    /* Workload names repeat between test programs run at once: no shared cgroup parent. */
+    set("cgroup_root", "none");
     snprintf(path, sizeof(path), "%s/bin", build);
     cr_assert_eq(gm_config_finish(&d.cfg, path, &err), 0, "%s", err.msg);
     unsetenv("GPUSIM_CONFIG");

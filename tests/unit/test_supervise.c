@@ -1,4 +1,5 @@
 /* Supervision through gpumux-monitor: real launches of real commands in a temporary directory. */
+#include "common/cgroup.h"
 #include "daemon/supervise.h"
 
 #include <criterion/criterion.h>
@@ -313,7 +314,8 @@ Test(supervise, environment_passed_exactly)
     free(log);
 }
 
-Test(supervise, workload_inherits_only_stdio_and_lock)
+/* Without a cgroup the workload holds its own lock, DIR/wlock, as fd 3; never the monitor's. */
+Test(supervise, workload_inherits_only_stdio_and_its_lock)
 {
     /* Descriptors a daemon would have open without close-on-exec. */
     char path[PATH_MAX + 16];
@@ -330,7 +332,7 @@ Test(supervise, workload_inherits_only_stdio_and_lock)
     cr_assert_eq(st.exit_code, 0);
     char *log = slurp(r.log);
     char lock[PATH_MAX + 8];
-    snprintf(lock, sizeof(lock), "%s/lock", r.dir);
+    snprintf(lock, sizeof(lock), "%s/wlock", r.dir);
     int seen[4] = {0};
     int listing_dirs = 0;
     char pipe_id[64] = "";
@@ -542,4 +544,184 @@ Test(supervise, missing_monitor_fails_and_releases_lock)
     cr_assert_eq(gm_sup_poll(dir, &st, &err), 0);
     cr_assert_eq(st.state, GM_SUP_GONE);
     assert_no_children();
+}
+
+/* ---- the workload's environment and its cgroup -------------------------------------------- */
+
+static int has_env(pid_t pid, const char *entry)
+{
+    char path[64];
+    snprintf(path, sizeof(path), "/proc/%d/environ", (int)pid);
+    FILE *f = fopen(path, "r");
+    cr_assert(f != NULL, "%s: %s", path, strerror(errno));
+    char buf[65536];
+    size_t n = fread(buf, 1, sizeof(buf) - 1, f);
+    fclose(f);
+    buf[n] = '\0';
+    for (size_t i = 0; i < n; i += strlen(buf + i) + 1)
+        if (strcmp(buf + i, entry) == 0)
+            return 1;
+    return 0;
+}
+
+Test(supervise, monitor_never_gets_the_workload_environment)
+{
+    struct run r;
+    char *env[] = {"GM_TEST_MARK=workload-only", "PATH=/usr/bin:/bin", NULL};
+    char *argv[] = {"sh", "-c", "echo $GM_TEST_MARK; exec sleep 30", NULL};
+    struct gm_error err = {0};
+    cr_assert_eq(launch_as(&r, "envmon", argv, env, 0, 0, &err), 0, "%s", err.msg);
+    struct gm_sup_status st = wait_for(&r, GM_SUP_ALIVE, 1, 5000);
+    cr_assert(!has_env(r.monitor_pid, "GM_TEST_MARK=workload-only"),
+              "the monitor (root code) runs with the daemon's environment");
+    cr_assert(has_env(st.pid, "GM_TEST_MARK=workload-only"), "the workload has its own");
+    char path[PATH_MAX + 8];
+    snprintf(path, sizeof(path), "%s/env", r.dir);
+    cr_assert_neq(access(path, F_OK), 0, "the monitor removed the environment file");
+    cr_assert_eq(gm_sup_signal(r.dir, SIGKILL, &err), 0, "%s", err.msg);
+    wait_for(&r, GM_SUP_EXITED, 0, 5000);
+    char *log = slurp(r.log);
+    cr_assert_str_eq(log, "workload-only\n");
+    free(log);
+}
+
+/* Without a cgroup: releasing the lock it holds releases only the workload's own. */
+Test(supervise, lock_only_unlock_does_not_look_ended)
+{
+    struct run r;
+    char *argv[] = {"sh", "-c", "flock -u 3; exec 3>&-; exec sleep 30", NULL};
+    launch(&r, "unlock", argv);
+    struct gm_sup_status st = wait_for(&r, GM_SUP_ALIVE, 1, 5000);
+    sleep_ms(200);
+    struct gm_error err = {0};
+    cr_assert_eq(gm_sup_poll(r.dir, &st, &err), 0, "%s", err.msg);
+    cr_assert_eq(st.state, GM_SUP_ALIVE, "the monitor's lock still says it runs");
+    cr_assert_eq(gm_sup_signal(r.dir, SIGKILL, &err), 0, "%s", err.msg);
+    wait_for(&r, GM_SUP_EXITED, 0, 5000);
+}
+
+static char cg_root[PATH_MAX - 64];
+
+/* The parent cgroup of this test's launches, or a skip. */
+static void need_cgroup(void)
+{
+    char rel[64];
+    snprintf(rel, sizeof(rel), "gpumux-unit-sup-%d", (int)getpid());
+    enum gm_cg_kind kind;
+    struct gm_error err = {0};
+    if (gm_cgroup_resolve_root(rel, cg_root, sizeof(cg_root), &kind, &err) < 0)
+        cr_skip("no writable cgroup here: %s", err.msg);
+}
+
+static void launch_cg(struct run *r, const char *name, char *const *argv, char *cg, size_t len)
+{
+    snprintf(cg, len, "%s/%s", cg_root, name);
+    snprintf(r->dir, sizeof(r->dir), "%s/workloads/%s/1", base, name);
+    snprintf(r->log, sizeof(r->log), "%s/%s.log", base, name);
+    struct gm_launch l = {.monitor_path = monitor,
+                          .dir = r->dir,
+                          .log_path = r->log,
+                          .argv = argv,
+                          .envp = default_env,
+                          .cgroup = cg};
+    struct gm_error err = {0};
+    cr_assert_eq(gm_sup_launch(&l, &r->monitor_pid, &r->monitor_start, &err), 0, "%s", err.msg);
+}
+
+static pid_t read_pid(const char *file)
+{
+    for (int i = 0; i < 1000 && access(file, F_OK) != 0; i++)
+        sleep_ms(5);
+    char *s = slurp(file);
+    pid_t p = atoi(s);
+    free(s);
+    cr_assert_gt(p, 0, "%s", file);
+    return p;
+}
+
+static void cg_cleanup(const char *cg)
+{
+    gm_cgroup_kill(cg, 5000, NULL);
+    gm_cgroup_remove(cg, NULL);
+    rmdir(cg_root);
+}
+
+Test(supervise, cgroup_leftovers_end_before_the_exit_is_recorded)
+{
+    need_cgroup();
+    struct run r;
+    char cg[PATH_MAX], bgfile[128], script[512];
+    snprintf(bgfile, sizeof(bgfile), "%s/bg.pid", base);
+    snprintf(script, sizeof(script),
+             "setsid sleep 1000 & echo $! > %s.tmp; mv %s.tmp %s; sleep 0.3; exit 0", bgfile,
+             bgfile, bgfile);
+    char *argv[] = {"sh", "-c", script, NULL};
+    launch_cg(&r, "leftover", argv, cg, sizeof(cg));
+    pid_t bg = read_pid(bgfile);
+    uint64_t bg_start = gm_proc_start_time(bg);
+    cr_assert(gm_proc_alive(bg, bg_start));
+    cr_assert_neq(getsid(bg), getsid(wait_for(&r, GM_SUP_ALIVE, 1, 5000).pid),
+                  "the child left the workload's session");
+    struct gm_sup_status st = wait_for(&r, GM_SUP_EXITED, 0, 5000);
+    cr_assert_eq(st.exit_code, 0);
+    cr_assert(!gm_proc_alive(bg, bg_start), "exit recorded while its child %d still ran", (int)bg);
+    cr_assert(wait_dead(r.monitor_pid, r.monitor_start, 5000));
+    struct gm_error err = {0};
+    cr_assert_eq(gm_sup_remove(r.dir, &err), 0, "%s", err.msg);
+    cr_assert_neq(access(cg, F_OK), 0, "the launch's cgroup is removed with it");
+    char *log = slurp(r.log);
+    cr_assert(strstr(log, "killing the 1 process(es) it left behind") != NULL, "log: %s", log);
+    free(log);
+    cg_cleanup(cg);
+}
+
+Test(supervise, cgroup_escaped_child_keeps_the_launch_alive_and_is_signalled)
+{
+    need_cgroup();
+    struct run r;
+    char cg[PATH_MAX], bgfile[128], script[512];
+    snprintf(bgfile, sizeof(bgfile), "%s/esc.pid", base);
+    /* A double fork into a new session, all descriptors closed. */
+    snprintf(script, sizeof(script),
+             "(setsid sh -c 'exec 0<&- 1>&- 2>&- 3>&-; exec sleep 1000' & echo $! > %s.tmp; "
+             "mv %s.tmp %s) ; exec sleep 1000",
+             bgfile, bgfile, bgfile);
+    char *argv[] = {"sh", "-c", script, NULL};
+    launch_cg(&r, "escape", argv, cg, sizeof(cg));
+    struct gm_sup_status st = wait_for(&r, GM_SUP_ALIVE, 1, 5000);
+    pid_t bg = read_pid(bgfile);
+    uint64_t bg_start = gm_proc_start_time(bg);
+    /* Its monitor and its main process gone, only the escaped child is left. */
+    cr_assert_eq(kill(r.monitor_pid, SIGKILL), 0);
+    cr_assert(wait_dead(r.monitor_pid, r.monitor_start, 5000));
+    cr_assert_eq(kill(st.pid, SIGKILL), 0);
+    cr_assert(wait_dead(st.pid, st.pid_start, 5000));
+    cr_assert(gm_proc_alive(bg, bg_start));
+    struct gm_error err = {0};
+    cr_assert_eq(gm_sup_poll(r.dir, &st, &err), 0, "%s", err.msg);
+    cr_assert_eq(st.state, GM_SUP_ALIVE, "its cgroup says a process of it lives");
+    cr_assert_eq(gm_sup_remove(r.dir, &err), -GM_EBUSY);
+    cr_assert_eq(gm_sup_signal(r.dir, SIGTERM, &err), 0, "%s", err.msg);
+    cr_assert(wait_dead(bg, bg_start, 5000), "the escaped child got the signal");
+    st = wait_for(&r, GM_SUP_GONE, 0, 5000);
+    cr_assert_eq(gm_sup_remove(r.dir, &err), 0, "%s", err.msg);
+    cg_cleanup(cg);
+}
+
+Test(supervise, cgroup_workload_holds_no_lock)
+{
+    need_cgroup();
+    struct run r;
+    char cg[PATH_MAX];
+    char *argv[] = {"sh", "-c", "ls /proc/self/fd/3 2>/dev/null && echo has-3 || echo no-3", NULL};
+    launch_cg(&r, "nolock", argv, cg, sizeof(cg));
+    struct gm_sup_status st = wait_for(&r, GM_SUP_EXITED, 0, 5000);
+    cr_assert_eq(st.exit_code, 0);
+    char *log = slurp(r.log);
+    cr_assert_str_eq(log, "no-3\n");
+    free(log);
+    struct gm_error err = {0};
+    cr_assert(wait_dead(r.monitor_pid, r.monitor_start, 5000));
+    cr_assert_eq(gm_sup_remove(r.dir, &err), 0, "%s", err.msg);
+    cg_cleanup(cg);
 }
