@@ -246,6 +246,8 @@ static int write_exit(const char *dir, int code, int sig)
     }
 }
 
+static char *env_text;
+
 /* Reads the workload's environment from DIR/env (entries separated by NUL) and removes the
  * file: nobody reads it again. Returns a NULL-terminated array, or NULL (said in the log). */
 static char **read_env(const char *dir)
@@ -306,7 +308,8 @@ static char **read_env(const char *dir)
     for (size_t i = 0; i < len; i += strlen(buf + i) + 1)
         env[k++] = buf + i;
     env[k] = NULL;
-    return env; /* buf lives as long as the process */
+    env_text = buf; /* the strings of env: freed with it at the end */
+    return env;
 }
 
 /* Where the workload's processes are counted: its cgroup, or without one its own lock, fd 3 (a
@@ -575,5 +578,7 @@ int main(int argc, char **argv)
         code = WEXITSTATUS(status);
     else if (WIFSIGNALED(status))
         sig = WTERMSIG(status);
+    free(env);
+    free(env_text);
     return write_exit(o.dir, code, sig) < 0 ? 1 : 0;
 }
