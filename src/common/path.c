@@ -5,7 +5,9 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
+#include <stdlib.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 static int vformat(char *buf, size_t len, const char *fmt, va_list ap)
 {
@@ -62,5 +64,41 @@ int gm_mkdir_p(const char *dir, mode_t mode, struct gm_error *err)
     struct stat st;
     if (stat(buf, &st) < 0 || !S_ISDIR(st.st_mode))
         return gm_err(err, GM_EIO, "%s exists and is not a directory", buf);
+    return 0;
+}
+
+int gm_read_all(int fd, char **out, size_t *len)
+{
+    size_t cap = 4096, n = 0;
+    char *buf = malloc(cap);
+    *out = NULL;
+    *len = 0;
+    if (buf == NULL)
+        return -ENOMEM;
+    for (;;) {
+        if (n + 1 >= cap) {
+            char *nb = realloc(buf, cap * 2);
+            if (nb == NULL) {
+                free(buf);
+                return -ENOMEM;
+            }
+            buf = nb;
+            cap *= 2;
+        }
+        ssize_t r = read(fd, buf + n, cap - 1 - n);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r < 0) {
+            int e = errno;
+            free(buf);
+            return -e;
+        }
+        if (r == 0)
+            break;
+        n += (size_t)r;
+    }
+    buf[n] = '\0';
+    *out = buf;
+    *len = n;
     return 0;
 }

@@ -17,5 +17,8 @@ int gm_path_try(char *buf, size_t len, const char *fmt, ...) __attribute__((form
 /* Creates dir and its missing parents, each with mode; existing ones are left as they are. Fails
  * when dir exists and is not a directory ("... exists and is not a directory"). */
 int gm_mkdir_p(const char *dir, mode_t mode, struct gm_error *err);
+/* Reads what is left of fd into a malloc'd buffer with a NUL after it (the data may hold NULs
+ * of its own); *len is its length. Returns 0 or -errno; fd stays open. */
+int gm_read_all(int fd, char **out, size_t *len);
 
 #endif

@@ -6,15 +6,22 @@
 #include <string.h>
 #include <unistd.h>
 
-int gm_proc_parse_stat(const char *buf, size_t len, char *state, uint64_t *start)
+/* Field 3 (the state) of a /proc/PID/stat line: after the last ')', since the command name in
+ * parentheses may hold anything, ')' and spaces too. NULL when there is none. */
+static const char *after_comm(const char *buf, const char *end)
 {
-    const char *end = buf + len, *p = NULL;
+    const char *p = NULL;
     for (const char *q = buf; q < end; q++)
         if (*q == ')')
             p = q;
-    if (p == NULL || p + 2 >= end)
+    return p == NULL || p + 2 >= end ? NULL : p + 2; /* ") " */
+}
+
+int gm_proc_parse_stat(const char *buf, size_t len, char *state, uint64_t *start)
+{
+    const char *end = buf + len, *p = after_comm(buf, end);
+    if (p == NULL)
         return -1;
-    p += 2; /* ") " */
     *state = *p;
     /* Field 3 is the state; 19 more spaces lead to field 22. */
     for (int field = 3; field < 22; field++) {
@@ -76,13 +83,9 @@ int gm_proc_stat(pid_t pid, char *state, uint64_t *start)
 
 int gm_proc_parse_ids(const char *buf, size_t len, struct gm_proc_ids *out)
 {
-    const char *end = buf + len, *p = NULL;
-    for (const char *q = buf; q < end; q++)
-        if (*q == ')')
-            p = q;
-    if (p == NULL || p + 2 >= end)
+    const char *end = buf + len, *p = after_comm(buf, end);
+    if (p == NULL)
         return -1;
-    p += 2; /* ") ": field 3, the state */
     long v[3];
     for (int field = 4; field <= 6; field++) {
         while (p < end && *p != ' ')

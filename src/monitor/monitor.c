@@ -2,6 +2,7 @@
  * status intact. See src/daemon/supervise.h for the launch directory it maintains. */
 #include "common/cgroup.h"
 #include "common/clock.h"
+#include "common/path.h"
 #include "daemon/supervise.h"
 #include "monitor/logsink.h"
 
@@ -262,34 +263,11 @@ static char **read_env(const char *dir)
         say("cannot open the workload's environment %s: %s", path, strerror(errno));
         return NULL;
     }
-    size_t cap = 4096, len = 0;
-    char *buf = malloc(cap);
-    for (;;) {
-        if (buf == NULL)
-            break;
-        if (len + 1 >= cap) {
-            char *nb = realloc(buf, cap * 2);
-            if (nb == NULL) {
-                free(buf);
-                buf = NULL;
-                break;
-            }
-            buf = nb;
-            cap *= 2;
-        }
-        ssize_t r = read(fd, buf + len, cap - 1 - len);
-        if (r < 0 && errno == EINTR)
-            continue;
-        if (r < 0) {
-            say("cannot read %s: %s", path, strerror(errno));
-            free(buf);
-            buf = NULL;
-            break;
-        }
-        if (r == 0)
-            break;
-        len += (size_t)r;
-    }
+    char *buf = NULL;
+    size_t len = 0;
+    int rc = gm_read_all(fd, &buf, &len);
+    if (rc < 0)
+        say("cannot read %s: %s", path, strerror(-rc));
     close(fd);
     unlink(path);
     if (buf == NULL)
