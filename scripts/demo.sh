@@ -33,7 +33,7 @@ PATH="$B/bin:$PATH"
 
 mkdir -p "$D/state" "$D/run"
 "$B/bin/gpumuxd" --driver "$DRIVER" --state-dir "$D/state" --run-dir "$D/run" \
-    --gpusim-state "$D/run/gpusim.state" --stop-timeout 2 >"$D/daemon.log" 2>&1 &
+    --log-dir "$D/logs" --gpusim-state "$D/run/gpusim.state" --stop-timeout 2 >"$D/daemon.log" 2>&1 &
 DPID=$!
 for _ in $(seq 1 100); do gm info >/dev/null 2>&1 && break; sleep 0.1; done
 echo "gpumuxd runs in $D (log: $D/daemon.log):"
