@@ -7,7 +7,16 @@ B=$(cd "${1:-build}" && pwd)
 D=$(mktemp -d /tmp/gpumux-demo.XXXXXX)
 chmod 0755 "$D"
 export GPUMUX_SOCKET="$D/run/gpumux.sock"
-export GPUMUX_DEMO_TAG="$D"
+# Inherited by the daemon and so by every workload (gpumuxd passes on its environment but
+# GPUMUX_*, which it sets itself): the cleanup finds them by it.
+export GM_DEMO_TAG="$D"
+# The demo's launches get their cgroups under a parent of its own, removed at the end.
+CGROOT=none
+if [ "$(id -u)" = 0 ] &&
+    awk '/ - cgroup2 / || / - cgroup .*[ ,](pids|freezer)(,|$)/ {f = 1} END {exit !f}' \
+        /proc/self/mountinfo; then
+    CGROOT="gpumux-demo/${D##*/}"
+fi
 DRIVER=${GPUMUX_DRIVER:-auto}
 SECONDS_PER_PHASE=${GPUMUX_DEMO_SECONDS:-6}
 SAMPLE="$B/bin/gpumux-sample"
@@ -19,9 +28,16 @@ cleanup() {
     [ -n "${DPID:-}" ] && kill "$DPID" 2>/dev/null && wait "$DPID" 2>/dev/null
     # Workloads outlive the daemon by design; the demo's own are ended here.
     for p in /proc/[0-9]*; do
-        { tr '\0' '\n' <"$p/environ"; } 2>/dev/null | grep -qx "GPUMUX_DEMO_TAG=$D" &&
+        { tr '\0' '\n' <"$p/environ"; } 2>/dev/null | grep -qx "GM_DEMO_TAG=$D" &&
             kill -9 "${p#/proc/}" 2>/dev/null
     done
+    # The cgroups, as the daemon said where they are.
+    local cg
+    cg=$(sed -n 's/.*runs in its own cgroup under \(.*\) (.*/\1/p' "$D/daemon.log" 2>/dev/null | head -n1)
+    if [ -n "$cg" ] && [ "$CGROOT" != none ]; then
+        sleep 0.2
+        find "$cg" -depth -type d -exec rmdir {} + 2>/dev/null || true
+    fi
     rm -rf "$D"
 }
 trap cleanup EXIT
@@ -33,7 +49,8 @@ PATH="$B/bin:$PATH"
 
 mkdir -p "$D/state" "$D/run"
 "$B/bin/gpumuxd" --driver "$DRIVER" --state-dir "$D/state" --run-dir "$D/run" \
-    --log-dir "$D/logs" --gpusim-state "$D/run/gpusim.state" --stop-timeout 2 >"$D/daemon.log" 2>&1 &
+    --log-dir "$D/logs" --cgroup-root "$CGROOT" --gpusim-state "$D/run/gpusim.state" \
+    --stop-timeout 2 >"$D/daemon.log" 2>&1 &
 DPID=$!
 for _ in $(seq 1 100); do gm info >/dev/null 2>&1 && break; sleep 0.1; done
 echo "gpumuxd runs in $D (log: $D/daemon.log):"
