@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Daemon benchmarks on gpusim: admissions per second, `gpumux ps -o json` latency with 1,000
-workloads recorded, resident memory idle and loaded, SIGKILL-to-answering time, and `ps` latency
-while a mode change waits for a slow MPS control daemon.
+workloads recorded, resident memory idle and loaded, SIGKILL-to-answering time, `ps` latency
+while a mode change waits for a slow MPS control daemon, and root's `ps` while another user holds
+2,000 connections (as root, with the test user gpumux-other: `--only-flood`).
 
 Every figure comes with a baseline measured in the same run, so the ratio means something on a
 noisy machine. Usage: bench_daemon.py BUILD_DIR [--workloads N] [--admissions N]
@@ -49,9 +50,40 @@ def rss_kib(pid):
     return 0
 
 
+def own_dirs(build, tmp):
+    """Options that keep a bench daemon's logs and cgroups in its own places, for the builds
+    that have them (older builds, measured for a before/after, do not)."""
+    out = subprocess.run([os.path.join(build, "bin", "gpumuxd"), "--print-config"],
+                         capture_output=True, text=True).stdout
+    opts = []
+    if "log_dir:" in out:
+        opts += ["--log-dir", os.path.join(tmp, "logs")]
+    if "cgroup_root:" in out:
+        opts += ["--cgroup-root", "gpumux-bench/" + os.path.basename(tmp) if os.geteuid() == 0
+                 else "none"]
+    return opts
+
+
+def remove_cgroups(tmp):
+    for line in open("/proc/self/mountinfo"):
+        f = line.split()
+        d = os.path.join(f[4], "gpumux-bench", os.path.basename(tmp))
+        if os.path.isdir(d):
+            for root, dirs, _ in os.walk(d, topdown=False):
+                for x in dirs:
+                    try:
+                        os.rmdir(os.path.join(root, x))
+                    except OSError:
+                        pass
+            try:
+                os.rmdir(d)
+            except OSError:
+                pass
+
+
 class Daemon:
     def __init__(self, build, tmp, extra=()):
-        self.build, self.tmp, self.extra = build, tmp, list(extra)
+        self.build, self.tmp, self.extra = build, tmp, own_dirs(build, tmp) + list(extra)
         self.sock = os.path.join(tmp, "run", "gpumux.sock")
         self.proc = None
 
@@ -157,8 +189,97 @@ def ps_during_slow_mode_change(build, gpumux, secs=3.0, workloads=20):
     finally:
         d.stop()
         kill_tagged(tmp)
+        remove_cgroups(tmp)
         shutil.rmtree(tmp, ignore_errors=True)
     return out
+
+
+FLOOD = """
+import os, resource, selectors, socket, sys, time
+path, n, stop = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+sel = selectors.DefaultSelector()
+def connect():
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.setblocking(False)
+    try:
+        s.connect(path)
+    except (BlockingIOError, InterruptedError):
+        pass
+    except OSError:
+        s.close()
+        return
+    sel.register(s, selectors.EVENT_READ)
+for _ in range(n):
+    connect()
+last = 0
+while not os.path.exists(stop):
+    for key, _ in sel.select(0.1):
+        try:
+            data = key.fileobj.recv(4096)
+        except OSError:
+            data = b""
+        if not data:
+            sel.unregister(key.fileobj)
+            key.fileobj.close()
+    if time.monotonic() - last >= 0.5:
+        last = time.monotonic()
+        for _ in range(n - len(sel.get_map())):
+            connect()
+"""
+
+
+def ps_during_flood(build, gpumux, conns=2000, n=21):
+    """Root's `gpumux ps -o json` with nothing else going on, then while gpumux-other holds conns
+    idle connections (reopening each one the daemon closes every 0.5 s)."""
+    tmp = tempfile.mkdtemp(prefix="gm-bench.")
+    os.chmod(tmp, 0o755)
+    d = Daemon(build, tmp)
+    r = {"connections": conns}
+    flood = None
+    try:
+        d.start()
+        env = dict(os.environ, GPUMUX_SOCKET=d.sock, GPUMUX_TIMEOUT="10")
+
+        def ps():
+            t0 = time.perf_counter()
+            try:  # an older CLI has no timeout of its own
+                ok = subprocess.run([gpumux, "ps", "-o", "json"], env=env, stdout=subprocess.DEVNULL,
+                                    stderr=subprocess.DEVNULL, timeout=10).returncode == 0
+            except subprocess.TimeoutExpired:
+                ok = False
+            return (time.perf_counter() - t0) * 1000, ok
+
+        idle = [ps() for _ in range(n)]
+        script = os.path.join(tmp, "flood.py")
+        with open(script, "w") as f:
+            f.write(FLOOD)
+        os.chmod(script, 0o644)
+        stop = os.path.join(tmp, "stop")
+        flood = subprocess.Popen(["setpriv", "--reuid=gpumux-other", "--regid=gpumux-other",
+                                  "--init-groups", "/usr/bin/python3", script, d.sock, str(conns),
+                                  stop], env=dict(os.environ, GM_BENCH_TAG=tmp))
+        time.sleep(3)
+        during = []
+        while len(during) < n and sum(1 for _, good in during if not good) < 3:
+            during.append(ps())
+        open(stop, "w").close()
+        flood.wait(timeout=30)
+        r["idle_ms"] = statistics.median(x for x, _ in idle)
+        ok = [x for x, good in during if good]
+        r["during_answered"] = len(ok)
+        r["during_asked"] = len(during)
+        r["during_ms"] = statistics.median(ok) if ok else None
+        r["during_max_ms"] = max(ok) if ok else None
+    finally:
+        if flood is not None and flood.poll() is None:
+            flood.kill()
+        d.stop()
+        kill_tagged(tmp)
+        remove_cgroups(tmp)
+        shutil.rmtree(tmp, ignore_errors=True)
+    return r
 
 
 def main():
@@ -168,9 +289,22 @@ def main():
     ap.add_argument("--admissions", type=int, default=200)
     ap.add_argument("--restarts", type=int, default=5)
     ap.add_argument("--only-lock", action="store_true", help="only the ps-during-mode-change figure")
+    ap.add_argument("--only-flood", action="store_true",
+                    help="only root's ps while gpumux-other holds 2,000 connections (needs root)")
     a = ap.parse_args()
     build = os.path.abspath(a.build)
     gpumux = os.path.join(build, "bin", "gpumux")
+    if a.only_flood:
+        f = ps_during_flood(build, gpumux)
+        during = (f"{f['during_ms']:.1f} ms median, slowest {f['during_max_ms']:.1f} ms"
+                  if f["during_ms"] is not None else "no answer")
+        ratio = (f", ratio {f['during_ms'] / f['idle_ms']:.2f}x" if f["during_ms"] is not None
+                 else "")
+        print(f"root's gpumux ps -o json while gpumux-other holds {f['connections']} connections: "
+              f"{f['during_answered']} of {f['during_asked']} answered, {during}; alone: "
+              f"{f['idle_ms']:.1f} ms{ratio}")
+        print("json: " + json.dumps(f))
+        return 0
     lock = ps_during_slow_mode_change(build, gpumux)
     print(f"gpumux ps -o json while gpu mode 0 mps --restart-workloads (20 workloads) waits for an "
           f"MPS control daemon that takes 3 s to start: {lock['during_ms']:.1f} ms median of "
@@ -222,6 +356,7 @@ def main():
     finally:
         d.stop()
         kill_tagged(tmp)
+        remove_cgroups(tmp)
         shutil.rmtree(tmp, ignore_errors=True)
 
     r = results
