@@ -119,6 +119,10 @@ static int read_cgroup(const char *dir, char *buf, size_t len, struct gm_error *
     if (rc < 0)
         return gm_err_errno(err, GM_EIO, -rc, "launch %s: reading its cgroup file", dir);
     buf[strcspn(buf, "\n")] = '\0';
+    /* Empty: left by a daemon killed between creating and writing it (before names were
+     * written whole); the cgroup is made only after its name, so there is none. */
+    if (buf[0] == '\0')
+        return 0;
     if (buf[0] != '/')
         return gm_err(err, GM_EIO, "launch %s: malformed cgroup file '%.40s'", dir, buf);
     return 1;
@@ -424,8 +428,11 @@ static int start_monitor(const struct gm_launch *l, int lock_fd, char *const *ma
 /* Creates DIR/name anew (0600) with len bytes of data. Returns 0 or -errno. */
 static int write_new(const char *dir, const char *name, const char *data, size_t len)
 {
-    char path[PATH_MAX];
-    if (snprintf(path, sizeof(path), "%s/%s", dir, name) >= (int)sizeof(path))
+    /* Written under another name and renamed: a daemon killed meanwhile leaves the file whole or
+     * absent, never empty or cut (a reader would take a cut cgroup name for another). */
+    char path[PATH_MAX], final[PATH_MAX];
+    if (snprintf(path, sizeof(path), "%s/%s.new", dir, name) >= (int)sizeof(path) ||
+        snprintf(final, sizeof(final), "%s/%s", dir, name) >= (int)sizeof(final))
         return -ENAMETOOLONG;
     if (unlink(path) < 0 && errno != ENOENT)
         return -errno;
@@ -445,7 +452,7 @@ static int write_new(const char *dir, const char *name, const char *data, size_t
         }
         off += (size_t)w;
     }
-    if (close(fd) < 0) {
+    if (close(fd) < 0 || rename(path, final) < 0) {
         int e = errno;
         unlink(path);
         return -e;

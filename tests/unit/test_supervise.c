@@ -725,3 +725,28 @@ Test(supervise, cgroup_workload_holds_no_lock)
     cr_assert_eq(gm_sup_remove(r.dir, &err), 0, "%s", err.msg);
     cg_cleanup(cg);
 }
+
+/* A daemon killed while it named a launch's cgroup leaves the launch directory as it was then:
+ * a lock nobody holds and an empty `cgroup` (as older builds could) or a `cgroup.new`. The
+ * launch reads as gone (nothing ever ran), not as an error every poll, and can be removed. */
+Test(supervise, launch_cut_short_while_naming_its_cgroup_reads_as_gone)
+{
+    char dir[PATH_MAX], path[PATH_MAX + 16];
+    snprintf(dir, sizeof(dir), "%s/cut/1", base);
+    snprintf(path, sizeof(path), "%s/cut", base);
+    cr_assert_eq(mkdir(path, 0700), 0);
+    cr_assert_eq(mkdir(dir, 0700), 0);
+    const char *files[] = {"lock", "cgroup", "cgroup.new"};
+    for (size_t i = 0; i < 3; i++) {
+        snprintf(path, sizeof(path), "%s/%s", dir, files[i]);
+        int fd = open(path, O_WRONLY | O_CREAT | O_EXCL, 0600);
+        cr_assert(fd >= 0, "%s: %s", path, strerror(errno));
+        close(fd);
+    }
+    struct gm_sup_status st;
+    struct gm_error err = {0};
+    cr_assert_eq(gm_sup_poll(dir, &st, &err), 0, "%s", err.msg);
+    cr_assert_eq(st.state, GM_SUP_GONE);
+    cr_assert_eq(gm_sup_remove(dir, &err), 0, "%s", err.msg);
+    cr_assert_neq(access(dir, F_OK), 0);
+}
