@@ -578,9 +578,19 @@ Test(supervise, monitor_never_gets_the_workload_environment)
     char path[PATH_MAX + 8];
     snprintf(path, sizeof(path), "%s/env", r.dir);
     cr_assert_neq(access(path, F_OK), 0, "the monitor removed the environment file");
+    /* The shell has exec'ed, not necessarily echoed yet: its line first, then the kill. */
+    char *log = NULL;
+    for (int t = 0; t < 1000; t++) {
+        free(log);
+        log = slurp(r.log);
+        if (log[0] != '\0')
+            break;
+        sleep_ms(5);
+    }
     cr_assert_eq(gm_sup_signal(r.dir, SIGKILL, &err), 0, "%s", err.msg);
     wait_for(&r, GM_SUP_EXITED, 0, 5000);
-    char *log = slurp(r.log);
+    free(log);
+    log = slurp(r.log);
     cr_assert_str_eq(log, "workload-only\n");
     free(log);
 }
