@@ -194,40 +194,9 @@ def ps_during_slow_mode_change(build, gpumux, secs=3.0, workloads=20):
     return out
 
 
-FLOOD = """
-import os, resource, selectors, socket, sys, time
-path, n, stop = sys.argv[1], int(sys.argv[2]), sys.argv[3]
-soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-sel = selectors.DefaultSelector()
-def connect():
-    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    s.setblocking(False)
-    try:
-        s.connect(path)
-    except (BlockingIOError, InterruptedError):
-        pass
-    except OSError:
-        s.close()
-        return
-    sel.register(s, selectors.EVENT_READ)
-for _ in range(n):
-    connect()
-last = 0
-while not os.path.exists(stop):
-    for key, _ in sel.select(0.1):
-        try:
-            data = key.fileobj.recv(4096)
-        except OSError:
-            data = b""
-        if not data:
-            sel.unregister(key.fileobj)
-            key.fileobj.close()
-    if time.monotonic() - last >= 0.5:
-        last = time.monotonic()
-        for _ in range(n - len(sel.get_map())):
-            connect()
-"""
+# The flood that tests/e2e/test_dos.sh runs too: SOCKET N STATUS STOP.
+FLOOD = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests", "tools",
+                     "flood.py")
 
 
 def ps_during_flood(build, gpumux, conns=2000, n=21):
@@ -252,14 +221,14 @@ def ps_during_flood(build, gpumux, conns=2000, n=21):
             return (time.perf_counter() - t0) * 1000, ok
 
         idle = [ps() for _ in range(n)]
-        script = os.path.join(tmp, "flood.py")
-        with open(script, "w") as f:
-            f.write(FLOOD)
-        os.chmod(script, 0o644)
-        stop = os.path.join(tmp, "stop")
+        flood_dir = os.path.join(tmp, "flood")  # the flooding user writes its status here
+        os.mkdir(flood_dir)
+        os.chmod(flood_dir, 0o777)
+        stop = os.path.join(flood_dir, "stop")
         flood = subprocess.Popen(["setpriv", "--reuid=gpumux-other", "--regid=gpumux-other",
-                                  "--init-groups", "/usr/bin/python3", script, d.sock, str(conns),
-                                  stop], env=dict(os.environ, GM_BENCH_TAG=tmp))
+                                  "--init-groups", "/usr/bin/python3", FLOOD, d.sock, str(conns),
+                                  os.path.join(flood_dir, "status"), stop],
+                                 env=dict(os.environ, GM_BENCH_TAG=tmp))
         time.sleep(3)
         during = []
         while len(during) < n and sum(1 for _, good in during if not good) < 3:

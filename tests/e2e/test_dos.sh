@@ -13,47 +13,8 @@ fi
 OTHER_UID=$(id -u gpumux-other)
 PY=/usr/bin/python3 # the system's: another user may not reach root's own interpreters
 
-cat >"$T/flood.py" <<'EOF'
-# flood.py SOCKET N STATUS STOP: holds N connections open, opening a new one for each the server
-# closes, until the file STOP exists; writes "open CONNECTIONS_STILL_OPEN" to STATUS every 0.5 s.
-import os, resource, selectors, socket, sys, time
-path, n, status, stop = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4]
-soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-sel = selectors.DefaultSelector()
-def connect():
-    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    s.setblocking(False)
-    try:
-        s.connect(path)
-    except (BlockingIOError, InterruptedError):
-        pass
-    except OSError:
-        s.close()
-        return
-    sel.register(s, selectors.EVENT_READ)
-for _ in range(n):
-    connect()
-last = 0
-while not os.path.exists(stop):
-    for key, _ in sel.select(0.1):
-        try:
-            data = key.fileobj.recv(4096)
-        except OSError:
-            data = b""
-        if not data:
-            sel.unregister(key.fileobj)
-            key.fileobj.close()
-    now = time.monotonic()
-    if now - last >= 0.5:
-        last = now
-        with open(status + ".tmp", "w") as f:
-            f.write("open %d\n" % len(sel.get_map()))
-        os.rename(status + ".tmp", status)
-        for _ in range(n - len(sel.get_map())):
-            connect()
-EOF
-chmod 0644 "$T/flood.py"
+# The attacker runs the repository's copy, readable by every user.
+FLOOD_PY="${GM_SOURCE_DIR:-$(cd "$(dirname "$0")/../.." && pwd)}/tests/tools/flood.py"
 mkdir -m 0777 "$T/flood"
 chmod 0777 "$T/flood"
 
@@ -70,7 +31,7 @@ ms() {
 }
 
 lines0=$(wc -l <"$T/daemon.log")
-as_other "$PY" "$T/flood.py" "$GPUMUX_SOCKET" 2000 "$T/flood/status" "$T/flood/stop" &
+as_other "$PY" "$FLOOD_PY" "$GPUMUX_SOCKET" 2000 "$T/flood/status" "$T/flood/stop" &
 FLOOD=$!
 wait_for "the flood is under way" 20 test -s "$T/flood/status"
 sleep 2
@@ -127,7 +88,7 @@ expect "after the flood, root works" 0 "m1" -- gm ps
 # is refused, and root still gets through on its reserve.
 stop_daemon
 start_daemon --api-max-connections 32 || exit 1
-as_other "$PY" "$T/flood.py" "$GPUMUX_SOCKET" 200 "$T/flood/status2" "$T/flood/stop2" &
+as_other "$PY" "$FLOOD_PY" "$GPUMUX_SOCKET" 200 "$T/flood/status2" "$T/flood/stop2" &
 FLOOD=$!
 wait_for "the second flood is under way" 20 test -s "$T/flood/status2"
 sleep 1
