@@ -11,6 +11,8 @@
 #include "daemon/route.h"
 #include "gpumux/region.h"
 
+#include "procenv.h"
+
 #include <criterion/criterion.h>
 #include <dirent.h>
 #include <grp.h>
@@ -351,18 +353,7 @@ static json_t *workload(const char *name)
 
 static int has_env(int pid, const char *entry)
 {
-    char path[64], buf[65536];
-    snprintf(path, sizeof(path), "/proc/%d/environ", pid);
-    FILE *f = fopen(path, "r");
-    if (f == NULL)
-        return 0;
-    size_t n = fread(buf, 1, sizeof(buf) - 1, f);
-    fclose(f);
-    buf[n] = '\0';
-    for (size_t i = 0; i < n; i += strlen(buf + i) + 1)
-        if (strcmp(buf + i, entry) == 0)
-            return 1;
-    return 0;
+    return gm_test_has_env(pid, entry) == 1;
 }
 
 /* ---- Every verb, through the real handler ------------------------------------------------ */

@@ -2,6 +2,8 @@
 #include "common/cgroup.h"
 #include "daemon/supervise.h"
 
+#include "procenv.h"
+
 #include <criterion/criterion.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -550,18 +552,9 @@ Test(supervise, missing_monitor_fails_and_releases_lock)
 
 static int has_env(pid_t pid, const char *entry)
 {
-    char path[64];
-    snprintf(path, sizeof(path), "/proc/%d/environ", (int)pid);
-    FILE *f = fopen(path, "r");
-    cr_assert(f != NULL, "%s: %s", path, strerror(errno));
-    char buf[65536];
-    size_t n = fread(buf, 1, sizeof(buf) - 1, f);
-    fclose(f);
-    buf[n] = '\0';
-    for (size_t i = 0; i < n; i += strlen(buf + i) + 1)
-        if (strcmp(buf + i, entry) == 0)
-            return 1;
-    return 0;
+    int rc = gm_test_has_env(pid, entry);
+    cr_assert_neq(rc, -1, "/proc/%d/environ: %s", (int)pid, strerror(errno));
+    return rc;
 }
 
 Test(supervise, monitor_never_gets_the_workload_environment)
