@@ -13,7 +13,7 @@
 #define GM_INTERPOSE_HOOKS_H
 
 #define GM_CUDA_NO_API_NAMES
-#include "interpose/cuda_extra.h"
+#include "common/cuda_api.h"
 
 #define GM_IP_HOOKS(X)                                                                             \
     X(CUresult, cuInit, cuInit, 2000, 0, (unsigned int flags))                                     \
