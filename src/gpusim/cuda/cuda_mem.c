@@ -1,16 +1,15 @@
 /* gpusim's libcuda.so.1: device memory. Every allocation is real host memory (anonymous,
  * reserved lazily, so a 14 GiB allocation costs nothing until it is written), handed out at a
  * device-looking address that a table maps back. What a process holds counts against the GPU in
- * the shared process table, so allocations of all processes together cannot exceed the GPU. */
+ * the shared process table, so allocations of all processes together cannot exceed the GPU.
+ * Physical memory of the virtual memory family (cuMemCreate) lives in a memfd, so that cuMemMap
+ * can map the same pages into a reserved range (MAP_FIXED over the range's placeholder). */
 #include "gpusim/cuda/cuda_internal.h"
 
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <unistd.h>
-
-/* Physical memory of the virtual memory family (cuMemCreate) lives in a memfd, so that
- * cuMemMap can map the same pages into a reserved range (MAP_FIXED over the reservation). */
 
 /* Device addresses start here and stay below DEV_END; managed memory is at its host address. */
 #define DEV_BASE 0x7f0000000000ull
@@ -830,8 +829,7 @@ GM_SIM_CUDA_API CUresult cuMemMap(CUdeviceptr ptr, size_t size, size_t offset,
     struct alloc *h = find_handle(handle);
     struct alloc *r = find_range(ptr, size);
     if (h == NULL || r == NULL || offset > h->size || size > h->size - offset ||
-        vm_covered(r, ptr - r->base, size, 0) != 0 ||
-        (r->nvm == r->cap_vm && r->nvm >= 1024 * 1024))
+        vm_covered(r, ptr - r->base, size, 0) != 0)
         rc = CUDA_ERROR_INVALID_VALUE;
     if (rc == CUDA_SUCCESS && r->nvm == r->cap_vm) {
         size_t nc = r->cap_vm == 0 ? 8 : r->cap_vm * 2;
