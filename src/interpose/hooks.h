@@ -13,7 +13,7 @@
 #define GM_INTERPOSE_HOOKS_H
 
 #define GM_CUDA_NO_API_NAMES
-#include "interpose/cuda_extra.h"
+#include "common/cuda_api.h"
 
 #define GM_IP_HOOKS(X)                                                                             \
     X(CUresult, cuInit, cuInit, 2000, 0, (unsigned int flags))                                     \
@@ -53,6 +53,10 @@
       (CUmemGenericAllocationHandle * handle, size_t size, const CUmemAllocationProp *prop,        \
        unsigned long long flags))                                                                  \
     X(CUresult, cuMemRelease, cuMemRelease, 10020, 0, (CUmemGenericAllocationHandle handle))       \
+    X(CUresult, cuMemMap, cuMemMap, 10020, 0,                                                      \
+      (CUdeviceptr ptr, size_t size, size_t offset, CUmemGenericAllocationHandle handle,           \
+       unsigned long long flags))                                                                  \
+    X(CUresult, cuMemUnmap, cuMemUnmap, 10020, 0, (CUdeviceptr ptr, size_t size))                  \
     X(CUresult, cuArrayCreate, cuArrayCreate, 2000, 0,                                             \
       (CUarray * pHandle, const CUDA_ARRAY_DESCRIPTOR_v1 *pAllocateArray))                         \
     X(CUresult, cuArrayCreate_v2, cuArrayCreate, 3020, 0,                                          \

@@ -13,15 +13,22 @@
 #include <stdlib.h>
 #include <string.h>
 
-enum kind { KIND_PTR = 1, KIND_ARRAY, KIND_HANDLE };
+/* KIND_HANDLE is a cuMemCreate handle; KIND_MAP a cuMemMap (key: its address), charged to
+ * nothing itself but holding its owner: the handle, or, once the handle is released while
+ * still mapped, a KIND_ORPHAN (key: a serial) that keeps the handle's charge until its last
+ * mapping goes, as the driver keeps the memory. */
+enum kind { KIND_PTR = 1, KIND_ARRAY, KIND_HANDLE, KIND_MAP, KIND_ORPHAN };
 
 /* Live allocations of this process: (kind, key) -> (size, context), open addressing with
  * tombstones. */
 struct cell {
     uint64_t key;
-    uint64_t size;
-    CUcontext ctx; /* current when it was made; NULL when none was */
-    uint8_t kind;  /* 0 empty, 0xff deleted */
+    uint64_t size;      /* charged; for KIND_MAP the mapping's length, not charged */
+    CUcontext ctx;      /* current when it was made; NULL when none was */
+    uint8_t kind;       /* 0 empty, 0xff deleted */
+    uint8_t owner_kind; /* KIND_MAP: KIND_HANDLE or KIND_ORPHAN */
+    uint32_t maps;      /* KIND_HANDLE, KIND_ORPHAN: live KIND_MAP cells that name it */
+    uint64_t owner;     /* KIND_MAP: the owner's key */
 };
 #define DELETED 0xff
 
@@ -72,6 +79,20 @@ static int map_put(int kind, uint64_t key, uint64_t size, CUcontext ctx)
     nlive++;
     pthread_mutex_unlock(&map_lock);
     return 0;
+}
+
+/* The live cell (kind, key), or NULL; caller holds map_lock. */
+static struct cell *map_find_locked(int kind, uint64_t key)
+{
+    if (ncells == 0)
+        return NULL;
+    size_t j = hash(key, kind) & (ncells - 1);
+    while (cells[j].kind != 0) {
+        if (cells[j].kind == kind && cells[j].key == key)
+            return &cells[j];
+        j = (j + 1) & (ncells - 1);
+    }
+    return NULL;
 }
 
 /* Removes (kind, key); 1 with its size and context when it was there. */
@@ -425,9 +446,110 @@ CUresult cuArrayDestroy(CUarray hArray)
     GM_IP_FREE(cuArrayDestroy, KIND_ARRAY, (uintptr_t)hArray, hArray);
 }
 
+/* A handle released while mapped keeps its charge: it moves to an orphan that its mappings
+ * now name, returned with the last of them (cuMemUnmap). Without mappings, as any free. */
 CUresult cuMemRelease(CUmemGenericAllocationHandle handle)
 {
-    GM_IP_FREE(cuMemRelease, KIND_HANDLE, handle, handle);
+    if (gm_ip_depth > 0)
+        return GM_CALL_REAL(cuMemRelease, handle);
+    pthread_mutex_lock(&map_lock);
+    struct cell *h = map_find_locked(KIND_HANDLE, handle);
+    int mapped = h != NULL && h->maps > 0;
+    pthread_mutex_unlock(&map_lock);
+    if (!mapped)
+        GM_IP_FREE(cuMemRelease, KIND_HANDLE, handle, handle);
+    gm_ip_depth++;
+    CUresult rc = GM_CALL_REAL(cuMemRelease, handle);
+    gm_ip_depth--;
+    if (rc != CUDA_SUCCESS)
+        return rc;
+    static uint64_t serial;
+    uint64_t size = 0;
+    CUcontext ctx = NULL;
+    pthread_mutex_lock(&map_lock);
+    h = map_find_locked(KIND_HANDLE, handle);
+    uint32_t maps = h != NULL ? h->maps : 0;
+    pthread_mutex_unlock(&map_lock);
+    if (h == NULL || map_take(KIND_HANDLE, handle, &size, &ctx) == 0)
+        return rc; /* gone with its context meanwhile */
+    uint64_t key = __atomic_add_fetch(&serial, 1, __ATOMIC_RELAXED);
+    if (map_put(KIND_ORPHAN, key, size, ctx) != 0)
+        return rc; /* cannot be tracked: stays charged until the process exits */
+    pthread_mutex_lock(&map_lock);
+    struct cell *o = map_find_locked(KIND_ORPHAN, key);
+    if (o != NULL)
+        o->maps = maps;
+    for (size_t i = 0; i < ncells; i++)
+        if (cells[i].kind == KIND_MAP && cells[i].owner_kind == KIND_HANDLE &&
+            cells[i].owner == handle) {
+            cells[i].owner_kind = KIND_ORPHAN;
+            cells[i].owner = key;
+        }
+    pthread_mutex_unlock(&map_lock);
+    return rc;
+}
+
+/* Mapping charges nothing (the handle was charged at cuMemCreate); it is remembered so that a
+ * released handle's charge lasts as long as the driver keeps its memory. */
+CUresult cuMemMap(CUdeviceptr ptr, size_t size, size_t offset, CUmemGenericAllocationHandle handle,
+                  unsigned long long flags)
+{
+    if (gm_ip_depth > 0)
+        return GM_CALL_REAL(cuMemMap, ptr, size, offset, handle, flags);
+    gm_ip_depth++;
+    CUresult rc = GM_CALL_REAL(cuMemMap, ptr, size, offset, handle, flags);
+    gm_ip_depth--;
+    if (rc != CUDA_SUCCESS)
+        return rc;
+    pthread_mutex_lock(&map_lock);
+    struct cell *h = map_find_locked(KIND_HANDLE, handle);
+    int known = h != NULL;
+    if (known)
+        h->maps++;
+    pthread_mutex_unlock(&map_lock);
+    if (!known || map_put(KIND_MAP, ptr, size, current_ctx()) != 0)
+        return rc; /* a handle never charged, or a mapping that cannot be tracked */
+    pthread_mutex_lock(&map_lock);
+    struct cell *m = map_find_locked(KIND_MAP, ptr);
+    if (m != NULL) {
+        m->owner_kind = KIND_HANDLE;
+        m->owner = handle;
+    }
+    pthread_mutex_unlock(&map_lock);
+    return rc;
+}
+
+/* After the driver unmapped [ptr, ptr + size): each mapping in it drops its owner's count, and
+ * an orphan whose last mapping this was returns its charge. */
+CUresult cuMemUnmap(CUdeviceptr ptr, size_t size)
+{
+    if (gm_ip_depth > 0)
+        return GM_CALL_REAL(cuMemUnmap, ptr, size);
+    gm_ip_depth++;
+    CUresult rc = GM_CALL_REAL(cuMemUnmap, ptr, size);
+    gm_ip_depth--;
+    if (rc != CUDA_SUCCESS)
+        return rc;
+    uint64_t freed = 0;
+    pthread_mutex_lock(&map_lock);
+    for (size_t i = 0; i < ncells; i++) {
+        struct cell *m = &cells[i];
+        if (m->kind != KIND_MAP || m->key < ptr || m->key - ptr >= size)
+            continue;
+        m->kind = DELETED;
+        nlive--;
+        struct cell *o = map_find_locked(m->owner_kind, m->owner);
+        if (o == NULL || o->maps == 0)
+            continue;
+        if (--o->maps == 0 && o->kind == KIND_ORPHAN) {
+            freed += o->size;
+            o->kind = DELETED;
+            nlive--;
+        }
+    }
+    pthread_mutex_unlock(&map_lock);
+    uncharge(freed);
+    return rc;
 }
 
 /* ---- memory the driver frees with its context ---- */
@@ -440,7 +562,17 @@ static void release_ctx_locked(CUcontext ctx)
         struct cell *c = &cells[i];
         if (c->kind == 0 || c->kind == DELETED || c->ctx != ctx)
             continue;
-        total += c->size;
+        if (c->kind == KIND_MAP) {
+            struct cell *o = map_find_locked(c->owner_kind, c->owner);
+            if (o != NULL && o->maps > 0 && --o->maps == 0 && o->kind == KIND_ORPHAN &&
+                o->ctx != ctx) {
+                total += o->size; /* an orphan of another context, unmapped with this one */
+                o->kind = DELETED;
+                nlive--;
+            }
+        } else {
+            total += c->size;
+        }
         c->kind = DELETED;
         nlive--;
     }

@@ -56,7 +56,15 @@
     X(cuEventRecord)                                                                               \
     X(cuEventSynchronize)                                                                          \
     X(cuEventElapsedTime)                                                                          \
-    X(cuEventDestroy_v2)
+    X(cuEventDestroy_v2)                                                                           \
+    X(cuMemGetAllocationGranularity)                                                               \
+    X(cuMemCreate)                                                                                 \
+    X(cuMemRelease)                                                                                \
+    X(cuMemAddressReserve)                                                                         \
+    X(cuMemAddressFree)                                                                            \
+    X(cuMemMap)                                                                                    \
+    X(cuMemUnmap)                                                                                  \
+    X(cuMemSetAccess)
 
 static struct {
     void *lib;
@@ -441,6 +449,75 @@ Test(gpusim_cuda, process_table_follows_contexts)
     cr_assert_eq(proc_on(1, me).flags, GM_SIM_PROC_COMPUTE, "one reference left");
     OK(cu.cuDevicePrimaryCtxRelease(1));
     cr_assert_eq(proc_on(1, me).flags, 0);
+}
+
+/* The virtual memory family: physical memory counts in the process table (what NVML reports
+ * per process) from cuMemCreate on, and stays while mapped after cuMemRelease; mapped memory
+ * in a reserved range is used as cuMemAlloc's is. */
+Test(gpusim_cuda, virtual_memory_mapped_and_counted)
+{
+    start();
+    int me = (int)getpid();
+    CUcontext c = make_ctx(0);
+    CUmemAllocationProp prop = {.type = CU_MEM_ALLOCATION_TYPE_PINNED,
+                                .location = {.type = CU_MEM_LOCATION_TYPE_DEVICE, .id = 0}};
+    size_t gran = 0;
+    OK(cu.cuMemGetAllocationGranularity(&gran, &prop, CU_MEM_ALLOC_GRANULARITY_RECOMMENDED));
+    cr_assert_eq(gran, 2 * MIB);
+    uint64_t base = proc_on(0, me).used_memory;
+    CUdeviceptr va, va2;
+    OK(cu.cuMemAddressReserve(&va, 32 * MIB, 16 * MIB, 0, 0));
+    cr_expect_eq(va % (16 * MIB), 0, "alignment");
+    cr_expect_eq(proc_on(0, me).used_memory, base, "a reservation is no memory");
+    CUmemGenericAllocationHandle h;
+    cr_assert_eq(cu.cuMemCreate(&h, 3 * MIB, &prop, 0), CUDA_ERROR_INVALID_VALUE,
+                 "not a multiple of the granularity");
+    OK(cu.cuMemCreate(&h, 8 * MIB, &prop, 0));
+    cr_expect_eq(proc_on(0, me).used_memory, base + 8 * MIB);
+    char buf[64] = "mapped";
+    cr_expect_eq(cu.cuMemcpyHtoD(h, buf, sizeof(buf)), CUDA_ERROR_INVALID_VALUE,
+                 "a handle is not a pointer");
+    /* The same memory at two addresses: what is written through one reads through the other. */
+    OK(cu.cuMemMap(va, 8 * MIB, 0, h, 0));
+    OK(cu.cuMemMap(va + 16 * MIB, 4 * MIB, 4 * MIB, h, 0));
+    cr_expect_eq(cu.cuMemMap(va + 2 * MIB, 2 * MIB, 0, h, 0), CUDA_ERROR_INVALID_VALUE,
+                 "over a mapping");
+    cr_expect_eq(cu.cuMemcpyHtoD(va, buf, sizeof(buf)), CUDA_ERROR_INVALID_VALUE, "no access yet");
+    CUmemAccessDesc acc = {.location = {.type = CU_MEM_LOCATION_TYPE_DEVICE, .id = 0},
+                           .flags = CU_MEM_ACCESS_FLAGS_PROT_READWRITE};
+    cr_expect_eq(cu.cuMemSetAccess(va, 32 * MIB, &acc, 1), CUDA_ERROR_INVALID_VALUE,
+                 "not mapped throughout");
+    OK(cu.cuMemSetAccess(va, 8 * MIB, &acc, 1));
+    OK(cu.cuMemSetAccess(va + 16 * MIB, 4 * MIB, &acc, 1));
+    OK(cu.cuMemcpyHtoD(va + 4 * MIB + 100, buf, sizeof(buf)));
+    char back[64] = "";
+    OK(cu.cuMemcpyDtoH(back, va + 16 * MIB + 100, sizeof(back)));
+    cr_expect_str_eq(back, "mapped");
+    OK(cu.cuMemsetD8(va + 16 * MIB + 100, 'M', 1));
+    OK(cu.cuMemcpyDtoH(back, va + 4 * MIB + 100, sizeof(back)));
+    cr_expect_str_eq(back, "Mapped");
+    cr_expect_eq(proc_on(0, me).used_memory, base + 8 * MIB, "mapped twice, counted once");
+
+    OK(cu.cuMemRelease(h));
+    cr_expect_eq(proc_on(0, me).used_memory, base + 8 * MIB, "released but mapped");
+    OK(cu.cuMemcpyDtoH(back, va + 4 * MIB + 100, sizeof(back)));
+    cr_expect_str_eq(back, "Mapped");
+    cr_expect_eq(cu.cuMemAddressFree(va, 32 * MIB), CUDA_ERROR_INVALID_VALUE, "still mapped");
+    cr_expect_eq(cu.cuMemUnmap(va, 4 * MIB), CUDA_ERROR_INVALID_VALUE, "half a mapping");
+    OK(cu.cuMemUnmap(va, 8 * MIB));
+    cr_expect_eq(proc_on(0, me).used_memory, base + 8 * MIB, "one mapping left");
+    cr_expect_eq(cu.cuMemcpyDtoH(back, va, 1), CUDA_ERROR_INVALID_VALUE, "unmapped");
+    OK(cu.cuMemUnmap(va + 16 * MIB, 4 * MIB));
+    cr_expect_eq(proc_on(0, me).used_memory, base, "the last mapping took the memory along");
+    OK(cu.cuMemAddressFree(va, 32 * MIB));
+    OK(cu.cuMemAddressReserve(&va2, 2 * MIB, 0, 0, 0));
+
+    /* Past the device, cuMemCreate is refused like cuMemAlloc. */
+    cr_expect_eq(cu.cuMemCreate(&h, 64ull * 1024 * MIB, &prop, 0), CUDA_ERROR_OUT_OF_MEMORY);
+    OK(cu.cuMemCreate(&h, 2 * MIB, &prop, 0));
+    OK(cu.cuMemMap(va2, 2 * MIB, 0, h, 0));
+    OK(cu.cuCtxDestroy(c));
+    cr_expect_eq(proc_on(0, me).flags, 0, "the context took its mappings and memory along");
 }
 
 Test(gpusim_cuda, modules)

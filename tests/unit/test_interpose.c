@@ -173,7 +173,10 @@ Test(symbols, preloaded_dlsym)
     cr_assert_not_null(hook_v2);
     cr_expect_eq(dlsym(h, "cuMemAlloc_v2"), hook_v2, "dlsym on libcuda's handle bypassed the hook");
     cr_expect_eq(dlsym(h, "cuMemAlloc"), dlsym(RTLD_DEFAULT, "cuMemAlloc"));
-    cr_expect_null(dlsym(h, "cuArray3DCreate_v2"), "gpusim has no cuArray3DCreate: nor may we");
+    void *libc = dlopen("libc.so.6", RTLD_NOW | RTLD_NOLOAD);
+    cr_assert_not_null(libc);
+    cr_expect_null(dlsym(libc, "cuMemAlloc_v2"),
+                   "a library without the name gives NULL: so must we");
     void *sync = dlsym(h, "cuCtxSynchronize");
     cr_expect_not_null(sync);
     cr_expect_neq(sync, dlsym(RTLD_DEFAULT, "cuMemAlloc_v2"));
@@ -196,6 +199,41 @@ Test(symbols, preloaded_dlsym)
     void *q = NULL;
     cr_assert_eq(gpa("cuMemAlloc", &q, 12020, 0, NULL), CUDA_SUCCESS);
     cr_expect_eq(q, hook_v2);
+
+    /* What the driver itself answers the interposer is its own function, not the preloaded
+     * export of the same name; the interposer maps it to the hook. libc's dlsym, by version,
+     * reaches the driver's cuGetProcAddress_v2 past ours. */
+    __typeof__(&dlsym) libc_dlsym = NULL;
+    static const char *const versions[] = {"GLIBC_2.34", "GLIBC_2.2.5", "GLIBC_2.17"};
+    for (size_t i = 0; i < 3 && libc_dlsym == NULL; i++) {
+        void *v = dlvsym(RTLD_DEFAULT, "dlsym", versions[i]);
+        memcpy(&libc_dlsym, &v, sizeof(v));
+    }
+    cr_assert_not_null(libc_dlsym);
+    __typeof__(&cuGetProcAddress_v2) real_gpa =
+        (__typeof__(&cuGetProcAddress_v2))libc_dlsym(h, "cuGetProcAddress_v2");
+    cr_assert_not_null(real_gpa);
+    cr_assert_neq((void *)real_gpa, (void *)gpa);
+    static const char *const hooked[] = {"cuMemAlloc",       "cuMemCreate",     "cuLaunchKernel",
+                                         "cuLaunchKernelEx", "cuArray3DCreate", "cuMemMap"};
+    for (size_t i = 0; i < sizeof(hooked) / sizeof(hooked[0]); i++) {
+        void *drv = NULL, *ours = NULL;
+        cr_assert_eq(real_gpa(hooked[i], &drv, 12020, 0, NULL), CUDA_SUCCESS, "%s", hooked[i]);
+        Dl_info di;
+        cr_assert(dladdr(drv, &di) != 0 && di.dli_fname != NULL);
+        cr_expect(strstr(di.dli_fname, "gpusim/libcuda.so") != NULL,
+                  "the driver's %s is in %s, not gpusim's library", hooked[i], di.dli_fname);
+        cr_assert_eq(gpa(hooked[i], &ours, 12020, 0, NULL), CUDA_SUCCESS);
+        cr_assert(dladdr(ours, &di) != 0 && di.dli_fname != NULL);
+        cr_expect(strstr(di.dli_fname, "libgpumux.so") != NULL,
+                  "the program's %s is in %s, not the hook", hooked[i], di.dli_fname);
+    }
+    /* And what the program got is charged: the 8 MiB above fill the 16 MiB limit. */
+    void *drv_alloc = NULL;
+    cr_assert_eq(real_gpa("cuMemAlloc", &drv_alloc, 12020, 0, NULL), CUDA_SUCCESS);
+    cr_assert_neq(q, drv_alloc);
+    cr_expect_eq(((__typeof__(&cuMemAlloc_v2))q)(&d, 8 * MIB), CUDA_SUCCESS);
+    cr_expect_eq(((__typeof__(&cuMemAlloc_v2))q)(&d, 1), CUDA_ERROR_OUT_OF_MEMORY);
 }
 
 Test(symbols, dlsym_and_libcuda_handle_give_hooks)
@@ -217,6 +255,86 @@ Test(symbols, dlsym_and_libcuda_handle_give_hooks)
     cr_expect(strstr(t_slurp(err), "Synthesis: Tested: 1 | Passing: 1") != NULL ||
                   strstr(t_slurp(out), "Synthesis: Tested: 1 | Passing: 1") != NULL,
               "the preloaded test did not run:\n%s", t_slurp(err));
+}
+
+/* Every hook is backed by gpusim: gpusim exports it, gpusim's cuGetProcAddress hands out that
+ * very function for the hook's base name, version and stream flag, the interposer maps that
+ * pointer to the hook, and a test here drives the hook through gpusim (the table names it; a
+ * hook added to hooks.h without a test fails this one). */
+static const struct {
+    const char *hook, *test;
+} hook_tests[] = {
+    {"cuInit", "every test (cuda_up)"},
+    {"cuGetProcAddress", "symbols/get_proc_address_answers_hooks"},
+    {"cuGetProcAddress_v2", "symbols/preloaded_dlsym"},
+    {"cuDeviceTotalMem", "memory/limit_info_and_total"},
+    {"cuDeviceTotalMem_v2", "memory/limit_info_and_total"},
+    {"cuMemGetInfo", "memory/limit_info_and_total"},
+    {"cuMemGetInfo_v2", "memory/vmm_family_charged_until_released_and_unmapped"},
+    {"cuMemAlloc", "memory/first_versions_refused_by_gpusim"},
+    {"cuMemAlloc_v2", "memory/limit_info_and_total"},
+    {"cuMemAllocPitch", "memory/first_versions_refused_by_gpusim"},
+    {"cuMemAllocPitch_v2", "memory/every_family_counted_and_freed"},
+    {"cuMemAllocManaged", "memory/every_family_counted_and_freed"},
+    {"cuMemAllocAsync", "memory/every_family_counted_and_freed"},
+    {"cuMemAllocAsync_ptsz", "memory/ptsz_and_3d_arrays"},
+    {"cuMemAllocFromPoolAsync", "memory/every_family_counted_and_freed"},
+    {"cuMemAllocFromPoolAsync_ptsz", "memory/ptsz_and_3d_arrays"},
+    {"cuMemFree", "memory/first_versions_refused_by_gpusim"},
+    {"cuMemFree_v2", "memory/limit_info_and_total"},
+    {"cuMemFreeAsync", "memory/every_family_counted_and_freed"},
+    {"cuMemFreeAsync_ptsz", "memory/ptsz_and_3d_arrays"},
+    {"cuMemCreate", "memory/vmm_family_charged_until_released_and_unmapped"},
+    {"cuMemRelease", "memory/vmm_family_charged_until_released_and_unmapped"},
+    {"cuMemMap", "memory/vmm_family_charged_until_released_and_unmapped"},
+    {"cuMemUnmap", "memory/vmm_family_charged_until_released_and_unmapped"},
+    {"cuArrayCreate", "memory/ptsz_and_3d_arrays"},
+    {"cuArrayCreate_v2", "memory/every_family_counted_and_freed"},
+    {"cuArray3DCreate", "memory/ptsz_and_3d_arrays"},
+    {"cuArray3DCreate_v2", "memory/ptsz_and_3d_arrays"},
+    {"cuArrayDestroy", "memory/every_family_counted_and_freed"},
+    {"cuCtxDestroy", "contexts/destroyed_context_returns_its_memory"},
+    {"cuCtxDestroy_v2", "contexts/destroyed_context_returns_its_memory"},
+    {"cuDevicePrimaryCtxRelease", "contexts/last_primary_release_returns_its_memory"},
+    {"cuDevicePrimaryCtxRelease_v2", "contexts/last_primary_release_returns_its_memory"},
+    {"cuDevicePrimaryCtxReset", "contexts/primary_reset_returns_its_memory"},
+    {"cuDevicePrimaryCtxReset_v2", "contexts/primary_reset_returns_its_memory"},
+    {"cuLaunchKernel", "launch/every_variant_paced"},
+    {"cuLaunchKernel_ptsz", "launch/every_variant_paced"},
+    {"cuLaunchKernelEx", "launch/every_variant_paced"},
+    {"cuLaunchKernelEx_ptsz", "launch/every_variant_paced"},
+    {"cuLaunchCooperativeKernel", "launch/every_variant_paced"},
+    {"cuLaunchCooperativeKernel_ptsz", "launch/every_variant_paced"},
+};
+
+Test(symbols, every_hook_is_backed_by_gpusim)
+{
+    load();
+    t_region_create(region_path, 0, 0);
+    cuda_up();
+    __typeof__(&cuGetProcAddress_v2) drv_gpa = R(cuGetProcAddress_v2);
+#define X(ret, sym, base, since, ptds, params)                                                     \
+    do {                                                                                           \
+        size_t i_ = 0;                                                                             \
+        while (i_ < sizeof(hook_tests) / sizeof(hook_tests[0]) &&                                  \
+               strcmp(hook_tests[i_].hook, #sym) != 0)                                             \
+            i_++;                                                                                  \
+        cr_expect(i_ < sizeof(hook_tests) / sizeof(hook_tests[0]),                                 \
+                  "hook %s has no test through gpusim", #sym);                                     \
+        void *own_ = dlsym(cuda, #sym);                                                            \
+        cr_expect_not_null(own_, "gpusim does not export %s", #sym);                               \
+        cuuint64_t fl_ = (ptds) ? CU_GET_PROC_ADDRESS_PER_THREAD_DEFAULT_STREAM : 0;               \
+        void *p_ = NULL;                                                                           \
+        cr_expect_eq(drv_gpa(#base, &p_, since, fl_, NULL), CUDA_SUCCESS, "%s", #sym);             \
+        cr_expect_eq(p_, own_, "gpusim's cuGetProcAddress(%s, %d, %d) is not its %s", #base,       \
+                     since, ptds, #sym);                                                           \
+        p_ = NULL;                                                                                 \
+        cr_expect_eq(H(cuGetProcAddress_v2)(#base, &p_, since, fl_, NULL), CUDA_SUCCESS);          \
+        cr_expect_eq(p_, dlsym(ip, #sym), "cuGetProcAddress(%s, %d, %d) is not the hook %s",       \
+                     #base, since, ptds, #sym);                                                    \
+    } while (0);
+    GM_IP_HOOKS(X)
+#undef X
 }
 
 /* ---- memory ---- */
@@ -323,6 +441,154 @@ Test(memory, every_family_counted_and_freed)
     cr_expect_eq(r->oom_count, 6);
     /* A free of memory the interposer never saw (or a failing free) changes nothing. */
     cr_expect_neq(H(cuMemFree_v2)(0x1234), CUDA_SUCCESS);
+    cr_expect_eq(r->mem_used, 0);
+}
+
+/* The first versions take 32-bit device pointers, which gpusim (as any 64-bit driver) cannot
+ * hand out: the hooks pass gpusim's refusal through and charge nothing. */
+Test(memory, first_versions_refused_by_gpusim)
+{
+    struct gm_region *r = t_region_create(region_path, 64 * MIB, 0);
+    load();
+    cuda_up();
+    CUdeviceptr_v1 d = 0;
+    unsigned pitch = 0;
+    cr_expect_eq(H(cuMemAlloc)(&d, 1 * MIB), CUDA_ERROR_NOT_SUPPORTED);
+    cr_expect_eq(H(cuMemAllocPitch)(&d, &pitch, 1024, 16, 4), CUDA_ERROR_NOT_SUPPORTED);
+    cr_expect_eq(r->mem_used, 0, "a refused allocation stayed charged");
+    cr_expect_eq(H(cuMemFree)(0x1000), CUDA_ERROR_NOT_SUPPORTED);
+    cr_expect_eq(H(cuMemAlloc)(&d, 65 * MIB), CUDA_ERROR_OUT_OF_MEMORY, "past the limit");
+}
+
+Test(memory, ptsz_and_3d_arrays)
+{
+    struct gm_region *r = t_region_create(region_path, 64 * MIB, 0);
+    load();
+    cuda_up();
+    CUdeviceptr d;
+    cr_assert_eq(H(cuMemAllocAsync_ptsz)(&d, 7 * MIB, NULL), CUDA_SUCCESS);
+    cr_expect_eq(r->mem_used, 7 * MIB);
+    cr_assert_eq(H(cuMemFreeAsync_ptsz)(d, CU_STREAM_PER_THREAD), CUDA_SUCCESS);
+    cr_expect_eq(r->mem_used, 0);
+    CUmemoryPool pool;
+    cr_assert_eq(R(cuDeviceGetDefaultMemPool)(&pool, 0), CUDA_SUCCESS);
+    cr_assert_eq(H(cuMemAllocFromPoolAsync_ptsz)(&d, 9 * MIB, pool, NULL), CUDA_SUCCESS);
+    cr_expect_eq(r->mem_used, 9 * MIB);
+    cr_expect_eq(H(cuMemAllocAsync_ptsz)(&d, 56 * MIB, NULL), CUDA_ERROR_OUT_OF_MEMORY);
+    cr_assert_eq(H(cuMemFreeAsync_ptsz)(d, NULL), CUDA_SUCCESS);
+    cr_expect_eq(r->mem_used, 0);
+
+    /* 3D: 64 x 64 x 16 float4 = 1 MiB; layered 1D: 256 x 8 layers x 4 bytes. */
+    CUDA_ARRAY3D_DESCRIPTOR d3 = {
+        .Width = 64, .Height = 64, .Depth = 16, .Format = CU_AD_FORMAT_FLOAT, .NumChannels = 4};
+    CUarray a, b, c;
+    cr_assert_eq(H(cuArray3DCreate_v2)(&a, &d3), CUDA_SUCCESS);
+    cr_expect_eq(r->mem_used, 1 * MIB);
+    CUDA_ARRAY3D_DESCRIPTOR_v1 d1 = {.Width = 256,
+                                     .Depth = 8,
+                                     .Format = CU_AD_FORMAT_UNSIGNED_INT8,
+                                     .NumChannels = 4,
+                                     .Flags = CUDA_ARRAY3D_LAYERED};
+    cr_assert_eq(H(cuArray3DCreate)(&b, &d1), CUDA_SUCCESS);
+    cr_expect_eq(r->mem_used, 1 * MIB + 256 * 8 * 4);
+    CUDA_ARRAY_DESCRIPTOR_v1 d2 = {
+        .Width = 128, .Height = 128, .Format = CU_AD_FORMAT_HALF, .NumChannels = 2};
+    cr_assert_eq(H(cuArrayCreate)(&c, &d2), CUDA_SUCCESS);
+    cr_expect_eq(r->mem_used, 1 * MIB + 256 * 8 * 4 + 128 * 128 * 4);
+    d3.Depth = 64 * 16; /* 64 MiB more: past the limit */
+    cr_expect_eq(H(cuArray3DCreate_v2)(&a, &d3), CUDA_ERROR_OUT_OF_MEMORY);
+    cr_expect_eq(r->oom_count, 2);
+    cr_assert_eq(H(cuArrayDestroy)(b), CUDA_SUCCESS);
+    cr_assert_eq(H(cuArrayDestroy)(c), CUDA_SUCCESS);
+    cr_expect_eq(r->mem_used, 1 * MIB);
+    d3.Depth = 16;
+    size_t free_b, total_b;
+    cr_assert_eq(H(cuMemGetInfo_v2)(&free_b, &total_b), CUDA_SUCCESS);
+    cr_expect_eq(free_b, 63 * MIB);
+}
+
+/* cuMemCreate is charged at once; a handle released while mapped (what llama.cpp does right
+ * after cuMemMap) stays charged until its last mapping goes, as the driver keeps the memory.
+ * The mapped memory is usable as cuMemAlloc's is. */
+Test(memory, vmm_family_charged_until_released_and_unmapped)
+{
+    struct gm_region *r = t_region_create(region_path, 64 * MIB, 0);
+    load();
+    cuda_up();
+    CUmemAllocationProp prop = {.type = CU_MEM_ALLOCATION_TYPE_PINNED,
+                                .location = {.type = CU_MEM_LOCATION_TYPE_DEVICE, .id = 0}};
+    size_t gran = 0;
+    cr_assert_eq(R(cuMemGetAllocationGranularity)(&gran, &prop, CU_MEM_ALLOC_GRANULARITY_MINIMUM),
+                 CUDA_SUCCESS);
+    cr_assert_eq(gran, 2 * MIB);
+    size_t gfree0, gtotal;
+    cr_assert_eq(R(cuMemGetInfo_v2)(&gfree0, &gtotal), CUDA_SUCCESS);
+    CUdeviceptr va;
+    cr_assert_eq(R(cuMemAddressReserve)(&va, 64 * MIB, 0, 0, 0), CUDA_SUCCESS);
+    cr_expect_eq(r->mem_used, 0, "a reservation is no memory");
+    CUmemGenericAllocationHandle h1, h2, h3;
+    cr_assert_eq(H(cuMemCreate)(&h1, 8 * MIB, &prop, 0), CUDA_SUCCESS);
+    cr_assert_eq(H(cuMemCreate)(&h2, 16 * MIB, &prop, 0), CUDA_SUCCESS);
+    cr_expect_eq(r->mem_used, 24 * MIB);
+    size_t gfree;
+    cr_assert_eq(R(cuMemGetInfo_v2)(&gfree, &gtotal), CUDA_SUCCESS);
+    cr_expect_eq(gfree0 - gfree, 24 * MIB, "gpusim counts cuMemCreate memory at create time");
+    size_t free_b, total_b;
+    cr_assert_eq(H(cuMemGetInfo_v2)(&free_b, &total_b), CUDA_SUCCESS);
+    cr_expect_eq(total_b, 64 * MIB);
+    cr_expect_eq(free_b, 40 * MIB);
+    cr_expect_eq(H(cuMemCreate)(&h3, 42 * MIB, &prop, 0), CUDA_ERROR_OUT_OF_MEMORY);
+
+    cr_assert_eq(H(cuMemMap)(va, 8 * MIB, 0, h1, 0), CUDA_SUCCESS);
+    cr_assert_eq(H(cuMemMap)(va + 8 * MIB, 16 * MIB, 0, h2, 0), CUDA_SUCCESS);
+    cr_expect_eq(r->mem_used, 24 * MIB, "mapping charges nothing more");
+    static char buf[4096];
+    cr_expect_neq(R(cuMemcpyHtoD_v2)(va, buf, sizeof(buf)), CUDA_SUCCESS,
+                  "mapped memory without cuMemSetAccess is not accessible");
+    CUmemAccessDesc acc = {.location = {.type = CU_MEM_LOCATION_TYPE_DEVICE, .id = 0},
+                           .flags = CU_MEM_ACCESS_FLAGS_PROT_READWRITE};
+    cr_assert_eq(R(cuMemSetAccess)(va, 24 * MIB, &acc, 1), CUDA_SUCCESS);
+    /* One copy across both mappings, a memset, and the bytes back. */
+    memset(buf, 0x5a, sizeof(buf));
+    CUdeviceptr edge = va + 8 * MIB - sizeof(buf) / 2;
+    cr_assert_eq(R(cuMemcpyHtoD_v2)(edge, buf, sizeof(buf)), CUDA_SUCCESS);
+    cr_assert_eq(R(cuMemsetD8_v2)(va + 8 * MIB, 0x11, 16), CUDA_SUCCESS);
+    static char back[4096];
+    cr_assert_eq(R(cuMemcpyDtoH_v2)(back, edge, sizeof(back)), CUDA_SUCCESS);
+    cr_expect_eq(back[0], 0x5a);
+    cr_expect_eq(back[sizeof(back) / 2], 0x11);
+    cr_expect_eq(back[sizeof(back) / 2 + 16], 0x5a);
+    cr_expect_neq(R(cuMemcpyHtoD_v2)(va + 24 * MIB, buf, 16), CUDA_SUCCESS, "unmapped");
+
+    /* h1 released while mapped: still charged, and its memory still there. */
+    cr_assert_eq(H(cuMemRelease)(h1), CUDA_SUCCESS);
+    cr_expect_eq(r->mem_used, 24 * MIB, "released while mapped, the memory is not free yet");
+    cr_assert_eq(R(cuMemcpyDtoH_v2)(back, va, 16), CUDA_SUCCESS);
+    cr_expect_neq(H(cuMemUnmap)(va, 4 * MIB), CUDA_SUCCESS, "half a mapping");
+    cr_expect_eq(r->mem_used, 24 * MIB);
+    cr_assert_eq(H(cuMemUnmap)(va, 8 * MIB), CUDA_SUCCESS);
+    cr_expect_eq(r->mem_used, 16 * MIB, "its last mapping gone, the released handle is free");
+    cr_assert_eq(R(cuMemGetInfo_v2)(&gfree, &gtotal), CUDA_SUCCESS);
+    cr_expect_eq(gfree0 - gfree, 16 * MIB);
+
+    /* h2 unmapped first, then released: returned at the release. */
+    cr_assert_eq(H(cuMemUnmap)(va + 8 * MIB, 16 * MIB), CUDA_SUCCESS);
+    cr_expect_eq(r->mem_used, 16 * MIB);
+    cr_assert_eq(H(cuMemRelease)(h2), CUDA_SUCCESS);
+    cr_expect_eq(r->mem_used, 0);
+    cr_expect_neq(H(cuMemRelease)(h2), CUDA_SUCCESS, "released twice");
+    cr_expect_eq(r->mem_used, 0);
+    cr_assert_eq(R(cuMemAddressFree)(va, 64 * MIB), CUDA_SUCCESS);
+
+    /* A released, still mapped handle goes with its context too. */
+    CUcontext ctx;
+    cr_assert_eq(R(cuCtxCreate_v2)(&ctx, 0, 0), CUDA_SUCCESS);
+    cr_assert_eq(R(cuMemAddressReserve)(&va, 8 * MIB, 0, 0, 0), CUDA_SUCCESS);
+    cr_assert_eq(H(cuMemCreate)(&h3, 8 * MIB, &prop, 0), CUDA_SUCCESS);
+    cr_assert_eq(H(cuMemMap)(va, 8 * MIB, 0, h3, 0), CUDA_SUCCESS);
+    cr_assert_eq(H(cuMemRelease)(h3), CUDA_SUCCESS);
+    cr_expect_eq(r->mem_used, 8 * MIB);
+    cr_assert_eq(H(cuCtxDestroy_v2)(ctx), CUDA_SUCCESS);
     cr_expect_eq(r->mem_used, 0);
 }
 
@@ -711,6 +977,65 @@ Test(contexts, last_primary_release_returns_its_memory)
     /* A release with no reference left fails and changes nothing. */
     cr_expect_neq(H(cuDevicePrimaryCtxRelease_v2)(0), CUDA_SUCCESS);
     cr_expect_eq(r->mem_used, before);
+}
+
+/* ---- launches ---- */
+
+TestSuite(launch, .init = setup, .fini = teardown);
+
+/* Under a 50% cap every launch entry point goes through the pacing: each launch adds its
+ * expected device time to the slot's busy_ns, and each reaches gpusim's timeline. */
+Test(launch, every_variant_paced)
+{
+    struct gm_region *r = t_region_create(region_path, 0, 50);
+    t_region_window(r, 100 * 1000000ull, 0, 50 * 1000000ull, gm_mono_ns());
+    load();
+    cuda_up();
+    CUmodule mod;
+    cr_assert_eq(R(cuModuleLoadData)(&mod, ".version 7.0\n.target sm_75\n"
+                                           ".visible .entry k()\n{\n ret;\n}\n"),
+                 CUDA_SUCCESS);
+    CUfunction f;
+    cr_assert_eq(R(cuModuleGetFunction)(&f, mod, "k"), CUDA_SUCCESS);
+    CUlaunchConfig cfg = {.gridDimX = 4096,
+                          .gridDimY = 1,
+                          .gridDimZ = 1,
+                          .blockDimX = 256,
+                          .blockDimY = 1,
+                          .blockDimZ = 1};
+    struct gm_region_proc *slot = NULL;
+    for (int v = 0; v < 6; v++) {
+        uint64_t before = slot != NULL ? __atomic_load_n(&slot->busy_ns, __ATOMIC_RELAXED) : 0;
+        CUresult rc = CUDA_ERROR_UNKNOWN;
+        switch (v) {
+        case 0:
+            rc = H(cuLaunchKernel)(f, 4096, 1, 1, 256, 1, 1, 0, NULL, NULL, NULL);
+            break;
+        case 1:
+            rc = H(cuLaunchKernel_ptsz)(f, 4096, 1, 1, 256, 1, 1, 0, NULL, NULL, NULL);
+            break;
+        case 2:
+            rc = H(cuLaunchKernelEx)(&cfg, f, NULL, NULL);
+            break;
+        case 3:
+            rc = H(cuLaunchKernelEx_ptsz)(&cfg, f, NULL, NULL);
+            break;
+        case 4:
+            rc = H(cuLaunchCooperativeKernel)(f, 4096, 1, 1, 256, 1, 1, 0, NULL, NULL);
+            break;
+        case 5:
+            rc = H(cuLaunchCooperativeKernel_ptsz)(f, 4096, 1, 1, 256, 1, 1, 0, NULL, NULL);
+            break;
+        }
+        cr_assert_eq(rc, CUDA_SUCCESS, "launch variant %d: %d", v, rc);
+        if (slot == NULL)
+            slot = own_slot(r);
+        cr_expect_gt(__atomic_load_n(&slot->busy_ns, __ATOMIC_RELAXED), before,
+                     "launch variant %d was not paced", v);
+    }
+    cr_assert_eq(R(cuCtxSynchronize)(), CUDA_SUCCESS);
+    /* gpusim refuses a launch without a configuration, through the hook as well. */
+    cr_expect_eq(H(cuLaunchKernelEx)(NULL, f, NULL, NULL), CUDA_ERROR_INVALID_VALUE);
 }
 
 /* ---- region robustness ---- */

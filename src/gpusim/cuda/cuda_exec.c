@@ -40,13 +40,15 @@ static uint64_t not_before_locked(const struct CUstream_st *s)
     return max_u64(s->tail_ns, ctx->null_stream.tail_ns);
 }
 
-/* The stream a call names, in the current context: NULL is the context's legacy stream. */
+/* The stream a call names, in the current context: NULL and CU_STREAM_LEGACY are the context's
+ * legacy stream, and so is CU_STREAM_PER_THREAD (gpusim keeps no per-thread default streams:
+ * work on them is ordered as on the legacy stream, a stricter order than a real driver's). */
 static CUresult resolve_stream(CUstream h, struct CUctx_st **ctx, struct CUstream_st **out)
 {
     CUresult rc = gm_sim_cuda_current(ctx);
     if (rc != CUDA_SUCCESS)
         return rc;
-    if (h == NULL) {
+    if (h == NULL || h == CU_STREAM_LEGACY || h == CU_STREAM_PER_THREAD) {
         *out = &(*ctx)->null_stream;
         return CUDA_SUCCESS;
     }
@@ -99,7 +101,8 @@ GM_SIM_CUDA_API CUresult cuStreamDestroy_v2(CUstream hStream)
     CUresult rc = gm_sim_cuda_check_init();
     if (rc != CUDA_SUCCESS)
         return rc;
-    if (hStream == NULL || hStream->magic != GM_SIM_CUDA_MAGIC_STREAM)
+    if (hStream == NULL || hStream == CU_STREAM_LEGACY || hStream == CU_STREAM_PER_THREAD ||
+        hStream->magic != GM_SIM_CUDA_MAGIC_STREAM)
         return CUDA_ERROR_INVALID_HANDLE;
     rc = CUDA_ERROR_INVALID_HANDLE;
     pthread_mutex_lock(&gm_sim_cuda_g.lock);
@@ -306,11 +309,12 @@ static CUresult check_launch(CUfunction f, const struct CUctx_st *ctx, unsigned 
     return CUDA_SUCCESS;
 }
 
-GM_SIM_CUDA_API CUresult cuLaunchKernel(CUfunction f, unsigned int gridDimX, unsigned int gridDimY,
-                                        unsigned int gridDimZ, unsigned int blockDimX,
-                                        unsigned int blockDimY, unsigned int blockDimZ,
-                                        unsigned int sharedMemBytes, CUstream hStream,
-                                        void **kernelParams, void **extra)
+/* Every launch entry point ends here: cuLaunchKernel and its _ptsz variant, cuLaunchKernelEx
+ * (whose attributes gpusim accepts and ignores) and the cooperative launches. */
+static CUresult launch(CUfunction f, unsigned int gridDimX, unsigned int gridDimY,
+                       unsigned int gridDimZ, unsigned int blockDimX, unsigned int blockDimY,
+                       unsigned int blockDimZ, unsigned int sharedMemBytes, CUstream hStream,
+                       void **kernelParams, void **extra)
 {
     struct CUctx_st *ctx;
     struct CUstream_st *s;
@@ -362,4 +366,70 @@ GM_SIM_CUDA_API CUresult cuLaunchKernel(CUfunction f, unsigned int gridDimX, uns
     }
     pthread_mutex_unlock(&g->lock);
     return rc;
+}
+
+GM_SIM_CUDA_API CUresult cuLaunchKernel(CUfunction f, unsigned int gridDimX, unsigned int gridDimY,
+                                        unsigned int gridDimZ, unsigned int blockDimX,
+                                        unsigned int blockDimY, unsigned int blockDimZ,
+                                        unsigned int sharedMemBytes, CUstream hStream,
+                                        void **kernelParams, void **extra)
+{
+    return launch(f, gridDimX, gridDimY, gridDimZ, blockDimX, blockDimY, blockDimZ, sharedMemBytes,
+                  hStream, kernelParams, extra);
+}
+
+GM_SIM_CUDA_API CUresult cuLaunchKernel_ptsz(CUfunction f, unsigned int gridDimX,
+                                             unsigned int gridDimY, unsigned int gridDimZ,
+                                             unsigned int blockDimX, unsigned int blockDimY,
+                                             unsigned int blockDimZ, unsigned int sharedMemBytes,
+                                             CUstream hStream, void **kernelParams, void **extra)
+{
+    return launch(f, gridDimX, gridDimY, gridDimZ, blockDimX, blockDimY, blockDimZ, sharedMemBytes,
+                  hStream == NULL ? CU_STREAM_PER_THREAD : hStream, kernelParams, extra);
+}
+
+static CUresult launch_ex(const CUlaunchConfig *c, CUfunction f, void **kernelParams, void **extra,
+                          CUstream null_is)
+{
+    if (c == NULL || (c->numAttrs > 0 && c->attrs == NULL)) {
+        CUresult rc = gm_sim_cuda_check_init();
+        return rc != CUDA_SUCCESS ? rc : CUDA_ERROR_INVALID_VALUE;
+    }
+    return launch(f, c->gridDimX, c->gridDimY, c->gridDimZ, c->blockDimX, c->blockDimY,
+                  c->blockDimZ, c->sharedMemBytes, c->hStream == NULL ? null_is : c->hStream,
+                  kernelParams, extra);
+}
+
+GM_SIM_CUDA_API CUresult cuLaunchKernelEx(const CUlaunchConfig *config, CUfunction f,
+                                          void **kernelParams, void **extra)
+{
+    return launch_ex(config, f, kernelParams, extra, NULL);
+}
+
+GM_SIM_CUDA_API CUresult cuLaunchKernelEx_ptsz(const CUlaunchConfig *config, CUfunction f,
+                                               void **kernelParams, void **extra)
+{
+    return launch_ex(config, f, kernelParams, extra, CU_STREAM_PER_THREAD);
+}
+
+/* A cooperative launch runs like any other: gpusim does not check that the grid fits on the
+ * device at once. */
+GM_SIM_CUDA_API CUresult cuLaunchCooperativeKernel(CUfunction f, unsigned int gridDimX,
+                                                   unsigned int gridDimY, unsigned int gridDimZ,
+                                                   unsigned int blockDimX, unsigned int blockDimY,
+                                                   unsigned int blockDimZ,
+                                                   unsigned int sharedMemBytes, CUstream hStream,
+                                                   void **kernelParams)
+{
+    return launch(f, gridDimX, gridDimY, gridDimZ, blockDimX, blockDimY, blockDimZ, sharedMemBytes,
+                  hStream, kernelParams, NULL);
+}
+
+GM_SIM_CUDA_API CUresult cuLaunchCooperativeKernel_ptsz(
+    CUfunction f, unsigned int gridDimX, unsigned int gridDimY, unsigned int gridDimZ,
+    unsigned int blockDimX, unsigned int blockDimY, unsigned int blockDimZ,
+    unsigned int sharedMemBytes, CUstream hStream, void **kernelParams)
+{
+    return launch(f, gridDimX, gridDimY, gridDimZ, blockDimX, blockDimY, blockDimZ, sharedMemBytes,
+                  hStream == NULL ? CU_STREAM_PER_THREAD : hStream, kernelParams, NULL);
 }

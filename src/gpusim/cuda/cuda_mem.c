@@ -1,7 +1,9 @@
 /* gpusim's libcuda.so.1: device memory. Every allocation is real host memory (anonymous,
  * reserved lazily, so a 14 GiB allocation costs nothing until it is written), handed out at a
  * device-looking address that a table maps back. What a process holds counts against the GPU in
- * the shared process table, so allocations of all processes together cannot exceed the GPU. */
+ * the shared process table, so allocations of all processes together cannot exceed the GPU.
+ * Physical memory of the virtual memory family (cuMemCreate) lives in a memfd, so that cuMemMap
+ * can map the same pages into a reserved range (MAP_FIXED over the range's placeholder). */
 #include "gpusim/cuda/cuda_internal.h"
 
 #include <stdlib.h>
@@ -13,7 +15,17 @@
 #define DEV_BASE 0x7f0000000000ull
 #define DEV_END  0x7ff000000000ull
 
-enum kind { K_DEVICE, K_MANAGED, K_HOST, K_ARRAY, K_VMM, K_GLOBALS };
+/* K_VMM is a physical allocation from cuMemCreate: its handle is its address in the device
+ * table, which is no pointer (nothing may copy to it); K_RESERVED a range from
+ * cuMemAddressReserve, usable where mapped with access set. */
+enum kind { K_DEVICE, K_MANAGED, K_HOST, K_ARRAY, K_VMM, K_GLOBALS, K_RESERVED };
+
+/* One cuMemMap in a reserved range. */
+struct vm_map {
+    size_t off, size; /* in the range */
+    CUmemGenericAllocationHandle handle;
+    int access; /* cuMemSetAccess gave read or read-write access */
+};
 
 struct alloc {
     CUdeviceptr base;
@@ -22,7 +34,12 @@ struct alloc {
     size_t map_len;
     struct CUctx_st *ctx; /* NULL for host memory */
     enum kind kind;
-    uint64_t counted; /* bytes in the device's data_bytes */
+    uint64_t counted;  /* bytes in the device's data_bytes */
+    int fd;            /* K_VMM: the memfd, else -1 */
+    unsigned maps;     /* K_VMM: mappings of it in reserved ranges */
+    int released;      /* K_VMM: cuMemRelease'd while mapped; goes with its last mapping */
+    struct vm_map *vm; /* K_RESERVED: its mappings */
+    size_t nvm, cap_vm;
 };
 
 /* Device ranges sorted by base; managed and host memory in a second, unsorted list. */
@@ -68,13 +85,38 @@ int gm_sim_cuda_account_locked(struct gm_sim_cuda_dev *d, int64_t data_delta, in
     return CUDA_SUCCESS;
 }
 
-static void *map(size_t len, size_t *map_len)
+/* The host memory behind an allocation: anonymous, a memfd for K_VMM (*fd), an inaccessible
+ * placeholder for K_RESERVED. */
+static void *map(size_t len, enum kind kind, size_t *map_len, int *fd)
 {
     size_t page = (size_t)sysconf(_SC_PAGESIZE);
     *map_len = round_up(len == 0 ? 1 : len, page);
-    void *p = mmap(NULL, *map_len, PROT_READ | PROT_WRITE,
+    *fd = -1;
+    if (kind == K_VMM) {
+        *fd = memfd_create("gpusim-vmm", MFD_CLOEXEC);
+        if (*fd < 0)
+            return NULL;
+        void *p = MAP_FAILED;
+        if (ftruncate(*fd, (off_t)*map_len) == 0)
+            p = mmap(NULL, *map_len, PROT_READ | PROT_WRITE, MAP_SHARED, *fd, 0);
+        if (p == MAP_FAILED) {
+            close(*fd);
+            *fd = -1;
+            return NULL;
+        }
+        return p;
+    }
+    void *p = mmap(NULL, *map_len, kind == K_RESERVED ? PROT_NONE : PROT_READ | PROT_WRITE,
                    MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
     return p == MAP_FAILED ? NULL : p;
+}
+
+static void unmap(struct alloc *a)
+{
+    munmap(a->host, a->map_len);
+    if (a->fd >= 0)
+        close(a->fd);
+    free(a->vm);
 }
 
 static int grow(struct alloc **arr, size_t *cap, size_t n)
@@ -90,17 +132,19 @@ static int grow(struct alloc **arr, size_t *cap, size_t n)
     return 0;
 }
 
-/* First fit in the device address space; allocations keep a 2 MiB-aligned start, as the
- * driver's large ones do, so that addresses look like a real GPU's. */
-static CUdeviceptr place(size_t size, size_t *index)
+/* First fit in the device address space; allocations keep a 2 MiB-aligned start (or align,
+ * when larger), as the driver's large ones do, so that addresses look like a real GPU's. */
+static CUdeviceptr place(size_t size, uint64_t align, size_t *index)
 {
     uint64_t need = round_up(size == 0 ? 1 : size, GM_SIM_CUDA_ALIGN);
-    uint64_t cur = DEV_BASE;
+    align = align > GM_SIM_CUDA_PAGE ? align : GM_SIM_CUDA_PAGE;
+    uint64_t cur = round_up(DEV_BASE, align);
     size_t i = 0;
     for (; i < ndevs; i++) {
         if (devs[i].base >= cur + need)
             break;
-        cur = round_up(devs[i].base + devs[i].size, GM_SIM_CUDA_PAGE);
+        uint64_t next = round_up(devs[i].base + devs[i].size, align);
+        cur = next > cur ? next : cur;
     }
     if (cur + need > DEV_END)
         return 0;
@@ -108,14 +152,16 @@ static CUdeviceptr place(size_t size, size_t *index)
     return cur;
 }
 
-static CUresult insert(struct CUctx_st *ctx, size_t size, enum kind kind, int counted,
-                       CUdeviceptr *out)
+static CUresult insert_aligned(struct CUctx_st *ctx, size_t size, uint64_t align, enum kind kind,
+                               int counted, CUdeviceptr *out)
 {
     size_t map_len;
-    void *host = map(size, &map_len);
+    int fd;
+    void *host = map(size, kind, &map_len, &fd);
     if (host == NULL)
         return CUDA_ERROR_OUT_OF_MEMORY;
-    struct alloc a = {.size = size, .host = host, .map_len = map_len, .ctx = ctx, .kind = kind};
+    struct alloc a = {
+        .size = size, .host = host, .map_len = map_len, .ctx = ctx, .kind = kind, .fd = fd};
     uint64_t charge = counted ? round_up(size, GM_SIM_CUDA_ALIGN) : 0;
     struct gm_sim_cuda_dev *d = ctx != NULL ? &gm_sim_cuda_g.dev[ctx->dev] : NULL;
     CUresult rc = CUDA_SUCCESS;
@@ -123,7 +169,7 @@ static CUresult insert(struct CUctx_st *ctx, size_t size, enum kind kind, int co
         rc = gm_sim_cuda_from_gm(gm_sim_cuda_account_locked(d, (int64_t)charge, 0),
                                  GM_SIM_CUDA_IN_CALL);
     if (rc != CUDA_SUCCESS) {
-        munmap(host, map_len);
+        unmap(&a);
         return rc;
     }
     a.counted = charge;
@@ -134,7 +180,7 @@ static CUresult insert(struct CUctx_st *ctx, size_t size, enum kind kind, int co
         others[nothers++] = a;
     } else {
         size_t i = 0;
-        a.base = place(size, &i);
+        a.base = place(size, align, &i);
         if (a.base == 0 || grow(&devs, &cap_devs, ndevs) < 0)
             goto nomem;
         memmove(&devs[i + 1], &devs[i], (ndevs - i) * sizeof(*devs));
@@ -146,15 +192,21 @@ static CUresult insert(struct CUctx_st *ctx, size_t size, enum kind kind, int co
 nomem:
     if (charge > 0)
         gm_sim_cuda_account_locked(d, -(int64_t)charge, 0);
-    munmap(host, map_len);
+    unmap(&a);
     return CUDA_ERROR_OUT_OF_MEMORY;
+}
+
+static CUresult insert(struct CUctx_st *ctx, size_t size, enum kind kind, int counted,
+                       CUdeviceptr *out)
+{
+    return insert_aligned(ctx, size, GM_SIM_CUDA_PAGE, kind, counted, out);
 }
 
 static void drop(struct alloc *a)
 {
     if (a->counted > 0 && a->ctx != NULL)
         gm_sim_cuda_account_locked(&gm_sim_cuda_g.dev[a->ctx->dev], -(int64_t)a->counted, 0);
-    munmap(a->host, a->map_len);
+    unmap(a);
 }
 
 static struct alloc *find_dev(CUdeviceptr p, size_t *index)
@@ -185,6 +237,20 @@ static struct alloc *find_other(CUdeviceptr p, size_t *index)
     return NULL;
 }
 
+/* Bytes of [off, off + len) in the reserved range a that are mapped (with access, if asked). */
+static size_t vm_covered(const struct alloc *a, size_t off, size_t len, int need_access)
+{
+    size_t n = 0;
+    for (size_t j = 0; j < a->nvm; j++) {
+        const struct vm_map *m = &a->vm[j];
+        size_t lo = off > m->off ? off : m->off;
+        size_t hi = off + len < m->off + m->size ? off + len : m->off + m->size;
+        if (lo < hi && (!need_access || m->access))
+            n += hi - lo;
+    }
+    return n;
+}
+
 void *gm_sim_cuda_host_ptr_locked(CUdeviceptr p, size_t len)
 {
     size_t i;
@@ -194,8 +260,10 @@ void *gm_sim_cuda_host_ptr_locked(CUdeviceptr p, size_t len)
         if (a == NULL || a->kind == K_HOST)
             return NULL;
     }
-    if (len > a->size || p - a->base > a->size - len)
+    if (a->kind == K_VMM || len > a->size || p - a->base > a->size - len)
         return NULL;
+    if (a->kind == K_RESERVED && vm_covered(a, p - a->base, len, 1) != len)
+        return NULL; /* unmapped, or mapped without cuMemSetAccess: an illegal address */
     return (char *)a->host + (p - a->base);
 }
 
@@ -229,8 +297,18 @@ CUresult gm_sim_cuda_free_locked(CUdeviceptr p)
     return free_kind_locked(p, 1 << K_GLOBALS);
 }
 
+static void vm_remove_locked(CUdeviceptr range, size_t j);
+
 void gm_sim_cuda_mem_release_ctx_locked(struct CUctx_st *ctx)
 {
+    /* Mappings first, so that what they held is accounted for before the ranges go. */
+    for (size_t i = 0; i < ndevs; i++) {
+        while (i < ndevs && devs[i].ctx == ctx && devs[i].kind == K_RESERVED && devs[i].nvm > 0) {
+            CUdeviceptr b = devs[i].base;
+            vm_remove_locked(b, devs[i].nvm - 1);
+            find_dev(b, &i);
+        }
+    }
     for (size_t i = 0; i < ndevs;) {
         if (devs[i].ctx == ctx) {
             drop(&devs[i]);
@@ -253,9 +331,9 @@ void gm_sim_cuda_mem_release_ctx_locked(struct CUctx_st *ctx)
 void gm_sim_cuda_mem_release_all_locked(void)
 {
     for (size_t i = 0; i < ndevs; i++)
-        munmap(devs[i].host, devs[i].map_len);
+        unmap(&devs[i]);
     for (size_t i = 0; i < nothers; i++)
-        munmap(others[i].host, others[i].map_len);
+        unmap(&others[i]);
     free(devs);
     free(others);
     devs = others = NULL;
@@ -310,7 +388,7 @@ GM_SIM_CUDA_API CUresult cuMemAllocManaged(CUdeviceptr *dptr, size_t bytesize, u
 
 static CUresult check_stream(CUstream s)
 {
-    if (s == NULL)
+    if (s == NULL || s == CU_STREAM_LEGACY || s == CU_STREAM_PER_THREAD)
         return CUDA_SUCCESS;
     if (s->magic != GM_SIM_CUDA_MAGIC_STREAM)
         return CUDA_ERROR_INVALID_HANDLE;
@@ -338,6 +416,18 @@ GM_SIM_CUDA_API CUresult cuMemAllocFromPoolAsync(CUdeviceptr *dptr, size_t bytes
     return rc != CUDA_SUCCESS ? rc : alloc_common(dptr, bytesize, K_DEVICE);
 }
 
+/* The per-thread default stream is ordered as the legacy one in gpusim (cuda_exec.c). */
+GM_SIM_CUDA_API CUresult cuMemAllocAsync_ptsz(CUdeviceptr *dptr, size_t bytesize, CUstream hStream)
+{
+    return cuMemAllocAsync(dptr, bytesize, hStream);
+}
+
+GM_SIM_CUDA_API CUresult cuMemAllocFromPoolAsync_ptsz(CUdeviceptr *dptr, size_t bytesize,
+                                                      CUmemoryPool pool, CUstream hStream)
+{
+    return cuMemAllocFromPoolAsync(dptr, bytesize, pool, hStream);
+}
+
 static CUresult free_common(CUdeviceptr dptr)
 {
     CUresult rc = gm_sim_cuda_check_init();
@@ -362,6 +452,11 @@ GM_SIM_CUDA_API CUresult cuMemFreeAsync(CUdeviceptr dptr, CUstream hStream)
     if (rc == CUDA_SUCCESS)
         rc = check_stream(hStream);
     return rc != CUDA_SUCCESS ? rc : free_common(dptr);
+}
+
+GM_SIM_CUDA_API CUresult cuMemFreeAsync_ptsz(CUdeviceptr dptr, CUstream hStream)
+{
+    return cuMemFreeAsync(dptr, hStream);
 }
 
 GM_SIM_CUDA_API CUresult cuMemAllocHost_v2(void **pp, size_t bytesize)
@@ -539,22 +634,23 @@ static size_t format_bytes(CUarray_format f)
     return 0;
 }
 
-GM_SIM_CUDA_API CUresult cuArrayCreate_v2(CUarray *pHandle,
-                                          const CUDA_ARRAY_DESCRIPTOR *pAllocateArray)
+/* 1D, 2D, 3D and layered arrays: width x max(height, 1) x max(depth, 1) elements. */
+static CUresult array_create(CUarray *pHandle, const CUDA_ARRAY3D_DESCRIPTOR *a)
 {
     struct CUctx_st *ctx;
     CUresult rc = gm_sim_cuda_current(&ctx);
     if (rc != CUDA_SUCCESS)
         return rc;
-    if (pHandle == NULL || pAllocateArray == NULL)
+    if (pHandle == NULL || a == NULL)
         return CUDA_ERROR_INVALID_VALUE;
-    const CUDA_ARRAY_DESCRIPTOR *a = pAllocateArray;
     size_t elem = format_bytes(a->Format);
     unsigned ch = a->NumChannels;
     if (elem == 0 || (ch != 1 && ch != 2 && ch != 4) || a->Width == 0 || a->Width > 131072 ||
-        a->Height > 65536)
+        a->Height > 65536 || a->Depth > 16384 ||
+        (a->Depth > 0 && a->Height == 0 && !(a->Flags & CUDA_ARRAY3D_LAYERED)))
         return CUDA_ERROR_INVALID_VALUE;
-    size_t bytes = a->Width * (a->Height == 0 ? 1 : a->Height) * elem * ch;
+    size_t bytes =
+        a->Width * (a->Height == 0 ? 1 : a->Height) * (a->Depth == 0 ? 1 : a->Depth) * elem * ch;
     struct CUarray_st *arr = calloc(1, sizeof(*arr));
     if (arr == NULL)
         return CUDA_ERROR_OUT_OF_MEMORY;
@@ -566,9 +662,25 @@ GM_SIM_CUDA_API CUresult cuArrayCreate_v2(CUarray *pHandle,
         return rc;
     }
     arr->magic = GM_SIM_CUDA_MAGIC_ARRAY;
-    arr->desc = *a;
+    arr->desc = (CUDA_ARRAY_DESCRIPTOR){a->Width, a->Height, a->Format, a->NumChannels};
     *pHandle = arr;
     return CUDA_SUCCESS;
+}
+
+GM_SIM_CUDA_API CUresult cuArrayCreate_v2(CUarray *pHandle,
+                                          const CUDA_ARRAY_DESCRIPTOR *pAllocateArray)
+{
+    if (pAllocateArray == NULL)
+        return array_create(pHandle, NULL);
+    const CUDA_ARRAY_DESCRIPTOR *a = pAllocateArray;
+    CUDA_ARRAY3D_DESCRIPTOR d = {a->Width, a->Height, 0, a->Format, a->NumChannels, 0};
+    return array_create(pHandle, &d);
+}
+
+GM_SIM_CUDA_API CUresult cuArray3DCreate_v2(CUarray *pHandle,
+                                            const CUDA_ARRAY3D_DESCRIPTOR *pAllocateArray)
+{
+    return array_create(pHandle, pAllocateArray);
 }
 
 GM_SIM_CUDA_API CUresult cuArrayDestroy(CUarray hArray)
@@ -611,8 +723,9 @@ GM_SIM_CUDA_API CUresult cuMemGetAllocationGranularity(size_t *granularity,
     return CUDA_SUCCESS;
 }
 
-/* A physical allocation is counted like any other; its handle is the address it lives at in
- * the simulated device, which nobody maps (gpusim has no cuMemMap). */
+/* A physical allocation is counted like any other from the moment it is created (what a real
+ * driver does is docs/interpose.md's open question); its handle is the address it lives at in
+ * the simulated device, not a pointer: only cuMemMap makes it addressable. */
 GM_SIM_CUDA_API CUresult cuMemCreate(CUmemGenericAllocationHandle *handle, size_t size,
                                      const CUmemAllocationProp *prop, unsigned long long flags)
 {
@@ -635,13 +748,190 @@ GM_SIM_CUDA_API CUresult cuMemCreate(CUmemGenericAllocationHandle *handle, size_
     return rc;
 }
 
+static struct alloc *find_handle(CUmemGenericAllocationHandle h)
+{
+    size_t i;
+    struct alloc *a = find_dev(h, &i);
+    return a != NULL && a->base == h && a->kind == K_VMM && !a->released ? a : NULL;
+}
+
+/* A released handle's memory stays while it is mapped, as the driver keeps it. */
 GM_SIM_CUDA_API CUresult cuMemRelease(CUmemGenericAllocationHandle handle)
 {
     CUresult rc = gm_sim_cuda_check_init();
     if (rc != CUDA_SUCCESS)
         return rc;
     pthread_mutex_lock(&gm_sim_cuda_g.lock);
-    rc = free_kind_locked(handle, 1 << K_VMM);
+    struct alloc *a = find_handle(handle);
+    if (a == NULL)
+        rc = CUDA_ERROR_INVALID_VALUE;
+    else if (a->maps > 0)
+        a->released = 1;
+    else
+        rc = free_kind_locked(handle, 1 << K_VMM);
+    pthread_mutex_unlock(&gm_sim_cuda_g.lock);
+    return rc;
+}
+
+/* The reserved range holding [p, p + size), or NULL. */
+static struct alloc *find_range(CUdeviceptr p, size_t size)
+{
+    size_t i;
+    struct alloc *a = find_dev(p, &i);
+    if (a == NULL || a->kind != K_RESERVED || size > a->size || p - a->base > a->size - size)
+        return NULL;
+    return a;
+}
+
+GM_SIM_CUDA_API CUresult cuMemAddressReserve(CUdeviceptr *ptr, size_t size, size_t alignment,
+                                             CUdeviceptr addr, unsigned long long flags)
+{
+    struct CUctx_st *ctx;
+    CUresult rc = gm_sim_cuda_current(&ctx);
+    if (rc != CUDA_SUCCESS)
+        return rc;
+    (void)addr; /* a hint the driver may ignore, and gpusim does */
+    if (ptr == NULL || size == 0 || size % GM_SIM_CUDA_PAGE != 0 || flags != 0 ||
+        (alignment & (alignment - 1)) != 0)
+        return CUDA_ERROR_INVALID_VALUE;
+    pthread_mutex_lock(&gm_sim_cuda_g.lock);
+    rc = insert_aligned(ctx, size, alignment, K_RESERVED, 0, ptr);
+    pthread_mutex_unlock(&gm_sim_cuda_g.lock);
+    return rc;
+}
+
+/* Only a whole range with nothing mapped in it. */
+GM_SIM_CUDA_API CUresult cuMemAddressFree(CUdeviceptr ptr, size_t size)
+{
+    CUresult rc = gm_sim_cuda_check_init();
+    if (rc != CUDA_SUCCESS)
+        return rc;
+    pthread_mutex_lock(&gm_sim_cuda_g.lock);
+    struct alloc *a = find_range(ptr, size);
+    if (a == NULL || a->base != ptr || a->size != size || a->nvm > 0)
+        rc = CUDA_ERROR_INVALID_VALUE;
+    else
+        rc = free_kind_locked(ptr, 1 << K_RESERVED);
+    pthread_mutex_unlock(&gm_sim_cuda_g.lock);
+    return rc;
+}
+
+GM_SIM_CUDA_API CUresult cuMemMap(CUdeviceptr ptr, size_t size, size_t offset,
+                                  CUmemGenericAllocationHandle handle, unsigned long long flags)
+{
+    CUresult rc = gm_sim_cuda_check_init();
+    if (rc != CUDA_SUCCESS)
+        return rc;
+    if (size == 0 || flags != 0 || ptr % GM_SIM_CUDA_PAGE != 0 || size % GM_SIM_CUDA_PAGE != 0 ||
+        offset % GM_SIM_CUDA_PAGE != 0)
+        return CUDA_ERROR_INVALID_VALUE;
+    pthread_mutex_lock(&gm_sim_cuda_g.lock);
+    struct alloc *h = find_handle(handle);
+    struct alloc *r = find_range(ptr, size);
+    if (h == NULL || r == NULL || offset > h->size || size > h->size - offset ||
+        vm_covered(r, ptr - r->base, size, 0) != 0)
+        rc = CUDA_ERROR_INVALID_VALUE;
+    if (rc == CUDA_SUCCESS && r->nvm == r->cap_vm) {
+        size_t nc = r->cap_vm == 0 ? 8 : r->cap_vm * 2;
+        struct vm_map *v = realloc(r->vm, nc * sizeof(*v));
+        if (v == NULL) {
+            rc = CUDA_ERROR_OUT_OF_MEMORY;
+        } else {
+            r->vm = v;
+            r->cap_vm = nc;
+        }
+    }
+    if (rc == CUDA_SUCCESS && mmap((char *)r->host + (ptr - r->base), size, PROT_READ | PROT_WRITE,
+                                   MAP_SHARED | MAP_FIXED, h->fd, (off_t)offset) == MAP_FAILED)
+        rc = CUDA_ERROR_OUT_OF_MEMORY;
+    if (rc == CUDA_SUCCESS) {
+        r->vm[r->nvm++] = (struct vm_map){.off = ptr - r->base, .size = size, .handle = handle};
+        h->maps++;
+    }
+    pthread_mutex_unlock(&gm_sim_cuda_g.lock);
+    return rc;
+}
+
+/* Takes mapping j out of the range at base range: the placeholder goes back over it, and a
+ * released handle whose last mapping this was is freed (which moves the table's entries). */
+static void vm_remove_locked(CUdeviceptr range, size_t j)
+{
+    size_t i;
+    struct alloc *r = find_dev(range, &i);
+    struct vm_map m = r->vm[j];
+    mmap((char *)r->host + m.off, m.size, PROT_NONE,
+         MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_FIXED, -1, 0);
+    r->vm[j] = r->vm[--r->nvm];
+    struct alloc *h = find_dev(m.handle, &i);
+    if (h == NULL || h->base != m.handle || h->kind != K_VMM)
+        return; /* gone with its own context */
+    if (--h->maps == 0 && h->released)
+        free_kind_locked(m.handle, 1 << K_VMM);
+}
+
+/* Whole mappings only: [ptr, ptr + size) must be mapped throughout and cut none in two. */
+GM_SIM_CUDA_API CUresult cuMemUnmap(CUdeviceptr ptr, size_t size)
+{
+    CUresult rc = gm_sim_cuda_check_init();
+    if (rc != CUDA_SUCCESS)
+        return rc;
+    pthread_mutex_lock(&gm_sim_cuda_g.lock);
+    struct alloc *r = size == 0 ? NULL : find_range(ptr, size);
+    size_t off = r != NULL ? ptr - r->base : 0;
+    if (r == NULL || vm_covered(r, off, size, 0) != size)
+        rc = CUDA_ERROR_INVALID_VALUE;
+    for (size_t j = 0; rc == CUDA_SUCCESS && j < r->nvm; j++) {
+        const struct vm_map *m = &r->vm[j];
+        int overlaps = m->off < off + size && off < m->off + m->size;
+        if (overlaps && (m->off < off || m->off + m->size > off + size))
+            rc = CUDA_ERROR_INVALID_VALUE;
+    }
+    if (rc == CUDA_SUCCESS) {
+        CUdeviceptr base = r->base;
+        for (size_t j = 0; j < r->nvm;) {
+            if (r->vm[j].off >= off && r->vm[j].off < off + size) {
+                vm_remove_locked(base, j);
+                size_t i;
+                r = find_dev(base, &i);
+            } else {
+                j++;
+            }
+        }
+    }
+    pthread_mutex_unlock(&gm_sim_cuda_g.lock);
+    return rc;
+}
+
+/* Access is per mapping: a range that covers part of a mapping sets it for the whole of it. */
+GM_SIM_CUDA_API CUresult cuMemSetAccess(CUdeviceptr ptr, size_t size, const CUmemAccessDesc *desc,
+                                        size_t count)
+{
+    CUresult rc = gm_sim_cuda_check_init();
+    if (rc != CUDA_SUCCESS)
+        return rc;
+    if (desc == NULL || count == 0 || size == 0)
+        return CUDA_ERROR_INVALID_VALUE;
+    int access = -1;
+    for (size_t k = 0; k < count; k++) {
+        if (desc[k].location.type != CU_MEM_LOCATION_TYPE_DEVICE ||
+            (desc[k].flags != CU_MEM_ACCESS_FLAGS_PROT_NONE &&
+             desc[k].flags != CU_MEM_ACCESS_FLAGS_PROT_READ &&
+             desc[k].flags != CU_MEM_ACCESS_FLAGS_PROT_READWRITE))
+            return CUDA_ERROR_INVALID_VALUE;
+        if (gm_sim_cuda_device(desc[k].location.id) == NULL)
+            return CUDA_ERROR_INVALID_DEVICE;
+        access = desc[k].flags != CU_MEM_ACCESS_FLAGS_PROT_NONE;
+    }
+    pthread_mutex_lock(&gm_sim_cuda_g.lock);
+    struct alloc *r = find_range(ptr, size);
+    size_t off = r != NULL ? ptr - r->base : 0;
+    if (r == NULL || vm_covered(r, off, size, 0) != size) {
+        rc = CUDA_ERROR_INVALID_VALUE;
+    } else {
+        for (size_t j = 0; j < r->nvm; j++)
+            if (r->vm[j].off < off + size && off < r->vm[j].off + r->vm[j].size)
+                r->vm[j].access = access;
+    }
     pthread_mutex_unlock(&gm_sim_cuda_g.lock);
     return rc;
 }

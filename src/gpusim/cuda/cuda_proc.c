@@ -79,9 +79,16 @@
     X(cuMemsetD32, 3020, cuMemsetD32_v2)                                                           \
     X(cuArrayCreate, 2000, cuArrayCreate)                                                          \
     X(cuArrayCreate, 3020, cuArrayCreate_v2)                                                       \
+    X(cuArray3DCreate, 2000, cuArray3DCreate)                                                      \
+    X(cuArray3DCreate, 3020, cuArray3DCreate_v2)                                                   \
     X(cuArrayDestroy, 2000, cuArrayDestroy)                                                        \
     X(cuMemCreate, 10020, cuMemCreate)                                                             \
     X(cuMemRelease, 10020, cuMemRelease)                                                           \
+    X(cuMemAddressReserve, 10020, cuMemAddressReserve)                                             \
+    X(cuMemAddressFree, 10020, cuMemAddressFree)                                                   \
+    X(cuMemMap, 10020, cuMemMap)                                                                   \
+    X(cuMemUnmap, 10020, cuMemUnmap)                                                               \
+    X(cuMemSetAccess, 10020, cuMemSetAccess)                                                       \
     X(cuMemGetAllocationGranularity, 10020, cuMemGetAllocationGranularity)                         \
     X(cuMemPoolCreate, 11020, cuMemPoolCreate)                                                     \
     X(cuMemPoolDestroy, 11020, cuMemPoolDestroy)                                                   \
@@ -92,6 +99,8 @@
     X(cuModuleGetGlobal, 2000, cuModuleGetGlobal)                                                  \
     X(cuModuleGetGlobal, 3020, cuModuleGetGlobal_v2)                                               \
     X(cuLaunchKernel, 4000, cuLaunchKernel)                                                        \
+    X(cuLaunchKernelEx, 11060, cuLaunchKernelEx)                                                   \
+    X(cuLaunchCooperativeKernel, 9000, cuLaunchCooperativeKernel)                                  \
     X(cuStreamCreate, 2000, cuStreamCreate)                                                        \
     X(cuStreamDestroy, 2000, cuStreamDestroy)                                                      \
     X(cuStreamDestroy, 4000, cuStreamDestroy_v2)                                                   \
@@ -106,13 +115,29 @@
     X(cuEventQuery, 2000, cuEventQuery)                                                            \
     X(cuEventElapsedTime, 2000, cuEventElapsedTime)
 
+/* The per-thread default stream variants, which cuGetProcAddress hands out instead under
+ * CU_GET_PROC_ADDRESS_PER_THREAD_DEFAULT_STREAM; X(base name, version, function). */
+#define GM_SIM_CUDA_PTSZ_ENTRIES(X)                                                                \
+    X(cuLaunchKernel, 7000, cuLaunchKernel_ptsz)                                                   \
+    X(cuLaunchKernelEx, 11060, cuLaunchKernelEx_ptsz)                                              \
+    X(cuLaunchCooperativeKernel, 9000, cuLaunchCooperativeKernel_ptsz)                             \
+    X(cuMemAllocAsync, 11020, cuMemAllocAsync_ptsz)                                                \
+    X(cuMemAllocFromPoolAsync, 11020, cuMemAllocFromPoolAsync_ptsz)                                \
+    X(cuMemFreeAsync, 11020, cuMemFreeAsync_ptsz)
+
+/* The library is linked -Bsymbolic (CMakeLists.txt), so &fn is gpusim's own function even when
+ * a preloaded library exports the same name, as a real driver's table is. */
 static const struct entry {
     const char *name;
     int version;
+    int ptds;
     void *fn;
 } entries[] = {
-#define GM_X(base, version, fn) {#base, version, (void *)&fn},
+#define GM_X(base, version, fn) {#base, version, 0, (void *)&fn},
     GM_SIM_CUDA_ENTRIES(GM_X)
+#undef GM_X
+#define GM_X(base, version, fn) {#base, version, 1, (void *)&fn},
+        GM_SIM_CUDA_PTSZ_ENTRIES(GM_X)
 #undef GM_X
 };
 
@@ -123,15 +148,21 @@ GM_SIM_CUDA_API CUresult cuGetProcAddress_v2(const char *symbol, void **pfn, int
     if (symbol == NULL || pfn == NULL ||
         flags > (CU_GET_PROC_ADDRESS_LEGACY_STREAM | CU_GET_PROC_ADDRESS_PER_THREAD_DEFAULT_STREAM))
         return CUDA_ERROR_INVALID_VALUE;
+    /* The newest variant not newer than the caller's version; a _ptsz one before any other
+     * under CU_GET_PROC_ADDRESS_PER_THREAD_DEFAULT_STREAM, and never without it. */
+    int want_ptds = (flags & CU_GET_PROC_ADDRESS_PER_THREAD_DEFAULT_STREAM) != 0;
     const struct entry *best = NULL;
     int known = 0;
     for (size_t i = 0; i < sizeof(entries) / sizeof(entries[0]); i++) {
-        if (strcmp(entries[i].name, symbol) != 0)
+        const struct entry *e = &entries[i];
+        if (strcmp(e->name, symbol) != 0)
             continue;
         known = 1;
-        if (entries[i].version <= cudaVersion &&
-            (best == NULL || entries[i].version > best->version))
-            best = &entries[i];
+        if (e->version > cudaVersion || (e->ptds && !want_ptds))
+            continue;
+        if (best == NULL || (e->ptds && !best->ptds) ||
+            (e->ptds == best->ptds && e->version > best->version))
+            best = e;
     }
     *pfn = best != NULL ? best->fn : NULL;
     if (symbolStatus != NULL)
@@ -173,6 +204,17 @@ GM_SIM_CUDA_API CUresult cuArrayCreate(CUarray *pHandle,
     CUDA_ARRAY_DESCRIPTOR d = {pAllocateArray->Width, pAllocateArray->Height,
                                pAllocateArray->Format, pAllocateArray->NumChannels};
     return cuArrayCreate_v2(pHandle, &d);
+}
+
+GM_SIM_CUDA_API CUresult cuArray3DCreate(CUarray *pHandle,
+                                         const CUDA_ARRAY3D_DESCRIPTOR_v1 *pAllocateArray)
+{
+    if (pAllocateArray == NULL)
+        return cuArray3DCreate_v2(pHandle, NULL);
+    const CUDA_ARRAY3D_DESCRIPTOR_v1 *a = pAllocateArray;
+    CUDA_ARRAY3D_DESCRIPTOR d = {a->Width,  a->Height,      a->Depth,
+                                 a->Format, a->NumChannels, a->Flags};
+    return cuArray3DCreate_v2(pHandle, &d);
 }
 
 static CUresult v1_pointer(void)
