@@ -1,0 +1,1 @@
+#include "gpusim/nvml/nvml_internal.h"
