@@ -60,6 +60,34 @@ PROCESS_LIST(nvmlDeviceGetGraphicsRunningProcesses_v2, nvmlProcessInfo_v2_t, LIS
 PROCESS_LIST(nvmlDeviceGetMPSComputeRunningProcesses_v3, nvmlProcessInfo_t, LIST_MPS)
 PROCESS_LIST(nvmlDeviceGetMPSComputeRunningProcesses_v2, nvmlProcessInfo_v2_t, LIST_MPS)
 
+/* The first versions' entries carry only pid and memory. */
+static nvmlReturn_t list_v1(nvmlDevice_t device, unsigned int *infoCount,
+                            nvmlProcessInfo_v1_t *infos, uint32_t mask)
+{
+    nvmlProcessInfo_t full[GM_SIM_MAX_PROCS];
+    unsigned n = infoCount == NULL ? 0 : *infoCount;
+    if (n > GM_SIM_MAX_PROCS)
+        n = GM_SIM_MAX_PROCS;
+    nvmlReturn_t rc =
+        list(device, infoCount == NULL ? NULL : &n, infos == NULL ? NULL : full, mask);
+    if (infoCount != NULL && (rc == NVML_SUCCESS || rc == NVML_ERROR_INSUFFICIENT_SIZE))
+        *infoCount = n;
+    for (unsigned i = 0; rc == NVML_SUCCESS && i < n; i++) {
+        infos[i].pid = full[i].pid;
+        infos[i].usedGpuMemory = full[i].usedGpuMemory;
+    }
+    return rc;
+}
+#define PROCESS_LIST_V1(fn, mask)                                                                  \
+    GM_SIM_API nvmlReturn_t fn(nvmlDevice_t device, unsigned int *infoCount,                       \
+                               nvmlProcessInfo_v1_t *infos)                                        \
+    {                                                                                              \
+        return list_v1(device, infoCount, infos, mask);                                            \
+    }
+PROCESS_LIST_V1(nvmlDeviceGetComputeRunningProcesses, LIST_COMPUTE)
+PROCESS_LIST_V1(nvmlDeviceGetGraphicsRunningProcesses, LIST_GRAPHICS)
+PROCESS_LIST_V1(nvmlDeviceGetMPSComputeRunningProcesses, LIST_MPS)
+
 /* Samples are the processes whose simulated driver reported busy time after lastSeenTimeStamp
  * (microseconds). A NULL buffer asks for the count, answered with INSUFFICIENT_SIZE as the real
  * library does; no newer sample is NOT_FOUND. */
