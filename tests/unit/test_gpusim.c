@@ -411,7 +411,9 @@ Test(gpusim, state_table_rules)
     cr_assert_eq(N(nvmlSystemGetProcessName)((unsigned)a, name, sizeof(name)), NVML_SUCCESS);
     cr_assert_str_eq(name, argv0);
 
-    cr_assert_eq(gm_sim_proc_add_busy(st, 1, (uint32_t)a, 30, 100, &err), 0, "%s", err.msg);
+    /* 30% of the last 300 ms: the last complete sampling period reads 30. */
+    cr_assert_eq(gm_sim_proc_add_busy(st, 1, (uint32_t)a, 90000000, 300000000, &err), 0, "%s",
+                 err.msg);
     nvmlProcessUtilizationSample_t s[4];
     unsigned n = 0;
     cr_assert_eq(N(nvmlDeviceGetProcessUtilization)(dev(1), NULL, &n, 0),
@@ -1052,5 +1054,57 @@ Test(gpusim, clocks_pcie_energy_and_more_follow_the_model)
     cr_assert_eq(N(nvmlDeviceGetHandleByPciBusId)("0000E00B:00:00.0", &again), NVML_SUCCESS);
     cr_assert_eq(again, d);
     reap(p);
+    gm_sim_detach(st);
+}
+
+/* A process busy 30% of the time, in kernels of 6 ms every 20 ms at any phase, or spread thin
+ * as an MPS client at 30%: each sampling period reads 30, not the 0 or 100 of the last kernel. */
+Test(gpusim, process_utilisation_is_averaged_over_each_sampling_period)
+{
+    struct gm_sim_proc p;
+    memset(&p, 0, sizeof(p));
+    const uint64_t ms = 1000000, base = 1000 * GM_SIM_UTIL_PERIOD_NS + 7 * ms;
+    for (uint64_t t = base; t < base + 10 * GM_SIM_UTIL_PERIOD_NS; t += 20 * ms)
+        gm_sim_proc_record_busy(&p, t, t + 6 * ms, 6 * ms, base);
+    uint64_t end = 0;
+    for (int k = 1; k < 9; k++) {
+        uint64_t now = base + (uint64_t)k * GM_SIM_UTIL_PERIOD_NS + 50 * ms;
+        unsigned u = gm_sim_proc_period_util(&p, now, &end);
+        cr_expect(u >= 29 && u <= 31, "period %d: %u", k, u);
+        cr_expect_eq(end % GM_SIM_UTIL_PERIOD_NS, 0);
+        cr_expect_leq(end, now);
+    }
+    /* An MPS client's kernel: 600 ms of work over 2 s. */
+    memset(&p, 0, sizeof(p));
+    gm_sim_proc_record_busy(&p, base, base + 2000 * ms, 600 * ms, base);
+    cr_assert_eq(gm_sim_proc_period_util(&p, base + 500 * ms, &end), 30);
+    /* Further than the ring reaches ahead is not recorded, and does not overwrite the past. */
+    cr_assert_eq(gm_sim_proc_period_util(&p, base + 1900 * ms, &end), 0);
+    cr_assert_eq(gm_sim_proc_period_util(&p, base + 50 * GM_SIM_UTIL_PERIOD_NS, &end), 0);
+
+    /* Through the library: the sample of the last period, stamped in CPU microseconds, once. */
+    init();
+    struct gm_sim_state *st = attach();
+    pid_t a = sleeper();
+    reg(st, 0, a, GM_SIM_PROC_COMPUTE, 100, "thirty");
+    struct gm_error err;
+    cr_assert_eq(gm_sim_lock(st, &err), 0, "%s", err.msg);
+    uint64_t now = gm_mono_ns();
+    for (uint64_t t = now - 400 * ms; t < now; t += 20 * ms)
+        gm_sim_proc_record_busy(&st->gpus[0].procs[0], t, t + 6 * ms, 6 * ms, now);
+    gm_sim_unlock(st);
+    nvmlProcessUtilizationSample_t s[4];
+    unsigned n = 4;
+    uint64_t before = gm_now_us();
+    cr_assert_eq(N(nvmlDeviceGetProcessUtilization)(dev(0), s, &n, 0), NVML_SUCCESS);
+    cr_assert_eq(n, 1);
+    cr_assert_eq(s[0].pid, (unsigned)a);
+    cr_assert(s[0].smUtil >= 29 && s[0].smUtil <= 31, "smUtil %u", s[0].smUtil);
+    cr_assert_leq(s[0].timeStamp, before + 1000);
+    cr_assert_geq(s[0].timeStamp + 2 * GM_SIM_UTIL_PERIOD_NS / 1000, before);
+    n = 4;
+    cr_assert_eq(N(nvmlDeviceGetProcessUtilization)(dev(0), s, &n, s[0].timeStamp),
+                 NVML_ERROR_NOT_FOUND);
+    reap(a);
     gm_sim_detach(st);
 }
