@@ -2,6 +2,7 @@
 #include "common/path.h"
 #include "common/log.h"
 #include "common/parse.h"
+#include "gpusim/state/state.h"
 
 #include <errno.h>
 #include <libfyaml.h>
@@ -162,8 +163,10 @@ int gm_config_finish(struct gm_config *c, const char *exe_dir, struct gm_error *
         rc = gm_path(err, c->gpusim_dir, sizeof(c->gpusim_dir), "%s/../lib/gpusim", exe_dir);
     if (rc == 0 && c->interposer[0] == '\0' && exe_dir != NULL)
         rc = gm_path(err, c->interposer, sizeof(c->interposer), "%s/../lib/libgpumux.so", exe_dir);
+    /* gpusim's own default, so that an NVML tool started by hand with gpusim's library on its
+     * path watches the daemon's device. */
     if (rc == 0 && c->gpusim_state[0] == '\0')
-        rc = gm_path(err, c->gpusim_state, sizeof(c->gpusim_state), "%s/gpusim.state", c->run_dir);
+        rc = gm_path(err, c->gpusim_state, sizeof(c->gpusim_state), "%s", GM_SIM_DEFAULT_STATE);
     return rc;
 }
 

@@ -51,7 +51,7 @@ struct gm_config {
     X("gpusim_config", S, gpusim_config, "", 0, 0,                                                 \
       "gpusim's device description (YAML); empty: two Tesla T4")                                   \
     X("gpusim_state", S, gpusim_state, "", 0, 0,                                                   \
-      "gpusim's shared device state file (default: RUN_DIR/gpusim.state)")                         \
+      "gpusim's shared device state file (default: gpusim's, /dev/shm/gpumux-gpusim)")             \
     X("log_level", S, log_level, "info", 0, 0, "debug | info | warning | error")                   \
     X("placement", S, placement, "binpack", 0, 0,                                                  \
       "binpack | spread: where a workload without --gpu goes")                                     \

@@ -15,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 /* One daemon per state directory: two would both believe they own the workloads. */
@@ -60,6 +61,18 @@ static int check_gpusim_dir(const struct gm_config *c, struct gm_error *err)
         slash[1] = '\0';
     else
         *slash = '\0';
+    /* gpusim's default lives in /dev/shm, root's and sticky like /tmp: another user cannot
+     * replace our entry there, links are refused (gpusim opens it O_NOFOLLOW), and the daemon
+     * reads the file only through gpusim's validated private view. So a sticky directory of
+     * root's is accepted when the directory above it is trusted. */
+    struct stat sb;
+    if (lstat(dir, &sb) == 0 && S_ISDIR(sb.st_mode) && sb.st_uid == 0 && (sb.st_mode & S_ISVTX)) {
+        char *up = strrchr(dir, '/');
+        if (up != NULL && up != dir)
+            *up = '\0';
+        else if (up == dir)
+            up[1] = '\0';
+    }
     int fd = gm_safedir_open(dir, 0755, 0, err);
     if (fd < 0)
         return gm_err_wrap(err, "gpusim_state %s", c->gpusim_state);

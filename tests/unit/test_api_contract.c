@@ -203,6 +203,9 @@ static void setup(void)
     snprintf(path, sizeof(path), "%s/run", dir);
     mkdir(path, 0755);
     set("run_dir", path);
+    /* Its own device, not gpusim's default file that other daemons and tools share. */
+    snprintf(path, sizeof(path), "%s/run/gpusim.state", dir);
+    set("gpusim_state", path);
     snprintf(path, sizeof(path), "%s/logs", dir);
     set("log_dir", path);
     set("driver", "sim");

@@ -411,7 +411,9 @@ Test(gpusim, state_table_rules)
     cr_assert_eq(N(nvmlSystemGetProcessName)((unsigned)a, name, sizeof(name)), NVML_SUCCESS);
     cr_assert_str_eq(name, argv0);
 
-    cr_assert_eq(gm_sim_proc_add_busy(st, 1, (uint32_t)a, 30, 100, &err), 0, "%s", err.msg);
+    /* 30% of the last 300 ms: the last complete sampling period reads 30. */
+    cr_assert_eq(gm_sim_proc_add_busy(st, 1, (uint32_t)a, 90000000, 300000000, &err), 0, "%s",
+                 err.msg);
     nvmlProcessUtilizationSample_t s[4];
     unsigned n = 0;
     cr_assert_eq(N(nvmlDeviceGetProcessUtilization)(dev(1), NULL, &n, 0),
@@ -915,4 +917,194 @@ Test(gpusim, exports_only_nvml_and_the_marker)
     cr_assert_null(dlsym(lib, "gm_sim_attach"));
     cr_assert_null(dlsym(lib, "gm_err"));
     cr_assert_null(dlsym(lib, "gm_sim_nvml_state"));
+}
+
+/* Every function NVIDIA's nvml.h declares, from the list generated from the header. */
+#define GM_NVML_FN(kind, name, params, proto) #name,
+static const char *const header_functions[] = {
+#include "gpusim/nvml/nvml_functions.h"
+};
+#undef GM_NVML_FN
+
+Test(gpusim, every_function_of_nvml_h_is_exported)
+{
+    size_t n = sizeof(header_functions) / sizeof(header_functions[0]);
+    cr_assert_gt(n, 400, "the list has %zu functions", n);
+    for (size_t i = 0; i < n; i++)
+        cr_expect_not_null(dlsym(lib, header_functions[i]), "gpusim lacks %s", header_functions[i]);
+    /* Both names of the versioned calls, as a real library exports them. */
+    cr_assert_not_null(dlsym(lib, "nvmlDeviceGetComputeRunningProcesses"));
+    cr_assert_not_null(dlsym(lib, "nvmlDeviceGetComputeRunningProcesses_v3"));
+    cr_assert_not_null(dlsym(lib, "nvmlEventSetWait"));
+    cr_assert_not_null(dlsym(lib, "nvmlEventSetWait_v2"));
+}
+
+Test(gpusim, unmodelled_functions_answer_not_supported)
+{
+    init();
+    nvmlDevice_t d = dev(0);
+    /* Signatures from NVIDIA's nvml.h, NVML API 13 (enums passed as int, unknown structs as
+     * void *, as in the generated list). */
+    nvmlReturn_t (*nvlink_state)(nvmlDevice_t, unsigned, int *) =
+        (nvmlReturn_t(*)(nvmlDevice_t, unsigned, int *))nvsym("nvmlDeviceGetNvLinkState");
+    nvmlReturn_t (*fabric)(nvmlDevice_t, void *) =
+        (nvmlReturn_t(*)(nvmlDevice_t, void *))nvsym("nvmlDeviceGetGpuFabricInfo");
+    nvmlReturn_t (*licensable)(nvmlDevice_t, void *) =
+        (nvmlReturn_t(*)(nvmlDevice_t, void *))nvsym("nvmlDeviceGetGridLicensableFeatures");
+    int active = 7;
+    char buf[512];
+    cr_assert_eq(nvlink_state(d, 0, &active), NVML_ERROR_NOT_SUPPORTED);
+    cr_assert_eq(active, 7, "nothing written");
+    cr_assert_eq(fabric(d, buf), NVML_ERROR_NOT_SUPPORTED);
+    cr_assert_eq(licensable(d, buf), NVML_ERROR_NOT_SUPPORTED);
+}
+
+Test(gpusim, clocks_pcie_energy_and_more_follow_the_model)
+{
+    init();
+    nvmlDevice_t d = dev(1);
+    unsigned v = 0;
+    /* Idle: P8 clocks, the idle reason. */
+    cr_assert_eq(N(nvmlDeviceGetClockInfo)(d, NVML_CLOCK_SM, &v), NVML_SUCCESS);
+    cr_assert_eq(v, 300);
+    cr_assert_eq(N(nvmlDeviceGetMaxClockInfo)(d, NVML_CLOCK_SM, &v), NVML_SUCCESS);
+    cr_assert_eq(v, 1590);
+    cr_assert_eq(N(nvmlDeviceGetMaxClockInfo)(d, NVML_CLOCK_MEM, &v), NVML_SUCCESS);
+    cr_assert_eq(v, 5001);
+    cr_assert_eq(N(nvmlDeviceGetClock)(d, NVML_CLOCK_GRAPHICS, NVML_CLOCK_ID_APP_CLOCK_DEFAULT, &v),
+                 NVML_SUCCESS);
+    cr_assert_eq(v, 585);
+    cr_assert_eq(N(nvmlDeviceGetClockInfo)(d, NVML_CLOCK_COUNT, &v), NVML_ERROR_INVALID_ARGUMENT);
+    unsigned long long reasons = 99;
+    cr_assert_eq(N(nvmlDeviceGetCurrentClocksThrottleReasons)(d, &reasons), NVML_SUCCESS);
+    cr_assert_eq(reasons, nvmlClocksEventReasonGpuIdle);
+    /* A process puts the GPU in P0: maximum clocks, no reason. */
+    struct gm_sim_state *st = attach();
+    pid_t p = sleeper();
+    reg(st, 1, p, GM_SIM_PROC_COMPUTE, 100, "busy");
+    cr_assert_eq(N(nvmlDeviceGetClockInfo)(d, NVML_CLOCK_SM, &v), NVML_SUCCESS);
+    cr_assert_eq(v, 1590);
+    cr_assert_eq(N(nvmlDeviceGetCurrentClocksEventReasons)(d, &reasons), NVML_SUCCESS);
+    cr_assert_eq(reasons, nvmlClocksEventReasonNone);
+
+    cr_assert_eq(N(nvmlDeviceGetCurrPcieLinkGeneration)(d, &v), NVML_SUCCESS);
+    cr_assert_eq(v, 3);
+    cr_assert_eq(N(nvmlDeviceGetMaxPcieLinkWidth)(d, &v), NVML_SUCCESS);
+    cr_assert_eq(v, 16);
+    cr_assert_eq(N(nvmlDeviceGetPcieThroughput)(d, NVML_PCIE_UTIL_RX_BYTES, &v), NVML_SUCCESS);
+    cr_assert_eq(N(nvmlDeviceGetTemperatureThreshold)(d, NVML_TEMPERATURE_THRESHOLD_SLOWDOWN, &v),
+                 NVML_SUCCESS);
+    cr_assert_eq(v, 93);
+    cr_assert_eq(N(nvmlDeviceGetTemperatureThreshold)(d, NVML_TEMPERATURE_THRESHOLD_MEM_MAX, &v),
+                 NVML_ERROR_NOT_SUPPORTED);
+    cr_assert_eq(N(nvmlDeviceGetMinorNumber)(d, &v), NVML_SUCCESS);
+    cr_assert_eq(v, 1);
+    nvmlDeviceArchitecture_t arch = 0;
+    cr_assert_eq(N(nvmlDeviceGetArchitecture)(d, &arch), NVML_SUCCESS);
+    cr_assert_eq(arch, NVML_DEVICE_ARCH_TURING);
+    char vbios[NVML_DEVICE_VBIOS_VERSION_BUFFER_SIZE];
+    cr_assert_eq(N(nvmlDeviceGetVbiosVersion)(d, vbios, sizeof(vbios)), NVML_SUCCESS);
+    cr_assert_str_eq(vbios, "90.04.96.00.02");
+    unsigned period = 0;
+    cr_assert_eq(N(nvmlDeviceGetEncoderUtilization)(d, &v, &period), NVML_SUCCESS);
+    cr_assert_eq(v, 0);
+    cr_assert_gt(period, 0);
+
+    /* Memory v2 splits v1's used into the driver's reserve and the processes'. */
+    nvmlMemory_t m1;
+    nvmlMemory_v2_t m2 = {.version = nvmlMemory_v2};
+    cr_assert_eq(N(nvmlDeviceGetMemoryInfo)(d, &m1), NVML_SUCCESS);
+    cr_assert_eq(N(nvmlDeviceGetMemoryInfo_v2)(d, &m2), NVML_SUCCESS);
+    cr_assert_eq(m2.total, m1.total);
+    cr_assert_eq(m2.reserved, GM_SIM_DRIVER_RESERVE);
+    cr_assert_eq(m2.used, 100 * MIB);
+    cr_assert_eq(m2.free, m1.free);
+    m2.version = 1;
+    cr_assert_eq(N(nvmlDeviceGetMemoryInfo_v2)(d, &m2), NVML_ERROR_ARGUMENT_VERSION_MISMATCH);
+    nvmlBAR1Memory_t bar1;
+    cr_assert_eq(N(nvmlDeviceGetBAR1MemoryInfo)(d, &bar1), NVML_SUCCESS);
+    cr_assert_eq(bar1.bar1Total, 256 * MIB);
+    cr_assert_eq(bar1.bar1Used + bar1.bar1Free, bar1.bar1Total);
+
+    /* Energy grows by about the power times the time (26.6 W with a context). */
+    unsigned long long e0 = 0, e1 = 0;
+    cr_assert_eq(N(nvmlDeviceGetTotalEnergyConsumption)(d, &e0), NVML_SUCCESS);
+    usleep(200000);
+    cr_assert_eq(N(nvmlDeviceGetTotalEnergyConsumption)(d, &e1), NVML_SUCCESS);
+    cr_assert_geq(e1 - e0, 26600 * 0.2 * 0.9, "%llu mJ", e1 - e0);
+    cr_assert_leq(e1 - e0, 26600 * 0.2 * 3, "%llu mJ", e1 - e0);
+
+    /* The unversioned first versions, with their smaller structs. */
+    nvmlProcessInfo_v1_t v1[4];
+    unsigned count = 4;
+    cr_assert_eq(N(nvmlDeviceGetComputeRunningProcesses)(d, &count, v1), NVML_SUCCESS);
+    cr_assert_eq(count, 1);
+    cr_assert_eq(v1[0].pid, (unsigned)p);
+    cr_assert_eq(v1[0].usedGpuMemory, 100 * MIB);
+    count = 0;
+    cr_assert_eq(N(nvmlDeviceGetComputeRunningProcesses)(d, &count, NULL),
+                 NVML_ERROR_INSUFFICIENT_SIZE);
+    cr_assert_eq(count, 1);
+    nvmlPciInfo_t pci;
+    memset(&pci, 0xAA, sizeof(pci));
+    cr_assert_eq(N(nvmlDeviceGetPciInfo)(d, &pci), NVML_SUCCESS);
+    cr_assert_str_eq(pci.busIdLegacy, "E00B:00:00.0");
+    cr_assert_eq(((unsigned char *)&pci)[sizeof(pci) - 1], 0xAA, "nothing past the v1 struct");
+    nvmlDevice_t again = NULL;
+    cr_assert_eq(N(nvmlDeviceGetHandleByPciBusId)("0000E00B:00:00.0", &again), NVML_SUCCESS);
+    cr_assert_eq(again, d);
+    reap(p);
+    gm_sim_detach(st);
+}
+
+/* A process busy 30% of the time, in kernels of 6 ms every 20 ms at any phase, or spread thin
+ * as an MPS client at 30%: each sampling period reads 30, not the 0 or 100 of the last kernel. */
+Test(gpusim, process_utilisation_is_averaged_over_each_sampling_period)
+{
+    struct gm_sim_proc p;
+    memset(&p, 0, sizeof(p));
+    const uint64_t ms = 1000000, base = 1000 * GM_SIM_UTIL_PERIOD_NS + 7 * ms;
+    for (uint64_t t = base; t < base + 10 * GM_SIM_UTIL_PERIOD_NS; t += 20 * ms)
+        gm_sim_proc_record_busy(&p, t, t + 6 * ms, 6 * ms, base);
+    uint64_t end = 0;
+    for (int k = 1; k < 9; k++) {
+        uint64_t now = base + (uint64_t)k * GM_SIM_UTIL_PERIOD_NS + 50 * ms;
+        unsigned u = gm_sim_proc_period_util(&p, now, &end);
+        cr_expect(u >= 29 && u <= 31, "period %d: %u", k, u);
+        cr_expect_eq(end % GM_SIM_UTIL_PERIOD_NS, 0);
+        cr_expect_leq(end, now);
+    }
+    /* An MPS client's kernel: 600 ms of work over 2 s. */
+    memset(&p, 0, sizeof(p));
+    gm_sim_proc_record_busy(&p, base, base + 2000 * ms, 600 * ms, base);
+    cr_assert_eq(gm_sim_proc_period_util(&p, base + 500 * ms, &end), 30);
+    /* Further than the ring reaches ahead is not recorded, and does not overwrite the past. */
+    cr_assert_eq(gm_sim_proc_period_util(&p, base + 1900 * ms, &end), 0);
+    cr_assert_eq(gm_sim_proc_period_util(&p, base + 50 * GM_SIM_UTIL_PERIOD_NS, &end), 0);
+
+    /* Through the library: the sample of the last period, stamped in CPU microseconds, once. */
+    init();
+    struct gm_sim_state *st = attach();
+    pid_t a = sleeper();
+    reg(st, 0, a, GM_SIM_PROC_COMPUTE, 100, "thirty");
+    struct gm_error err;
+    cr_assert_eq(gm_sim_lock(st, &err), 0, "%s", err.msg);
+    uint64_t now = gm_mono_ns();
+    for (uint64_t t = now - 400 * ms; t < now; t += 20 * ms)
+        gm_sim_proc_record_busy(&st->gpus[0].procs[0], t, t + 6 * ms, 6 * ms, now);
+    gm_sim_unlock(st);
+    nvmlProcessUtilizationSample_t s[4];
+    unsigned n = 4;
+    uint64_t before = gm_now_us();
+    cr_assert_eq(N(nvmlDeviceGetProcessUtilization)(dev(0), s, &n, 0), NVML_SUCCESS);
+    cr_assert_eq(n, 1);
+    cr_assert_eq(s[0].pid, (unsigned)a);
+    cr_assert(s[0].smUtil >= 29 && s[0].smUtil <= 31, "smUtil %u", s[0].smUtil);
+    cr_assert_leq(s[0].timeStamp, before + 1000);
+    cr_assert_geq(s[0].timeStamp + 2 * GM_SIM_UTIL_PERIOD_NS / 1000, before);
+    n = 4;
+    cr_assert_eq(N(nvmlDeviceGetProcessUtilization)(dev(0), s, &n, s[0].timeStamp),
+                 NVML_ERROR_NOT_FOUND);
+    reap(a);
+    gm_sim_detach(st);
 }

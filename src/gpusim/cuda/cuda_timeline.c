@@ -154,6 +154,7 @@ int gm_sim_cuda_schedule(struct gm_sim_state *st, const struct gm_sim_cuda_job *
         p->busy_ns += busy;
         p->sm_util = (uint32_t)(busy * 100 / interval);
         p->busy_ts_us = gm_now_us();
+        gm_sim_proc_record_busy(p, start, end, job->work_ns, now);
         break;
     }
     gm_sim_unlock(st);

@@ -1,6 +1,7 @@
 /* Device handles and per-device queries of gpusim's libnvidia-ml.so.1. */
 #include "gpusim/nvml/nvml_internal.h"
 
+#include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <string.h>
@@ -172,6 +173,25 @@ GM_SIM_API nvmlReturn_t nvmlDeviceGetPciInfo_v3(nvmlDevice_t device, nvmlPciInfo
 GM_SIM_API nvmlReturn_t nvmlDeviceGetPciInfo_v2(nvmlDevice_t device, nvmlPciInfo_t *pci)
 {
     return nvmlDeviceGetPciInfo_v3(device, pci);
+}
+
+/* The first version's struct is smaller: the bus id (4-digit domain, where v3 keeps
+ * busIdLegacy), the five ids, then 4 reserved words where v3 has busId. */
+#define PCI_INFO_V1_SIZE (offsetof(nvmlPciInfo_t, busId) + 4 * sizeof(unsigned int))
+GM_SIM_API nvmlReturn_t nvmlDeviceGetPciInfo(nvmlDevice_t device, nvmlPciInfo_t *pci)
+{
+    nvmlPciInfo_t v3;
+    nvmlReturn_t rc = nvmlDeviceGetPciInfo_v3(device, pci == NULL ? NULL : &v3);
+    if (rc == NVML_SUCCESS) {
+        memset(pci, 0, PCI_INFO_V1_SIZE);
+        memcpy(pci, &v3, offsetof(nvmlPciInfo_t, busId));
+    }
+    return rc;
+}
+
+GM_SIM_API nvmlReturn_t nvmlDeviceGetHandleByPciBusId(const char *pciBusId, nvmlDevice_t *device)
+{
+    return nvmlDeviceGetHandleByPciBusId_v2(pciBusId, device);
 }
 
 GM_SIM_API nvmlReturn_t nvmlDeviceGetMemoryInfo(nvmlDevice_t device, nvmlMemory_t *memory)

@@ -1,6 +1,8 @@
 /* Process lists, per-process utilisation and process names of gpusim's libnvidia-ml.so.1. */
 #include "gpusim/nvml/nvml_internal.h"
 
+#include "common/clock.h"
+
 #include <stdlib.h>
 #include <string.h>
 
@@ -60,9 +62,40 @@ PROCESS_LIST(nvmlDeviceGetGraphicsRunningProcesses_v2, nvmlProcessInfo_v2_t, LIS
 PROCESS_LIST(nvmlDeviceGetMPSComputeRunningProcesses_v3, nvmlProcessInfo_t, LIST_MPS)
 PROCESS_LIST(nvmlDeviceGetMPSComputeRunningProcesses_v2, nvmlProcessInfo_v2_t, LIST_MPS)
 
-/* Samples are the processes whose simulated driver reported busy time after lastSeenTimeStamp
- * (microseconds). A NULL buffer asks for the count, answered with INSUFFICIENT_SIZE as the real
- * library does; no newer sample is NOT_FOUND. */
+/* The first versions' entries carry only pid and memory. */
+static nvmlReturn_t list_v1(nvmlDevice_t device, unsigned int *infoCount,
+                            nvmlProcessInfo_v1_t *infos, uint32_t mask)
+{
+    nvmlProcessInfo_t full[GM_SIM_MAX_PROCS];
+    unsigned n = infoCount == NULL ? 0 : *infoCount;
+    if (n > GM_SIM_MAX_PROCS)
+        n = GM_SIM_MAX_PROCS;
+    nvmlReturn_t rc =
+        list(device, infoCount == NULL ? NULL : &n, infos == NULL ? NULL : full, mask);
+    if (infoCount != NULL && (rc == NVML_SUCCESS || rc == NVML_ERROR_INSUFFICIENT_SIZE))
+        *infoCount = n;
+    for (unsigned i = 0; rc == NVML_SUCCESS && i < n; i++) {
+        infos[i].pid = full[i].pid;
+        infos[i].usedGpuMemory = full[i].usedGpuMemory;
+    }
+    return rc;
+}
+#define PROCESS_LIST_V1(fn, mask)                                                                  \
+    GM_SIM_API nvmlReturn_t fn(nvmlDevice_t device, unsigned int *infoCount,                       \
+                               nvmlProcessInfo_v1_t *infos)                                        \
+    {                                                                                              \
+        return list_v1(device, infoCount, infos, mask);                                            \
+    }
+PROCESS_LIST_V1(nvmlDeviceGetComputeRunningProcesses, LIST_COMPUTE)
+PROCESS_LIST_V1(nvmlDeviceGetGraphicsRunningProcesses, LIST_GRAPHICS)
+PROCESS_LIST_V1(nvmlDeviceGetMPSComputeRunningProcesses, LIST_MPS)
+
+/* As the real driver: one sample per process that ran during the last complete sampling
+ * period (GM_SIM_UTIL_PERIOD_NS), smUtil the share of that period its kernels ran, timeStamp
+ * the period's end in CPU time (CLOCK_REALTIME microseconds), returned when newer than
+ * lastSeenTimeStamp. A NULL buffer asks for the count, answered with INSUFFICIENT_SIZE as the
+ * real library does; no newer sample is NOT_FOUND. memUtil, encUtil and decUtil are 0: memory
+ * bandwidth and the video engines are not simulated. */
 GM_SIM_API nvmlReturn_t nvmlDeviceGetProcessUtilization(nvmlDevice_t device,
                                                         nvmlProcessUtilizationSample_t *utilization,
                                                         unsigned int *processSamplesCount,
@@ -77,10 +110,20 @@ GM_SIM_API nvmlReturn_t nvmlDeviceGetProcessUtilization(nvmlDevice_t device,
         rc = gm_sim_nvml_snapshot(device, &g, NULL);
     if (rc != NVML_SUCCESS)
         return rc;
+    /* Period ends are on the monotonic clock; the offset to CPU time is rounded to a
+     * millisecond so that one period keeps one timestamp across calls. */
+    uint64_t mono = gm_mono_ns();
+    uint64_t offset_ms = (gm_now_us() * 1000 - mono + 500000) / 1000000;
+    unsigned util[GM_SIM_MAX_PROCS];
+    unsigned long long ts[GM_SIM_MAX_PROCS];
     unsigned need = 0;
-    for (uint32_t i = 0; i < g.nprocs; i++)
-        if (g.procs[i].busy_ts_us > lastSeenTimeStamp)
+    for (uint32_t i = 0; i < g.nprocs; i++) {
+        uint64_t end;
+        util[i] = gm_sim_proc_period_util(&g.procs[i], mono, &end);
+        ts[i] = (end + offset_ms * 1000000) / 1000;
+        if (util[i] > 0 && ts[i] > lastSeenTimeStamp)
             need++;
+    }
     if (need == 0)
         return NVML_ERROR_NOT_FOUND;
     if (utilization == NULL || need > *processSamplesCount) {
@@ -89,13 +132,12 @@ GM_SIM_API nvmlReturn_t nvmlDeviceGetProcessUtilization(nvmlDevice_t device,
     }
     unsigned n = 0;
     for (uint32_t i = 0; i < g.nprocs; i++) {
-        const struct gm_sim_proc *p = &g.procs[i];
-        if (p->busy_ts_us <= lastSeenTimeStamp)
+        if (util[i] == 0 || ts[i] <= lastSeenTimeStamp)
             continue;
         memset(&utilization[n], 0, sizeof(utilization[n]));
-        utilization[n].pid = p->pid;
-        utilization[n].timeStamp = p->busy_ts_us;
-        utilization[n].smUtil = p->sm_util;
+        utilization[n].pid = g.procs[i].pid;
+        utilization[n].timeStamp = ts[i];
+        utilization[n].smUtil = util[i];
         n++;
     }
     *processSamplesCount = n;

@@ -212,9 +212,50 @@ int gm_sim_proc_add_busy(struct gm_sim_state *st, int gpu, uint32_t pid, uint64_
         p->busy_ns += busy_ns;
         p->sm_util = (uint32_t)(busy_ns * 100 / interval_ns);
         p->busy_ts_us = gm_now_us();
+        uint64_t now = gm_mono_ns();
+        gm_sim_proc_record_busy(p, now - interval_ns, now, busy_ns, now);
     }
     gm_sim_unlock(st);
     return rc;
+}
+
+void gm_sim_proc_record_busy(struct gm_sim_proc *p, uint64_t start_ns, uint64_t end_ns,
+                             uint64_t work_ns, uint64_t now_ns)
+{
+    if (end_ns <= start_ns)
+        return;
+    double density = (double)work_ns / (double)(end_ns - start_ns);
+    if (density > 1.0)
+        density = 1.0;
+    uint64_t last = now_ns / GM_SIM_UTIL_PERIOD_NS + GM_SIM_UTIL_PERIODS - 3;
+    for (uint64_t k = start_ns / GM_SIM_UTIL_PERIOD_NS;
+         k * GM_SIM_UTIL_PERIOD_NS < end_ns && k <= last; k++) {
+        uint64_t a = k * GM_SIM_UTIL_PERIOD_NS, b = a + GM_SIM_UTIL_PERIOD_NS;
+        if (a < start_ns)
+            a = start_ns;
+        if (b > end_ns)
+            b = end_ns;
+        struct gm_sim_util_period *u = &p->util[k % GM_SIM_UTIL_PERIODS];
+        if (u->period != k) {
+            u->period = k;
+            u->busy_ns = 0;
+        }
+        u->busy_ns += (uint64_t)((double)(b - a) * density);
+        if (u->busy_ns > GM_SIM_UTIL_PERIOD_NS)
+            u->busy_ns = GM_SIM_UTIL_PERIOD_NS;
+    }
+}
+
+unsigned gm_sim_proc_period_util(const struct gm_sim_proc *p, uint64_t now_ns, uint64_t *end_ns)
+{
+    uint64_t k = now_ns / GM_SIM_UTIL_PERIOD_NS;
+    k = k == 0 ? 0 : k - 1; /* the last complete period */
+    *end_ns = (k + 1) * GM_SIM_UTIL_PERIOD_NS;
+    const struct gm_sim_util_period *u = &p->util[k % GM_SIM_UTIL_PERIODS];
+    if (u->period != k)
+        return 0;
+    uint64_t busy = u->busy_ns < GM_SIM_UTIL_PERIOD_NS ? u->busy_ns : GM_SIM_UTIL_PERIOD_NS;
+    return (unsigned)((busy * 100 + GM_SIM_UTIL_PERIOD_NS / 2) / GM_SIM_UTIL_PERIOD_NS);
 }
 
 static int check_pct(int v, const char *what, struct gm_error *err)

@@ -18,7 +18,7 @@
 #include <stdint.h>
 
 #define GM_SIM_MAGIC         "GPUSIMST"
-#define GM_SIM_LAYOUT        4
+#define GM_SIM_LAYOUT        5
 #define GM_SIM_MAX_GPUS      8
 #define GM_SIM_MAX_PROCS     64
 #define GM_SIM_DEFAULT_STATE "/dev/shm/gpumux-gpusim"
@@ -36,6 +36,11 @@ enum gm_sim_proc_flags {
     GM_SIM_PROC_GRAPHICS = 1u << 3,
 };
 
+/* Sampling period of nvmlDeviceGetProcessUtilization and the periods a process keeps: kernels
+ * are booked up to about a second ahead, so the ring reaches that far and keeps the last
+ * complete periods behind now. */
+#define GM_SIM_UTIL_PERIOD_NS 100000000ull
+#define GM_SIM_UTIL_PERIODS   16
 struct gm_sim_proc {
     uint32_t pid;
     uint32_t flags;       /* enum gm_sim_proc_flags */
@@ -48,6 +53,13 @@ struct gm_sim_proc {
     uint32_t sm_util;
     uint32_t reserved;
     char name[256];
+    /* Per-process utilisation as the real driver samples it: the time the process's kernels
+     * ran in each sampling period of GM_SIM_UTIL_PERIOD_NS (CLOCK_MONOTONIC), a ring keyed by
+     * the absolute period number (ns / GM_SIM_UTIL_PERIOD_NS). See gm_sim_proc_record_busy. */
+    struct gm_sim_util_period {
+        uint64_t period;
+        uint64_t busy_ns;
+    } util[GM_SIM_UTIL_PERIODS];
 };
 
 /* The device timeline the simulated libcuda schedules kernels on (CLOCK_MONOTONIC ns), shared
@@ -158,6 +170,15 @@ int gm_sim_proc_unregister(struct gm_sim_state *st, int gpu, uint32_t pid, struc
 int gm_sim_proc_add_busy(struct gm_sim_state *st, int gpu, uint32_t pid, uint64_t busy_ns,
                          uint64_t interval_ns, struct gm_error *err);
 
+/* Record that p's kernel ran [start_ns, end_ns) (CLOCK_MONOTONIC) doing work_ns of GPU time:
+ * each sampling period it overlaps gets its share (work spread evenly over the interval, so an
+ * MPS client at 30% counts 30% of the time). Periods past the ring's reach ahead of now_ns are
+ * not recorded. Caller holds the lock. */
+void gm_sim_proc_record_busy(struct gm_sim_proc *p, uint64_t start_ns, uint64_t end_ns,
+                             uint64_t work_ns, uint64_t now_ns);
+/* p's utilisation (percent) in the last sampling period that ended at or before now_ns, whose
+ * end is stored in end_ns; 0 when it did not run then. */
+unsigned gm_sim_proc_period_util(const struct gm_sim_proc *p, uint64_t now_ns, uint64_t *end_ns);
 /* Utilisation in percent; -1 leaves a value as it is. */
 int gm_sim_set_util(struct gm_sim_state *st, int gpu, int util_gpu, int util_memory,
                     struct gm_error *err);
