@@ -48,8 +48,8 @@ DPID=
 cleanup() {
     gm mps stop --force >/dev/null 2>&1
     [ -n "$DPID" ] && kill "$DPID" 2>/dev/null && wait "$DPID" 2>/dev/null
-    local p i
-    for i in 1 2 3; do
+    local p
+    for _ in 1 2 3; do
         for p in /proc/[0-9]*; do
             [ "${p#/proc/}" = $$ ] && continue
             { tr '\0' '\n' <"$p/environ"; } 2>/dev/null | grep -qx "GM_GPU_TAG=$T" &&
