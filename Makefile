@@ -12,7 +12,7 @@ JOBS       ?= $(shell nproc)
 CMAKE_ARGS ?=
 CTEST_ARGS ?=
 
-.PHONY: all deps build asan tsan fuzz test test-fast demo bench install format format-check clean
+.PHONY: all deps build asan tsan fuzz test test-fast demo bench install format format-check clean gpu-bundle
 
 all: build
 
@@ -92,3 +92,7 @@ format-check:
 
 clean:
 	rm -rf $(BUILD) $(ASAN_BUILD) $(TSAN_BUILD)
+
+# One archive for a machine with an NVIDIA driver and none of our packages (docs/gpu-check.md).
+gpu-bundle: deps $(BUILD)/build.ninja
+	ninja -C $(BUILD) -j $(JOBS) gpu-bundle
