@@ -16,6 +16,12 @@ const char gm_cli_help_info[] =
     "    driver now fails (\"GPU N lost: ...\", e.g. a damaged simulated device). A quick way\n"
     "    to check that gpumuxd is up.\n"
     "\n"
+    "    With the simulated driver it also prints gpusim's state file and library directory,\n"
+    "    and the command line that points any NVML tool (nvidia-smi, nvtop, a DCGM-style\n"
+    "    exporter, pynvml) at the same simulated GPUs and workloads: gpusim's directory on\n"
+    "    LD_LIBRARY_PATH, plus GPUSIM_STATE when the daemon does not use gpusim's default\n"
+    "    state file (/dev/shm/gpumux-gpusim).\n"
+    "\n"
     "OPTIONS\n"
     "    -o, --output table|json\n"
     "        json prints the daemon's answer to GET /v1/info.\n"
@@ -59,6 +65,17 @@ int gm_cli_info(struct gm_cli_ctx *ctx, int argc, char **argv)
     fprintf(f, "State directory: %s\n", gm_cli_jstr(answer, "state_dir", "-"));
     fprintf(f, "Run directory:   %s\n", gm_cli_jstr(answer, "run_dir", "-"));
     fprintf(f, "Socket:          %s\n", ctx->socket);
+    const json_t *sim = json_object_get(answer, "gpusim");
+    if (json_is_object(sim)) {
+        const char *dir = gm_cli_jstr(sim, "library_dir", "-");
+        const char *state = gm_cli_jstr(sim, "state_file", "-");
+        fprintf(f, "gpusim state:    %s\n", state);
+        fprintf(f, "gpusim library:  %s\n", dir);
+        if (json_is_true(json_object_get(sim, "default_state")))
+            fprintf(f, "NVML tools:      LD_LIBRARY_PATH=%s TOOL\n", dir);
+        else
+            fprintf(f, "NVML tools:      LD_LIBRARY_PATH=%s GPUSIM_STATE=%s TOOL\n", dir, state);
+    }
     size_t i;
     const json_t *g;
     json_array_foreach(json_object_get(answer, "gpus_lost"), i, g)

@@ -10,6 +10,7 @@
 #include "daemon/route.h"
 #include "daemon/sched.h"
 #include "daemon/supervise.h"
+#include "gpusim/state/state.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -335,6 +336,13 @@ static void get_info(struct gm_daemon *d, const struct gm_call *c, struct gm_rep
     json_object_set_new(o, "driver", gm_json_driver(&d->driver));
     json_object_set_new(o, "state_dir", json_string(d->cfg.state_dir));
     json_object_set_new(o, "run_dir", json_string(d->cfg.run_dir));
+    /* Where an NVML tool finds the simulated device this daemon manages: gpusim's libraries on
+     * its library path and, when the daemon's state file is not gpusim's default, GPUSIM_STATE. */
+    if (d->driver.kind == GM_DRIVER_SIM)
+        json_object_set_new(o, "gpusim",
+                            json_pack("{s:s, s:s, s:b}", "state_file", d->cfg.gpusim_state,
+                                      "library_dir", d->driver.sim_dir, "default_state",
+                                      strcmp(d->cfg.gpusim_state, GM_SIM_DEFAULT_STATE) == 0));
     /* The GPUs the driver fails now: a daemon that answers must not hide a lost device. */
     json_t *lost = json_array();
     struct gm_gpu_rec *gpus = NULL;
@@ -893,7 +901,9 @@ static const struct gm_route routes[] = {
     {"GET", "/v1/info", get_info,
      .answer = "`{\"version\", \"pid\", \"driver\": {...}, "
                "\"state_dir\", \"run_dir\", \"hostname\", "
-               "\"gpus_lost\": [{\"index\", \"uuid\", \"error\"}]}`"},
+               "\"gpus_lost\": [{\"index\", \"uuid\", \"error\"}], "
+               "\"gpusim\"?: {\"state_file\", \"library_dir\", \"default_state\"}}` "
+               "(`gpusim` with the simulated driver only: where NVML tools find its device)"},
     {"GET", "/v1/gpus", get_gpus,
      .answer = "`{\"hostname\", \"timestamp\", \"driver\", "
                "\"gpus\": [GPU]}`"},
