@@ -93,8 +93,13 @@ static double solo_rate(void)
         if (ok)
             return v;
     }
+    /* The better of two runs: a busy machine only ever slows a run down, and a slow solo run
+     * would let every capped run look above its cap. */
     region("solo", 0);
     v = rate_of("solo", start_sample("solo"));
+    double again = rate_of("solo", start_sample("solo"));
+    if (again > v)
+        v = again;
     f = fopen(cache, "w");
     if (f != NULL) {
         fprintf(f, "%.6f\n", v);
