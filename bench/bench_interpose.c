@@ -1,12 +1,15 @@
 /* libgpumux.so's costs and accuracy on gpusim.
  *
- *   bench_interpose BUILD_DIR [--quick]
+ *   bench_interpose BUILD_DIR [--quick] [--caps]
  *
  * 1. Added cost per call without a compute cap: cuLaunchKernel and cuMemAlloc + cuMemFree, each
  *    called through the hook (libgpumux.so) and directly (gpusim's libcuda.so.1) in the same
  *    process, interleaved in batches; the medians of the per-call times and their difference.
  * 2. Compute-cap accuracy: gpumux-sample (-n=8192, small kernels) under duty-cycle windows of a
- *    100 ms period, as a share of its solo throughput: a 30/70 pair, 50 alone, 10..90 alone. */
+ *    100 ms period, as a share of its solo throughput: a 30/70 pair, 50 alone, 10..90 alone.
+ * --caps instead: kernel duration (gpumux-sample -kernel-ms, 0.05 to 50 ms) x cap, alone, in
+ *    groups of workloads whose caps add up to 100 (30/70, 50/50, 20/30/50) and for one
+ *    workload of four processes; --quick: fewer durations and caps. */
 #define GM_CUDA_NO_API_NAMES
 #include "common/cuda_api.h"
 #include "common/clock.h"
@@ -182,14 +185,22 @@ static void call_costs_apart(int rounds, unsigned cap)
     }
 }
 
-static pid_t start_sample(const char *name)
+/* The sample under region NAME: -n=8192 (0.3 ms kernels on the simulated T4) for RUN_S, or
+ * with kernel_ms > 0 kernels of that length for seconds. */
+static pid_t start_sample_ex(const char *name, const char *out_name, double kernel_ms,
+                             double seconds)
 {
-    char sample[600], out[200], rp[200], preload[600], libpath[600];
+    char sample[600], out[200], rp[200], preload[600], libpath[600], karg[64], targ[64];
     snprintf(sample, sizeof(sample), "%s/bin/gpumux-sample", build);
-    snprintf(out, sizeof(out), "%s/%s.out", dir, name);
+    snprintf(out, sizeof(out), "%s/%s.out", dir, out_name);
     snprintf(rp, sizeof(rp), "%s/%s.region", dir, name);
     snprintf(preload, sizeof(preload), "%s/lib/libgpumux.so", build);
     snprintf(libpath, sizeof(libpath), "%s/lib/gpusim", build);
+    if (kernel_ms > 0)
+        snprintf(karg, sizeof(karg), "-kernel-ms=%g", kernel_ms);
+    else
+        snprintf(karg, sizeof(karg), "-n=8192");
+    snprintf(targ, sizeof(targ), "-t=%g", kernel_ms > 0 ? seconds : atof(RUN_S));
     pid_t pid = fork();
     if (pid == 0) {
         setenv("LD_PRELOAD", preload, 1);
@@ -199,10 +210,15 @@ static pid_t start_sample(const char *name)
         if (fd < 0)
             _exit(126);
         dup2(fd, 1);
-        execl(sample, sample, "-n=8192", "-t=" RUN_S, "-quiet", (char *)NULL);
+        execl(sample, sample, karg, targ, "-quiet", (char *)NULL);
         _exit(127);
     }
     return pid;
+}
+
+static pid_t start_sample(const char *name)
+{
+    return start_sample_ex(name, name, 0, 0);
 }
 
 static double rate_of(const char *name, pid_t pid)
@@ -257,24 +273,145 @@ static void accuracy(int quick)
     }
 }
 
+/* --caps: kernel duration x cap. Each duration gets its solo run (one process, and four for
+ * the four-process workload) in the same run; shares are against it, and the pairs' splits
+ * (a / (a + b)) do not depend on it at all. */
+static double caps_run_s(double kernel_ms, int quick)
+{
+    /* Long kernels need more periods for the count of kernels to settle. */
+    double s = kernel_ms * 0.12;
+    double floor_s = quick ? 2.0 : 3.0;
+    return s > floor_s ? s : floor_s;
+}
+
+static void caps_group(const char *label, double kernel_ms, double solo, double secs,
+                       const unsigned *caps, int n)
+{
+    uint64_t epoch = gm_mono_ns(), off = 0;
+    pid_t pids[8];
+    char names[8][32];
+    for (int i = 0; i < n; i++) {
+        snprintf(names[i], sizeof(names[i]), "g%d_%u", i, caps[i]);
+        window(region(names[i], caps[i]), off, PERIOD * caps[i] / 100, epoch);
+        off += PERIOD * caps[i] / 100;
+    }
+    for (int i = 0; i < n; i++)
+        pids[i] = start_sample_ex(names[i], names[i], kernel_ms, secs);
+    double r[8], sum = 0, used = 0;
+    for (int i = 0; i < n; i++) {
+        r[i] = rate_of(names[i], pids[i]);
+        sum += r[i];
+        used += 100 * r[i] / solo;
+    }
+    printf("%6.2f ms  %-9s", kernel_ms, label);
+    for (int i = 0; i < n; i++)
+        printf(" %2u%%: %5.1f%% (split %5.1f%%)", caps[i], 100 * r[i] / solo, 100 * r[i] / sum);
+    printf("  GPU used %5.1f%%\n", used);
+    fflush(stdout);
+}
+
+static double solo_of(double kernel_ms, double secs, int procs)
+{
+    region("solo", 0);
+    pid_t p[4];
+    char out[32];
+    for (int i = 0; i < procs; i++) {
+        snprintf(out, sizeof(out), "solo%d", i);
+        p[i] = start_sample_ex("solo", out, kernel_ms, secs);
+    }
+    double sum = 0;
+    for (int i = 0; i < procs; i++) {
+        snprintf(out, sizeof(out), "solo%d", i);
+        sum += rate_of(out, p[i]);
+    }
+    return sum;
+}
+
+static void caps_sweep(int quick)
+{
+    static const double full_ms[] = {0.05, 0.3, 2, 8, 20, 50};
+    static const double quick_ms[] = {0.3, 8, 50};
+    static const unsigned full_caps[] = {10, 30, 50, 70, 90}, quick_caps[] = {10, 50, 90};
+    const double *kms = quick ? quick_ms : full_ms;
+    int nk = quick ? 3 : 6;
+    const unsigned *caps = quick ? quick_caps : full_caps;
+    int nc = quick ? 3 : 5;
+    printf("\ncompute caps on gpusim: gpumux-sample -kernel-ms=MS under windows of a %llu ms "
+           "period; share = throughput / the solo run's of the same duration, in this run\n",
+           PERIOD / 1000000);
+    for (int i = 0; i < nk; i++) {
+        double secs = caps_run_s(kms[i], quick);
+        double solo = solo_of(kms[i], secs, 1);
+        printf("%6.2f ms  solo       %.2f billion interactions/s, runs of %.0f s\n", kms[i], solo,
+               secs);
+        printf("%6.2f ms  alone    ", kms[i]);
+        for (int c = 0; c < nc; c++) {
+            char name[32];
+            snprintf(name, sizeof(name), "alone%u", caps[c]);
+            window(region(name, caps[c]), 0, PERIOD * caps[c] / 100, gm_mono_ns());
+            double sh = 100 * rate_of(name, start_sample_ex(name, name, kms[i], secs)) / solo;
+            printf(" %2u%%: %5.1f%%", caps[c], sh);
+            fflush(stdout);
+        }
+        printf("\n");
+        static const unsigned p3070[] = {30, 70}, p5050[] = {50, 50}, t[] = {20, 30, 50};
+        caps_group("30/70", kms[i], solo, secs, p3070, 2);
+        if (!quick) {
+            caps_group("50/50", kms[i], solo, secs, p5050, 2);
+            caps_group("20/30/50", kms[i], solo, secs, t, 3);
+        }
+        /* One workload, four processes, one cap. */
+        double solo4 = solo_of(kms[i], secs, 4);
+        window(region("four", 30), 0, PERIOD * 30 / 100, gm_mono_ns());
+        pid_t p[4];
+        char out[32];
+        for (int j = 0; j < 4; j++) {
+            snprintf(out, sizeof(out), "four%d", j);
+            p[j] = start_sample_ex("four", out, kms[i], secs);
+        }
+        double sum = 0;
+        for (int j = 0; j < 4; j++) {
+            snprintf(out, sizeof(out), "four%d", j);
+            sum += rate_of(out, p[j]);
+        }
+        printf("%6.2f ms  4 procs    30%%: %5.1f%% of the 4 processes' solo %.2f\n", kms[i],
+               100 * sum / solo4, solo4);
+        fflush(stdout);
+    }
+}
+
 int main(int argc, char **argv)
 {
     if (argc < 2) {
-        fprintf(stderr, "usage: bench_interpose BUILD_DIR [--quick]\n");
+        fprintf(stderr, "usage: bench_interpose BUILD_DIR [--quick] [--caps]\n");
         return 2;
     }
     build = argv[1];
-    int quick = argc > 2 && strcmp(argv[2], "--quick") == 0;
+    int quick = 0, caps = 0;
+    for (int i = 2; i < argc; i++) {
+        if (strcmp(argv[i], "--quick") == 0)
+            quick = 1;
+        else if (strcmp(argv[i], "--caps") == 0)
+            caps = 1;
+        else {
+            fprintf(stderr, "bench_interpose: unknown option '%s'\n", argv[i]);
+            return 2;
+        }
+    }
     if (mkdtemp(dir) == NULL)
         return 1;
     char state[128];
     snprintf(state, sizeof(state), "%s/gpusim", dir);
     setenv("GPUSIM_STATE", state, 1);
     unsetenv("GPUSIM_CONFIG");
-    call_costs_apart(quick ? 300 : ROUNDS, 0);
-    call_costs_apart(quick ? 300 : ROUNDS, 99);
-    fflush(stdout);
-    accuracy(quick);
+    if (caps) {
+        caps_sweep(quick);
+    } else {
+        call_costs_apart(quick ? 300 : ROUNDS, 0);
+        call_costs_apart(quick ? 300 : ROUNDS, 99);
+        fflush(stdout);
+        accuracy(quick);
+    }
     char cmd[128];
     snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
     return system(cmd) == 0 ? 0 : 1;

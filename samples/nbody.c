@@ -311,25 +311,75 @@ out:
     return rc;
 }
 
-/* Best effort: the process is about to exit, and the driver frees what is left then anyway. */
-static void teardown(struct nbody *nb)
+/* What setup made, given back (the context stays). */
+static void release(struct nbody *nb)
 {
-    CUevent evs[] = {nb->start, nb->stop, nb->mark[0], nb->mark[1]};
+    CUevent *evs[] = {&nb->start, &nb->stop, &nb->mark[0], &nb->mark[1]};
     for (size_t i = 0; i < sizeof(evs) / sizeof(evs[0]); i++) {
-        if (evs[i] != NULL)
-            gm_cu.cuEventDestroy(evs[i]);
+        if (*evs[i] != NULL)
+            gm_cu.cuEventDestroy(*evs[i]);
+        *evs[i] = NULL;
     }
-    CUdeviceptr bufs[] = {nb->pos[0], nb->pos[1], nb->vel};
+    CUdeviceptr *bufs[] = {&nb->pos[0], &nb->pos[1], &nb->vel};
     for (size_t i = 0; i < sizeof(bufs) / sizeof(bufs[0]); i++) {
-        if (bufs[i] != 0)
-            gm_cu.cuMemFree(bufs[i]);
+        if (*bufs[i] != 0)
+            gm_cu.cuMemFree(*bufs[i]);
+        *bufs[i] = 0;
     }
     if (nb->mod != NULL)
         gm_cu.cuModuleUnload(nb->mod);
-    if (nb->have_ctx)
-        gm_cu.cuDevicePrimaryCtxRelease(nb->dev);
+    nb->mod = NULL;
     free(nb->host_pos);
     free(nb->host_vel);
+    nb->host_pos = nb->host_vel = NULL;
+    nb->cur = 0;
+}
+
+/* -kernel-ms: a step's time grows with the square of the bodies, so one measurement with
+ * GM_SAMPLE_CALIBRATE_BODIES fixes the count. The shortest of a few steps: a step held back by
+ * a compute cap inside its launch is timed long. */
+static int calibrate(struct nbody *nb, const struct gm_sample_options *o)
+{
+    nb->n = GM_SAMPLE_CALIBRATE_BODIES;
+    nb->bytes = (size_t)nb->n * 4 * sizeof(float);
+    if (setup(nb) < 0 || step(nb, GM_SAMPLE_DT) < 0 || gm_cu.cuCtxSynchronize() != CUDA_SUCCESS)
+        return gm_sample_fail("-kernel-ms: the calibration step failed");
+    float best = 0;
+    for (int i = 0; i < 5; i++) {
+        float ms = 0;
+        if (record(nb->start) < 0 || step(nb, GM_SAMPLE_DT) < 0 || record(nb->stop) < 0 ||
+            wait_event(nb->stop) < 0)
+            return -1;
+        if (gm_cu.cuEventElapsedTime(&ms, nb->start, nb->stop) == CUDA_SUCCESS && ms > 0 &&
+            (best == 0 || ms < best))
+            best = ms;
+    }
+    release(nb);
+    if (best <= 0)
+        return gm_sample_fail("-kernel-ms: the event timer measured nothing");
+    double n = GM_SAMPLE_CALIBRATE_BODIES * sqrt(o->kernel_ms / (double)best);
+    long bodies = lround(n / GM_SAMPLE_BLOCK_SIZE) * GM_SAMPLE_BLOCK_SIZE;
+    if (bodies < GM_SAMPLE_BLOCK_SIZE)
+        bodies = GM_SAMPLE_BLOCK_SIZE;
+    if (bodies > GM_SAMPLE_MAX_BODIES)
+        return gm_sample_fail("-kernel-ms=%g needs %.0f bodies, more than %ld", o->kernel_ms, n,
+                              GM_SAMPLE_MAX_BODIES);
+    nb->n = (unsigned)bodies;
+    nb->bytes = (size_t)nb->n * 4 * sizeof(float);
+    if (!o->quiet) {
+        printf("number of bodies = %u (a step of %.3f ms at %d bodies: %.3f ms aimed at)\n", nb->n,
+               (double)best, GM_SAMPLE_CALIBRATE_BODIES, o->kernel_ms);
+        fflush(stdout);
+    }
+    return 0;
+}
+
+/* Best effort: the process is about to exit, and the driver frees what is left then anyway. */
+static void teardown(struct nbody *nb)
+{
+    release(nb);
+    if (nb->have_ctx)
+        gm_cu.cuDevicePrimaryCtxRelease(nb->dev);
 }
 
 int main(int argc, char **argv)
@@ -343,8 +393,8 @@ int main(int argc, char **argv)
 
     struct nbody nb;
     memset(&nb, 0, sizeof(nb));
-    int ok = open_device(&nb, &o) == 0 && setup(&nb) == 0 &&
-             (o.compare ? compare(&nb) : benchmark(&nb, &o)) == 0;
+    int ok = open_device(&nb, &o) == 0 && (o.kernel_ms <= 0 || calibrate(&nb, &o) == 0) &&
+             setup(&nb) == 0 && (o.compare ? compare(&nb) : benchmark(&nb, &o)) == 0;
     teardown(&nb);
     gm_sample_cuda_unload();
     return ok ? 0 : 1;

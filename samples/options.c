@@ -12,8 +12,8 @@
 static void usage(FILE *f)
 {
     fprintf(f,
-            "Usage: gpumux-sample [-benchmark] [-i=ITERATIONS | -t=SECONDS] [-n=BODIES]\n"
-            "                     [-device=N] [-quiet]\n"
+            "Usage: gpumux-sample [-benchmark] [-i=ITERATIONS | -t=SECONDS]\n"
+            "                     [-n=BODIES | -kernel-ms=MS] [-device=N] [-quiet]\n"
             "\n"
             "An all-pairs n-body simulation on the CUDA driver API, reporting interactions per\n"
             "second like NVIDIA's `nbody -benchmark`. Runs on a real NVIDIA driver or on gpusim,\n"
@@ -26,6 +26,9 @@ static void usage(FILE *f)
             "                     (with -i: whichever ends first)\n"
             "  -n=BODIES          number of bodies, also -numbodies=BODIES (default: 4 blocks\n"
             "                     of 256 per multiprocessor, nbody's default: 40960 on a T4)\n"
+            "  -kernel-ms=MS      choose the number of bodies so that one time step (one\n"
+            "                     kernel) takes about MS milliseconds on this device, from a\n"
+            "                     calibration run of %d bodies (0.01 to 10000)\n"
             "  -device=N          CUDA device ordinal (default 0)\n"
             "  -quiet             print only the three summary lines\n"
             "  -compare           run one step on the GPU and on the CPU and compare the\n"
@@ -34,7 +37,7 @@ static void usage(FILE *f)
             "  -help, --help      this text\n"
             "\n"
             "Exit status: 0 on success, 1 on a driver or CUDA error, 2 on a usage error.\n",
-            GM_SAMPLE_DEFAULT_ITERATIONS);
+            GM_SAMPLE_DEFAULT_ITERATIONS, GM_SAMPLE_CALIBRATE_BODIES);
 }
 
 static int bad(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
@@ -114,6 +117,18 @@ int gm_sample_parse_options(int argc, char **argv, struct gm_sample_options *o)
         } else if (match(a, "n", &v) || match(a, "numbodies", &v)) {
             if (parse_long("-n", v, 1, GM_SAMPLE_MAX_BODIES, &o->bodies) < 0)
                 return -1;
+        } else if (match(a, "kernel-ms", &v)) {
+            char *end;
+            errno = 0;
+            o->kernel_ms = strtod(v, &end);
+            if (*v == '\0' || *end != '\0' || errno != 0 || !isfinite(o->kernel_ms) ||
+                o->kernel_ms < 0.01 || o->kernel_ms > 10000) {
+                fprintf(stderr,
+                        "gpumux-sample: -kernel-ms: '%s' is not a number of milliseconds in "
+                        "0.01..10000\n",
+                        v);
+                return -1;
+            }
         } else if (match(a, "device", &v)) {
             if (parse_long("-device", v, 0, INT_MAX, &n) < 0)
                 return -1;
@@ -122,7 +137,7 @@ int gm_sample_parse_options(int argc, char **argv, struct gm_sample_options *o)
             if (parse_seconds(v, &o->seconds) < 0)
                 return -1;
         } else if (match(a, "i", NULL) || match(a, "n", NULL) || match(a, "numbodies", NULL) ||
-                   match(a, "device", NULL) || match(a, "t", NULL)) {
+                   match(a, "device", NULL) || match(a, "t", NULL) || match(a, "kernel-ms", NULL)) {
             return bad("option '%s' needs a value, as in %s=10", a, a);
         } else if (a[0] == '-') {
             return bad("unknown option '%s'", a);
@@ -130,5 +145,7 @@ int gm_sample_parse_options(int argc, char **argv, struct gm_sample_options *o)
             return bad("unexpected argument '%s'", a);
         }
     }
+    if (o->bodies != 0 && o->kernel_ms > 0)
+        return bad("-n and -kernel-ms both choose the number of bodies: give one");
     return 0;
 }

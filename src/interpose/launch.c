@@ -5,6 +5,7 @@
  * of the driver's: the "no pacing" answer is cached for the region's generation, so a live
  * change of the cap is seen at the next launch. */
 #include "interpose/interpose.h"
+#include "interpose/pace.h"
 #include "common/clock.h"
 #include "region/region.h"
 
@@ -15,7 +16,6 @@
 #define GM_IP_FN_SLOTS           256
 #define GM_IP_SAMPLE_FIRST       8  /* launches of a function measured before sampling */
 #define GM_IP_SAMPLE_EVERY       16 /* then one launch in this many */
-#define GM_IP_LATE_DRAIN_NS      50000ull
 #define GM_IP_FLUSH_EVERY        4096u
 
 /* gen + 1 of the region generation for which no pacing is needed (1 without a region); 0 while
@@ -23,13 +23,11 @@
 static uint64_t nopace_key;
 static uint64_t launches;
 
-struct schedule {
-    uint64_t period, offset, len, epoch;
-};
-
-/* Measured duration of one function's kernels. */
+/* Measured duration of one function's kernels of one shape (threads in the grid): a kernel's
+ * time grows with its grid, and programs launch one function at many sizes. */
 struct fn_stat {
     CUfunction f;
+    uint64_t shape;
     uint64_t ema_ns; /* 0: never measured */
     uint64_t launches;
     CUevent ev_start, ev_end;
@@ -38,15 +36,14 @@ struct fn_stat {
 
 static struct {
     pthread_mutex_t lock;
-    int have_window;
-    int64_t k;         /* index of the window the state below belongs to */
-    uint64_t ws, we;   /* its start and end */
-    uint64_t tail;     /* when the work launched in it should be done */
-    uint64_t debt;     /* device time owed from overruns, paid out of the next windows */
-    unsigned launched; /* launches in this window not yet drained */
-    int64_t skipped_k; /* a window given up entirely to pay debt */
+    struct gm_pace_state st;
+    /* Events around the first kernel of a window: how long it waited for a GPU still busy
+     * with work from before the window (another workload's overrun), which is not ours. */
+    CUevent ev_w0, ev_w1;
+    int first_pending;
+    uint64_t first_e;
     struct fn_stat fns[GM_IP_FN_SLOTS];
-} pace = {.lock = PTHREAD_MUTEX_INITIALIZER, .skipped_k = INT64_MIN};
+} pace = {.lock = PTHREAD_MUTEX_INITIALIZER, .st = {.k = GM_PACE_NONE}};
 
 /* A plain per-thread count, published in steps: an atomic add on a shared counter at every
  * launch would cost more than the rest of the fast path together. What a thread launched since
@@ -87,7 +84,7 @@ static inline int pace_off(void)
 }
 
 /* The schedule, consistent with one generation; 0 when launches need no pacing. */
-static int read_schedule(struct schedule *s)
+static int read_schedule(struct gm_pace_window *s)
 {
     struct gm_region *r = gm_ip_region;
     if (r == NULL) {
@@ -121,24 +118,6 @@ static int read_schedule(struct schedule *s)
     return 1;
 }
 
-/* The window containing now (1), or the next one (0); its index and bounds. */
-static int window_at(const struct schedule *s, uint64_t now, int64_t *k, uint64_t *ws, uint64_t *we)
-{
-    int64_t rel = (int64_t)(now - s->epoch - s->offset);
-    int64_t p = (int64_t)s->period;
-    int64_t idx = rel >= 0 ? rel / p : -((-rel + p - 1) / p);
-    uint64_t start = s->epoch + s->offset + (uint64_t)(idx * p);
-    int in = now - start < s->len;
-    if (!in) {
-        idx++;
-        start += s->period;
-    }
-    *k = idx;
-    *ws = start;
-    *we = start + s->len;
-    return in;
-}
-
 static void add_throttle(uint64_t ns)
 {
     struct gm_region_proc *p = gm_ip_slot();
@@ -155,34 +134,17 @@ static void sleep_to(uint64_t t)
     add_throttle(gm_mono_ns() - now);
 }
 
-/* Caller holds pace.lock. Waits for the work launched in the window to finish, so that the
- * next window, another workload's, finds the GPU free; an overrun becomes debt. A window left
- * long ago is not measured by the clock (its work may have ended any time since): the
- * estimate stands in. */
-static void drain_locked(uint64_t now)
+static struct fn_stat *fn_stat_locked(CUfunction f, uint64_t shape)
 {
-    if (pace.launched == 0)
-        return;
-    __typeof__(&cuCtxSynchronize) sync = GM_REAL(cuCtxSynchronize);
-    if (sync != NULL)
-        sync();
-    uint64_t done = gm_mono_ns();
-    if (done - now < GM_IP_LATE_DRAIN_NS && now > pace.we)
-        done = pace.tail < now ? pace.tail : now;
-    if (done > pace.we)
-        pace.debt += done - pace.we;
-    pace.launched = 0;
-}
-
-static struct fn_stat *fn_stat_locked(CUfunction f)
-{
-    uintptr_t h = ((uintptr_t)f >> 4) * 0x9e3779b97f4a7c15ull;
+    uintptr_t h =
+        (((uintptr_t)f >> 4) ^ (uintptr_t)(shape * 0x2545f4914f6cdd1dull)) * 0x9e3779b97f4a7c15ull;
     for (unsigned i = 0; i < GM_IP_FN_SLOTS; i++) {
         struct fn_stat *s = &pace.fns[(h + i) % GM_IP_FN_SLOTS];
-        if (s->f == f)
+        if (s->f == f && s->shape == shape)
             return s;
         if (s->f == NULL) {
             s->f = f;
+            s->shape = shape;
             return s;
         }
     }
@@ -226,57 +188,72 @@ static int make_events_locked(struct fn_stat *s)
     return 0;
 }
 
-/* Caller holds pace.lock. Returns when a kernel expected to take e ns may be launched now. */
-static void wait_turn_locked(const struct schedule *s, uint64_t e)
+/* Caller holds pace.lock, after a synchronize: how long the window's first kernel waited for
+ * the GPU (0 when it was not measured). */
+static uint64_t first_wait_locked(void)
+{
+    if (!pace.first_pending)
+        return 0;
+    pace.first_pending = 0;
+    float ms = 0;
+    if (GM_CALL_REAL(cuEventElapsedTime, &ms, pace.ev_w0, pace.ev_w1) != CUDA_SUCCESS || ms <= 0)
+        return 0;
+    uint64_t took = (uint64_t)((double)ms * 1e6);
+    return took > pace.first_e ? took - pace.first_e : 0;
+}
+
+static int window_events_locked(void)
+{
+    if (pace.ev_w0 != NULL)
+        return 0;
+    if (GM_CALL_REAL(cuEventCreate, &pace.ev_w0, CU_EVENT_DEFAULT) != CUDA_SUCCESS) {
+        pace.ev_w0 = NULL;
+        return -1;
+    }
+    if (GM_CALL_REAL(cuEventCreate, &pace.ev_w1, CU_EVENT_DEFAULT) != CUDA_SUCCESS) {
+        GM_CALL_REAL(cuEventDestroy_v2, pace.ev_w0);
+        pace.ev_w0 = pace.ev_w1 = NULL;
+        return -1;
+    }
+    return 0;
+}
+
+/* Caller holds pace.lock. Carries out gm_pace_decide's steps until the kernel, expected to
+ * take e ns, may be launched now. */
+static void wait_turn_locked(const struct gm_pace_window *w, uint64_t e)
 {
     for (;;) {
-        uint64_t now = gm_mono_ns(), ws, we;
-        int64_t k;
-        int in = window_at(s, now, &k, &ws, &we);
-        if (pace.launched > 0 && (!in || k != pace.k))
-            drain_locked(now);
-        if (!in || k == pace.skipped_k) {
-            sleep_to(in ? we : ws);
+        uint64_t now = gm_mono_ns();
+        struct gm_pace_step step = gm_pace_decide(w, &pace.st, now, e);
+        if (step.act == GM_PACE_LAUNCH)
+            return;
+        if (step.act == GM_PACE_WAIT) {
+            sleep_to(step.until);
             continue;
         }
-        if (!pace.have_window || k != pace.k) {
-            pace.have_window = 1;
-            pace.k = k;
-            pace.ws = ws;
-            pace.we = we;
-            pace.launched = 0;
-            if (pace.debt >= s->len) {
-                pace.debt -= s->len;
-                pace.skipped_k = k;
-                continue;
-            }
-            pace.tail = ws + pace.debt;
-            pace.debt = 0;
-        }
-        uint64_t start = pace.tail > now ? pace.tail : now;
-        if (start + e <= pace.we || (pace.launched == 0 && e > s->len)) {
-            pace.tail = start + e;
-            pace.launched++;
-            return;
-        }
-        /* It does not fit what is left: the window is over for us. */
-        drain_locked(now);
-        sleep_to(pace.we);
+        /* Drain: the work of this window is done before the next window, another
+         * workload's, begins; how long it really took is what the window is charged. */
+        __typeof__(&cuCtxSynchronize) sync = GM_REAL(cuCtxSynchronize);
+        if (sync != NULL)
+            sync();
+        uint64_t after = gm_mono_ns();
+        gm_pace_drained(&pace.st, now, after, first_wait_locked());
     }
 }
 
 typedef CUresult launch_fn(const void *args);
 
 /* The slow path: a cap applies (or the answer is not cached yet). */
-static CUresult paced(CUfunction f, CUstream stream, launch_fn *launch, const void *args)
+static CUresult paced(CUfunction f, uint64_t shape, CUstream stream, launch_fn *launch,
+                      const void *args)
 {
     gm_ip_init();
-    struct schedule s;
+    struct gm_pace_window s;
     if (gm_ip_refused || !read_schedule(&s))
         return launch(args);
 
     pthread_mutex_lock(&pace.lock);
-    struct fn_stat *fs = fn_stat_locked(f);
+    struct fn_stat *fs = fn_stat_locked(f, shape);
     poll_sample_locked(fs);
     uint64_t e = fs->ema_ns;
     wait_turn_locked(&s, e);
@@ -294,9 +271,17 @@ static CUresult paced(CUfunction f, CUstream stream, launch_fn *launch, const vo
         if (rc == CUDA_SUCCESS && sync != NULL && sync() == CUDA_SUCCESS) {
             uint64_t t1 = gm_mono_ns();
             ema_add(fs, t1 - t0);
-            pace.tail = t1;
+            pace.st.tail = t1;
             e = fs->ema_ns;
         }
+    } else if (pace.st.launched == 1 && window_events_locked() == 0 &&
+               GM_CALL_REAL(cuEventRecord, pace.ev_w0, stream) == CUDA_SUCCESS) {
+        /* The window's first kernel: timed by the window's events, not sampled (its time may
+         * include a wait for the GPU). */
+        rc = launch(args);
+        pace.first_pending =
+            rc == CUDA_SUCCESS && GM_CALL_REAL(cuEventRecord, pace.ev_w1, stream) == CUDA_SUCCESS;
+        pace.first_e = e;
     } else {
         int sample =
             !fs->pending &&
@@ -310,8 +295,7 @@ static CUresult paced(CUfunction f, CUstream stream, launch_fn *launch, const vo
     }
     if (rc != CUDA_SUCCESS) {
         /* Nothing was queued: give the time back. */
-        pace.tail -= e < pace.tail ? e : 0;
-        pace.launched--;
+        gm_pace_unlaunch(&pace.st, e);
     } else {
         struct gm_region_proc *p = gm_ip_slot();
         if (p != NULL)
@@ -336,7 +320,7 @@ void gm_ip_launch_atfork_child(void)
     /* The parent's events and contexts are not the child's. */
     memset(&pace, 0, sizeof(pace));
     pthread_mutex_init(&pace.lock, NULL);
-    pace.skipped_k = INT64_MIN;
+    gm_pace_init(&pace.st);
     __atomic_store_n(&launches, 0, __ATOMIC_RELAXED);
     thread_launches = 0;
     __atomic_store_n(&nopace_key, 0, __ATOMIC_RELAXED);
@@ -370,8 +354,9 @@ static CUresult launch_kernel(const void *p)
         struct kernel_args a_ = {real_,          f,         gridDimX,     gridDimY,                \
                                  gridDimZ,       blockDimX, blockDimY,    blockDimZ,               \
                                  sharedMemBytes, hStream,   kernelParams, extra};                  \
-        return paced(f, (per_thread) && hStream == NULL ? CU_STREAM_PER_THREAD : hStream,          \
-                     launch_kernel, &a_);                                                          \
+        return paced(                                                                              \
+            f, (uint64_t)gridDimX * gridDimY * gridDimZ * blockDimX * blockDimY * blockDimZ,       \
+            (per_thread) && hStream == NULL ? CU_STREAM_PER_THREAD : hStream, launch_kernel, &a_); \
     } while (0)
 
 CUresult cuLaunchKernel(CUfunction f, unsigned int gridDimX, unsigned int gridDimY,
@@ -416,8 +401,9 @@ static CUresult launch_coop(const void *p)
         struct coop_args a_ = {real_,          f,         gridDimX,    gridDimY,                   \
                                gridDimZ,       blockDimX, blockDimY,   blockDimZ,                  \
                                sharedMemBytes, hStream,   kernelParams};                           \
-        return paced(f, (per_thread) && hStream == NULL ? CU_STREAM_PER_THREAD : hStream,          \
-                     launch_coop, &a_);                                                            \
+        return paced(                                                                              \
+            f, (uint64_t)gridDimX * gridDimY * gridDimZ * blockDimX * blockDimY * blockDimZ,       \
+            (per_thread) && hStream == NULL ? CU_STREAM_PER_THREAD : hStream, launch_coop, &a_);   \
     } while (0)
 
 CUresult cuLaunchCooperativeKernel(CUfunction f, unsigned int gridDimX, unsigned int gridDimY,
@@ -461,7 +447,10 @@ static CUresult launch_ex(const void *p)
             return real_(config, f, kernelParams, extra);                                          \
         struct ex_args a_ = {real_, config, f, kernelParams, extra};                               \
         CUstream s_ = config->hStream;                                                             \
-        return paced(f, (per_thread) && s_ == NULL ? CU_STREAM_PER_THREAD : s_, launch_ex, &a_);   \
+        uint64_t shape_ = (uint64_t)config->gridDimX * config->gridDimY * config->gridDimZ *       \
+                          config->blockDimX * config->blockDimY * config->blockDimZ;               \
+        return paced(f, shape_, (per_thread) && s_ == NULL ? CU_STREAM_PER_THREAD : s_, launch_ex, \
+                     &a_);                                                                         \
     } while (0)
 
 CUresult cuLaunchKernelEx(const CUlaunchConfig *config, CUfunction f, void **kernelParams,
