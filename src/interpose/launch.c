@@ -172,17 +172,18 @@ static void poll_sample_locked(struct fn_stat *s)
     s->pending = 0;
 }
 
-static int make_events_locked(struct fn_stat *s)
+/* A pair of events, made once and kept: 0 when *a and *b are usable. */
+static int event_pair(CUevent *a, CUevent *b)
 {
-    if (s->ev_start != NULL)
+    if (*a != NULL)
         return 0;
-    if (GM_CALL_REAL(cuEventCreate, &s->ev_start, CU_EVENT_DEFAULT) != CUDA_SUCCESS) {
-        s->ev_start = NULL;
+    if (GM_CALL_REAL(cuEventCreate, a, CU_EVENT_DEFAULT) != CUDA_SUCCESS) {
+        *a = NULL;
         return -1;
     }
-    if (GM_CALL_REAL(cuEventCreate, &s->ev_end, CU_EVENT_DEFAULT) != CUDA_SUCCESS) {
-        GM_CALL_REAL(cuEventDestroy_v2, s->ev_start);
-        s->ev_start = s->ev_end = NULL;
+    if (GM_CALL_REAL(cuEventCreate, b, CU_EVENT_DEFAULT) != CUDA_SUCCESS) {
+        GM_CALL_REAL(cuEventDestroy_v2, *a);
+        *a = *b = NULL;
         return -1;
     }
     return 0;
@@ -200,22 +201,6 @@ static uint64_t first_wait_locked(void)
         return 0;
     uint64_t took = (uint64_t)((double)ms * 1e6);
     return took > pace.first_e ? took - pace.first_e : 0;
-}
-
-static int window_events_locked(void)
-{
-    if (pace.ev_w0 != NULL)
-        return 0;
-    if (GM_CALL_REAL(cuEventCreate, &pace.ev_w0, CU_EVENT_DEFAULT) != CUDA_SUCCESS) {
-        pace.ev_w0 = NULL;
-        return -1;
-    }
-    if (GM_CALL_REAL(cuEventCreate, &pace.ev_w1, CU_EVENT_DEFAULT) != CUDA_SUCCESS) {
-        GM_CALL_REAL(cuEventDestroy_v2, pace.ev_w0);
-        pace.ev_w0 = pace.ev_w1 = NULL;
-        return -1;
-    }
-    return 0;
 }
 
 /* Caller holds pace.lock. Carries out gm_pace_decide's steps until the kernel, expected to
@@ -274,7 +259,7 @@ static CUresult paced(CUfunction f, uint64_t shape, CUstream stream, launch_fn *
             pace.st.tail = t1;
             e = fs->ema_ns;
         }
-    } else if (pace.st.launched == 1 && window_events_locked() == 0 &&
+    } else if (pace.st.launched == 1 && event_pair(&pace.ev_w0, &pace.ev_w1) == 0 &&
                GM_CALL_REAL(cuEventRecord, pace.ev_w0, stream) == CUDA_SUCCESS) {
         /* The window's first kernel: timed by the window's events, not sampled (its time may
          * include a wait for the GPU). */
@@ -286,7 +271,7 @@ static CUresult paced(CUfunction f, uint64_t shape, CUstream stream, launch_fn *
         int sample =
             !fs->pending &&
             (fs->launches <= GM_IP_SAMPLE_FIRST || fs->launches % GM_IP_SAMPLE_EVERY == 0) &&
-            make_events_locked(fs) == 0;
+            event_pair(&fs->ev_start, &fs->ev_end) == 0;
         if (sample)
             sample = GM_CALL_REAL(cuEventRecord, fs->ev_start, stream) == CUDA_SUCCESS;
         rc = launch(args);
