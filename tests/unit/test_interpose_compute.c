@@ -116,13 +116,20 @@ ReportHook(POST_ALL)(struct criterion_global_stats *stats)
     unlink(cache);
 }
 
+/* How far a share may stray from its cap here. The precision target (two points) is shown by
+ * bench/bench_interpose --caps on a quiet machine; this suite checks that the cap holds, and on a
+ * 2-core machine a single solo run against a single capped run has been seen 3 points apart for
+ * noise alone (an uncapped run at 97% of the solo one). Four points still tell a 50% cap from a
+ * 40% or 60% one. */
+#define SHARE_SLACK 4.0
+
 static void expect_share(const char *what, double rate, double solo, double cap)
 {
     double share = 100.0 * rate / solo;
     cr_log_info("%s: %.2f of %.2f billion/s solo = %.1f%% (cap %.0f%%)", what, rate, solo, share,
                 cap);
-    cr_expect(fabs(share - cap) <= 2.0, "%s: %.1f%% of the solo throughput, cap %.0f%%", what,
-              share, cap);
+    cr_expect(fabs(share - cap) <= SHARE_SLACK, "%s: %.1f%% of the solo throughput, cap %.0f%%",
+              what, share, cap);
 }
 
 Test(compute, pair_30_70_in_disjoint_windows)
@@ -142,6 +149,10 @@ Test(compute, pair_30_70_in_disjoint_windows)
     double ra = rate_of("a", pa), rb = rate_of("b", pb);
     expect_share("30% window", ra, solo, 30);
     expect_share("70% window", rb, solo, 70);
+    /* The split between the two needs no solo run: both ran side by side. */
+    double split = 100.0 * ra / (ra + rb);
+    cr_log_info("30/70 split: %.1f / %.1f", split, 100 - split);
+    cr_expect(fabs(split - 30) <= 2.0, "30/70 pair split %.1f / %.1f", split, 100 - split);
     cr_expect_gt(ta, 1000000000ull, "30%%: held back only %llu ns in 2 s", (unsigned long long)ta);
     cr_expect_gt(tb, 400000000ull, "70%%: held back only %llu ns in 2 s", (unsigned long long)tb);
     cr_expect_gt(ba, 400000000ull, "30%%: busy %llu ns in 2 s", (unsigned long long)ba);
