@@ -7,12 +7,18 @@
  *    process, interleaved in batches; the medians of the per-call times and their difference.
  * 2. Compute-cap accuracy: gpumux-sample (-n=8192, small kernels) under duty-cycle windows of a
  *    100 ms period, as a share of its solo throughput: a 30/70 pair, 50 alone, 10..90 alone.
- * --caps instead: kernel duration (gpumux-sample -kernel-ms, 0.05 to 50 ms) x cap, alone, in
- *    groups of workloads whose caps add up to 100 (30/70, 50/50, 20/30/50) and for one
- *    workload of four processes; --quick: fewer durations and caps. */
+ * --caps instead: kernel duration (0.05 to 50 ms) x cap, alone, in groups of workloads whose
+ *    caps add up to 100 (30/70, 50/50, 20/30/50) and for one workload of four processes;
+ *    --quick: fewer durations and caps. For each duration a solo `gpumux-sample -kernel-ms=MS`
+ *    finds the body count and every run of that duration uses it (-n), so that all of them run
+ *    the same kernel. The four processes' share is the GPU's utilisation (NVML's, as
+ *    nvidia-smi shows it) averaged over the run: their kernels interleave, and gpusim charges
+ *    the context switches of a time-sliced GPU as a real one does, so throughput alone would
+ *    not say how much of the GPU they held. */
 #define GM_CUDA_NO_API_NAMES
 #include "common/cuda_api.h"
 #include "common/clock.h"
+#include "common/nvml_api.h"
 #include "region/region.h"
 
 #include <dlfcn.h>
@@ -187,6 +193,9 @@ static void call_costs_apart(int rounds, unsigned cap)
 
 /* The sample under region NAME: -n=8192 (0.3 ms kernels on the simulated T4) for RUN_S, or
  * with kernel_ms > 0 kernels of that length for seconds. */
+/* Set by the --caps sweep for each duration: the body count every run uses (0: -kernel-ms). */
+static unsigned bodies;
+
 static pid_t start_sample_ex(const char *name, const char *out_name, double kernel_ms,
                              double seconds)
 {
@@ -196,7 +205,9 @@ static pid_t start_sample_ex(const char *name, const char *out_name, double kern
     snprintf(rp, sizeof(rp), "%s/%s.region", dir, name);
     snprintf(preload, sizeof(preload), "%s/lib/libgpumux.so", build);
     snprintf(libpath, sizeof(libpath), "%s/lib/gpusim", build);
-    if (kernel_ms > 0)
+    if (kernel_ms > 0 && bodies > 0)
+        snprintf(karg, sizeof(karg), "-n=%u", bodies);
+    else if (kernel_ms > 0)
         snprintf(karg, sizeof(karg), "-kernel-ms=%g", kernel_ms);
     else
         snprintf(karg, sizeof(karg), "-n=8192");
@@ -221,17 +232,24 @@ static pid_t start_sample(const char *name)
     return start_sample_ex(name, name, 0, 0);
 }
 
+/* What the sample run as `name` printed (its first len - 1 bytes). */
+static void read_output(const char *name, char *buf, size_t len)
+{
+    char out[200];
+    snprintf(out, sizeof(out), "%s/%s.out", dir, name);
+    FILE *f = fopen(out, "r");
+    size_t n = f != NULL ? fread(buf, 1, len - 1, f) : 0;
+    if (f != NULL)
+        fclose(f);
+    buf[n] = '\0';
+}
+
 static double rate_of(const char *name, pid_t pid)
 {
     int st;
     waitpid(pid, &st, 0);
-    char out[200], buf[4096];
-    snprintf(out, sizeof(out), "%s/%s.out", dir, name);
-    FILE *f = fopen(out, "r");
-    size_t n = f != NULL ? fread(buf, 1, sizeof(buf) - 1, f) : 0;
-    if (f != NULL)
-        fclose(f);
-    buf[n] = '\0';
+    char buf[4096];
+    read_output(name, buf, sizeof(buf));
     const char *p = strstr(buf, "= ");
     double v = 0;
     if (!WIFEXITED(st) || WEXITSTATUS(st) != 0 || p == NULL || sscanf(p, "= %lf", &v) != 1) {
@@ -310,21 +328,73 @@ static void caps_group(const char *label, double kernel_ms, double solo, double 
     fflush(stdout);
 }
 
-static double solo_of(double kernel_ms, double secs, int procs)
+/* GPU 0's utilisation through gpusim's NVML, as nvidia-smi reads it: the share of the last
+ * second during which a kernel ran. */
+static __typeof__(&nvmlDeviceGetUtilizationRates) util_rates;
+static nvmlDevice_t gpu0;
+
+static void nvml_open(void)
 {
-    region("solo", 0);
-    pid_t p[4];
-    char out[32];
-    for (int i = 0; i < procs; i++) {
-        snprintf(out, sizeof(out), "solo%d", i);
-        p[i] = start_sample_ex("solo", out, kernel_ms, secs);
+    void *h = open_lib("lib/gpusim/libnvidia-ml.so.1");
+    if (SYM(h, nvmlInit_v2)() != NVML_SUCCESS ||
+        SYM(h, nvmlDeviceGetHandleByIndex_v2)(0, &gpu0) != NVML_SUCCESS) {
+        fprintf(stderr, "bench_interpose: gpusim's NVML does not answer\n");
+        exit(1);
     }
+    util_rates = SYM(h, nvmlDeviceGetUtilizationRates);
+}
+
+/* procs samples of kernel_ms under region name (out files name0..), for secs. Returns the sum
+ * of their throughputs; *util (may be NULL): the GPU's utilisation averaged over the run, one
+ * reading a second from the second second on. */
+static double run_procs(const char *name, double kernel_ms, double secs, int procs, double *util)
+{
+    pid_t p[8];
+    char out[32];
+    uint64_t t0 = gm_mono_ns();
+    for (int i = 0; i < procs; i++) {
+        snprintf(out, sizeof(out), "%s%d", name, i);
+        p[i] = start_sample_ex(name, out, kernel_ms, secs);
+    }
+    double sum_util = 0;
+    int readings = 0;
+    for (double t = 1.5; util != NULL && t + 0.3 < secs; t += 1.0) {
+        gm_sleep_until_ns(t0 + (uint64_t)(t * 1e9));
+        nvmlUtilization_t u;
+        if (util_rates(gpu0, &u) == NVML_SUCCESS) {
+            sum_util += u.gpu;
+            readings++;
+        }
+    }
+    if (util != NULL)
+        *util = readings > 0 ? sum_util / readings : -1;
     double sum = 0;
     for (int i = 0; i < procs; i++) {
-        snprintf(out, sizeof(out), "solo%d", i);
+        snprintf(out, sizeof(out), "%s%d", name, i);
         sum += rate_of(out, p[i]);
     }
     return sum;
+}
+
+/* The body count a solo gpumux-sample -kernel-ms=MS run chose, from its summary. */
+static unsigned bodies_for(double kernel_ms)
+{
+    bodies = 0;
+    region("calib", 0);
+    pid_t pid = start_sample_ex("calib", "calib", kernel_ms, 0.5);
+    rate_of("calib", pid);
+    char buf[4096];
+    read_output("calib", buf, sizeof(buf));
+    /* The summary's "N bodies, total time for K iterations: T ms". */
+    const char *q = strstr(buf, " bodies, total time");
+    while (q != NULL && q > buf && q[-1] != '\n')
+        q--;
+    unsigned v = 0;
+    if (q == NULL || sscanf(q, "%u bodies", &v) != 1 || v == 0) {
+        fprintf(stderr, "bench_interpose: -kernel-ms=%g printed no body count\n", kernel_ms);
+        exit(1);
+    }
+    return v;
 }
 
 static void caps_sweep(int quick)
@@ -339,11 +409,14 @@ static void caps_sweep(int quick)
     printf("\ncompute caps on gpusim: gpumux-sample -kernel-ms=MS under windows of a %llu ms "
            "period; share = throughput / the solo run's of the same duration, in this run\n",
            PERIOD / 1000000);
+    nvml_open();
     for (int i = 0; i < nk; i++) {
         double secs = caps_run_s(kms[i], quick);
-        double solo = solo_of(kms[i], secs, 1);
-        printf("%6.2f ms  solo       %.2f billion interactions/s, runs of %.0f s\n", kms[i], solo,
-               secs);
+        bodies = bodies_for(kms[i]);
+        region("solo", 0);
+        double solo = run_procs("solo", kms[i], secs, 1, NULL);
+        printf("%6.2f ms  solo       %.2f billion interactions/s, -n=%u, runs of %.0f s\n", kms[i],
+               solo, bodies, secs);
         printf("%6.2f ms  alone    ", kms[i]);
         for (int c = 0; c < nc; c++) {
             char name[32];
@@ -360,22 +433,16 @@ static void caps_sweep(int quick)
             caps_group("50/50", kms[i], solo, secs, p5050, 2);
             caps_group("20/30/50", kms[i], solo, secs, t, 3);
         }
-        /* One workload, four processes, one cap. */
-        double solo4 = solo_of(kms[i], secs, 4);
+        /* One workload, four processes, one cap: the GPU's utilisation, uncapped and capped. */
+        double secs4 = secs > 4 ? secs : 4;
+        double u_solo4, u_four;
+        region("solo4", 0);
+        double solo4 = run_procs("solo4", kms[i], secs4, 4, &u_solo4);
         window(region("four", 30), 0, PERIOD * 30 / 100, gm_mono_ns());
-        pid_t p[4];
-        char out[32];
-        for (int j = 0; j < 4; j++) {
-            snprintf(out, sizeof(out), "four%d", j);
-            p[j] = start_sample_ex("four", out, kms[i], secs);
-        }
-        double sum = 0;
-        for (int j = 0; j < 4; j++) {
-            snprintf(out, sizeof(out), "four%d", j);
-            sum += rate_of(out, p[j]);
-        }
-        printf("%6.2f ms  4 procs    30%%: %5.1f%% of the 4 processes' solo %.2f\n", kms[i],
-               100 * sum / solo4, solo4);
+        double four = run_procs("four", kms[i], secs4, 4, &u_four);
+        printf("%6.2f ms  4 procs    30%%: GPU busy %5.1f%% (uncapped %5.1f%%); throughput %5.1f%% "
+               "of 4 uncapped processes', %5.1f%% of one's\n",
+               kms[i], u_four, u_solo4, 100 * four / solo4, 100 * four / solo);
         fflush(stdout);
     }
 }

@@ -24,7 +24,7 @@
 
 #define GM_REGION_MAGIC         0x47524d47u /* "GMRG": the usage part */
 #define GM_REGION_LIMITS_MAGIC  0x4c524d47u /* "GMRL": the limits part */
-#define GM_REGION_VERSION       2u
+#define GM_REGION_VERSION       3u
 #define GM_REGION_LIMITS_SIZE   4096u /* the limits part: one page of its own file */
 #define GM_REGION_MAX_PROCS     64
 #define GM_REGION_ENV           "GPUMUX_REGION"
@@ -44,6 +44,30 @@ struct gm_region_proc {
     uint64_t launches;    /* kernel launches */
     uint64_t busy_ns;     /* device time its kernels took, as measured */
     uint64_t throttle_ns; /* time the pacing held its launches back */
+};
+
+/* The workload's compute pacing on a time-sliced GPU, one for all its processes (guarded by
+ * lock): the window they are in and what they launched in it, so that the window's budget is
+ * the workload's, not each process's. Written and read by the interposer only; the rule and
+ * the meaning of each field are in src/interpose/pace.c. All zero: no window yet. */
+struct gm_region_pace {
+    uint32_t valid;     /* k and the fields below describe a window */
+    uint32_t ratio;     /* device time per estimated time, x GM_PACE_RATIO_ONE; 0 = one */
+    int64_t k;          /* the window's index */
+    uint64_t ws, we;    /* its start and end */
+    int64_t be;         /* the end of its budget: we + the balance it started with */
+    uint64_t tail;      /* when the work launched in it should be done, by the estimates */
+    int64_t balance;    /* carried between windows: < 0 an overrun to pay, > 0 a rounding credit */
+    uint64_t done;      /* the latest end of its work a drain saw on the clock (0: none) */
+    uint64_t done_est;  /* the latest end a late drain could only estimate (0: none) */
+    uint64_t waited;    /* how long its first kernel waited for another workload's work */
+    uint32_t pending;   /* processes with launches in it not drained yet */
+    uint32_t launches;  /* launches in it */
+    uint32_t refused;   /* a launch did not fit: no more launches in it */
+    uint32_t settled;   /* it is over: its balance is carried */
+    uint32_t prev_open; /* the window before was settled on an estimate: a late drain corrects it */
+    int64_t prev_k;     /* that window */
+    uint64_t prev_end;  /* the end of its work it was charged to */
 };
 
 struct gm_region {
@@ -86,6 +110,7 @@ struct gm_region {
     uint64_t mem_used; /* sum of the slots' mem_used */
     uint64_t mem_peak;
     uint64_t oom_count; /* allocations refused for the limit */
+    struct gm_region_pace pace;
     struct gm_region_proc procs[GM_REGION_MAX_PROCS];
 };
 

@@ -28,7 +28,11 @@ static uint64_t launches;
 struct fn_stat {
     CUfunction f;
     uint64_t shape;
-    uint64_t ema_ns; /* 0: never measured */
+    /* The estimate: the shortest sample, drifting up by a sixteenth of the gap at each longer
+     * one. A sample times everything between its two events, so when other processes of the
+     * workload share the GPU it counts their kernels too: the shortest is the kernel itself,
+     * and the drift follows a kernel that really grew. 0: never measured. */
+    uint64_t est_ns;
     uint64_t launches;
     CUevent ev_start, ev_end;
     int pending; /* events recorded around a launch, not read yet */
@@ -36,14 +40,16 @@ struct fn_stat {
 
 static struct {
     pthread_mutex_t lock;
-    struct gm_pace_state st;
+    struct gm_pace_proc me;
+    /* Stands in for the region's shared state when its lock cannot be had (unusable). */
+    struct gm_region_pace own;
     /* Events around the first kernel of a window: how long it waited for a GPU still busy
      * with work from before the window (another workload's overrun), which is not ours. */
     CUevent ev_w0, ev_w1;
     int first_pending;
     uint64_t first_e;
     struct fn_stat fns[GM_IP_FN_SLOTS];
-} pace = {.lock = PTHREAD_MUTEX_INITIALIZER, .st = {.k = GM_PACE_NONE}};
+} pace = {.lock = PTHREAD_MUTEX_INITIALIZER};
 
 /* A plain per-thread count, published in steps: an atomic add on a shared counter at every
  * launch would cost more than the rest of the fast path together. What a thread launched since
@@ -151,14 +157,14 @@ static struct fn_stat *fn_stat_locked(CUfunction f, uint64_t shape)
     return &pace.fns[h % GM_IP_FN_SLOTS]; /* full: share an estimate */
 }
 
-static void ema_add(struct fn_stat *s, uint64_t ns)
+static void est_add(struct fn_stat *s, uint64_t ns)
 {
-    if (s->ema_ns == 0)
-        s->ema_ns = ns == 0 ? 1 : ns;
+    if (ns == 0)
+        ns = 1;
+    if (s->est_ns == 0 || ns < s->est_ns)
+        s->est_ns = ns;
     else
-        s->ema_ns = (s->ema_ns * 3 + ns) / 4;
-    if (s->ema_ns == 0)
-        s->ema_ns = 1;
+        s->est_ns += (ns - s->est_ns) / 16;
 }
 
 /* Reads a finished sample. */
@@ -168,7 +174,7 @@ static void poll_sample_locked(struct fn_stat *s)
         return;
     float ms = 0;
     if (GM_CALL_REAL(cuEventElapsedTime, &ms, s->ev_start, s->ev_end) == CUDA_SUCCESS && ms >= 0)
-        ema_add(s, (uint64_t)((double)ms * 1e6));
+        est_add(s, (uint64_t)((double)ms * 1e6));
     s->pending = 0;
 }
 
@@ -189,6 +195,22 @@ static int event_pair(CUevent *a, CUevent *b)
     return 0;
 }
 
+/* The workload's pacing state, locked: the region's, or this process's own when the region's
+ * lock is unusable. Caller holds pace.lock; release with shared_unlock. */
+static struct gm_region_pace *shared_lock(void)
+{
+    struct gm_region *r = gm_ip_region;
+    if (r != NULL && gm_region_lock(r, GM_REGION_WAIT) == 0)
+        return &r->pace;
+    return &pace.own;
+}
+
+static void shared_unlock(struct gm_region_pace *st)
+{
+    if (st != &pace.own)
+        gm_region_unlock(gm_ip_region);
+}
+
 /* Caller holds pace.lock, after a synchronize: how long the window's first kernel waited for
  * the GPU (0 when it was not measured). */
 static uint64_t first_wait_locked(void)
@@ -204,14 +226,26 @@ static uint64_t first_wait_locked(void)
 }
 
 /* Caller holds pace.lock. Carries out gm_pace_decide's steps until the kernel, expected to
- * take e ns, may be launched now. */
-static void wait_turn_locked(const struct gm_pace_window *w, uint64_t e)
+ * take e ns, may be launched now: each decision under the region's lock, each sleep and
+ * synchronize outside it. Returns the launch step; for the window's first kernel with the
+ * lock still held (*held, for the caller to release once it is launched). */
+static struct gm_pace_step wait_turn_locked(const struct gm_pace_window *w, uint64_t e,
+                                            struct gm_region_pace **held)
 {
     for (;;) {
         uint64_t now = gm_mono_ns();
-        struct gm_pace_step step = gm_pace_decide(w, &pace.st, now, e);
+        struct gm_region_pace *st = shared_lock();
+        struct gm_pace_step step = gm_pace_decide(w, st, &pace.me, now, e);
+        if (step.act == GM_PACE_LAUNCH && step.first && e != 0) {
+            /* The window's first kernel is launched under the lock: no other process's
+             * kernel of the workload may reach the GPU before it, or its time would read as
+             * a wait. */
+            *held = st;
+            return step;
+        }
+        shared_unlock(st);
         if (step.act == GM_PACE_LAUNCH)
-            return;
+            return step;
         if (step.act == GM_PACE_WAIT) {
             sleep_to(step.until);
             continue;
@@ -222,7 +256,10 @@ static void wait_turn_locked(const struct gm_pace_window *w, uint64_t e)
         if (sync != NULL)
             sync();
         uint64_t after = gm_mono_ns();
-        gm_pace_drained(&pace.st, now, after, first_wait_locked());
+        uint64_t waited = first_wait_locked();
+        st = shared_lock();
+        gm_pace_drained(st, &pace.me, now, after, waited);
+        shared_unlock(st);
     }
 }
 
@@ -240,8 +277,9 @@ static CUresult paced(CUfunction f, uint64_t shape, CUstream stream, launch_fn *
     pthread_mutex_lock(&pace.lock);
     struct fn_stat *fs = fn_stat_locked(f, shape);
     poll_sample_locked(fs);
-    uint64_t e = fs->ema_ns;
-    wait_turn_locked(&s, e);
+    uint64_t e = fs->est_ns;
+    struct gm_region_pace *held = NULL;
+    struct gm_pace_step step = wait_turn_locked(&s, e, &held);
 
     CUresult rc;
     fs->launches++;
@@ -255,17 +293,22 @@ static CUresult paced(CUfunction f, uint64_t shape, CUstream stream, launch_fn *
         rc = launch(args);
         if (rc == CUDA_SUCCESS && sync != NULL && sync() == CUDA_SUCCESS) {
             uint64_t t1 = gm_mono_ns();
-            ema_add(fs, t1 - t0);
-            pace.st.tail = t1;
-            e = fs->ema_ns;
+            est_add(fs, t1 - t0);
+            struct gm_region_pace *st = shared_lock();
+            gm_pace_timed(st, &pace.me, t1);
+            shared_unlock(st);
+            step.e = fs->est_ns;
         }
-    } else if (pace.st.launched == 1 && event_pair(&pace.ev_w0, &pace.ev_w1) == 0 &&
+    } else if (step.first && event_pair(&pace.ev_w0, &pace.ev_w1) == 0 &&
                GM_CALL_REAL(cuEventRecord, pace.ev_w0, stream) == CUDA_SUCCESS) {
-        /* The window's first kernel: timed by the window's events, not sampled (its time may
-         * include a wait for the GPU). */
+        /* The workload's first kernel of the window: timed by the window's events, not
+         * sampled (its time may include a wait for the GPU). */
         rc = launch(args);
         pace.first_pending =
             rc == CUDA_SUCCESS && GM_CALL_REAL(cuEventRecord, pace.ev_w1, stream) == CUDA_SUCCESS;
+        if (held != NULL)
+            shared_unlock(held);
+        held = NULL;
         pace.first_e = e;
     } else {
         int sample =
@@ -278,13 +321,17 @@ static CUresult paced(CUfunction f, uint64_t shape, CUstream stream, launch_fn *
         if (sample && rc == CUDA_SUCCESS)
             fs->pending = GM_CALL_REAL(cuEventRecord, fs->ev_end, stream) == CUDA_SUCCESS;
     }
+    if (held != NULL)
+        shared_unlock(held);
     if (rc != CUDA_SUCCESS) {
         /* Nothing was queued: give the time back. */
-        gm_pace_unlaunch(&pace.st, e);
+        struct gm_region_pace *st = shared_lock();
+        gm_pace_unlaunch(st, &pace.me);
+        shared_unlock(st);
     } else {
         struct gm_region_proc *p = gm_ip_slot();
         if (p != NULL)
-            __atomic_add_fetch(&p->busy_ns, e, __ATOMIC_RELAXED);
+            __atomic_add_fetch(&p->busy_ns, step.e, __ATOMIC_RELAXED);
     }
     pthread_mutex_unlock(&pace.lock);
     return rc;
@@ -305,7 +352,6 @@ void gm_ip_launch_atfork_child(void)
     /* The parent's events and contexts are not the child's. */
     memset(&pace, 0, sizeof(pace));
     pthread_mutex_init(&pace.lock, NULL);
-    gm_pace_init(&pace.st);
     __atomic_store_n(&launches, 0, __ATOMIC_RELAXED);
     thread_launches = 0;
     __atomic_store_n(&nopace_key, 0, __ATOMIC_RELAXED);

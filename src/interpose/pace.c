@@ -1,17 +1,31 @@
-/* The compute cap's rule (docs/interpose.md, "What the interposer does"): a window's budget
+/* The compute cap's rule (docs/interpose.md, "What the interposer does"). A window's budget
  * ends at its end plus the balance carried from the windows before; a kernel is launched when
  * it is expected to start before the budget's end and to end at most half its own length past
- * it (rounding to the nearer kernel boundary instead of always down); when the budget is spent
+ * it (rounding to the nearer kernel boundary instead of always down). When the budget is spent
  * the work is drained and what it really took, by the clock, is carried: an overrun is paid
  * out of the next windows, a shortfall left by a kernel that did not fit is added to the next
- * one. Pure: no clock, no driver. */
+ * one.
+ *
+ * The state is the workload's (struct gm_region_pace in its region): every process of the
+ * workload counts its launches on one tail, so four processes share one budget instead of
+ * taking one each. Each drains its own work at the window's end; the window is settled when the
+ * last one has (or, should one never come back, when the next window opens). A process's own
+ * estimates of its kernels count the other processes' kernels that ran between its events, so
+ * the expected times are scaled by a ratio learned from every window: the time its work really
+ * took over the time the estimates gave it.
+ *
+ * Pure: no clock, no driver, no lock (the caller holds the region's). */
 #include "interpose/pace.h"
 
-#define GM_PACE_LATE_DRAIN_NS 50000ull
+#include <string.h>
 
-void gm_pace_init(struct gm_pace_state *st)
+#define GM_PACE_LATE_DRAIN_NS 50000ull
+/* Windows whose estimated work is shorter than this teach the ratio nothing. */
+#define GM_PACE_LEARN_MIN_NS 1000000ull
+
+void gm_pace_proc_init(struct gm_pace_proc *me)
 {
-    *st = (struct gm_pace_state){.k = GM_PACE_NONE};
+    memset(me, 0, sizeof(*me));
 }
 
 int gm_pace_window_at(const struct gm_pace_window *w, uint64_t now, int64_t *k, uint64_t *ws,
@@ -32,21 +46,76 @@ int gm_pace_window_at(const struct gm_pace_window *w, uint64_t now, int64_t *k, 
     return in;
 }
 
+static uint32_t ratio_of(const struct gm_region_pace *st)
+{
+    uint32_t r = st->ratio;
+    if (r < GM_PACE_RATIO_ONE / 16 || r > GM_PACE_RATIO_ONE * 16)
+        r = GM_PACE_RATIO_ONE;
+    return r;
+}
+
+static uint64_t scaled(const struct gm_region_pace *st, uint64_t e)
+{
+    if (e == 0)
+        return 0;
+    uint64_t v = e / GM_PACE_RATIO_ONE * ratio_of(st) +
+                 e % GM_PACE_RATIO_ONE * ratio_of(st) / GM_PACE_RATIO_ONE;
+    return v == 0 ? 1 : v;
+}
+
 static int64_t clamp_debt(int64_t b)
 {
     return b < -GM_PACE_MAX_DEBT_NS ? -GM_PACE_MAX_DEBT_NS : b;
 }
 
-/* Window k is over for us; done is when its work ended (its start when nothing ran). A credit
- * is kept only when a launch was refused: a program that stopped launching left the rest of
- * its window unused, and a cap is a limit, not a reservation. */
-static void settle(struct gm_pace_state *st, uint64_t done)
+/* The window's work ended at done (by the clock) while the estimates said tail: the ratio moves
+ * a quarter of the way to what this window showed, by at most a factor of 4 at once. */
+static void learn(struct gm_region_pace *st, uint64_t done)
 {
+    uint64_t est = st->tail > st->ws ? st->tail - st->ws : 0;
+    uint64_t real = done > st->ws ? done - st->ws : 0;
+    if (est < GM_PACE_LEARN_MIN_NS || real == 0)
+        return;
+    double obs = (double)real / (double)est;
+    if (obs > 4.0)
+        obs = 4.0;
+    if (obs < 0.25)
+        obs = 0.25;
+    double r = (double)ratio_of(st) * (3.0 + obs) / 4.0;
+    if (r < GM_PACE_RATIO_ONE / 16.0)
+        r = GM_PACE_RATIO_ONE / 16.0;
+    if (r > GM_PACE_RATIO_ONE * 16.0)
+        r = GM_PACE_RATIO_ONE * 16.0;
+    st->ratio = (uint32_t)(r + 0.5);
+}
+
+/* The window is over for the workload. Its work ended at the latest end a drain saw (less the
+ * wait for another workload's overrun, which is not ours), or at an estimate when that is all
+ * there is, or at its start when nothing ran. forced: a process never drained (it died, or
+ * sleeps): the estimated tail stands in, and the ratio learns nothing. A credit is kept only
+ * when a launch was refused: a program that stopped launching left the rest of its window
+ * unused, and a cap is a limit, not a reservation. */
+static void settle(struct gm_region_pace *st, int forced)
+{
+    uint64_t done = st->ws;
+    if (st->done > st->ws)
+        done = st->done - st->ws > st->waited ? st->done - st->waited : st->ws;
+    if (!forced && st->done > 0 && done >= st->done_est)
+        learn(st, done);
+    if (st->done_est > done)
+        done = st->done_est;
+    if (forced && st->tail > done)
+        done = st->tail;
+    /* A process that drains after this is heard still: what its work took past done is
+     * charged to the windows after (gm_pace_drained). */
+    st->prev_open = (uint32_t)forced;
+    st->prev_k = st->k;
+    st->prev_end = done;
     int64_t b = st->be - (int64_t)done;
     if (!st->refused && b > 0)
         b = 0;
     st->balance = clamp_debt(b);
-    st->launched = 0;
+    st->pending = 0;
     st->settled = 1;
 }
 
@@ -55,78 +124,142 @@ static struct gm_pace_step wait_until(uint64_t t)
     return (struct gm_pace_step){.act = GM_PACE_WAIT, .until = t};
 }
 
-struct gm_pace_step gm_pace_decide(const struct gm_pace_window *w, struct gm_pace_state *st,
-                                   uint64_t now, uint64_t e)
+/* Opens window k (start ws, end we) with the balance the windows before left. */
+static void open_window(const struct gm_pace_window *w, struct gm_region_pace *st, int64_t k,
+                        uint64_t ws, uint64_t we)
+{
+    int64_t b = st->valid ? st->balance : 0;
+    if (st->valid && k - st->k > 1) {
+        /* Windows nobody used at all pay debt, and end any credit. */
+        uint64_t gap = (uint64_t)(k - st->k - 1);
+        if (b > 0)
+            b = 0;
+        if (gap < (uint64_t)GM_PACE_MAX_DEBT_NS / (w->len > 0 ? w->len : 1))
+            b += (int64_t)(gap * w->len);
+        else
+            b = 0;
+        if (b > 0)
+            b = 0;
+    }
+    struct gm_region_pace kept = *st;
+    memset(st, 0, sizeof(*st));
+    st->valid = 1;
+    st->ratio = kept.ratio;
+    st->prev_open = kept.prev_open && kept.prev_k == k - 1;
+    st->prev_k = kept.prev_k;
+    st->prev_end = kept.prev_end;
+    st->k = k;
+    st->ws = ws;
+    st->we = we;
+    st->be = (int64_t)we + b;
+    st->balance = b;
+    st->tail = ws;
+}
+
+struct gm_pace_step gm_pace_decide(const struct gm_pace_window *w, struct gm_region_pace *st,
+                                   struct gm_pace_proc *me, uint64_t now, uint64_t e)
 {
     int64_t k;
     uint64_t ws, we;
     int in = gm_pace_window_at(w, now, &k, &ws, &we);
-    if (st->k != GM_PACE_NONE && !st->settled && (k != st->k || !in)) {
-        if (st->launched > 0)
-            return (struct gm_pace_step){.act = GM_PACE_DRAIN};
-        settle(st, st->ws);
+    /* This process's work of a window that is over, or closed, is drained first. */
+    int mine_open = st->valid && st->k == me->k && !st->settled && !st->refused;
+    if (me->launched > 0 && (me->k != k || !in || !mine_open))
+        return (struct gm_pace_step){.act = GM_PACE_DRAIN};
+    /* The workload's window is over: settled once every process with work in it drained, or
+     * when the next window opens whatever is left. */
+    if (st->valid && !st->settled && (k != st->k || !in)) {
+        if (st->pending == 0)
+            settle(st, 0);
+        else if (k != st->k && in)
+            settle(st, 1);
     }
     if (!in)
         return wait_until(ws);
-    if (k == st->k && st->settled)
+    if (st->valid && k == st->k && (st->settled || st->refused))
         return wait_until(ws + w->period);
-    if (k != st->k) {
-        int64_t b = st->k == GM_PACE_NONE ? 0 : st->balance;
-        if (st->k != GM_PACE_NONE && k - st->k > 1) {
-            /* Windows we did not use at all pay debt, and end any credit. */
-            uint64_t gap = (uint64_t)(k - st->k - 1);
-            if (b > 0)
-                b = 0;
-            if (gap < (uint64_t)GM_PACE_MAX_DEBT_NS / (w->len > 0 ? w->len : 1))
-                b += (int64_t)(gap * w->len);
-            else
-                b = 0;
-            if (b > 0)
-                b = 0;
-        }
-        st->k = k;
-        st->ws = ws;
-        st->we = we;
-        st->be = (int64_t)we + b;
-        st->balance = b;
-        st->tail = ws;
-        st->launched = 0;
-        st->refused = 0;
-        st->settled = 0;
-    }
+    if (!st->valid || k != st->k)
+        open_window(w, st, k, ws, we);
+    if (me->k != k)
+        gm_pace_proc_init(me);
+    me->k = k;
+    uint64_t es = scaled(st, e);
     uint64_t start = st->tail > now ? st->tail : now;
-    if (e == 0 || (int64_t)(start + e / 2) <= st->be) {
-        st->tail = start + e;
-        st->launched++;
-        return (struct gm_pace_step){.act = GM_PACE_LAUNCH};
+    if (e == 0 || (int64_t)(start + es / 2) <= st->be) {
+        st->tail = start + es;
+        if (me->launched++ == 0)
+            st->pending++;
+        int first = st->launches++ == 0;
+        if (first)
+            me->first = 1;
+        me->last_e = es;
+        me->end_est = st->tail;
+        return (struct gm_pace_step){.act = GM_PACE_LAUNCH, .first = first, .e = es};
     }
     st->refused = 1;
-    if (st->launched > 0)
+    if (me->launched > 0)
         return (struct gm_pace_step){.act = GM_PACE_DRAIN};
-    settle(st, st->ws);
+    if (st->pending == 0)
+        settle(st, 0);
     return wait_until(ws + w->period);
 }
 
-void gm_pace_drained(struct gm_pace_state *st, uint64_t before, uint64_t after, uint64_t waited)
+void gm_pace_drained(struct gm_region_pace *st, struct gm_pace_proc *me, uint64_t before,
+                     uint64_t after, uint64_t waited)
 {
-    if (st->k == GM_PACE_NONE || st->settled)
+    uint32_t had = me->launched;
+    int first = me->first;
+    me->launched = 0;
+    me->first = 0;
+    if (had == 0 || !st->valid)
         return;
-    uint64_t done = after;
-    /* A window left long ago: its work may have ended any time since, so the clock says
-     * nothing; the estimate stands in. */
-    if (after - before < GM_PACE_LATE_DRAIN_NS && before > st->we)
-        done = st->tail < before ? st->tail : before;
-    else
-        done = done - st->ws > waited ? done - waited : st->ws;
-    if (done < st->ws)
-        done = st->ws;
-    settle(st, done);
+    if (st->prev_open && me->k == st->prev_k && after - before >= GM_PACE_LATE_DRAIN_NS &&
+        after > st->prev_end) {
+        /* Work of the window settled on an estimate ended later than charged: the rest is a
+         * debt of the window now. */
+        int64_t extra = (int64_t)(after - st->prev_end);
+        st->prev_end = after;
+        if (st->settled || st->k == st->prev_k)
+            st->balance = clamp_debt(st->balance - extra);
+        else
+            st->be -= extra;
+        return;
+    }
+    if (st->settled || st->k != me->k)
+        return;
+    if (after - before < GM_PACE_LATE_DRAIN_NS && before > st->we) {
+        /* A window left long ago: this process's work may have ended any time since, so the
+         * clock says nothing; the estimate of its own last kernel's end stands in (the other
+         * processes' work is theirs to report). */
+        uint64_t done = me->end_est < before ? me->end_est : before;
+        if (done > st->done_est)
+            st->done_est = done;
+    } else if (after > st->done) {
+        st->done = after;
+    }
+    if (first)
+        st->waited = waited;
+    if (st->pending > 0)
+        st->pending--;
+    if (st->pending == 0 && (st->refused || after >= st->we))
+        settle(st, 0);
 }
 
-void gm_pace_unlaunch(struct gm_pace_state *st, uint64_t e)
+void gm_pace_timed(struct gm_region_pace *st, const struct gm_pace_proc *me, uint64_t t)
 {
-    if (st->launched == 0)
+    if (st->valid && !st->settled && st->k == me->k && st->tail < t)
+        st->tail = t;
+}
+
+void gm_pace_unlaunch(struct gm_region_pace *st, struct gm_pace_proc *me)
+{
+    if (me->launched == 0)
         return;
-    st->launched--;
-    st->tail = st->tail - st->ws >= e ? st->tail - e : st->ws;
+    if (--me->launched == 0 && st->valid && st->k == me->k && st->pending > 0)
+        st->pending--;
+    if (!st->valid || st->k != me->k)
+        return;
+    if (st->launches > 0)
+        st->launches--;
+    st->tail = st->tail - st->ws >= me->last_e ? st->tail - me->last_e : st->ws;
 }

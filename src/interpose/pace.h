@@ -1,10 +1,14 @@
-/* The compute cap's decision, pure: given the workload's window, the pacing state, the clock
- * and the expected device time of the kernel about to be launched, say whether it goes now, or
- * what to do first (wait for a window, drain the work launched). launch.c is the executor: it
- * sleeps, synchronizes and launches, and hands the outcomes back. The rule, and why the share
- * converges to the cap, is in docs/interpose.md ("Compute", "What the interposer does"). */
+/* The compute cap's decision, pure: given the workload's window, the workload's pacing state
+ * (struct gm_region_pace, in its region, shared by all its processes), this process's part, the
+ * clock and the expected device time of the kernel about to be launched, say whether it goes
+ * now, or what to do first (wait for a window, drain the work launched). launch.c is the
+ * executor: it takes the region's lock around each call, sleeps, synchronizes and launches
+ * outside it, and hands the outcomes back. The rule, and why the share converges to the cap,
+ * is in docs/interpose.md ("Compute", "What the interposer does"). */
 #ifndef GM_INTERPOSE_PACE_H
 #define GM_INTERPOSE_PACE_H
+
+#include <gpumux/region.h>
 
 #include <stdint.h>
 
@@ -13,21 +17,20 @@ struct gm_pace_window {
     uint64_t period, offset, len, epoch;
 };
 
-struct gm_pace_state {
-    int64_t k;         /* the window the fields below belong to; GM_PACE_NONE before any */
-    uint64_t ws, we;   /* its start and end */
-    int64_t be;        /* the end of its budget: we + the balance it started with */
-    uint64_t tail;     /* when the work launched in it should be done */
-    int64_t balance;   /* carried between windows: < 0 an overrun to pay, > 0 a rounding credit */
-    uint32_t launched; /* launches in window k not yet drained */
-    uint32_t refused;  /* a launch did not fit window k's budget */
-    uint32_t settled;  /* window k is over for us: its balance is carried */
+/* One process's part: what it launched and has not drained. */
+struct gm_pace_proc {
+    int64_t k;         /* the window its launches belong to */
+    uint32_t launched; /* its launches in window k not drained yet */
+    uint32_t first;    /* it launched the workload's first kernel of window k */
+    uint64_t last_e;   /* the expected time the last launch was counted for */
+    uint64_t end_est;  /* when its last launch should end, by the estimates */
 };
 
-#define GM_PACE_NONE INT64_MIN
 /* A balance never goes below this: a kernel longer than anything sane must not silence a
  * workload for minutes. */
 #define GM_PACE_MAX_DEBT_NS 10000000000ll
+/* ratio's unit; the learned ratio stays within [ONE / 16, ONE * 16]. */
+#define GM_PACE_RATIO_ONE 1024u
 
 enum gm_pace_act {
     GM_PACE_LAUNCH, /* launch now: the state counts it (tail moved by the expected time) */
@@ -37,27 +40,35 @@ enum gm_pace_act {
 
 struct gm_pace_step {
     enum gm_pace_act act;
+    int first;      /* GM_PACE_LAUNCH: the workload's first kernel of the window (time it) */
     uint64_t until; /* GM_PACE_WAIT: CLOCK_MONOTONIC ns */
+    uint64_t e;     /* GM_PACE_LAUNCH: the expected time it was counted for (e x ratio) */
 };
 
-void gm_pace_init(struct gm_pace_state *st);
+void gm_pace_proc_init(struct gm_pace_proc *me);
 
 /* The window containing now (returns 1), or the next one (0): its index and bounds. */
 int gm_pace_window_at(const struct gm_pace_window *w, uint64_t now, int64_t *k, uint64_t *ws,
                       uint64_t *we);
 
-/* One decision for a kernel expected to take e ns (0: never measured, it is launched on an
- * idle context and timed). */
-struct gm_pace_step gm_pace_decide(const struct gm_pace_window *w, struct gm_pace_state *st,
-                                   uint64_t now, uint64_t e);
+/* One decision for a kernel expected to take e ns by this process's measurements (0: never
+ * measured, it is launched on an idle context and timed). */
+struct gm_pace_step gm_pace_decide(const struct gm_pace_window *w, struct gm_region_pace *st,
+                                   struct gm_pace_proc *me, uint64_t now, uint64_t e);
 
 /* The drain asked for ended: before is the clock when it began, after when the synchronize
  * returned, waited how long the window's first kernel waited for the GPU to finish work from
- * before the window (another workload's overrun: not charged to us; 0 when unknown). Carries
- * the window's balance. */
-void gm_pace_drained(struct gm_pace_state *st, uint64_t before, uint64_t after, uint64_t waited);
+ * before the window (another workload's overrun: not charged to us; 0 when unknown; only the
+ * process that launched it knows). When the last process with work in the window has drained,
+ * the window's balance is carried. */
+void gm_pace_drained(struct gm_region_pace *st, struct gm_pace_proc *me, uint64_t before,
+                     uint64_t after, uint64_t waited);
 
-/* A launch the state counted failed (nothing queued): its time is given back. */
-void gm_pace_unlaunch(struct gm_pace_state *st, uint64_t e);
+/* A kernel never measured before ran alone and ended at t (by the clock): the window's tail is
+ * at least that. */
+void gm_pace_timed(struct gm_region_pace *st, const struct gm_pace_proc *me, uint64_t t);
+
+/* The last launch the state counted failed (nothing queued): its time is given back. */
+void gm_pace_unlaunch(struct gm_region_pace *st, struct gm_pace_proc *me);
 
 #endif

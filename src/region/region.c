@@ -318,8 +318,10 @@ int gm_region_lock(struct gm_region *r, uint64_t timeout_ns)
         }
     }
     if (rc == EOWNERDEAD) {
-        /* Its holder died mid-update. */
+        /* Its holder died mid-update: the slots are repaired, and the pacing state, which
+         * only the interposer's own decisions need, starts over with the next window. */
         gm_region_repair_locked(r);
+        memset(&r->pace, 0, sizeof(r->pace));
         pthread_mutex_consistent(&r->lock);
         rc = 0;
     }

@@ -1,46 +1,85 @@
 /* The compute cap's rule (src/interpose/pace.c), driven by a simulated clock and a simulated
- * GPU that runs one process's kernels back to back: the long-run share of device time equals
- * the window's share for kernels from much shorter than the window to longer than it. */
+ * GPU that runs the kernels of one workload's processes one after another in the order they
+ * were launched: the long-run share of device time equals the window's share for kernels from
+ * much shorter than the window to longer than it, for one process or several sharing one
+ * budget. */
 #include "interpose/pace.h"
 
 #include <criterion/criterion.h>
 #include <math.h>
+#include <string.h>
 
-#define MS 1000000ull
+#define MS   1000000ull
+#define MAXP 8
 
-/* A program that always has the next kernel ready: asks, waits or drains as told, launches,
- * and the GPU runs its kernels one after another. Returns the device time it got in
- * [0, horizon). */
-static double run(uint64_t period, uint64_t len, uint64_t kernel, uint64_t horizon)
+/* One process of the workload: its clock, its part of the pacing state, its kernels. */
+struct sim_proc {
+    uint64_t now;
+    uint64_t last_end; /* when its last kernel ends on the GPU */
+    uint64_t est;      /* its estimate of its kernels, as its events would measure it */
+    struct gm_pace_proc me;
+    int dead;
+};
+
+/* A workload of n processes that always have the next kernel ready: each asks, waits or drains
+ * as told and launches; the GPU runs the kernels one after another. measured: each process
+ * estimates its kernel as events around it would, from the later of its launch and the end of
+ * its previous kernel to its end, so the other processes' kernels in between count too (else
+ * the estimate is exact). Returns the device time the workload got in [0, horizon), in % of
+ * it. */
+static double run_n(uint64_t period, uint64_t len, uint64_t kernel, uint64_t horizon, int n,
+                    int measured)
 {
     struct gm_pace_window w = {.period = period, .offset = 0, .len = len, .epoch = 0};
-    struct gm_pace_state st;
-    gm_pace_init(&st);
-    uint64_t now = 1, gpu_free = 0;
+    struct gm_region_pace st;
+    memset(&st, 0, sizeof(st));
+    struct sim_proc p[MAXP];
+    memset(p, 0, sizeof(p));
+    for (int i = 0; i < n; i++)
+        p[i].now = 1 + (uint64_t)i * 333;
+    uint64_t gpu_free = 0;
     double busy = 0;
-    while (now < horizon) {
-        struct gm_pace_step s = gm_pace_decide(&w, &st, now, kernel);
+    for (;;) {
+        int i = 0;
+        for (int j = 1; j < n; j++)
+            if (p[j].now < p[i].now)
+                i = j;
+        struct sim_proc *q = &p[i];
+        if (q->now >= horizon)
+            break;
+        uint64_t e = measured ? q->est : kernel;
+        struct gm_pace_step s = gm_pace_decide(&w, &st, &q->me, q->now, e);
         if (s.act == GM_PACE_WAIT) {
-            cr_assert_gt(s.until, now, "a wait must move the clock");
-            now = s.until;
+            cr_assert_gt(s.until, q->now, "a wait must move the clock");
+            q->now = s.until;
         } else if (s.act == GM_PACE_DRAIN) {
-            uint64_t before = now;
-            if (gpu_free > now)
-                now = gpu_free;
-            gm_pace_drained(&st, before, now + 1000, 0);
-            now += 1000;
+            uint64_t before = q->now;
+            if (q->last_end > q->now)
+                q->now = q->last_end;
+            gm_pace_drained(&st, &q->me, before, q->now + 1000, 0);
+            q->now += 1000;
         } else {
-            uint64_t start = gpu_free > now ? gpu_free : now;
+            uint64_t start = gpu_free > q->now ? gpu_free : q->now;
+            uint64_t from = q->last_end > q->now ? q->last_end : q->now;
             gpu_free = start + kernel;
             if (start < horizon)
                 busy += (double)((gpu_free < horizon ? gpu_free : horizon) - start);
-            /* The host runs at most one kernel ahead, as the sample does. */
-            if (gpu_free > now + kernel)
-                now = gpu_free - kernel;
-            now += 1000;
+            uint64_t took = gpu_free - from;
+            q->est = q->est == 0 ? took : (q->est * 3 + took) / 4;
+            /* The host runs at most one kernel ahead of its own work, as the sample does. */
+            uint64_t prev = q->last_end;
+            q->last_end = gpu_free;
+            if (prev > q->now)
+                q->now = prev;
+            q->now += 1000;
         }
     }
     return 100.0 * busy / (double)horizon;
+}
+
+static double run(uint64_t period, uint64_t len, uint64_t kernel, uint64_t horizon)
+{
+    return run_n(period, len, kernel, horizon, 1, 0);
 }
 
 Test(pace, share_equals_the_window_for_kernels_of_any_length)
@@ -65,12 +104,12 @@ Test(pace, rounds_to_the_nearer_kernel_and_carries_the_rest)
 Test(pace, outside_the_window_it_waits_for_the_next_start)
 {
     struct gm_pace_window w = {.period = 100 * MS, .offset = 40 * MS, .len = 20 * MS};
-    struct gm_pace_state st;
-    gm_pace_init(&st);
-    struct gm_pace_step s = gm_pace_decide(&w, &st, 70 * MS, MS);
+    struct gm_region_pace st = {0};
+    struct gm_pace_proc me = {0};
+    struct gm_pace_step s = gm_pace_decide(&w, &st, &me, 70 * MS, MS);
     cr_assert_eq(s.act, GM_PACE_WAIT);
     cr_assert_eq(s.until, 140 * MS);
-    s = gm_pace_decide(&w, &st, 140 * MS, MS);
+    s = gm_pace_decide(&w, &st, &me, 140 * MS, MS);
     cr_assert_eq(s.act, GM_PACE_LAUNCH);
 }
 
@@ -79,11 +118,11 @@ Test(pace, outside_the_window_it_waits_for_the_next_start)
 Test(pace, a_kernel_longer_than_the_window_runs_on_credit_then_pays)
 {
     struct gm_pace_window w = {.period = 100 * MS, .len = 10 * MS};
-    struct gm_pace_state st;
-    gm_pace_init(&st);
+    struct gm_region_pace st = {0};
+    struct gm_pace_proc me = {0};
     int launched_at = -1;
     for (int k = 0; k < 4 && launched_at < 0; k++) {
-        struct gm_pace_step s = gm_pace_decide(&w, &st, (uint64_t)k * 100 * MS + MS, 50 * MS);
+        struct gm_pace_step s = gm_pace_decide(&w, &st, &me, (uint64_t)k * 100 * MS + MS, 50 * MS);
         if (s.act == GM_PACE_LAUNCH)
             launched_at = k;
         else
@@ -91,9 +130,9 @@ Test(pace, a_kernel_longer_than_the_window_runs_on_credit_then_pays)
     }
     cr_assert_eq(launched_at, 2, "launched in window %d (credit 20 ms covers half of 50)",
                  launched_at);
-    struct gm_pace_step s = gm_pace_decide(&w, &st, 201 * MS + 1, 50 * MS);
+    struct gm_pace_step s = gm_pace_decide(&w, &st, &me, 201 * MS + 1, 50 * MS);
     cr_assert_eq(s.act, GM_PACE_DRAIN);
-    gm_pace_drained(&st, 201 * MS + 1, 251 * MS, 0);
+    gm_pace_drained(&st, &me, 201 * MS + 1, 251 * MS, 0);
     cr_expect_eq(st.balance, (int64_t)(230 * MS) - (int64_t)(251 * MS));
 }
 
@@ -101,13 +140,13 @@ Test(pace, a_kernel_longer_than_the_window_runs_on_credit_then_pays)
 Test(pace, an_idle_program_earns_no_credit)
 {
     struct gm_pace_window w = {.period = 100 * MS, .len = 30 * MS};
-    struct gm_pace_state st;
-    gm_pace_init(&st);
-    cr_assert_eq(gm_pace_decide(&w, &st, MS, MS).act, GM_PACE_LAUNCH);
+    struct gm_region_pace st = {0};
+    struct gm_pace_proc me = {0};
+    cr_assert_eq(gm_pace_decide(&w, &st, &me, MS, MS).act, GM_PACE_LAUNCH);
     /* Nothing more in window 0; the next call comes in window 3. */
-    cr_assert_eq(gm_pace_decide(&w, &st, 301 * MS, MS).act, GM_PACE_DRAIN);
-    gm_pace_drained(&st, 301 * MS, 301 * MS + 10, 0);
-    cr_assert_eq(gm_pace_decide(&w, &st, 301 * MS, MS).act, GM_PACE_LAUNCH);
+    cr_assert_eq(gm_pace_decide(&w, &st, &me, 301 * MS, MS).act, GM_PACE_DRAIN);
+    gm_pace_drained(&st, &me, 301 * MS, 301 * MS + 10, 0);
+    cr_assert_eq(gm_pace_decide(&w, &st, &me, 301 * MS, MS).act, GM_PACE_LAUNCH);
     cr_expect_eq(st.be, (int64_t)(330 * MS), "budget end %lld", (long long)st.be);
 }
 
@@ -115,16 +154,110 @@ Test(pace, an_idle_program_earns_no_credit)
 Test(pace, debt_skips_windows)
 {
     struct gm_pace_window w = {.period = 100 * MS, .len = 10 * MS};
-    struct gm_pace_state st;
-    gm_pace_init(&st);
-    cr_assert_eq(gm_pace_decide(&w, &st, MS, 5 * MS).act, GM_PACE_LAUNCH);
-    /* It ran 35 ms instead of 5 (say the estimate was wrong): 25 ms of debt. */
-    cr_assert_eq(gm_pace_decide(&w, &st, 2 * MS, 5 * MS).act, GM_PACE_LAUNCH);
-    cr_assert_eq(gm_pace_decide(&w, &st, 3 * MS, 5 * MS).act, GM_PACE_DRAIN);
-    gm_pace_drained(&st, 3 * MS, 35 * MS, 0);
+    struct gm_region_pace st = {0};
+    struct gm_pace_proc me = {0};
+    cr_assert_eq(gm_pace_decide(&w, &st, &me, MS, 5 * MS).act, GM_PACE_LAUNCH);
+    /* It ran 35 ms instead of 5 (say the estimate was wrong): 25 ms of debt, and the ratio
+     * learns that kernels take longer than estimated. */
+    cr_assert_eq(gm_pace_decide(&w, &st, &me, 2 * MS, 5 * MS).act, GM_PACE_LAUNCH);
+    cr_assert_eq(gm_pace_decide(&w, &st, &me, 3 * MS, 5 * MS).act, GM_PACE_DRAIN);
+    gm_pace_drained(&st, &me, 3 * MS, 35 * MS, 0);
     cr_assert_eq(st.balance, -(int64_t)(25 * MS));
-    cr_assert_eq(gm_pace_decide(&w, &st, 101 * MS, 5 * MS).act, GM_PACE_WAIT);
-    cr_assert_eq(gm_pace_decide(&w, &st, 201 * MS, 5 * MS).act, GM_PACE_WAIT);
-    cr_assert_eq(gm_pace_decide(&w, &st, 301 * MS, 5 * MS).act, GM_PACE_LAUNCH,
+    cr_assert_gt(st.ratio, GM_PACE_RATIO_ONE, "ratio %u", st.ratio);
+    cr_assert_eq(gm_pace_decide(&w, &st, &me, 101 * MS, 5 * MS).act, GM_PACE_WAIT);
+    cr_assert_eq(gm_pace_decide(&w, &st, &me, 201 * MS, 5 * MS).act, GM_PACE_WAIT);
+    cr_assert_eq(gm_pace_decide(&w, &st, &me, 301 * MS, 5 * MS).act, GM_PACE_LAUNCH,
                  "the debt is paid by the two windows it skipped");
+}
+
+/* Four processes of one workload share its window: together they get the cap, not four times
+ * it, for kernels from 0.05 ms to half the period, with estimates that count the other
+ * processes' kernels (as events around a kernel do when several contexts share the GPU). */
+Test(pace, four_processes_share_one_budget)
+{
+    const uint64_t kernels[] = {MS / 20, MS / 3, 8 * MS, 20 * MS, 50 * MS};
+    const unsigned caps[] = {10, 30, 50, 90};
+    for (size_t c = 0; c < sizeof(caps) / sizeof(caps[0]); c++)
+        for (size_t i = 0; i < sizeof(kernels) / sizeof(kernels[0]); i++) {
+            double share = run_n(100 * MS, caps[c] * MS, kernels[i], 60000 * MS, 4, 1);
+            cr_log_info("4 processes, cap %u, %.2f ms: %.2f%%", caps[c], (double)kernels[i] / MS,
+                        share);
+            cr_expect(fabs(share - caps[c]) <= 1.5, "4 processes, cap %u, %.2f ms kernels: %.2f%%",
+                      caps[c], (double)kernels[i] / MS, share);
+        }
+}
+
+/* The budget is the workload's: two processes with 10 ms kernels in a 30 ms window launch three
+ * kernels between them, not three each. */
+Test(pace, one_budget_not_one_per_process)
+{
+    struct gm_pace_window w = {.period = 100 * MS, .len = 30 * MS};
+    struct gm_region_pace st = {0};
+    struct gm_pace_proc a = {0}, b = {0};
+    int launched = 0;
+    for (int t = 0; t < 8; t++) {
+        struct gm_pace_proc *me = t % 2 == 0 ? &a : &b;
+        struct gm_pace_step s = gm_pace_decide(&w, &st, me, MS + (uint64_t)t * 1000, 10 * MS);
+        if (s.act == GM_PACE_LAUNCH)
+            launched++;
+    }
+    cr_expect_eq(launched, 3, "%d launches of 10 ms in a 30 ms window", launched);
+    cr_expect_eq(st.pending, 2, "both processes have work to drain");
+    cr_expect_eq(st.refused, 1);
+}
+
+/* A process that launched and never came back (it died, or sleeps) does not hold the window
+ * open: the next window opens for the others, its estimate charged. */
+Test(pace, a_process_that_never_drains_does_not_stop_the_others)
+{
+    struct gm_pace_window w = {.period = 100 * MS, .len = 30 * MS};
+    struct gm_region_pace st = {0};
+    struct gm_pace_proc gone = {0}, b = {0};
+    cr_assert_eq(gm_pace_decide(&w, &st, &gone, MS, 5 * MS).act, GM_PACE_LAUNCH);
+    cr_assert_eq(gm_pace_decide(&w, &st, &b, 2 * MS, 5 * MS).act, GM_PACE_LAUNCH);
+    /* b drains after the window's end; the window stays open for the one still pending. */
+    cr_assert_eq(gm_pace_decide(&w, &st, &b, 40 * MS, 5 * MS).act, GM_PACE_DRAIN);
+    gm_pace_drained(&st, &b, 40 * MS, 40 * MS + 10, 0);
+    cr_assert_eq(st.settled, 0);
+    struct gm_pace_step s = gm_pace_decide(&w, &st, &b, 40 * MS, 5 * MS);
+    cr_assert_eq(s.act, GM_PACE_WAIT);
+    cr_assert_eq(s.until, 100 * MS);
+    s = gm_pace_decide(&w, &st, &b, 100 * MS, 5 * MS);
+    cr_assert_eq(s.act, GM_PACE_LAUNCH, "the next window opens without the missing process");
+    cr_expect_eq(st.k, 1);
+    cr_expect_eq(st.pending, 1);
+    /* The missing process's late drain belongs to a window long settled: ignored. */
+    gm_pace_drained(&st, &gone, 150 * MS, 150 * MS + 10, 0);
+    cr_expect_eq(st.pending, 1);
+}
+
+/* Estimates that are four times too long (each kernel's events saw three others) are corrected
+ * by the ratio: a lone workload with such estimates still gets its cap. */
+Test(pace, the_ratio_corrects_estimates_that_are_off)
+{
+    struct gm_pace_window w = {.period = 100 * MS, .len = 30 * MS};
+    struct gm_region_pace st = {0};
+    struct gm_pace_proc me = {0};
+    uint64_t now = 1, gpu_free = 0, busy = 0, horizon = 20000 * MS, kernel = 2 * MS;
+    while (now < horizon) {
+        struct gm_pace_step s = gm_pace_decide(&w, &st, &me, now, 4 * kernel);
+        if (s.act == GM_PACE_WAIT) {
+            now = s.until;
+        } else if (s.act == GM_PACE_DRAIN) {
+            uint64_t before = now;
+            now = gpu_free > now ? gpu_free : now;
+            gm_pace_drained(&st, &me, before, now + 1000, 0);
+            now += 1000;
+        } else {
+            uint64_t start = gpu_free > now ? gpu_free : now;
+            gpu_free = start + kernel;
+            busy += kernel;
+            if (gpu_free > now + kernel)
+                now = gpu_free - kernel;
+            now += 1000;
+        }
+    }
+    double share = 100.0 * (double)busy / (double)horizon;
+    cr_expect(fabs(share - 30) <= 1.0, "estimates 4x too long: %.2f%%", share);
+    cr_expect(st.ratio < GM_PACE_RATIO_ONE / 3, "ratio %u of %u", st.ratio, GM_PACE_RATIO_ONE);
 }
