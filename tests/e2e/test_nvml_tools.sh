@@ -38,16 +38,23 @@ expect "info -o json has the gpusim object" 0 '"default_state": true' -- gm info
 [ -e /dev/shm/gpumux-gpusim ] && pass "the simulated device lives in /dev/shm/gpumux-gpusim" ||
     fail "no /dev/shm/gpumux-gpusim after the daemon started"
 
-gm run watched --gpu 1 --memory 2G -- "$SAMPLE" -benchmark -n=8192 -t=30 >/dev/null ||
+gm run watched --gpu 1 -- "$SAMPLE" -benchmark -n=8192 -t=30 >/dev/null ||
     fail "gm run watched"
 pid_of() { gm ps -o json | json_get "[w['pid'] for w in d['workloads'] if w['name']=='watched'][0]"; }
 wait_for "the workload runs" 10 is_state watched running
 PID=$(pid_of)
 
+# In the sanitizer build gpusim's libnvidia-ml.so is instrumented: a plain python3 can load it
+# only with the sanitizer's runtime preloaded (and python's own allocations not leak-checked).
+SANITIZER_ENV=()
+if nm -D "$SIMDIR/libnvidia-ml.so.1" 2>/dev/null | grep -q __asan_init; then
+    SANITIZER_ENV=(LD_PRELOAD="$(${CC:-cc} -print-file-name=libasan.so)" ASAN_OPTIONS=detect_leaks=0)
+fi
+
 # monitor: the tool as a user runs it, in an environment that names no file of ours.
 monitor() {
-    env -i PATH=/usr/bin:/bin LD_LIBRARY_PATH="$SIMDIR" python3 "$MONITOR" >"$T/mon.json" \
-        2>"$T/mon.err"
+    env -i PATH=/usr/bin:/bin LD_LIBRARY_PATH="$SIMDIR" "${SANITIZER_ENV[@]}" python3 "$MONITOR" \
+        >"$T/mon.json" 2>"$T/mon.err"
 }
 sees_workload() {
     monitor && python3 - "$T/mon.json" "$PID" <<'EOF'
