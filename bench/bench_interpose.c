@@ -1,6 +1,6 @@
 /* libgpumux.so's costs and accuracy on gpusim.
  *
- *   bench_interpose BUILD_DIR [--quick] [--caps]
+ *   bench_interpose BUILD_DIR [--quick] [--caps [--kernel-ms=MS]]
  *
  * 1. Added cost per call without a compute cap: cuLaunchKernel and cuMemAlloc + cuMemFree, each
  *    called through the hook (libgpumux.so) and directly (gpusim's libcuda.so.1) in the same
@@ -9,7 +9,8 @@
  *    100 ms period, as a share of its solo throughput: a 30/70 pair, 50 alone, 10..90 alone.
  * --caps instead: kernel duration (0.05 to 50 ms) x cap, alone, in groups of workloads whose
  *    caps add up to 100 (30/70, 50/50, 20/30/50) and for one workload of four processes;
- *    --quick: fewer durations and caps. For each duration a solo `gpumux-sample -kernel-ms=MS`
+ *    --quick: fewer durations and caps; --kernel-ms=MS: that duration alone, with every cap
+ *    and group. For each duration a solo `gpumux-sample -kernel-ms=MS`
  *    finds the body count and every run of that duration uses it (-n), so that all of them run
  *    the same kernel. The four processes' share is the GPU's utilisation (NVML's, as
  *    nvidia-smi shows it) averaged over the run: their kernels interleave, and gpusim charges
@@ -397,13 +398,18 @@ static unsigned bodies_for(double kernel_ms)
     return v;
 }
 
-static void caps_sweep(int quick)
+static void caps_sweep(int quick, double only_ms)
 {
     static const double full_ms[] = {0.05, 0.3, 2, 8, 20, 50};
     static const double quick_ms[] = {0.3, 8, 50};
     static const unsigned full_caps[] = {10, 30, 50, 70, 90}, quick_caps[] = {10, 50, 90};
     const double *kms = quick ? quick_ms : full_ms;
     int nk = quick ? 3 : 6;
+    if (only_ms > 0) {
+        kms = &only_ms;
+        nk = 1;
+        quick = 0;
+    }
     const unsigned *caps = quick ? quick_caps : full_caps;
     int nc = quick ? 3 : 5;
     printf("\ncompute caps on gpusim: gpumux-sample -kernel-ms=MS under windows of a %llu ms "
@@ -450,17 +456,26 @@ static void caps_sweep(int quick)
 int main(int argc, char **argv)
 {
     if (argc < 2) {
-        fprintf(stderr, "usage: bench_interpose BUILD_DIR [--quick] [--caps]\n");
+        fprintf(stderr, "usage: bench_interpose BUILD_DIR [--quick] [--caps [--kernel-ms=MS]]\n");
         return 2;
     }
     build = argv[1];
     int quick = 0, caps = 0;
+    double only_ms = 0;
     for (int i = 2; i < argc; i++) {
+        char *end = NULL;
         if (strcmp(argv[i], "--quick") == 0)
             quick = 1;
         else if (strcmp(argv[i], "--caps") == 0)
             caps = 1;
-        else {
+        else if (strncmp(argv[i], "--kernel-ms=", 12) == 0) {
+            only_ms = strtod(argv[i] + 12, &end);
+            if (end == argv[i] + 12 || *end != '\0' || !(only_ms >= 0.01 && only_ms <= 1000)) {
+                fprintf(stderr, "bench_interpose: --kernel-ms wants 0.01 to 1000 ms, not '%s'\n",
+                        argv[i] + 12);
+                return 2;
+            }
+        } else {
             fprintf(stderr, "bench_interpose: unknown option '%s'\n", argv[i]);
             return 2;
         }
@@ -472,7 +487,7 @@ int main(int argc, char **argv)
     setenv("GPUSIM_STATE", state, 1);
     unsetenv("GPUSIM_CONFIG");
     if (caps) {
-        caps_sweep(quick);
+        caps_sweep(quick, only_ms);
     } else {
         call_costs_apart(quick ? 300 : ROUNDS, 0);
         call_costs_apart(quick ? 300 : ROUNDS, 99);
