@@ -66,8 +66,10 @@ struct gm_region_pace {
     uint32_t refused;   /* a launch did not fit: no more launches in it */
     uint32_t settled;   /* it is over: its balance is carried */
     uint32_t prev_open; /* the window before was settled on an estimate: a late drain corrects it */
+    uint32_t timing;    /* a process times a kernel never measured: nothing else is launched */
     int64_t prev_k;     /* that window */
     uint64_t prev_end;  /* the end of its work it was charged to */
+    uint64_t timing_until; /* the timing's claim lapses then (its process may have died) */
 };
 
 struct gm_region {

@@ -48,6 +48,7 @@ static struct {
     CUevent ev_w0, ev_w1;
     int first_pending;
     uint64_t first_e;
+    struct fn_stat *first_fs; /* the function the window's first kernel ran */
     struct fn_stat fns[GM_IP_FN_SLOTS];
 } pace = {.lock = PTHREAD_MUTEX_INITIALIZER};
 
@@ -222,6 +223,12 @@ static uint64_t first_wait_locked(void)
     if (GM_CALL_REAL(cuEventElapsedTime, &ms, pace.ev_w0, pace.ev_w1) != CUDA_SUCCESS || ms <= 0)
         return 0;
     uint64_t took = (uint64_t)((double)ms * 1e6);
+    /* What it took is at most the kernel's own time: a shorter estimate is taken from it (the
+     * wait is not known apart from the kernel, so a longer time teaches nothing). Where a
+     * window holds one kernel, this is the only sample the function gets, and the first
+     * launch's timing, which counts whatever else the GPU ran meanwhile, is corrected. */
+    if (pace.first_fs != NULL && took > 0 && took < pace.first_fs->est_ns)
+        pace.first_fs->est_ns = took;
     return took > pace.first_e ? took - pace.first_e : 0;
 }
 
@@ -284,20 +291,24 @@ static CUresult paced(CUfunction f, uint64_t shape, CUstream stream, launch_fn *
     CUresult rc;
     fs->launches++;
     if (e == 0) {
-        /* Never measured: run it alone on an idle GPU, timed by the clock, so that the first
-         * estimate is exact and no unknown amount of work gets queued. */
+        /* Never measured: run it alone on an idle GPU (the workload's other processes hold
+         * back, gm_pace_decide), timed by the clock, so that the first estimate is exact and
+         * no unknown amount of work gets queued. */
         __typeof__(&cuCtxSynchronize) sync = GM_REAL(cuCtxSynchronize);
         if (sync != NULL)
             sync();
         uint64_t t0 = gm_mono_ns();
         rc = launch(args);
-        if (rc == CUDA_SUCCESS && sync != NULL && sync() == CUDA_SUCCESS) {
+        if (rc == CUDA_SUCCESS) {
+            int timed = sync != NULL && sync() == CUDA_SUCCESS;
             uint64_t t1 = gm_mono_ns();
-            est_add(fs, t1 - t0);
+            if (timed) {
+                est_add(fs, t1 - t0);
+                step.e = fs->est_ns;
+            }
             struct gm_region_pace *st = shared_lock();
             gm_pace_timed(st, &pace.me, t1);
             shared_unlock(st);
-            step.e = fs->est_ns;
         }
     } else if (step.first && event_pair(&pace.ev_w0, &pace.ev_w1) == 0 &&
                GM_CALL_REAL(cuEventRecord, pace.ev_w0, stream) == CUDA_SUCCESS) {
@@ -310,6 +321,7 @@ static CUresult paced(CUfunction f, uint64_t shape, CUstream stream, launch_fn *
             shared_unlock(held);
         held = NULL;
         pace.first_e = e;
+        pace.first_fs = fs;
     } else {
         int sample =
             !fs->pending &&

@@ -20,6 +20,10 @@
 #include <string.h>
 
 #define GM_PACE_LATE_DRAIN_NS 50000ull
+/* A claim to time a kernel alone lapses after this: its process may have died holding it. */
+#define GM_PACE_TIMING_MAX_NS 2000000000ull
+/* How often a process held back by another's timing looks again. */
+#define GM_PACE_TIMING_POLL_NS 500000ull
 /* Windows whose estimated work is shorter than this teach the ratio nothing. */
 #define GM_PACE_LEARN_MIN_NS 1000000ull
 
@@ -145,6 +149,8 @@ static void open_window(const struct gm_pace_window *w, struct gm_region_pace *s
     memset(st, 0, sizeof(*st));
     st->valid = 1;
     st->ratio = kept.ratio;
+    st->timing = kept.timing;
+    st->timing_until = kept.timing_until;
     st->prev_open = kept.prev_open && kept.prev_k == k - 1;
     st->prev_k = kept.prev_k;
     st->prev_end = kept.prev_end;
@@ -180,9 +186,30 @@ struct gm_pace_step gm_pace_decide(const struct gm_pace_window *w, struct gm_reg
         return wait_until(ws + w->period);
     if (!st->valid || k != st->k)
         open_window(w, st, k, ws, we);
-    if (me->k != k)
+    if (me->k != k) {
+        uint32_t timing = me->timing;
         gm_pace_proc_init(me);
+        me->timing = timing;
+    }
     me->k = k;
+    /* A kernel never measured is timed alone: one process at a time, after the workload's
+     * work launched before it, with the other processes' launches held back meanwhile. Else
+     * its first time would count their kernels (four processes starting together measured 1,
+     * 2, 3 and 4 kernels' time, and the one that measured four never fit a window again). */
+    int held = st->timing && now < st->timing_until;
+    if (held && !me->timing)
+        return wait_until(now + GM_PACE_TIMING_POLL_NS < st->timing_until
+                              ? now + GM_PACE_TIMING_POLL_NS
+                              : st->timing_until);
+    if (e == 0) {
+        if (!held) {
+            st->timing = 1;
+            st->timing_until = now + GM_PACE_TIMING_MAX_NS;
+            me->timing = 1;
+        }
+        if (st->tail > now)
+            return wait_until(st->tail);
+    }
     uint64_t es = scaled(st, e);
     uint64_t start = st->tail > now ? st->tail : now;
     if (e == 0 || (int64_t)(start + es / 2) <= st->be) {
@@ -245,14 +272,31 @@ void gm_pace_drained(struct gm_region_pace *st, struct gm_pace_proc *me, uint64_
         settle(st, 0);
 }
 
-void gm_pace_timed(struct gm_region_pace *st, const struct gm_pace_proc *me, uint64_t t)
+static void release_timing(struct gm_region_pace *st, struct gm_pace_proc *me)
 {
-    if (st->valid && !st->settled && st->k == me->k && st->tail < t)
+    if (me->timing)
+        st->timing = 0;
+    me->timing = 0;
+}
+
+void gm_pace_timed(struct gm_region_pace *st, struct gm_pace_proc *me, uint64_t t)
+{
+    release_timing(st, me);
+    if (me->launched > 0 && t > me->end_est)
+        me->end_est = t;
+    if (!st->valid || st->settled || st->k != me->k)
+        return;
+    /* Its end is known by the clock: the window is charged for it even should the drain come
+     * too late to tell. */
+    if (st->tail < t)
         st->tail = t;
+    if (st->done < t)
+        st->done = t;
 }
 
 void gm_pace_unlaunch(struct gm_region_pace *st, struct gm_pace_proc *me)
 {
+    release_timing(st, me);
     if (me->launched == 0)
         return;
     if (--me->launched == 0 && st->valid && st->k == me->k && st->pending > 0)

@@ -24,6 +24,7 @@ struct gm_pace_proc {
     uint32_t first;    /* it launched the workload's first kernel of window k */
     uint64_t last_e;   /* the expected time the last launch was counted for */
     uint64_t end_est;  /* when its last launch should end, by the estimates */
+    uint32_t timing;   /* it holds the workload's claim to time a kernel alone */
 };
 
 /* A balance never goes below this: a kernel longer than anything sane must not silence a
@@ -52,7 +53,8 @@ int gm_pace_window_at(const struct gm_pace_window *w, uint64_t now, int64_t *k, 
                       uint64_t *we);
 
 /* One decision for a kernel expected to take e ns by this process's measurements (0: never
- * measured, it is launched on an idle context and timed). */
+ * measured: it is launched alone, once the workload's work launched before has ended and with
+ * the workload's other launches held back, and timed by the clock). */
 struct gm_pace_step gm_pace_decide(const struct gm_pace_window *w, struct gm_region_pace *st,
                                    struct gm_pace_proc *me, uint64_t now, uint64_t e);
 
@@ -65,8 +67,8 @@ void gm_pace_drained(struct gm_region_pace *st, struct gm_pace_proc *me, uint64_
                      uint64_t after, uint64_t waited);
 
 /* A kernel never measured before ran alone and ended at t (by the clock): the window's tail is
- * at least that. */
-void gm_pace_timed(struct gm_region_pace *st, const struct gm_pace_proc *me, uint64_t t);
+ * at least that, and the workload's other processes may launch again. */
+void gm_pace_timed(struct gm_region_pace *st, struct gm_pace_proc *me, uint64_t t);
 
 /* The last launch the state counted failed (nothing queued): its time is given back. */
 void gm_pace_unlaunch(struct gm_region_pace *st, struct gm_pace_proc *me);

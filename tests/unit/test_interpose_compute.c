@@ -117,11 +117,12 @@ ReportHook(POST_ALL)(struct criterion_global_stats *stats)
 }
 
 /* How far a share may stray from its cap here. The precision target (two points) is shown by
- * bench/bench_interpose --caps on a quiet machine; this suite checks that the cap holds, and on a
- * 2-core machine a single solo run against a single capped run has been seen 3 points apart for
- * noise alone (an uncapped run at 97% of the solo one). Four points still tell a 50% cap from a
- * 40% or 60% one. */
-#define SHARE_SLACK 4.0
+ * bench/bench_interpose --caps; this suite checks that the cap holds, and on a 2-core virtual
+ * machine a single solo run against a single capped run has been seen nearly 7 points apart
+ * for noise alone (an uncapped run at 93.4% of the better of two solo runs). Six points still
+ * tell a 50% cap from no cap, or from four processes each taking one; the pair's split, which
+ * needs no solo run, is held to two. */
+#define SHARE_SLACK 6.0
 
 static void expect_share(const char *what, double rate, double solo, double cap)
 {

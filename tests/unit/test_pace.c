@@ -362,3 +362,56 @@ Test(pace, workloads_in_disjoint_windows_get_their_caps)
                           (double)kernels[i] / MS, c, used);
         }
 }
+
+/* A kernel never measured is timed alone: while one process times it, the workload's other
+ * processes launch nothing, and one that also has a kernel to time waits its turn. */
+Test(pace, a_first_timing_holds_the_other_processes_back)
+{
+    struct gm_pace_window w = {.period = 100 * MS, .len = 50 * MS};
+    struct gm_region_pace st = {0};
+    struct gm_pace_proc a = {0}, b = {0}, c = {0};
+    cr_assert_eq(gm_pace_decide(&w, &st, &a, MS, 0).act, GM_PACE_LAUNCH);
+    struct gm_pace_step s = gm_pace_decide(&w, &st, &b, MS + 10, 0);
+    cr_assert_eq(s.act, GM_PACE_WAIT, "a second kernel to time waits for the first");
+    cr_assert_lt(s.until, 2 * MS, "and looks again soon");
+    cr_assert_eq(gm_pace_decide(&w, &st, &c, MS + 20, 2 * MS).act, GM_PACE_WAIT,
+                 "a measured kernel waits too: it would run inside the timing");
+    gm_pace_timed(&st, &a, 11 * MS);
+    cr_expect_eq(st.tail, 11 * MS);
+    cr_assert_eq(gm_pace_decide(&w, &st, &c, 11 * MS, 2 * MS).act, GM_PACE_LAUNCH);
+    /* b's turn: it claims the timing and waits for the work launched before to end. */
+    s = gm_pace_decide(&w, &st, &b, 11 * MS + 10, 0);
+    cr_assert_eq(s.act, GM_PACE_WAIT);
+    cr_expect_eq(s.until, 13 * MS, "until c's kernel should be done");
+    cr_assert_eq(gm_pace_decide(&w, &st, &c, 12 * MS, 2 * MS).act, GM_PACE_WAIT,
+                 "b holds the claim");
+    cr_assert_eq(gm_pace_decide(&w, &st, &b, 13 * MS, 0).act, GM_PACE_LAUNCH);
+}
+
+/* A claim whose process died lapses: the others are not held for ever. */
+Test(pace, a_timing_claim_lapses)
+{
+    struct gm_pace_window w = {.period = 100 * MS, .len = 50 * MS};
+    struct gm_region_pace st = {0};
+    struct gm_pace_proc dead = {0}, b = {0};
+    cr_assert_eq(gm_pace_decide(&w, &st, &dead, MS, 0).act, GM_PACE_LAUNCH);
+    cr_assert_eq(gm_pace_decide(&w, &st, &b, 2 * MS, MS).act, GM_PACE_WAIT);
+    struct gm_pace_step s = gm_pace_decide(&w, &st, &b, 2001 * MS + MS, MS);
+    cr_assert_eq(s.act, GM_PACE_LAUNCH, "2 s later the claim no longer holds");
+}
+
+/* The timed kernel is charged what it took, by the clock, even when its process drains only
+ * after the window: 50 ms in a 30 ms window is 20 ms of debt. */
+Test(pace, a_timed_kernel_is_charged)
+{
+    struct gm_pace_window w = {.period = 100 * MS, .len = 30 * MS};
+    struct gm_region_pace st = {0};
+    struct gm_pace_proc me = {0};
+    cr_assert_eq(gm_pace_decide(&w, &st, &me, 0, 0).act, GM_PACE_LAUNCH);
+    gm_pace_timed(&st, &me, 50 * MS);
+    /* Its next launch comes at 50 ms, past the window: it drains at once. */
+    cr_assert_eq(gm_pace_decide(&w, &st, &me, 50 * MS, 50 * MS).act, GM_PACE_DRAIN);
+    gm_pace_drained(&st, &me, 50 * MS, 50 * MS + 10, 0);
+    cr_assert_eq(st.settled, 1);
+    cr_expect_eq(st.balance, -(int64_t)(20 * MS), "balance %lld", (long long)st.balance);
+}
