@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/stat.h>
 
 #define OFFSET_HEADER "x-gpumux-offset:"
 #define LOG_AT_HEADER "x-gpumux-log-at:"
@@ -106,9 +107,54 @@ long gm_cli_timeout(void)
     return timeout_ms;
 }
 
+#define START_HINT                                                                                 \
+    "start it ('systemctl start gpumuxd', or gpumuxd itself), or point GPUMUX_SOCKET or "          \
+    "--socket at the socket of a daemon that runs"
+
+/* Why a connection to the socket failed, in words that say what to do: no socket, a socket
+ * nobody listens on, a directory or a file in its place, a socket this user may not use. */
+static const char *unreachable_reason(const char *socket, int os_errno, const char *reason,
+                                      char *buf, size_t len)
+{
+    struct stat st;
+    if (lstat(socket, &st) == 0 && !S_ISSOCK(st.st_mode)) {
+        if (S_ISDIR(st.st_mode))
+            snprintf(buf, len,
+                     "it is a directory, not a socket; point GPUMUX_SOCKET or --socket at the "
+                     "socket itself (gpumuxd makes RUN_DIR/gpumux.sock, here %s/gpumux.sock "
+                     "if %s is its run directory)",
+                     socket, socket);
+        else
+            snprintf(buf, len,
+                     "it is not a socket (a file of another kind is in its place); point "
+                     "GPUMUX_SOCKET or --socket at gpumuxd's socket");
+        return buf;
+    }
+    switch (os_errno) {
+    case ENOENT:
+        snprintf(buf, len,
+                 "no socket there: gpumuxd is not running, or runs elsewhere; " START_HINT);
+        return buf;
+    case ECONNREFUSED:
+        snprintf(buf, len,
+                 "connection refused: the socket is there but no daemon listens on it (gpumuxd "
+                 "stopped or was killed); " START_HINT);
+        return buf;
+    case EACCES:
+    case EPERM:
+        snprintf(buf, len,
+                 "permission denied: the socket admits root and the daemon's api_group (default "
+                 "gpumux); ask for your user to be added to it, or run as root");
+        return buf;
+    default:
+        return reason;
+    }
+}
+
 static int transport_error(CURL *h, CURLcode rc, const char *socket, const char *method,
                            const char *errbuf, struct gm_error *err)
 {
+    char buf[512];
     long os_errno = 0;
     curl_easy_getinfo(h, CURLINFO_OS_ERRNO, &os_errno);
     const char *reason = errbuf[0] ? errbuf : curl_easy_strerror(rc);
@@ -128,7 +174,8 @@ static int transport_error(CURL *h, CURLcode rc, const char *socket, const char 
                              : "");
     }
     if (rc == CURLE_COULDNT_CONNECT || rc == CURLE_COULDNT_RESOLVE_HOST)
-        return gm_err(err, GM_EUNREACHABLE, "cannot reach gpumuxd at %s: %s", socket, reason);
+        return gm_err(err, GM_EUNREACHABLE, "cannot reach gpumuxd at %s: %s", socket,
+                      unreachable_reason(socket, (int)os_errno, reason, buf, sizeof(buf)));
     return gm_err(err, GM_EUNREACHABLE, "lost the connection to gpumuxd at %s: %s", socket, reason);
 }
 

@@ -7,9 +7,14 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 /* A socket that does not exist: a verb that got past parsing says "cannot reach". */
 #define NOSOCK "/nonexistent/gpumux-test.sock"
+#define NO_SOCKET_REASON                                                                           \
+    "no socket there: gpumuxd is not running, or runs elsewhere; start it ('systemctl start "      \
+    "gpumuxd', or gpumuxd itself), or point GPUMUX_SOCKET or --socket at the socket of a daemon "  \
+    "that runs"
 
 struct result {
     int rc;
@@ -76,8 +81,7 @@ Test(args_run, well_formed_options_get_as_far_as_the_daemon)
         gm("run", "a", "--env", "K=V=W", "--env", "EMPTY=", "--gpu", "0", "--compute", "30",
            "--memory", "1G", "--restart", "on-failure", "--", "sleep", "--not-ours", NULL);
     cr_assert_eq(r.rc, 2);
-    cr_assert_str_eq(r.err,
-                     "gpumux: cannot reach gpumuxd at " NOSOCK ": No such file or directory\n");
+    cr_assert_str_eq(r.err, "gpumux: cannot reach gpumuxd at " NOSOCK ": " NO_SOCKET_REASON "\n");
     free_result(&r);
 }
 
@@ -212,8 +216,9 @@ Test(args_socket, environment_then_default)
     setenv("GPUMUX_SOCKET", "/nonexistent/from-env.sock", 1);
     struct result r = run_argv(2, argv);
     cr_assert_eq(r.rc, 2);
-    cr_assert_str_eq(r.err, "gpumux: cannot reach gpumuxd at /nonexistent/from-env.sock: "
-                            "No such file or directory\n");
+    cr_assert_str_eq(r.err,
+                     "gpumux: cannot reach gpumuxd at /nonexistent/from-env.sock: " NO_SOCKET_REASON
+                     "\n");
     free_result(&r);
 
     r = gm("ps", NULL); /* --socket wins over the environment */
@@ -235,4 +240,29 @@ Test(args_socket, environment_then_default)
     cr_assert_not_null(strstr(r.err, "cannot reach gpumuxd at " GM_CLI_DEFAULT_SOCKET ": "), "%s",
                        r.err);
     free_result(&r);
+}
+
+/* A directory or a file where the socket should be says so (no socket and a socket nobody
+ * listens on: test_cli_client). */
+Test(args_socket, unreachable_says_why)
+{
+    char dir[] = "/tmp/gm-cli-sock-XXXXXX", path[96];
+    cr_assert_not_null(mkdtemp(dir));
+    struct result r = gm("ps", "--socket", dir, NULL);
+    cr_assert_eq(r.rc, 2);
+    cr_expect_not_null(strstr(r.err, ": it is a directory, not a socket; point GPUMUX_SOCKET"),
+                       "%s", r.err);
+    free_result(&r);
+
+    snprintf(path, sizeof(path), "%s/file", dir);
+    FILE *f = fopen(path, "w");
+    cr_assert_not_null(f);
+    fclose(f);
+    r = gm("ps", "--socket", path, NULL);
+    cr_expect_not_null(strstr(r.err, ": it is not a socket"), "%s", r.err);
+    free_result(&r);
+
+    snprintf(path, sizeof(path), "%s/file", dir);
+    unlink(path);
+    rmdir(dir);
 }

@@ -163,15 +163,20 @@ static const char workload_a[] =
     "{\"name\": \"a\", \"gpus\": [{\"index\": 0, \"uuid\": \"GPU-abc\"}], \"gpu_mode\": \"mps\","
     " \"compute_pct\": 30, \"memory_limit\": 1073741824, \"state\": \"running\", \"pid\": 4321}";
 
-Test(client, missing_socket_says_cannot_reach_with_errno_text)
+#define NO_SOCKET_REASON                                                                           \
+    "no socket there: gpumuxd is not running, or runs elsewhere; start it ('systemctl start "      \
+    "gpumuxd', or gpumuxd itself), or point GPUMUX_SOCKET or --socket at the socket of a daemon "  \
+    "that runs"
+
+Test(client, missing_socket_says_cannot_reach_and_what_to_do)
 {
     struct gm_cli_response resp;
     struct gm_error err = {0};
     int rc =
         gm_cli_request("/nonexistent/dir/gpumux.sock", "GET", "/v1/info", NULL, 0, &resp, &err);
     cr_assert_eq(rc, -GM_EUNREACHABLE);
-    cr_assert_str_eq(err.msg, "cannot reach gpumuxd at /nonexistent/dir/gpumux.sock: "
-                              "No such file or directory");
+    cr_assert_str_eq(err.msg,
+                     "cannot reach gpumuxd at /nonexistent/dir/gpumux.sock: " NO_SOCKET_REASON);
     gm_cli_response_free(&resp);
 }
 
@@ -186,8 +191,8 @@ Test(client, the_binary_prints_it_and_exits_2)
     cr_assert_not_null(p);
     cr_assert_not_null(fgets(line, sizeof(line), p));
     int status = pclose(p);
-    cr_assert_str_eq(line, "gpumux: cannot reach gpumuxd at /nonexistent/x.sock: "
-                           "No such file or directory\n");
+    cr_assert_str_eq(line,
+                     "gpumux: cannot reach gpumuxd at /nonexistent/x.sock: " NO_SOCKET_REASON "\n");
     cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 2, "status %d", status);
 }
 
@@ -196,8 +201,12 @@ Test(client, nobody_listening_is_connection_refused)
     struct standin s = {0};
     bind_socket(&s); /* bound, never listening */
     struct result r = gm(s.path, "gpu", "ls", NULL);
-    char want[256];
-    snprintf(want, sizeof(want), "gpumux: cannot reach gpumuxd at %s: Connection refused\n",
+    char want[512];
+    snprintf(want, sizeof(want),
+             "gpumux: cannot reach gpumuxd at %s: connection refused: the socket is there but no "
+             "daemon listens on it (gpumuxd stopped or was killed); start it ('systemctl start "
+             "gpumuxd', or gpumuxd itself), or point GPUMUX_SOCKET or --socket at the socket of a "
+             "daemon that runs\n",
              s.path);
     cr_assert_eq(r.rc, 2);
     cr_assert_str_eq(r.err, want);
