@@ -23,14 +23,56 @@ SAMPLE="$B/bin/gpumux-sample"
 
 bold() { printf '\n\033[1m%s\033[0m\n' "$*"; }
 run() { printf '\n\033[1m$ %s\033[0m\n' "$*"; "$@"; }
+# The processes that carry the demo's tag, but this scan and the shells it runs under.
+tagged() {
+    python3 - "GM_DEMO_TAG=$D" <<'PY'
+import os, sys
+tag = sys.argv[1].encode()
+mine, p = set(), os.getpid()
+while p > 1:
+    mine.add(p)
+    try:
+        p = int(open(f"/proc/{p}/stat").read().rsplit(")", 1)[1].split()[1])
+    except (OSError, ValueError, IndexError):
+        break
+for d in os.listdir("/proc"):
+    if d.isdigit() and int(d) not in mine:
+        try:
+            env = open(f"/proc/{d}/environ", "rb").read().split(b"\0")
+            cmd = open(f"/proc/{d}/cmdline", "rb").read().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        if tag in env:
+            print(d, cmd.strip())
+PY
+}
 cleanup() {
+    local rc=$?
+    # The demo's workloads are stopped through the daemon, as a user would stop them (they
+    # outlive the daemon by design), then MPS, then the daemon.
+    if [ -n "${DPID:-}" ] && kill -0 "$DPID" 2>/dev/null; then
+        local names
+        names=$("$B/bin/gpumux" ps -o json 2>/dev/null | python3 -c \
+            "import json,sys; print(' '.join(w['name'] for w in json.load(sys.stdin)['workloads'] if w['state'] in ('running','starting')))" 2>/dev/null || true)
+        for n in $names; do "$B/bin/gpumux" stop "$n" >/dev/null 2>&1 || true; done
+        for _ in $(seq 1 50); do
+            "$B/bin/gpumux" ps -o json 2>/dev/null | python3 -c \
+                "import json,sys; sys.exit(any(w['state'] in ('running','starting','stopping') for w in json.load(sys.stdin)['workloads']))" \
+                2>/dev/null && break
+            sleep 0.1
+        done
+    fi
     "$B/bin/gpumux" mps stop --force >/dev/null 2>&1 || true
     [ -n "${DPID:-}" ] && kill "$DPID" 2>/dev/null && wait "$DPID" 2>/dev/null
-    # Workloads outlive the daemon by design; the demo's own are ended here.
-    for p in /proc/[0-9]*; do
-        { tr '\0' '\n' <"$p/environ"; } 2>/dev/null | grep -qx "GM_DEMO_TAG=$D" &&
-            kill -9 "${p#/proc/}" 2>/dev/null
-    done
+    # Whatever still carries the tag (a workload the daemon could not stop) is killed, and the
+    # demo fails if anything is left after that.
+    local left pid _cmd
+    left=$(tagged)
+    if [ -n "$left" ]; then
+        while read -r pid _cmd; do kill -9 "$pid" 2>/dev/null; done <<<"$left"
+        sleep 0.3
+        left=$(tagged)
+    fi
     # The cgroups, as the daemon said where they are.
     local cg
     cg=$(sed -n 's/.*runs in its own cgroup under \(.*\) (.*/\1/p' "$D/daemon.log" 2>/dev/null | head -n1)
@@ -39,6 +81,13 @@ cleanup() {
         find "$cg" -depth -type d -exec rmdir {} + 2>/dev/null || true
     fi
     rm -rf "$D"
+    if [ -n "$left" ]; then
+        echo "demo: these processes it started are still running:" >&2
+        echo "$left" >&2
+        exit 1
+    fi
+    [ "$rc" = 0 ] && echo "Every process the demo started has ended."
+    exit "$rc"
 }
 trap cleanup EXIT
 gm() { "$B/bin/gpumux" "$@"; }
