@@ -28,6 +28,14 @@ int gm_parse_int(const char *s, long long min, long long max, long long *out, co
 int gm_parse_percent(const char *s, int *out, const char *what, struct gm_error *err)
 {
     long long v;
+    /* "50%" as ps prints it, as well as "50". */
+    char num[32];
+    size_t n = s != NULL ? strlen(s) : 0;
+    if (n > 1 && n < sizeof(num) && s[n - 1] == '%') {
+        memcpy(num, s, n - 1);
+        num[n - 1] = '\0';
+        s = num;
+    }
     int rc = gm_parse_int(s, 1, 100, &v, what, err);
     if (rc < 0)
         return rc;

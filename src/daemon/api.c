@@ -152,6 +152,11 @@ struct mps_req {
     int force;
     enum gm_on_busy on_busy;
 };
+/* The least memory limit gpumux takes: below it a CUDA program cannot hold its context's data
+ * and its libraries' first allocations (cuBLAS alone asks for workspaces of up to 32 MiB), and
+ * a figure that small is almost always a unit left out. */
+#define GM_MEMORY_LIMIT_MIN (64 * GM_MIB)
+
 #define MPS_GPU_FIELD                                                                              \
     {                                                                                              \
         .name = "gpu", .type = GM_FIELD_TEXT, GM_FIELD_AT(struct mps_req, gpu),                    \
@@ -166,6 +171,8 @@ SPEC(mps_start_spec, MPS_GPU_FIELD,
      {.name = "pinned_mem_limit",
       .type = GM_FIELD_SIZE,
       GM_FIELD_AT(struct mps_req, mem),
+      .unit = 1,
+      .min_size = GM_MEMORY_LIMIT_MIN,
       .what = "pinned memory limit",
       .doc = "default pinned device memory limit of the GPU's MPS clients"},
      ON_BUSY_FIELD(struct mps_req));
@@ -216,8 +223,11 @@ SPEC(run_spec,
      {.name = "memory",
       .type = GM_FIELD_SIZE,
       GM_FIELD_AT(struct gm_run_request, memory_limit),
+      .unit = 1,
+      .min_size = GM_MEMORY_LIMIT_MIN,
       .what = "--memory",
-      .doc = "memory limit; absent: none"},
+      .doc = "memory limit, a size with its unit (`4G`, `512Mi`) or an integer of bytes, at "
+             "least 64MiB; absent: none"},
      {.name = "env",
       .type = GM_FIELD_STRMAP,
       GM_FIELD_AT(struct gm_run_request, env),
@@ -254,6 +264,8 @@ SPEC(limits_spec,
       .type = GM_FIELD_SIZE,
       GM_FIELD_AT(struct limits_req, memory),
       .none = 1,
+      .unit = 1,
+      .min_size = GM_MEMORY_LIMIT_MIN,
       .dflt_size = UINT64_MAX,
       .what = "--memory",
       .doc = "new memory limit; `none` removes it; absent: unchanged"});

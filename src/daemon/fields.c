@@ -99,6 +99,20 @@ static int out_of_memory(struct gm_error *err)
     return gm_err(err, GM_ENOMEM, "out of memory parsing the request");
 }
 
+/* A size written without a unit is refused, with the unit it most likely lacks: "4096" and
+ * "4" mean 4096 MiB and 4 GiB far more often than bytes. */
+static int check_unit(const char *s, const char *what, struct gm_error *err)
+{
+    size_t n = strspn(s, "0123456789.");
+    if (n == 0 || s[n] != '\0')
+        return 0; /* a unit, or not a number at all (gm_parse_size says which) */
+    double v = strtod(s, NULL);
+    return gm_err(err, GM_EINVAL,
+                  "%s '%s': a size needs a unit: did you mean %s%s? (K, M, G or T, also KiB, "
+                  "Mi, GB...; B for bytes)",
+                  what, s, s, v >= 64 ? "M" : "G");
+}
+
 /* A value given as text (a string member, an integer member as its digits, or a parameter). */
 static int parse_text_value(const struct gm_field *f, const char *s, void *out,
                             struct gm_fields_mem *mem, struct gm_error *err)
@@ -132,8 +146,19 @@ static int parse_text_value(const struct gm_field *f, const char *s, void *out,
     }
     case GM_FIELD_SIZE: {
         uint64_t bytes = 0;
-        if (!(f->none && strcmp(s, "none") == 0) && (rc = gm_parse_size(s, &bytes, what, err)) < 0)
+        int none = f->none && strcmp(s, "none") == 0;
+        if (!none && f->unit && (rc = check_unit(s, what, err)) < 0)
             return rc;
+        if (!none && (rc = gm_parse_size(s, &bytes, what, err)) < 0)
+            return rc;
+        if (!none && bytes < f->min_size) {
+            char min[32];
+            gm_format_size(f->min_size, min, sizeof(min));
+            return gm_err(err, GM_EINVAL,
+                          "%s '%s': too small; the least is %s, which a CUDA program needs for "
+                          "its context's data and its libraries' first allocations",
+                          what, s, min);
+        }
         memcpy((char *)out + f->off, &bytes, sizeof(bytes));
         return 0;
     }
@@ -234,8 +259,11 @@ static int parse_value(const struct gm_field *f, const json_t *v, void *out,
         if (json_is_string(v))
             return parse_text_value(f, json_string_value(v), out, mem, err);
         if (json_is_integer(v)) {
+            /* An integer size is bytes: a program that writes JSON means what it writes. */
             char *s = NULL;
-            if (asprintf(&s, "%lld", (long long)json_integer_value(v)) < 0 || keep(mem, s) == NULL)
+            if (asprintf(&s, "%lld%s", (long long)json_integer_value(v),
+                         f->type == GM_FIELD_SIZE ? "B" : "") < 0 ||
+                keep(mem, s) == NULL)
                 return out_of_memory(err);
             return parse_text_value(f, s, out, mem, err);
         }

@@ -43,6 +43,10 @@ struct gm_field {
     uint64_t dflt_size;
     /* PERCENT, SIZE: the string "none" is accepted and stored as 0 (no limit). */
     int none;
+    /* SIZE: a string must carry a unit ("4096" is refused with a hint, "4096M" or "4096B" is
+     * taken; a JSON integer is bytes), and a value must be at least min_size (0: any). */
+    int unit;
+    uint64_t min_size;
     const char *const *names; /* ENUM: the values' names, indexed by value, NULL-terminated */
     /* What the value is called in messages about its value ("--compute: 0 is out of range");
      * NULL: "field 'NAME'". */

@@ -91,6 +91,18 @@ expect "query parameter twice" 0 "^400 .*'since' is given more than once" -- \
     curl_api GET '/v1/events?since=1&since=2'
 expect "hexadecimal size" 1 "memory: '0x10' is hexadecimal; give the size in decimal" -- \
     gm run hex --gpu 0 --memory 0x10 -- sleep 1
+# Sizes as users write them: a bare number is refused with the unit it lacks, a limit below
+# 64 MiB names the least, 50% is a percentage as ps prints it.
+expect "bare 4096" 1 "memory '4096': a size needs a unit: did you mean 4096M\?" -- \
+    gm run bare --gpu 0 --memory 4096 -- sleep 1
+expect "bare 4" 1 "memory '4': a size needs a unit: did you mean 4G\?" -- \
+    gm run bare --gpu 0 --memory 4 -- sleep 1
+expect "too small" 1 "memory '4096B': too small; the least is 64MiB" -- \
+    gm run tiny --gpu 0 --memory 4096B -- sleep 1
+expect "too small by set" 1 "memory '1M': too small; the least is 64MiB" -- gm set keep --memory 1M
+expect "too small as JSON bytes" 0 "^400 .*memory '4096B': too small; the least is 64MiB" -- \
+    curl_api POST /v1/workloads --data '{"name": "b", "command": ["true"], "memory": 4096}' \
+    -H 'Content-Type: application/json'
 python3 -c 'import json; print(json.dumps({"name": "bigenv", "command": ["/bin/true"], "env": {"K": "x" * 200000}}))' >"$T/bigenv.json"
 expect "oversized environment" 0 '^400 .*--env K is 200002 bytes; one variable \(NAME=value\) may be at most 131071 bytes' -- \
     curl_api POST /v1/workloads --data-binary "@$T/bigenv.json" -H 'Content-Type: application/json'
@@ -112,6 +124,15 @@ after_ev=$(gm events -o json | json_get "len(d['events'])")
     fail "workloads changed: $before_ps -> $after_ps"
 [ "$before_ev" = "$after_ev" ] && pass "refused requests recorded no event" ||
     fail "events changed: $before_ev -> $after_ev"
+
+# The units users write, and a percentage as ps prints it, are taken.
+for size in 4G:4GiB 4GiB:4GiB 4Gi:4GiB 4096M:4GiB 512Mi:512MiB; do
+    gm set keep --memory "${size%%:*}" >/dev/null
+    expect "size ${size%%:*}" 0 "^keep .* ${size#*:} " -- gm ps
+done
+gm set keep --memory 8G >/dev/null
+expect "compute 50%" 0 "" -- gm set keep --compute 50%
+expect "ps shows 50%" 0 "^keep .* 50% " -- gm ps
 
 # A daemon that does not answer (stopped): the client gives up after --timeout with its own
 # exit status, and says a change may still be carried out, which it then is.

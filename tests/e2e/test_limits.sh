@@ -15,8 +15,8 @@ fi
 start_daemon || exit 1
 rate() { gm logs "$1" | sed -n 's/^= \([0-9.]*\) billion interactions per second/\1/p' | tail -n1; }
 
-# Memory: three 640 KiB buffers do not fit in 1 MiB.
-gm run small --gpu 1 --memory 1M -- "$SAMPLE" -benchmark -i=1 >/dev/null
+# Memory: three 30.5 MiB buffers (2,000,000 bodies) do not fit in 64 MiB, the least limit.
+gm run small --gpu 1 --memory 64M -- "$SAMPLE" -benchmark -i=1 -n=2000000 >/dev/null
 wait_for "small ends" 10 is_state small exited
 expect "allocation past the limit fails in the workload" 0 'cuMemAlloc\([0-9]+ bytes\): CUDA_ERROR_OUT_OF_MEMORY' -- gm logs small
 code=$(gm ps -o json | json_get "[w['exit_code'] for w in d['workloads'] if w['name']=='small'][0]")

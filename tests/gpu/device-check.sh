@@ -197,10 +197,11 @@ fi
 
 # Limits enforced by libgpumux.so on the driver (GPU 0 is shared again by now).
 if in_budget mem-sample 30; then
-    gm run memsmall --gpu 0 --memory 1M -- "$B/bin/gpumux-sample" -benchmark -i=1 >/dev/null 2>>"$OUT/run-errors.log"
+    # Three 30.5 MiB buffers do not fit in 64 MiB, the least limit gpumux takes.
+    gm run memsmall --gpu 0 --memory 64M -- "$B/bin/gpumux-sample" -benchmark -i=1 -n=2000000 >/dev/null 2>>"$OUT/run-errors.log"
     wait_done 30 memsmall
-    grep -q 'CUDA_ERROR_OUT_OF_MEMORY' "$OUT/memsmall.log" && result pass mem-sample "the sample is refused past a 1 MiB limit" ||
-        result fail mem-sample "the sample under a 1 MiB limit: $(tail -n 3 "$OUT/memsmall.log" | tr '\n' ' ')"
+    grep -q 'CUDA_ERROR_OUT_OF_MEMORY' "$OUT/memsmall.log" && result pass mem-sample "the sample is refused past a 64 MiB limit" ||
+        result fail mem-sample "the sample under a 64 MiB limit: $(tail -n 3 "$OUT/memsmall.log" | tr '\n' ' ')"
 fi
 
 ALLOC=$B/tests/alloc_until_full

@@ -51,7 +51,12 @@ Test(parse, percents)
     cr_assert_eq(gm_parse_percent("101", &v, "--compute", &err), -GM_EINVAL);
     cr_assert_eq(gm_parse_percent("abc", &v, "--compute", &err), -GM_EINVAL);
     cr_assert(strstr(err.msg, "'abc' is not a whole number") != NULL, "%s", err.msg);
-    cr_assert_eq(gm_parse_percent("30%", &v, "--compute", &err), -GM_EINVAL);
+    /* As ps prints it. */
+    cr_assert_eq(gm_parse_percent("30%", &v, "--compute", &err), 0);
+    cr_assert_eq(v, 30);
+    cr_assert_eq(gm_parse_percent("%", &v, "--compute", &err), -GM_EINVAL);
+    cr_assert_eq(gm_parse_percent("30%%", &v, "--compute", &err), -GM_EINVAL);
+    cr_assert_eq(gm_parse_percent("101%", &v, "--compute", &err), -GM_EINVAL);
 }
 
 Test(parse, names)
