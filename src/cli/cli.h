@@ -44,6 +44,7 @@ int gm_cli_main(int argc, char **argv, FILE *out, FILE *err);
     X(logs, "print a workload's output")                                                           \
     X(stop, "stop workloads")                                                                      \
     X(start, "start stopped workloads again")                                                      \
+    X(restart, "stop workloads and start them again")                                              \
     X(delete, "delete workloads")                                                                  \
     X(events, "show the daemon's event log")                                                       \
     X(info, "show the daemon's version, driver and directories")
@@ -82,6 +83,15 @@ int gm_cli_call(struct gm_cli_ctx *ctx, const char *method, const char *path, co
                 json_t **answer);
 /* "/v1/workloads/" + encoded name + "/stop". Returns a malloc'd path, NULL on no memory. */
 char *gm_cli_path(const char *prefix, const char *name, const char *suffix);
+
+/* For each NAME in argv[first..]: act(ctx, NAME, arg, &answer) returns an exit status and the
+ * answer to show, `report` prints it in table mode (several answers as one JSON array with -o
+ * json). Goes on past refusals. Returns 0 when all succeeded, 2 or 3 as soon as the daemon
+ * cannot be reached or does not answer, else 1. */
+int gm_cli_each_name(struct gm_cli_ctx *ctx, int first, int argc, char **argv,
+                     int (*act)(struct gm_cli_ctx *ctx, const char *name, void *arg,
+                                json_t **answer),
+                     void *arg, void (*report)(struct gm_cli_ctx *ctx, const json_t *answer));
 
 /* stop, start and delete: send `method /v1/workloads/NAME SUFFIX` for each NAME in argv,
  * going on past refusals. `report` prints one answer in table mode. Returns 0 when all

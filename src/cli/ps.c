@@ -138,6 +138,22 @@ int gm_cli_ps(struct gm_cli_ctx *ctx, int argc, char **argv)
         const char *state = gm_cli_jstr(w, "state", "?");
         int live = strcmp(state, "running") == 0 || strcmp(state, "starting") == 0 ||
                    strcmp(state, "stopping") == 0;
+        /* Ended, and to be started again after the back-off: as docker shows it, with the
+         * exit status (128 + the signal for a killed one). */
+        char shown[48];
+        if (json_is_true(json_object_get(w, "restarting"))) {
+            const json_t *ec = json_object_get(w, "exit_code"),
+                         *es = json_object_get(w, "exit_signal");
+            if (json_is_integer(ec))
+                snprintf(shown, sizeof(shown), "restarting (%lld)",
+                         (long long)json_integer_value(ec));
+            else if (json_is_integer(es))
+                snprintf(shown, sizeof(shown), "restarting (%lld)",
+                         128 + (long long)json_integer_value(es));
+            else
+                snprintf(shown, sizeof(shown), "restarting");
+            state = shown;
+        }
         const char *row[] = {gm_cli_jstr(w, "name", "?"),
                              gpu,
                              gm_cli_jstr(w, "gpu_mode", "-"),

@@ -248,6 +248,19 @@ SPEC(run_spec,
       .doc = "strict: CUDA initialisation fails when the limits cannot be enforced; default "
              "best-effort"});
 
+struct stop_req {
+    int time; /* -1: the daemon's stop_timeout */
+};
+SPEC(stop_spec, {.name = "time",
+                 .type = GM_FIELD_INT,
+                 GM_FIELD_AT(struct stop_req, time),
+                 .min = 0,
+                 .max = 3600,
+                 .dflt = -1,
+                 .what = "--time",
+                 .doc = "seconds from SIGTERM to SIGKILL, 0..3600; absent: the daemon's "
+                        "stop_timeout"});
+
 struct limits_req {
     int compute_pct; /* -1: keep, 0: none */
     uint64_t memory; /* UINT64_MAX: keep, 0: none */
@@ -743,9 +756,10 @@ static void delete_workload(struct gm_daemon *d, const struct gm_call *c, struct
 
 static void post_workload_stop(struct gm_daemon *d, const struct gm_call *c, struct gm_reply *rep)
 {
+    const struct stop_req *b = c->body;
     struct gm_workload_rec w;
     struct gm_error err;
-    int rc = gm_workload_stop(d, c->arg[0], &w, &err);
+    int rc = gm_workload_stop(d, c->arg[0], b != NULL ? b->time : -1, &w, &err);
     reply_workload(d, c, rc, &w, &err, rep);
     if (rc == 0)
         add_pending(d, c->arg[0], rep);
@@ -944,7 +958,8 @@ static const struct gm_route routes[] = {
     {"DELETE", "/v1/workloads/{name}", delete_workload,
      .answer = "Workload as it was (a running one is stopped first)", .perm = GM_PERM_OWNER,
      .action = "delete"},
-    {"POST", "/v1/workloads/{name}/stop", post_workload_stop, .answer = "Workload",
+    {"POST", "/v1/workloads/{name}/stop", post_workload_stop, BODY(stop_spec, struct stop_req),
+     .answer = "Workload (state `stopping` until its processes are gone)",
      .perm = GM_PERM_OWNER, .action = "stop"},
     {"POST", "/v1/workloads/{name}/start", post_workload_start,
      .answer = "Workload (it runs as its owner)", .perm = GM_PERM_OWNER, .action = "start"},

@@ -95,8 +95,9 @@ int gm_workload_set_limits(struct gm_daemon *d, const char *name, int compute_pc
                            struct gm_error *err);
 int gm_workload_start(struct gm_daemon *d, const char *name, struct gm_workload_rec *out,
                       struct gm_error *err);
-int gm_workload_stop(struct gm_daemon *d, const char *name, struct gm_workload_rec *out,
-                     struct gm_error *err);
+/* grace_s: seconds between SIGTERM and SIGKILL; -1: the daemon's stop_timeout. */
+int gm_workload_stop(struct gm_daemon *d, const char *name, int grace_s,
+                     struct gm_workload_rec *out, struct gm_error *err);
 int gm_workload_delete(struct gm_daemon *d, const char *name, struct gm_workload_rec *out,
                        struct gm_error *err);
 /* Stops launch launch_id of name for the daemon's own reason (why: recorded as the record's

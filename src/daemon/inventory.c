@@ -100,7 +100,7 @@ static void changing_done(struct gm_daemon *d, const char *uuid)
 static int stop_users(struct gm_daemon *d, const struct gm_strv *names, struct gm_error *err)
 {
     for (size_t i = 0; i < names->n; i++)
-        gm_workload_stop(d, names->v[i], NULL, NULL);
+        gm_workload_stop(d, names->v[i], -1, NULL, NULL);
     return gm_exec_wait_stopped(d, names, err);
 }
 

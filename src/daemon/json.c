@@ -82,6 +82,9 @@ json_t *gm_json_workload(const struct gm_daemon *d, const struct gm_workload_rec
     json_object_set_new(o, "enforce", json_string(gm_enforce_name(enforce)));
     json_object_set_new(o, "desired", json_string(w->desired_running ? "running" : "stopped"));
     json_object_set_new(o, "state", json_string(gm_wstate_name(w->state)));
+    /* Ended, and to be launched again once its restart back-off has passed. */
+    json_object_set_new(o, "restarting",
+                        json_boolean(w->state == GM_W_EXITED && w->desired_running));
     json_object_set_new(o, "pid", w->pid > 0 ? json_integer(w->pid) : json_null());
     json_object_set_new(o, "exit_code",
                         w->has_exit && w->exit_code >= 0 ? json_integer(w->exit_code)

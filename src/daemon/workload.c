@@ -353,8 +353,10 @@ out:
  * cannot write (a full disk, an I/O error) the stop is still made: it is kept in memory as
  * pending, the reconciler records it once the store takes it, and it returns as if recorded. */
 static int record_stop(struct gm_daemon *d, struct gm_workload_rec *w, const char *why,
-                       struct gm_error *err)
+                       int grace_s, struct gm_error *err)
 {
+    if (grace_s < 0)
+        grace_s = d->cfg.stop_timeout_s;
     struct gm_workload_rec next;
     int was_alive = gm_plan_stop(w, why, &next);
     struct gm_wmem *m = gm_wmem_get(d, w->name);
@@ -368,7 +370,7 @@ static int record_stop(struct gm_daemon *d, struct gm_workload_rec *w, const cha
     *w = next;
     if (m != NULL) {
         m->timers.restart_at_ms = 0;
-        m->timers.kill_at_ms = was_alive ? gm_now_ms() + d->cfg.stop_timeout_s * 1000 : 0;
+        m->timers.kill_at_ms = was_alive ? gm_now_ms() + (int64_t)grace_s * 1000 : 0;
         if (rc < 0) {
             if (!m->stop_pending)
                 gm_warn("workload %s: %s; it is recorded when the state disk takes it (%s)",
@@ -381,8 +383,8 @@ static int record_stop(struct gm_daemon *d, struct gm_workload_rec *w, const cha
     return was_alive;
 }
 
-int gm_workload_stop(struct gm_daemon *d, const char *name, struct gm_workload_rec *out,
-                     struct gm_error *err)
+int gm_workload_stop(struct gm_daemon *d, const char *name, int grace_s,
+                     struct gm_workload_rec *out, struct gm_error *err)
 {
     struct gm_workload_rec w = {0};
     pthread_mutex_lock(&d->lock);
@@ -391,7 +393,7 @@ int gm_workload_stop(struct gm_daemon *d, const char *name, struct gm_workload_r
     if (m != NULL && m->stop_pending)
         rc = gm_plan_stop(&w, m->stop_why, &w); /* the answer shows what is being recorded */
     else if (rc == 0 && (w.desired_running || w.state == GM_W_STARTING || w.state == GM_W_RUNNING))
-        rc = record_stop(d, &w, "stopped by request", err);
+        rc = record_stop(d, &w, "stopped by request", grace_s, err);
     pthread_mutex_unlock(&d->lock);
     if (rc == 1)
         gm_exec_signal(d, name, w.launch_id, SIGTERM);
@@ -405,7 +407,7 @@ int gm_workload_stop_for(struct gm_daemon *d, const char *name, int64_t launch_i
     pthread_mutex_lock(&d->lock);
     int rc = gm_store_workload_get(d->store, name, &w, err);
     if (rc == 0 && w.launch_id == launch_id && w.desired_running && launched(&w))
-        rc = record_stop(d, &w, why, err);
+        rc = record_stop(d, &w, why, -1, err);
     else if (rc == 0)
         rc = 0; /* moved on, or already being stopped */
     pthread_mutex_unlock(&d->lock);
@@ -447,7 +449,7 @@ int gm_workload_delete(struct gm_daemon *d, const char *name, struct gm_workload
     if (m != NULL && m->stop_pending)
         rc = gm_plan_stop(&w, m->stop_why, &w);
     else if (rc == 0 && (w.desired_running || launched(&w)))
-        rc = record_stop(d, &w, "deleted by request", err);
+        rc = record_stop(d, &w, "deleted by request", -1, err);
     m = gm_wmem_find(d, name);
     int pending = m != NULL && m->stop_pending;
     pthread_mutex_unlock(&d->lock);

@@ -72,9 +72,9 @@ want_uid=$(${GM_AS:-} id -u)
 expect "ps lists running workloads" 0 'pack1.*running' -- gm ps
 expect "smi lists workloads in the gpumux section" 0 'pack2' -- gm smi
 
-# stop, start, delete.
-gm stop pack1 >/dev/null
-wait_for "pack1 stopped" 10 is_state pack1 stopped
+# stop, start, delete. stop waits until the workload has stopped, so start may follow at once.
+expect "stop waits until stopped" 0 '^pack1 stopped$' -- gm stop pack1
+is_state pack1 stopped && pass "stopped when stop returns" || fail "pack1 is $(state_of pack1)"
 kill -0 "$pid" 2>/dev/null && fail "pid $pid survived stop" || pass "stop ended the process"
 expect "start again" 0 'pack1' -- gm start pack1
 wait_for "pack1 running again" 5 is_state pack1 running
@@ -83,6 +83,35 @@ pid=$(gm ps -o json | json_get "[w['pid'] for w in d['workloads'] if w['name']==
 expect "delete" 0 '' -- gm delete pack1
 kill -0 "$pid" 2>/dev/null && fail "pid $pid survived delete" || pass "delete ended the process"
 expect "deleted is gone" 1 'no workload named pack1' -- gm logs pack1
+
+# stop -t: a program that ignores SIGTERM gets SIGKILL after the grace period asked for.
+gm run stubborn --gpu none -- sh -c 'trap "" TERM; while :; do sleep 0.1; done' >/dev/null
+wait_for "stubborn runs" 5 is_state stubborn running
+t0=$(date +%s.%N)
+expect "stop -t 1 waits for SIGKILL" 0 '^stubborn stopped$' -- gm stop -t 1 stubborn
+took=$(python3 -c "import time; print(round(time.time() - $t0, 1))")
+python3 -c "import sys; sys.exit(not (1.0 <= $took < 8))" && pass "stop -t 1 took $took s" ||
+    fail "stop -t 1 took $took s"
+expect "stop -t refuses a bad value" 2 "--time: 'x' is not a number of seconds" -- gm stop -t x stubborn
+
+# restart: stop (waiting) and start; a new pid.
+gm start stubborn >/dev/null
+wait_for "stubborn runs again" 5 is_state stubborn running
+old_pid=$(gm ps -o json | json_get "[w['pid'] for w in d['workloads'] if w['name']=='stubborn'][0]")
+expect "restart" 0 '^stubborn restarted as pid [0-9]+$' -- gm restart -t 0 stubborn
+new_pid=$(gm ps -o json | json_get "[w['pid'] for w in d['workloads'] if w['name']=='stubborn'][0]")
+[ -n "$new_pid" ] && [ "$new_pid" != "$old_pid" ] && pass "restart gave a new pid ($old_pid -> $new_pid)" ||
+    fail "pid $old_pid -> $new_pid"
+kill -0 "$old_pid" 2>/dev/null && fail "old pid $old_pid survived restart" || pass "restart ended the old process"
+gm delete stubborn >/dev/null
+
+# During the restart back-off ps says restarting, with the exit status, not exited.
+gm run bouncy --gpu none --restart always -- sh -c 'sleep 0.3; exit 3' >/dev/null
+saw_restarting() { gm ps | grep -Eq '^bouncy .* restarting \(3\) '; }
+wait_for "ps shows 'restarting (3)'" 10 saw_restarting && pass "ps shows restarting (3) in the back-off"
+wait_for "JSON says restarting" 10 sh -c "$GPUMUX ps -o json | grep -q '\"restarting\": true'" &&
+    pass "JSON: restarting true"
+gm delete bouncy >/dev/null
 
 # Events record what happened.
 expect "events" 0 'workload/pack1.*deleted' -- gm events

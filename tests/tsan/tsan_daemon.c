@@ -55,7 +55,7 @@ static void *lifecycle(void *arg)
         struct gm_limits_outcome lo;
         if (gm_workload_set_limits(&d, name, 20, UINT64_MAX, NULL, &lo, &e) < 0)
             CHECK(expected(&e) || e.code == GM_EINVAL, "set %s: %s", name, e.msg);
-        if (gm_workload_stop(&d, name, NULL, &e) < 0)
+        if (gm_workload_stop(&d, name, -1, NULL, &e) < 0)
             CHECK(expected(&e), "stop %s: %s", name, e.msg);
         if (round % 2 && gm_workload_start(&d, name, NULL, &e) < 0)
             CHECK(expected(&e), "start %s: %s", name, e.msg);

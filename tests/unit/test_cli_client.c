@@ -401,17 +401,22 @@ Test(client, several_names_go_on_past_a_refusal)
                          "{\"error\": {\"code\": \"not_found\", \"message\": "
                          "\"workload b: no such workload\"}}");
     char *ok2 = http(200, "", "{\"name\": \"c\", \"state\": \"stopping\"}");
-    struct standin *s = standin(ok, missing, ok2, NULL);
+    char *done2 = http(200, "", "{\"name\": \"c\", \"state\": \"stopped\"}");
+    struct standin *s = standin(ok, missing, ok2, done2, NULL);
     struct result r = gm(s->path, "stop", "a", "b", "c", NULL);
     standin_wait(s);
     cr_assert_eq(r.rc, 1);
-    cr_assert_str_eq(r.out, "a stopped\nc stopping\n");
+    /* c was still stopping: stop asked again until it had stopped. */
+    cr_assert_str_eq(r.out, "a stopped\nc stopped\n");
     cr_assert_str_eq(r.err, "gpumux: workload b: no such workload\n");
     cr_assert(strncmp(s->requests[2], "POST /v1/workloads/c/stop HTTP/1.1", 34) == 0);
+    cr_assert(strncmp(s->requests[3], "GET /v1/workloads/c HTTP/1.1", 28) == 0, "%s",
+              s->requests[3]);
     free_result(&r);
     free(ok);
     free(missing);
     free(ok2);
+    free(done2);
     free(s);
 }
 
