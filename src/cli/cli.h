@@ -93,6 +93,10 @@ int gm_cli_each_name(struct gm_cli_ctx *ctx, int first, int argc, char **argv,
                                 json_t **answer),
                      void *arg, void (*report)(struct gm_cli_ctx *ctx, const json_t *answer));
 
+/* "NAME started as pid N" (what: "started", "restarted"), or NAME and its state when it has
+ * no pid yet. */
+void gm_cli_report_launched(struct gm_cli_ctx *ctx, const json_t *w, const char *what);
+
 /* stop, start and delete: send `method /v1/workloads/NAME SUFFIX` for each NAME in argv,
  * going on past refusals. `report` prints one answer in table mode. Returns 0 when all
  * succeeded, 2 as soon as the daemon cannot be reached, else 1. */

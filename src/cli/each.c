@@ -40,6 +40,16 @@ int gm_cli_each_name(struct gm_cli_ctx *ctx, int first, int argc, char **argv,
     return status;
 }
 
+void gm_cli_report_launched(struct gm_cli_ctx *ctx, const json_t *w, const char *what)
+{
+    char pid[24];
+    const char *name = gm_cli_jstr(w, "name", "?");
+    if (gm_cli_jint(w, "pid", NULL, pid, sizeof(pid)) != NULL)
+        fprintf(ctx->out, "%s %s as pid %s\n", name, what, pid);
+    else
+        fprintf(ctx->out, "%s %s\n", name, gm_cli_jstr(w, "state", "starting"));
+}
+
 struct call_arg {
     const char *method, *suffix;
 };

@@ -26,12 +26,7 @@ const char gm_cli_help_start[] =
 
 static void report(struct gm_cli_ctx *ctx, const json_t *w)
 {
-    char pid[24];
-    const char *name = gm_cli_jstr(w, "name", "?");
-    if (gm_cli_jint(w, "pid", NULL, pid, sizeof(pid)) != NULL)
-        fprintf(ctx->out, "%s started as pid %s\n", name, pid);
-    else
-        fprintf(ctx->out, "%s %s\n", name, gm_cli_jstr(w, "state", "starting"));
+    gm_cli_report_launched(ctx, w, "started");
 }
 
 int gm_cli_start(struct gm_cli_ctx *ctx, int argc, char **argv)

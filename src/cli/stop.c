@@ -129,12 +129,7 @@ static void print_stopped(struct gm_cli_ctx *ctx, const json_t *w)
 
 static void print_restarted(struct gm_cli_ctx *ctx, const json_t *w)
 {
-    char pid[24];
-    const char *name = gm_cli_jstr(w, "name", "?");
-    if (gm_cli_jint(w, "pid", NULL, pid, sizeof(pid)) != NULL)
-        fprintf(ctx->out, "%s restarted as pid %s\n", name, pid);
-    else
-        fprintf(ctx->out, "%s %s\n", name, gm_cli_jstr(w, "state", "starting"));
+    gm_cli_report_launched(ctx, w, "restarted");
 }
 
 struct stop_arg {

@@ -352,8 +352,8 @@ out:
  * when the launch must get SIGTERM, 0 when nothing runs, or a negative error. When the store
  * cannot write (a full disk, an I/O error) the stop is still made: it is kept in memory as
  * pending, the reconciler records it once the store takes it, and it returns as if recorded. */
-static int record_stop(struct gm_daemon *d, struct gm_workload_rec *w, const char *why,
-                       int grace_s, struct gm_error *err)
+static int record_stop(struct gm_daemon *d, struct gm_workload_rec *w, const char *why, int grace_s,
+                       struct gm_error *err)
 {
     if (grace_s < 0)
         grace_s = d->cfg.stop_timeout_s;
