@@ -1,4 +1,5 @@
 #include "cli/smi_format.h"
+#include "common/gpuid.h"
 #include "cli/cli.h"
 
 #include <inttypes.h>
@@ -682,53 +683,44 @@ int gm_cli_smi_view(const json_t *answer, const json_t *workloads, char **out, s
     return to_string(write_view, answer, workloads, out, err);
 }
 
-static int matches(const json_t *g, const char *id)
-{
-    char idx[16];
-    const char *uuid = str(g, "uuid"), *bus = str(g, "pci_bus_id");
-    if (strcmp(gm_cli_jint(g, "index", "", idx, sizeof(idx)), id) == 0)
-        return 1;
-    if (uuid != NULL && strcasecmp(uuid, id) == 0)
-        return 1;
-    return bus != NULL && strcasecmp(bus, id) == 0;
-}
-
 int gm_cli_smi_select(json_t *answer, const char *ids, struct gm_error *err)
 {
     const json_t *gpus = gpu_array(answer, err);
     if (gpus == NULL)
         return -GM_EIO;
-    json_t *keep = json_array();
-    char *copy = strdup(ids);
+    size_t n = json_array_size(gpus), i;
+    json_t *keep = json_array(), *g;
+    char *copy = strdup(ids), *idx = calloc(n + 1, 16);
+    struct gm_gpu_id *all = calloc(n + 1, sizeof(*all));
+    unsigned char *wanted = calloc(n + 1, 1);
     int rc = 0;
-    if (keep == NULL || copy == NULL) {
+    if (keep == NULL || copy == NULL || idx == NULL || all == NULL || wanted == NULL) {
         rc = gm_err(err, GM_ENOMEM, "out of memory");
         goto out;
     }
-    /* Keep the daemon's order, as nvidia-smi -i 1,0 still lists GPU 0 first. */
-    size_t i;
-    json_t *g;
-    for (char *p = copy, *tok; (tok = strsep(&p, ",")) != NULL;) {
-        int found = 0;
-        json_array_foreach(gpus, i, g) found |= matches(g, tok);
-        if (!found) {
-            rc = gm_err(err, GM_ENOTFOUND, "GPU '%s': no such GPU (this node has %zu)", tok,
-                        json_array_size(gpus));
-            goto out;
-        }
-    }
     json_array_foreach(gpus, i, g)
     {
-        strcpy(copy, ids);
-        for (char *p = copy, *tok; (tok = strsep(&p, ",")) != NULL;)
-            if (matches(g, tok)) {
-                json_array_append(keep, g);
-                break;
-            }
+        const char *s = gm_cli_jint(g, "index", "-1", idx + 16 * i, 16);
+        all[i] = (struct gm_gpu_id){atoi(s), str(g, "uuid"), str(g, "pci_bus_id")};
+        if (all[i].uuid == NULL)
+            all[i].uuid = "";
+        if (all[i].pci_bus_id == NULL)
+            all[i].pci_bus_id = "";
     }
+    for (char *p = copy, *tok; (tok = strsep(&p, ",")) != NULL;) {
+        size_t k;
+        if ((rc = gm_gpu_id_find(all, n, tok, &k, err)) < 0)
+            goto out;
+        wanted[k] = 1;
+    }
+    /* Keep the daemon's order, as nvidia-smi -i 1,0 still lists GPU 0 first. */
+    json_array_foreach(gpus, i, g) if (wanted[i]) json_array_append(keep, g);
     json_object_set(answer, "gpus", keep);
 out:
     json_decref(keep);
     free(copy);
+    free(idx);
+    free(all);
+    free(wanted);
     return rc;
 }

@@ -1,5 +1,6 @@
 #include "daemon/sched.h"
 #include "daemon/daemon.h"
+#include "common/gpuid.h"
 #include "common/parse.h"
 #include "common/strv.h"
 
@@ -45,30 +46,14 @@ uint64_t gm_sched_reserved(const struct gm_workload_rec *ws, size_t nws, const c
 int gm_gpu_resolve(const struct gm_gpu_rec *gpus, size_t n, const char *id, size_t *out,
                    struct gm_error *err)
 {
-    int all_digits = id[0] != '\0';
-    for (const char *p = id; *p; p++)
-        all_digits &= isdigit((unsigned char)*p) != 0;
-    for (size_t i = 0; i < n; i++) {
-        const struct gm_gpu_rec *g = &gpus[i];
-        if ((all_digits && atoi(id) == g->idx) || strcasecmp(id, g->uuid) == 0 ||
-            strcasecmp(id, g->pci_bus_id) == 0) {
-            *out = i;
-            return 0;
-        }
-        /* nvidia-smi accepts the short bus id (without the domain's leading zeros). */
-        const char *colon = strchr(g->pci_bus_id, ':');
-        if (colon != NULL && strchr(id, ':') != NULL && strlen(id) < strlen(g->pci_bus_id)) {
-            const char *tail = g->pci_bus_id + strlen(g->pci_bus_id) - strlen(id);
-            if (strcasecmp(tail, id) == 0 && (tail == g->pci_bus_id || tail[-1] == '0')) {
-                *out = i;
-                return 0;
-            }
-        }
-    }
-    if (n == 0)
-        return gm_err(err, GM_ENOTFOUND, "GPU %s: no such GPU (this node has no GPU)", id);
-    return gm_err(err, GM_ENOTFOUND, "GPU %s: no such GPU (this node has GPU%s %d%s%d)", id,
-                  n > 1 ? "s" : "", gpus[0].idx, n > 1 ? "-" : "", n > 1 ? gpus[n - 1].idx : 0);
+    struct gm_gpu_id *ids = calloc(n + 1, sizeof(*ids));
+    if (ids == NULL)
+        return gm_err(err, GM_ENOMEM, "out of memory");
+    for (size_t i = 0; i < n; i++)
+        ids[i] = (struct gm_gpu_id){gpus[i].idx, gpus[i].uuid, gpus[i].pci_bus_id};
+    int rc = gm_gpu_id_find(ids, n, id, out, err);
+    free(ids);
+    return rc;
 }
 
 /* Why GPU g cannot take the request, or 0 when it can. */

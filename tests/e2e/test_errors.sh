@@ -125,6 +125,20 @@ after_ev=$(gm events -o json | json_get "len(d['events'])")
 [ "$before_ev" = "$after_ev" ] && pass "refused requests recorded no event" ||
     fail "events changed: $before_ev -> $after_ev"
 
+# GPU ids as CUDA and nvidia-smi take them: a UUID prefix, the short bus id, a list with blanks.
+uuid0=$(gm gpu ls -o json | json_get "d['gpus'][0]['uuid']")
+bus1=$(gm gpu ls -o json | json_get "d['gpus'][1]['pci_bus_id'].lstrip('0')")
+expect "GPU by UUID prefix" 0 "" -- gm run byprefix --gpu "${uuid0:0:8}" -- sleep 30
+expect "the prefix's GPU" 0 "^byprefix +0 " -- gm ps
+expect "GPU by short bus id" 0 "" -- gm run bybus --gpu "$bus1" -- sleep 30
+expect "the bus id's GPU" 0 "^bybus +1 " -- gm ps
+expect "a list with a blank" 0 "" -- gm run bylist --gpu "0, 1" -- sleep 30
+expect "both GPUs" 0 "^bylist +0,1 " -- gm ps
+expect "unknown GPU lists the valid ones" 1 "GPU 7: no such GPU; .*\(GPUs: 0 \(GPU-.*\), 1 \(GPU-" -- \
+    gm run a --gpu 7 -- sleep 1
+expect "smi -i takes the same ids" 0 "" -- gm smi -i "${uuid0:0:8}"
+gm delete byprefix bybus bylist >/dev/null
+
 # The units users write, and a percentage as ps prints it, are taken.
 for size in 4G:4GiB 4GiB:4GiB 4Gi:4GiB 4096M:4GiB 512Mi:512MiB; do
     gm set keep --memory "${size%%:*}" >/dev/null

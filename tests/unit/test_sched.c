@@ -40,6 +40,39 @@ Test(sched, resolves_index_uuid_and_bus_id)
     cr_assert_eq(i, 1);
     cr_assert_eq(gm_gpu_resolve(gpus, 2, "7", &i, &err), -GM_ENOTFOUND);
     cr_assert(strstr(err.msg, "GPU 7: no such GPU") != NULL, "%s", err.msg);
+    /* An unknown id lists the valid ones. */
+    cr_assert(strstr(err.msg,
+                     "0 (GPU-00000000-aaaa-bbbb-cccc-dddddddddddd, 00002C74:00:00.0), "
+                     "1 (GPU-00000001-aaaa-bbbb-cccc-dddddddddddd, 0000E00B:00:00.0)") != NULL,
+              "%s", err.msg);
+}
+
+/* As CUDA_VISIBLE_DEVICES and nvidia-smi -i take them. */
+Test(sched, resolves_uuid_prefixes_short_bus_ids_and_blanks)
+{
+    size_t i = 9;
+    struct gm_error err;
+    cr_assert_eq(gm_gpu_resolve(gpus, 2, "GPU-00000001", &i, &err), 0, "%s", err.msg);
+    cr_assert_eq(i, 1);
+    cr_assert_eq(gm_gpu_resolve(gpus, 2, "gpu-00000000-a", &i, &err), 0, "%s", err.msg);
+    cr_assert_eq(i, 0);
+    cr_assert_eq(gm_gpu_resolve(gpus, 2, "GPU-0000000", &i, &err), -GM_ENOTFOUND);
+    cr_assert(strstr(err.msg, "the UUID prefix names 2 GPUs; give more of it") != NULL, "%s",
+              err.msg);
+    cr_assert_eq(gm_gpu_resolve(gpus, 2, "GPU-", &i, &err), -GM_ENOTFOUND, "'GPU-' alone is no id");
+    cr_assert_eq(gm_gpu_resolve(gpus, 2, "2C74:00:00.0", &i, &err), 0, "%s", err.msg);
+    cr_assert_eq(i, 0);
+    cr_assert_eq(gm_gpu_resolve(gpus, 2, "e00b:00:00.0", &i, &err), 0, "%s", err.msg);
+    cr_assert_eq(i, 1);
+    cr_assert_eq(gm_gpu_resolve(gpus, 2, "C74:00:00.0", &i, &err), -GM_ENOTFOUND,
+                 "a cut into the domain's digits is no short bus id");
+    cr_assert_eq(gm_gpu_resolve(gpus, 2, " 1 ", &i, &err), 0, "%s", err.msg);
+    cr_assert_eq(i, 1);
+    struct gm_sched_result res;
+    cr_assert_eq(admit("0, 1", 0, 0, &res, &err), 0, "a list with blanks: %s", err.msg);
+    cr_assert_eq(res.ngpus, 2);
+    cr_assert_eq(admit("GPU-00000001, 0", 0, 0, &res, &err), 0, "%s", err.msg);
+    cr_assert_eq(res.ngpus, 2);
 }
 
 Test(sched, binpack_fills_the_fuller_gpu)
