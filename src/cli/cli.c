@@ -1,12 +1,15 @@
 #include "cli/cli.h"
 #include "cli/client.h"
 
+#include <ctype.h>
 #include <errno.h>
 #include <getopt.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdlib.h>
+#include <stdint.h>
 #include <string.h>
+#include <strings.h>
 
 static const char help_head[] =
     "NAME\n"
@@ -85,6 +88,101 @@ static const struct verb verbs[] = {
 #undef GM_CLI_X
 };
 
+/* Optimal string alignment distance (an adjacent transposition counts one), case-blind; words
+ * longer than 63 bytes are never close. */
+static size_t distance(const char *a, const char *b)
+{
+    size_t la = strlen(a), lb = strlen(b);
+    if (la > 63 || lb > 63)
+        return SIZE_MAX;
+    size_t d[64][64];
+    for (size_t i = 0; i <= la; i++)
+        d[i][0] = i;
+    for (size_t j = 0; j <= lb; j++)
+        d[0][j] = j;
+    for (size_t i = 1; i <= la; i++)
+        for (size_t j = 1; j <= lb; j++) {
+            size_t cost = tolower((unsigned char)a[i - 1]) != tolower((unsigned char)b[j - 1]);
+            size_t v = d[i - 1][j] + 1;
+            if (d[i][j - 1] + 1 < v)
+                v = d[i][j - 1] + 1;
+            if (d[i - 1][j - 1] + cost < v)
+                v = d[i - 1][j - 1] + cost;
+            if (i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] &&
+                d[i - 2][j - 2] + 1 < v)
+                v = d[i - 2][j - 2] + 1;
+            d[i][j] = v;
+        }
+    return d[la][lb];
+}
+
+const char *gm_cli_suggest(const char *word, const char *const *cands, size_t n)
+{
+    size_t len = strlen(word), best = SIZE_MAX, limit = len <= 3 ? 1 : len <= 7 ? 2 : 3;
+    const char *pick = NULL;
+    for (size_t i = 0; i < n; i++) {
+        size_t dd = distance(word, cands[i]);
+        /* A start of the word ("--mem" for "--memory") is as good as one typo. */
+        if (len >= 3 && strncasecmp(cands[i], word, len) == 0 && dd > 1)
+            dd = 1;
+        if (dd < best) {
+            best = dd;
+            pick = cands[i];
+        }
+    }
+    return best <= limit ? pick : NULL;
+}
+
+/* The long option of help's text closest to word ("--memroy"), in buf; NULL when none is. */
+static const char *suggest_option(const char *word, const char *help, char *buf, size_t len)
+{
+    const char *opts[64];
+    char store[64][32];
+    size_t n = 0;
+    for (const char *p = help; p != NULL && (p = strstr(p, "--")) != NULL && n < 64; p += 2) {
+        if (p > help && p[-1] != ' ' && p[-1] != '[' && p[-1] != '(' && p[-1] != '\'')
+            continue;
+        size_t l = 2 + strspn(p + 2, "abcdefghijklmnopqrstuvwxyz0123456789-");
+        if (l <= 3 || l >= sizeof(store[0]))
+            continue;
+        memcpy(store[n], p, l);
+        store[n][l] = '\0';
+        opts[n] = store[n];
+        n++;
+    }
+    const char *s = gm_cli_suggest(word, opts, n);
+    if (s == NULL || strcmp(s, word) == 0)
+        return NULL;
+    snprintf(buf, len, "%s", s);
+    return buf;
+}
+
+int gm_cli_not_a_subcommand(struct gm_cli_ctx *ctx, const char *what, const char *word,
+                            const char *const *subs, size_t n)
+{
+    char list[128] = "";
+    for (size_t i = 0; i < n; i++)
+        snprintf(list + strlen(list), sizeof(list) - strlen(list), "%s%s", i ? ", " : "", subs[i]);
+    const char *s = gm_cli_suggest(word, subs, n);
+    if (s != NULL)
+        return gm_cli_usage(ctx, "'%s' is not %s subcommand (%s); did you mean '%s'?", word, what,
+                            list, s);
+    return gm_cli_usage(ctx, "'%s' is not %s subcommand (%s)", word, what, list);
+}
+
+/* "'stpo' is not a gpumux verb", and the verb it is most likely meant to be. */
+static int not_a_verb(struct gm_cli_ctx *ctx, const char *name)
+{
+    const char *names[sizeof(verbs) / sizeof(verbs[0]) + 1];
+    for (size_t i = 0; i < sizeof(verbs) / sizeof(verbs[0]); i++)
+        names[i] = verbs[i].name;
+    names[sizeof(verbs) / sizeof(verbs[0])] = "help";
+    const char *s = gm_cli_suggest(name, names, sizeof(names) / sizeof(names[0]));
+    if (s != NULL)
+        return gm_cli_usage(ctx, "'%s' is not a gpumux verb; did you mean '%s'?", name, s);
+    return gm_cli_usage(ctx, "'%s' is not a gpumux verb", name);
+}
+
 static const struct verb *find_verb(const char *name)
 {
     for (size_t i = 0; i < sizeof(verbs) / sizeof(verbs[0]); i++)
@@ -137,7 +235,7 @@ static int help_verb(struct gm_cli_ctx *ctx, int argc, char **argv)
     }
     const struct verb *v = find_verb(argv[1]);
     if (v == NULL)
-        return gm_cli_usage(ctx, "'%s' is not a gpumux verb", argv[1]);
+        return not_a_verb(ctx, argv[1]);
     fputs(v->help, ctx->out);
     return GM_CLI_EXIT_OK;
 }
@@ -200,7 +298,7 @@ int gm_cli_main(int argc, char **argv, FILE *out, FILE *err)
         return help_verb(&ctx, argc - optind, argv + optind);
     const struct verb *v = find_verb(name);
     if (v == NULL)
-        return gm_cli_usage(&ctx, "'%s' is not a gpumux verb", name);
+        return not_a_verb(&ctx, name);
     ctx.verb = v->name;
     int first = optind;
     optind = 0; /* the verb parses its own options from its argv[1] on */
@@ -236,6 +334,12 @@ int gm_cli_common_option(struct gm_cli_ctx *ctx, int c, char **argv, const char 
     case '?':
         if (word != NULL && strncmp(word, "--", 2) == 0 && strchr(word, '=') != NULL && optopt != 0)
             return gm_cli_usage(ctx, "option '%s' takes no value", name);
+        if (strncmp(name, "--", 2) == 0) {
+            char buf[32];
+            const char *s = suggest_option(name, help != NULL ? help : help_head, buf, sizeof(buf));
+            if (s != NULL)
+                return gm_cli_usage(ctx, "unknown option '%s'; did you mean '%s'?", name, s);
+        }
         return gm_cli_usage(ctx, "unknown option '%s'", name);
     default:
         return gm_cli_usage(ctx, "unhandled option '%s'", name);

@@ -70,6 +70,15 @@ GM_CLI_VERBS(GM_CLI_X)
  * missing argument). Returns -1 when parsing goes on, else the exit status to return at once. */
 int gm_cli_common_option(struct gm_cli_ctx *ctx, int c, char **argv, const char *help);
 
+/* The one of cands[0..n) a mistyped word most likely meant ("stpo" -> "stop"), NULL when none
+ * is close: for "did you mean" in usage errors. */
+const char *gm_cli_suggest(const char *word, const char *const *cands, size_t n);
+
+/* "'WORD' is not WHAT subcommand (a, b, c)", with "did you mean" when one is close; returns
+ * GM_CLI_EXIT_USAGE. */
+int gm_cli_not_a_subcommand(struct gm_cli_ctx *ctx, const char *what, const char *word,
+                            const char *const *subs, size_t n);
+
 /* Print "gpumux: MESSAGE" and a pointer to the verb's help; returns GM_CLI_EXIT_USAGE. */
 int gm_cli_usage(struct gm_cli_ctx *ctx, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));

@@ -157,5 +157,6 @@ int gm_cli_gpu(struct gm_cli_ctx *ctx, int argc, char **argv)
             return gm_cli_usage(ctx, "unexpected argument '%s'", arg[3]);
         return gpu_mode(ctx, arg[1], arg[2], on_busy);
     }
-    return gm_cli_usage(ctx, "'%s' is not a gpu subcommand (ls, mode)", arg[0]);
+    static const char *const subs[] = {"ls", "mode"};
+    return gm_cli_not_a_subcommand(ctx, "a gpu", arg[0], subs, 2);
 }

@@ -155,8 +155,10 @@ int gm_cli_mps(struct gm_cli_ctx *ctx, int argc, char **argv)
         json_decref(answer);
         return GM_CLI_EXIT_OK;
     }
-    if (strcmp(sub, "start") != 0 && strcmp(sub, "stop") != 0)
-        return gm_cli_usage(ctx, "'%s' is not an mps subcommand (start, stop, status)", sub);
+    if (strcmp(sub, "start") != 0 && strcmp(sub, "stop") != 0) {
+        static const char *const subs[] = {"start", "stop", "status"};
+        return gm_cli_not_a_subcommand(ctx, "an mps", sub, subs, 3);
+    }
     if (strcmp(sub, "start") == 0 && force)
         return gm_cli_usage(ctx, "--force applies to stop");
     if (strcmp(sub, "stop") == 0 && (pct || mem))

@@ -139,8 +139,10 @@ int gm_cli_vm(struct gm_cli_ctx *ctx, int argc, char **argv)
     if (n == 0)
         return gm_cli_usage(ctx, "missing subcommand: attach, detach or ls");
     const char *sub = arg[0];
-    if (strcmp(sub, "attach") != 0 && strcmp(sub, "detach") != 0 && strcmp(sub, "ls") != 0)
-        return gm_cli_usage(ctx, "'%s' is not a vm subcommand (attach, detach, ls)", sub);
+    if (strcmp(sub, "attach") != 0 && strcmp(sub, "detach") != 0 && strcmp(sub, "ls") != 0) {
+        static const char *const subs[] = {"attach", "detach", "ls"};
+        return gm_cli_not_a_subcommand(ctx, "a vm", sub, subs, 3);
+    }
     if (gpu != NULL && strcmp(sub, "attach") != 0)
         return gm_cli_usage(ctx, "--gpu belongs to 'vm attach'");
     if (strcmp(sub, "ls") == 0) {

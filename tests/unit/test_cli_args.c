@@ -266,3 +266,27 @@ Test(args_socket, unreachable_says_why)
     unlink(path);
     rmdir(dir);
 }
+
+/* A mistyped verb, subcommand or option gets the one it most likely meant; a word close to
+ * nothing gets no guess. */
+Test(args_suggest, did_you_mean)
+{
+    assert_usage(gm("stpo", "a", NULL), NULL, "'stpo' is not a gpumux verb; did you mean 'stop'?");
+    assert_usage(gm("restrat", "a", NULL), NULL, "did you mean 'restart'?");
+    assert_usage(gm("help", "logz", NULL), NULL, "did you mean 'logs'?");
+    struct result r = gm("frobnicate", NULL);
+    cr_assert_null(strstr(r.err, "did you mean"), "no guess for a word close to nothing: %s",
+                   r.err);
+    free_result(&r);
+    assert_usage(gm("mps", "strat", NULL), "mps",
+                 "'strat' is not an mps subcommand (start, stop, status); did you mean 'start'?");
+    assert_usage(gm("gpu", "lss", NULL), "gpu", "did you mean 'ls'?");
+    assert_usage(gm("vm", "atach", "v", NULL), "vm", "did you mean 'attach'?");
+    assert_usage(gm("run", "a", "--memroy", "1G", "--", "true", NULL), "run",
+                 "unknown option '--memroy'; did you mean '--memory'?");
+    assert_usage(gm("stop", "--tiem", "3", "a", NULL), "stop", "did you mean '--time'?");
+    assert_usage(gm("--sokcet", "/x", "ps", NULL), NULL, "did you mean '--socket'?");
+    r = gm("run", "a", "--zzzzzzzz", "--", "true", NULL);
+    cr_assert_null(strstr(r.err, "did you mean"), "%s", r.err);
+    free_result(&r);
+}
