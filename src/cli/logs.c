@@ -10,7 +10,7 @@ const char gm_cli_help_logs[] =
     "    gpumux logs - print a workload's output\n"
     "\n"
     "SYNOPSIS\n"
-    "    gpumux logs NAME [-f]\n"
+    "    gpumux logs NAME [-f] [-n|--tail N]\n"
     "\n"
     "DESCRIPTION\n"
     "    Prints what the workload wrote to standard output and standard error, byte for byte,\n"
@@ -23,6 +23,9 @@ const char gm_cli_help_logs[] =
     "        Keep printing new output (checking every 0.5 s) until the workload is no longer\n"
     "        starting, running or stopping and everything it wrote has been printed, or until\n"
     "        interrupted (Ctrl-C ends with status 0).\n"
+    "    -n, --tail N\n"
+    "        Only the last N lines of the output so far (then, with -f, what follows);\n"
+    "        'all' (the default) prints everything.\n"
     "    -h, --help\n"
     "        Print this help.\n"
     "\n"
@@ -32,7 +35,8 @@ const char gm_cli_help_logs[] =
     "\n"
     "EXAMPLES\n"
     "    gpumux logs nbody1\n"
-    "    gpumux logs -f train | grep loss\n";
+    "    gpumux logs -f train | grep loss\n"
+    "    gpumux logs --tail 20 nbody1\n";
 
 /* Where the next answer starts: the offset in the kept log, and the file and the position in
  * it, which stay right when a rotation removes the oldest file. */
@@ -40,8 +44,8 @@ struct log_at {
     long long offset, file, pos;
 };
 
-/* Fetch from *at on and print; *got says whether anything new came. */
-static int fetch(struct gm_cli_ctx *ctx, const char *name, struct log_at *at, int *got)
+/* Fetch from *at on and write it to sink; *got says whether anything new came. */
+static int fetch(struct gm_cli_ctx *ctx, const char *name, struct log_at *at, int *got, FILE *sink)
 {
     char *enc = gm_cli_urlencode(name), *path = NULL;
     struct gm_cli_response resp;
@@ -64,8 +68,8 @@ static int fetch(struct gm_cli_ctx *ctx, const char *name, struct log_at *at, in
         gm_cli_response_free(&resp);
         return gm_cli_fail(ctx, &err);
     }
-    fwrite(resp.body, 1, resp.body_len, ctx->out);
-    fflush(ctx->out);
+    fwrite(resp.body, 1, resp.body_len, sink);
+    fflush(sink);
     /* Without the header, the bytes received are what moved the offset. */
     long long next = resp.offset >= 0 ? resp.offset : at->offset + (long long)resp.body_len;
     *got = resp.body_len > 0 || (resp.log_file == 0 && next != at->offset);
@@ -82,19 +86,66 @@ static int is_live(const char *state)
            strcmp(state, "stopping") == 0;
 }
 
+/* The output so far, of which only the last `lines` lines are printed. */
+static int print_tail(struct gm_cli_ctx *ctx, const char *name, struct log_at *at, long lines)
+{
+    char *text = NULL;
+    size_t len = 0;
+    FILE *mem = open_memstream(&text, &len);
+    if (mem == NULL) {
+        fprintf(ctx->err, "gpumux: out of memory\n");
+        return GM_CLI_EXIT_FAIL;
+    }
+    int rc, got = 1;
+    while (got && (rc = fetch(ctx, name, at, &got, mem)) == 0)
+        ;
+    fclose(mem);
+    if (rc == 0 && len > 0) {
+        /* From the end, past a final newline, back over `lines` line ends. */
+        size_t start = len, seen = 0;
+        size_t i = text[len - 1] == '\n' ? len - 1 : len;
+        while (i > 0 && seen < (size_t)lines) {
+            i--;
+            if (text[i] == '\n' && ++seen == (size_t)lines) {
+                start = i + 1;
+                break;
+            }
+            start = i;
+        }
+        if (lines == 0)
+            start = len;
+        fwrite(text + start, 1, len - start, ctx->out);
+        fflush(ctx->out);
+    }
+    free(text);
+    return rc;
+}
+
 int gm_cli_logs(struct gm_cli_ctx *ctx, int argc, char **argv)
 {
     static const struct option longopts[] = {
         {"follow", no_argument, NULL, 'f'},
+        {"tail", required_argument, NULL, 'n'},
         GM_CLI_COMMON_LONG,
         {0, 0, 0, 0},
     };
     int c, rc, follow = 0;
-    while ((c = getopt_long(argc, argv, GM_CLI_COMMON_SHORT "f", longopts, NULL)) != -1) {
-        if (c == 'f')
+    long tail = -1;
+    while ((c = getopt_long(argc, argv, GM_CLI_COMMON_SHORT "fn:", longopts, NULL)) != -1) {
+        if (c == 'f') {
             follow = 1;
-        else if ((rc = gm_cli_common_option(ctx, c, argv, gm_cli_help_logs)) >= 0)
+        } else if (c == 'n') {
+            char *end;
+            if (strcmp(optarg, "all") == 0) {
+                tail = -1;
+                continue;
+            }
+            tail = strtol(optarg, &end, 10);
+            if (*optarg == '\0' || *end != '\0' || tail < 0)
+                return gm_cli_usage(ctx, "--tail: '%s' is not a number of lines (or all)", optarg);
+        } else if ((rc = gm_cli_common_option(ctx, c, argv, gm_cli_help_logs)) >= 0) {
             return rc;
+        }
     }
     if (optind >= argc)
         return gm_cli_usage(ctx, "missing workload NAME");
@@ -105,8 +156,12 @@ int gm_cli_logs(struct gm_cli_ctx *ctx, int argc, char **argv)
     int got = 0, ended = 0;
     if (follow)
         gm_cli_catch_sigint();
+    if (tail >= 0) {
+        if ((rc = print_tail(ctx, name, &at, tail)) != 0 || !follow)
+            return rc;
+    }
     for (;;) {
-        if ((rc = fetch(ctx, name, &at, &got)) != 0)
+        if ((rc = fetch(ctx, name, &at, &got, ctx->out)) != 0)
             return rc;
         if (gm_cli_interrupted())
             return GM_CLI_EXIT_OK;

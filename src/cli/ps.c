@@ -11,11 +11,13 @@ const char gm_cli_help_ps[] =
     "    gpumux ps - list workloads\n"
     "\n"
     "SYNOPSIS\n"
-    "    gpumux ps [-a] [-o table|json]\n"
+    "    gpumux ps [NAME..] [-a] [-q] [-o table|json]\n"
     "\n"
     "DESCRIPTION\n"
     "    Lists every workload the daemon knows, running or not: a workload that ended stays\n"
     "    until it is deleted (gpumux delete), and seeing why it ended is the point of the list.\n"
+    "    With NAMEs, only those (a NAME the daemon does not know is reported and makes the\n"
+    "    exit status 1).\n"
     "\n"
     "    NAME      the workload's name\n"
     "    GPU       the GPUs it runs on (\"0\", \"0,1\"), or - for none\n"
@@ -29,7 +31,10 @@ const char gm_cli_help_ps[] =
     "\n"
     "OPTIONS\n"
     "    -a, --all\n"
-    "        Accepted for docker's sake: all workloads are always listed.\n"
+    "        Accepted for docker's sake: all workloads are always listed, since an ended\n"
+    "        one and why it ended is what one looks for (docker needs -a to show it).\n"
+    "    -q, --quiet\n"
+    "        Only the names, one a line (for scripts: gpumux stop $(gpumux ps -q)).\n"
     "    -o, --output table|json\n"
     "        json prints the daemon's answer to GET /v1/workloads.\n"
     "    -h, --help\n"
@@ -90,28 +95,63 @@ int gm_cli_ps(struct gm_cli_ctx *ctx, int argc, char **argv)
 {
     static const struct option longopts[] = {
         {"all", no_argument, NULL, 'a'},
+        {"quiet", no_argument, NULL, 'q'},
         GM_CLI_COMMON_LONG,
         {0, 0, 0, 0},
     };
-    int c, rc;
-    while ((c = getopt_long(argc, argv, GM_CLI_COMMON_SHORT "a", longopts, NULL)) != -1)
-        if (c != 'a' && (rc = gm_cli_common_option(ctx, c, argv, gm_cli_help_ps)) >= 0)
+    int c, rc, quiet = 0;
+    while ((c = getopt_long(argc, argv, GM_CLI_COMMON_SHORT "aq", longopts, NULL)) != -1) {
+        if (c == 'q')
+            quiet = 1;
+        else if (c != 'a' && (rc = gm_cli_common_option(ctx, c, argv, gm_cli_help_ps)) >= 0)
             return rc;
-    if (optind < argc)
-        return gm_cli_usage(ctx, "unexpected argument '%s'", argv[optind]);
+    }
     json_t *answer = NULL;
     if ((rc = gm_cli_call(ctx, "GET", "/v1/workloads", NULL, &answer)) != 0)
         return rc;
-    if (ctx->output == GM_CLI_OUT_JSON) {
-        gm_cli_print_json(ctx, answer);
-        json_decref(answer);
-        return GM_CLI_EXIT_OK;
-    }
-    const json_t *list = json_object_get(answer, "workloads");
+    json_t *list = json_object_get(answer, "workloads");
     if (!json_is_array(list)) {
         json_decref(answer);
         fprintf(ctx->err, "gpumux: malformed answer from gpumuxd: no workload list\n");
         return GM_CLI_EXIT_FAIL;
+    }
+    /* Names asked for: those only, in the daemon's order; one it does not know is said. */
+    int exit_status = GM_CLI_EXIT_OK;
+    if (optind < argc) {
+        json_t *keep = json_array();
+        size_t k;
+        json_t *w;
+        json_array_foreach(list, k, w)
+        {
+            for (int a = optind; a < argc; a++)
+                if (strcmp(gm_cli_jstr(w, "name", ""), argv[a]) == 0) {
+                    json_array_append(keep, w);
+                    break;
+                }
+        }
+        for (int a = optind; a < argc; a++) {
+            int found = 0;
+            json_array_foreach(keep, k, w) found |=
+                strcmp(gm_cli_jstr(w, "name", ""), argv[a]) == 0;
+            if (!found) {
+                fprintf(ctx->err, "gpumux: no workload named %s\n", argv[a]);
+                exit_status = GM_CLI_EXIT_FAIL;
+            }
+        }
+        json_object_set_new(answer, "workloads", keep);
+        list = keep;
+    }
+    if (ctx->output == GM_CLI_OUT_JSON) {
+        gm_cli_print_json(ctx, answer);
+        json_decref(answer);
+        return exit_status;
+    }
+    if (quiet) {
+        size_t k;
+        json_t *w;
+        json_array_foreach(list, k, w) fprintf(ctx->out, "%s\n", gm_cli_jstr(w, "name", "?"));
+        json_decref(answer);
+        return exit_status;
     }
     static const char *const head[] = {"NAME",  "GPU", "MODE",     "COMPUTE", "MEMORY",
                                        "STATE", "PID", "RESTARTS", "STATUS"};
@@ -168,5 +208,5 @@ int gm_cli_ps(struct gm_cli_ctx *ctx, int argc, char **argv)
     gm_cli_table_print(t, ctx->out);
     gm_cli_table_free(t);
     json_decref(answer);
-    return GM_CLI_EXIT_OK;
+    return exit_status;
 }

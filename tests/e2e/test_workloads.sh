@@ -105,6 +105,21 @@ new_pid=$(gm ps -o json | json_get "[w['pid'] for w in d['workloads'] if w['name
 kill -0 "$old_pid" 2>/dev/null && fail "old pid $old_pid survived restart" || pass "restart ended the old process"
 gm delete stubborn >/dev/null
 
+# docker's habits: logs --tail N, ps NAME.., ps -q.
+gm run lines --gpu none -- sh -c 'for i in 1 2 3 4 5; do echo "line $i"; done' >/dev/null
+wait_for "lines exits" 10 is_state lines exited
+[ "$(gm logs --tail 2 lines)" = "$(printf 'line 4\nline 5')" ] && pass "logs --tail 2: the last two lines" ||
+    fail "logs --tail 2: $(gm logs --tail 2 lines)"
+[ -z "$(gm logs -n 0 lines)" ] && pass "logs -n 0: nothing" || fail "logs -n 0: $(gm logs -n 0 lines)"
+expect "logs --tail all" 0 '^line 1' -- gm logs --tail all lines
+expect "logs --tail refuses a bad count" 2 "--tail: 'x' is not a number of lines" -- gm logs --tail x lines
+expect "ps NAME lists that one" 0 '^lines ' -- gm ps lines
+[ "$(gm ps lines | wc -l)" = 2 ] && pass "ps NAME: the header and one row" || fail "ps lines: $(gm ps lines)"
+expect "ps of an unknown NAME" 1 'no workload named nosuch' -- gm ps lines nosuch
+gm ps -q | grep -qx lines && pass "ps -q prints names" || fail "ps -q: $(gm ps -q)"
+[ "$(gm ps -q lines)" = lines ] && pass "ps -q NAME" || fail "ps -q lines: $(gm ps -q lines)"
+gm delete lines >/dev/null
+
 # During the restart back-off ps says restarting, with the exit status, not exited.
 gm run bouncy --gpu none --restart always -- sh -c 'sleep 0.3; exit 3' >/dev/null
 saw_restarting() { gm ps | grep -Eq '^bouncy .* restarting \(3\) '; }

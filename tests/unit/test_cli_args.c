@@ -141,7 +141,6 @@ Test(args_global, verbs_check_their_arguments)
     assert_usage(gm("logs", NULL), "logs", "missing workload NAME");
     assert_usage(gm("stop", NULL), "stop", "missing workload NAME");
     assert_usage(gm("delete", NULL), "delete", "missing workload NAME");
-    assert_usage(gm("ps", "extra", NULL), "ps", "unexpected argument 'extra'");
     assert_usage(gm("events", "--since", "soon", NULL), "events", "--since");
 }
 
