@@ -10,7 +10,7 @@ const char gm_cli_help_run[] =
     "\n"
     "SYNOPSIS\n"
     "    gpumux run NAME [--gpu ID] [--compute PCT] [--memory SIZE] [--env KEY=VALUE].. \\\n"
-    "               [--restart never|on-failure|always] [--enforce strict|best-effort]\n"
+    "               [--restart POLICY] [--enforce strict|best-effort]\n"
     "               [-o table|json] -- CMD [ARG..]\n"
     "\n"
     "DESCRIPTION\n"
@@ -37,8 +37,11 @@ const char gm_cli_help_run[] =
     "        the likely one ('4096' - did you mean 4096M?); the least limit is 64MiB.\n"
     "    --env KEY=VALUE\n"
     "        Set an environment variable for the command; may be repeated.\n"
-    "    --restart never|on-failure|always\n"
-    "        What the daemon does when the command ends. Default: never.\n"
+    "    --restart POLICY\n"
+    "        What the daemon does when the command ends: never (or no, the default), always,\n"
+    "        on-failure (when it exits non-zero or is killed), on-failure:N (at most N\n"
+    "        restarts), unless-stopped (the same as always: a stopped workload stays stopped,\n"
+    "        across daemon restarts too). Restarts back off from 0.1 s, doubling, to 10 s.\n"
     "    --enforce strict|best-effort\n"
     "        strict: CUDA initialisation fails in the workload when its limits cannot be\n"
     "        enforced (no limits region), and the daemon stops the workload when the driver\n"
@@ -121,15 +124,38 @@ int gm_cli_run(struct gm_cli_ctx *ctx, int argc, char **argv)
             }
             json_object_set_new(body, "enforce", json_string(optarg));
             break;
-        case 'r':
-            if (strcmp(optarg, "never") != 0 && strcmp(optarg, "on-failure") != 0 &&
-                strcmp(optarg, "always") != 0) {
-                rc = gm_cli_usage(ctx, "--restart '%s': expected never, on-failure or always",
+        case 'r': {
+            /* docker's spellings too: no, on-failure:N, unless-stopped (which is what always is
+             * here: a stopped workload stays stopped across a daemon restart). */
+            const char *policy = optarg;
+            long max = 0;
+            char *end = NULL;
+            if (strcmp(optarg, "no") == 0)
+                policy = "never";
+            else if (strcmp(optarg, "unless-stopped") == 0)
+                policy = "always";
+            else if (strncmp(optarg, "on-failure:", 11) == 0) {
+                max = strtol(optarg + 11, &end, 10);
+                if (optarg[11] == '\0' || *end != '\0' || max < 1 || max > 1000000) {
+                    rc = gm_cli_usage(ctx, "--restart '%s': on-failure:N wants N from 1 to 1000000",
+                                      optarg);
+                    goto out;
+                }
+                policy = "on-failure";
+            }
+            if (strcmp(policy, "never") != 0 && strcmp(policy, "on-failure") != 0 &&
+                strcmp(policy, "always") != 0) {
+                rc = gm_cli_usage(ctx,
+                                  "--restart '%s': expected no (never), on-failure[:N], always or "
+                                  "unless-stopped",
                                   optarg);
                 goto out;
             }
-            json_object_set_new(body, "restart", json_string(optarg));
+            json_object_set_new(body, "restart", json_string(policy));
+            if (max > 0)
+                json_object_set_new(body, "restart_max", json_integer(max));
             break;
+        }
         case 'e':
             eq = strchr(optarg, '=');
             if (eq == NULL || eq == optarg) {

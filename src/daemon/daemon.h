@@ -75,6 +75,7 @@ struct gm_run_request {
     int compute_pct;       /* 1..100, 0: no cap */
     uint64_t memory_limit; /* bytes, 0: no limit */
     enum gm_restart restart;
+    int restart_max;         /* on-failure: at most this many restarts; 0: no bound */
     enum gm_enforce enforce; /* best-effort: run unlimited without a region; strict: refuse */
     int uid, gid;
 };

@@ -55,6 +55,7 @@ struct gm_workload_rec {
     int exit_code; /* -1 when killed by a signal */
     int exit_signal;
     int restart_count;
+    int restart_max; /* on-failure: restarts at most this many times; 0: no bound (spec_json) */
     char reason[256];
     int64_t created_at, started_at, finished_at; /* unix ms, 0 = never */
 };
@@ -83,6 +84,8 @@ int gm_enforce_parse(const char *s, enum gm_enforce *out);
 /* The names of the values, indexed by value and NULL-terminated (the API's field specs). */
 extern const char *const gm_mode_names[];
 extern const char *const gm_restart_names[];
+/* The most restarts on-failure:N may ask for. */
+#define GM_RESTART_MAX_BOUND 1000000
 extern const char *const gm_enforce_names[];
 /* "GPU uuid, uuid" or "no GPU", for messages. */
 void gm_workload_where(const struct gm_workload_rec *w, char *buf, size_t len);

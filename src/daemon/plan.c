@@ -169,6 +169,9 @@ static int wants_restart(const struct gm_workload_rec *w)
     case GM_RESTART_ALWAYS:
         return 1;
     case GM_RESTART_ON_FAILURE:
+        /* on-failure:N: N restarts, then it stays exited. */
+        if (w->restart_max > 0 && w->restart_count >= w->restart_max)
+            return 0;
         return !w->has_exit || w->exit_code != 0;
     default:
         return 0;

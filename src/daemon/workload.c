@@ -126,6 +126,8 @@ static char *spec_build(const struct gm_run_request *r)
     json_object_set_new(spec, "env", env);
     if (r->enforce == GM_ENFORCE_STRICT)
         json_object_set_new(spec, "enforce", json_string(gm_enforce_name(r->enforce)));
+    if (r->restart == GM_RESTART_ON_FAILURE && r->restart_max > 0)
+        json_object_set_new(spec, "restart_max", json_integer(r->restart_max));
     char *s = json_dumps(spec, JSON_COMPACT | JSON_PRESERVE_ORDER);
     json_decref(spec);
     return s;
@@ -147,6 +149,7 @@ static int parse_request(const struct gm_run_request *r, struct gm_workload_rec 
     w->compute_pct = r->compute_pct;
     w->memory_limit = r->memory_limit;
     w->restart = r->restart;
+    w->restart_max = r->restart == GM_RESTART_ON_FAILURE ? r->restart_max : 0;
     *gpu = r->gpu;
     const char *path = getenv("PATH");
     for (size_t i = 0; i < r->env.n; i++) {
@@ -335,6 +338,9 @@ int gm_workload_start(struct gm_daemon *d, const char *name, struct gm_workload_
     w.pid_start = w.monitor_start = 0;
     w.has_exit = 0;
     w.reason[0] = '\0';
+    /* A start by hand begins the count again, as docker start does: on-failure:N gets N
+     * restarts anew. */
+    w.restart_count = 0;
     w.started_at = gm_now_ms();
     w.finished_at = 0;
     rc = record_launch(d, &w, 0, err);

@@ -120,6 +120,26 @@ gm ps -q | grep -qx lines && pass "ps -q prints names" || fail "ps -q: $(gm ps -
 [ "$(gm ps -q lines)" = lines ] && pass "ps -q NAME" || fail "ps -q lines: $(gm ps -q lines)"
 gm delete lines >/dev/null
 
+# docker's restart policies: no, on-failure:N (N restarts, then it stays exited), unless-stopped.
+gm run twice --gpu none --restart on-failure:2 -- sh -c 'exit 1' >/dev/null
+count_is() { [ "$(gm ps -o json | json_get "[w['restart_count'] for w in d['workloads'] if w['name']=='$1'][0]")" = "$2" ]; }
+settled() { gm ps -o json | json_get "[w for w in d['workloads'] if w['name']=='twice'][0]" | grep -q "'restarting': False" && is_state twice exited; }
+wait_for "on-failure:2 restarted twice" 10 count_is twice 2 && pass "on-failure:2 restarted twice"
+wait_for "then it stays exited" 5 settled && pass "after two restarts it stays exited"
+sleep 1
+count_is twice 2 && pass "no third restart" || fail "restarted again: $(gm ps twice)"
+expect "restart_max in JSON" 0 '"restart_max": 2' -- gm ps -o json twice
+gm delete twice >/dev/null
+gm run nopolicy --gpu none --restart no -- true >/dev/null
+expect "--restart no is never" 0 '"restart": "never"' -- gm ps -o json nopolicy
+gm run unless --gpu none --restart unless-stopped -- sleep 30 >/dev/null
+expect "--restart unless-stopped is always" 0 '"restart": "always"' -- gm ps -o json unless
+expect "--restart on-failure:0 refused" 2 "on-failure:N wants N from 1" -- \
+    gm run bad --restart on-failure:0 -- true
+expect "--restart bogus refused" 2 "expected no \(never\), on-failure\[:N\], always or unless-stopped" -- \
+    gm run bad --restart bogus -- true
+gm delete nopolicy unless >/dev/null
+
 # During the restart back-off ps says restarting, with the exit status, not exited.
 gm run bouncy --gpu none --restart always -- sh -c 'sleep 0.3; exit 3' >/dev/null
 saw_restarting() { gm ps | grep -Eq '^bouncy .* restarting \(3\) '; }

@@ -509,7 +509,7 @@ Test(contract, field_specs_refuse_clearly)
 {
     REFUSED(400,
             "unknown field 'colour' (known fields: name, command, gpu, compute, memory, env, "
-            "restart, enforce)",
+            "restart, restart_max, enforce)",
             "POST", "/v1/workloads", "{\"name\":\"x\",\"command\":[\"true\"],\"colour\":\"red\"}");
     REFUSED(400, "unknown field 'now' (this request takes no fields)", "POST",
             "/v1/workloads/x/start", "{\"now\": true}");

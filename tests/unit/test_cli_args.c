@@ -107,8 +107,9 @@ Test(args_run, missing_double_dash_or_command)
 
 Test(args_run, restart_policy_is_checked)
 {
-    assert_usage(gm("run", "a", "--restart", "sometimes", "--", "true", NULL), "run",
-                 "--restart 'sometimes': expected never, on-failure or always");
+    assert_usage(
+        gm("run", "a", "--restart", "sometimes", "--", "true", NULL), "run",
+        "--restart 'sometimes': expected no (never), on-failure[:N], always or unless-stopped");
 }
 
 Test(args_run, option_value_missing)

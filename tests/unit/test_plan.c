@@ -587,3 +587,29 @@ Test(diff, the_spec_compares_gpus_limits_and_command)
     b.spec_json = (char *)"{\"command\":[\"b\"]}";
     cr_assert_not(gm_plan_same_spec(&a, &b));
 }
+
+/* on-failure:2: a failing workload is restarted twice, then stays exited. */
+Test(reconcile, on_failure_n_restarts_at_most_n_times)
+{
+    struct gm_workload_rec *w = add("a", 0);
+    w->restart = GM_RESTART_ON_FAILURE;
+    w->restart_max = 2;
+    struct gm_sup_status st = {.state = GM_SUP_EXITED, .exit_code = 1};
+    struct gm_rc_plan p;
+    for (int round = 0; round < 2; round++) {
+        w->restart_count = round;
+        gm_plan_reconcile(w, &st, 0, NULL, 1000, 0, 10, &p);
+        cr_assert_eq(p.action, GM_RC_ENDED);
+        cr_assert_eq(p.next.desired_running, 1, "restart %d of 2 is wanted", round + 1);
+    }
+    w->restart_count = 2;
+    gm_plan_reconcile(w, &st, 0, NULL, 1000, 0, 10, &p);
+    cr_assert_eq(p.next.state, GM_W_EXITED);
+    cr_assert_eq(p.next.desired_running, 0, "after 2 restarts it stays exited");
+    cr_assert_eq(p.timers.restart_at_ms, 0);
+    /* No bound: it goes on. */
+    w->restart_max = 0;
+    w->restart_count = 50;
+    gm_plan_reconcile(w, &st, 0, NULL, 1000, 0, 10, &p);
+    cr_assert_eq(p.next.desired_running, 1);
+}
