@@ -4,13 +4,14 @@
 #include <getopt.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 const char gm_cli_help_events[] =
     "NAME\n"
     "    gpumux events - show the daemon's event log\n"
     "\n"
     "SYNOPSIS\n"
-    "    gpumux events [-f] [--since ID] [-o table|json]\n"
+    "    gpumux events [-f] [--since ID|DURATION|TIME] [-o table|json]\n"
     "\n"
     "DESCRIPTION\n"
     "    Prints what the daemon did and saw, oldest first: workloads started and ended, GPU\n"
@@ -21,8 +22,10 @@ const char gm_cli_help_events[] =
     "    -f, --follow\n"
     "        Keep printing new events (checking every 0.5 s) until interrupted (Ctrl-C ends\n"
     "        with status 0). With -o json each event is printed as one JSON line.\n"
-    "    --since ID\n"
-    "        Only events with an id greater than ID (see -o json for ids).\n"
+    "    --since ID|DURATION|TIME\n"
+    "        Only events with an id greater than ID (see -o json for ids), or, as docker\n"
+    "        events takes it, those of the last DURATION (10m, 2h, 1h30m, 45s, 1d) or since\n"
+    "        TIME (2026-12-03T09:00:00Z, UTC).\n"
     "    -o, --output table|json\n"
     "        json prints the daemon's answer: {\"events\": [...]}.\n"
     "    -h, --help\n"
@@ -33,9 +36,53 @@ const char gm_cli_help_events[] =
     "\n"
     "EXAMPLES\n"
     "    gpumux events\n"
-    "    gpumux events -f --since 120\n";
+    "    gpumux events -f --since 120\n"
+    "    gpumux events --since 10m\n";
 
 #define FOLLOW_FMT "%-24s  %-5s  %-20s  %s\n"
+
+/* "10m", "1h30m", "45s", "2d": seconds, or -1 when s is not such a duration. */
+static long long duration_s(const char *s)
+{
+    long long total = 0;
+    if (*s == '\0')
+        return -1;
+    while (*s != '\0') {
+        char *end;
+        long long v = strtoll(s, &end, 10);
+        if (end == s || v < 0 || v > 100000000)
+            return -1;
+        switch (*end) {
+        case 's':
+            total += v;
+            break;
+        case 'm':
+            total += v * 60;
+            break;
+        case 'h':
+            total += v * 3600;
+            break;
+        case 'd':
+            total += v * 86400;
+            break;
+        default:
+            return -1;
+        }
+        s = end + 1;
+    }
+    return total;
+}
+
+/* Drops the events older than cutoff (their "time"). */
+static void drop_before(json_t *events, time_t cutoff)
+{
+    for (size_t i = json_array_size(events); i-- > 0;) {
+        time_t t;
+        if (gm_cli_parse_time(gm_cli_jstr(json_array_get(events, i), "time", NULL), &t) == 0 &&
+            t < cutoff)
+            json_array_remove(events, i);
+    }
+}
 
 /* Fetch the events after *since, append them to `into` and move *since to the last id. */
 static int fetch(struct gm_cli_ctx *ctx, long long *since, json_t *into, size_t *count)
@@ -94,14 +141,24 @@ int gm_cli_events(struct gm_cli_ctx *ctx, int argc, char **argv)
         {0, 0, 0, 0},
     };
     int c, rc, follow = 0;
-    long long since = 0;
+    long long since = 0, ago;
+    time_t cutoff = 0;
     struct gm_error err = {0};
     while ((c = getopt_long(argc, argv, GM_CLI_COMMON_SHORT "f", longopts, NULL)) != -1) {
         if (c == 'f') {
             follow = 1;
         } else if (c == 's') {
-            if (gm_parse_int(optarg, 0, (long long)1 << 53, &since, "--since", &err) < 0)
-                return gm_cli_usage(ctx, "%s", err.msg);
+            if (optarg[0] != '\0' && strspn(optarg, "0123456789") == strlen(optarg)) {
+                if (gm_parse_int(optarg, 0, (long long)1 << 53, &since, "--since", &err) < 0)
+                    return gm_cli_usage(ctx, "%s", err.msg);
+            } else if ((ago = duration_s(optarg)) >= 0) {
+                cutoff = time(NULL) - (time_t)ago;
+            } else if (gm_cli_parse_time(optarg, &cutoff) < 0) {
+                return gm_cli_usage(ctx,
+                                    "--since '%s': expected an event id, a duration (10m, 1h30m) "
+                                    "or a UTC time (2026-12-03T09:00:00Z)",
+                                    optarg);
+            }
         } else if ((rc = gm_cli_common_option(ctx, c, argv, gm_cli_help_events)) >= 0) {
             return rc;
         }
@@ -116,6 +173,8 @@ int gm_cli_events(struct gm_cli_ctx *ctx, int argc, char **argv)
         if ((rc = fetch(ctx, &since, all, &n)) != 0)
             goto out;
     } while (n > 0);
+    if (cutoff > 0)
+        drop_before(all, cutoff);
 
     if (follow) {
         static const char *const head[] = {"TIME", "LEVEL", "OBJECT", "MESSAGE"};

@@ -150,6 +150,16 @@ gm delete bouncy >/dev/null
 
 # Events record what happened.
 expect "events" 0 'workload/pack1.*deleted' -- gm events
+# --since as docker events takes it: a duration ago, or a time.
+expect "events --since 10m" 0 'workload/pack1.*deleted' -- gm events --since 10m
+sleep 1.2
+all_ev=$(gm events -o json | json_get "len(d['events'])")
+last_ev=$(gm events --since 1s -o json | json_get "len(d['events'])")
+[ "$last_ev" -lt "$all_ev" ] && pass "events --since 1s: $last_ev of $all_ev events" ||
+    fail "events --since 1s: $last_ev of $all_ev"
+expect "events --since a time" 0 'workload/pack1.*deleted' -- gm events --since 2000-01-01T00:00:00Z
+expect "events --since refuses nonsense" 2 "--since 'soon': expected an event id, a duration" -- \
+    gm events --since soon
 
 # A clean daemon stop leaves workloads running; a new daemon re-adopts them.
 pid2=$(gm ps -o json | json_get "[w['pid'] for w in d['workloads'] if w['name']=='pack2'][0]")
