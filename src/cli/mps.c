@@ -76,13 +76,25 @@ static void print_status(struct gm_cli_ctx *ctx, const json_t *answer)
                 break;
             used += (size_t)n;
         }
-        const char *servers = gm_cli_jstr(g, "servers", "");
+        char servers[256] = "", pct[32] = "-";
+        const json_t *sv;
+        size_t k;
+        json_array_foreach(json_object_get(g, "servers"), k, sv)
+        {
+            size_t l = strlen(servers);
+            if (json_is_integer(sv))
+                snprintf(servers + l, sizeof(servers) - l, "%s%lld", l ? "," : "",
+                         (long long)json_integer_value(sv));
+        }
+        const json_t *pv = json_object_get(g, "default_active_thread_percentage");
+        if (json_is_number(pv))
+            snprintf(pct, sizeof(pct), "%g", json_number_value(pv));
         const char *row[] = {gm_cli_jint(g, "index", "?", idx, sizeof(idx)),
                              gm_cli_jstr(g, "mode", "-"),
                              json_is_true(json_object_get(g, "running")) ? "running" : "stopped",
                              gm_cli_jint(g, "control_pid", "-", pid, sizeof(pid)),
                              servers[0] ? servers : "-",
-                             gm_cli_jstr(g, "default_active_thread_percentage", "-"),
+                             pct,
                              clients[0] ? clients : "-",
                              gm_cli_jstr(g, "pipe_dir", "-")};
         gm_cli_table_add(t, row);

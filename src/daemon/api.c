@@ -530,9 +530,25 @@ static json_t *mps_json(struct gm_daemon *d, const struct gm_gpu_rec *g,
     json_object_set_new(o, "control_pid", st.running ? json_integer(st.control_pid) : json_null());
     json_object_set_new(o, "pipe_dir", json_string(st.pipe_dir));
     json_object_set_new(o, "log_dir", json_string(st.log_dir));
-    json_object_set_new(o, "servers", json_string(st.servers));
-    json_object_set_new(o, "default_active_thread_percentage",
-                        st.default_pct[0] ? json_string(st.default_pct) : json_null());
+    /* Numbers as numbers: the servers' pids, and the percentage MPS prints as "40.0" (a whole
+     * one as an integer, as the table shows it). */
+    json_t *servers = json_array();
+    for (char *p = st.servers, *end; *p != '\0'; p = end) {
+        long pid = strtol(p, &end, 10);
+        if (end == p) {
+            end = p + 1;
+            continue;
+        }
+        if (pid > 0)
+            json_array_append_new(servers, json_integer(pid));
+    }
+    json_object_set_new(o, "servers", servers);
+    char *pend = NULL;
+    double pct = st.default_pct[0] ? strtod(st.default_pct, &pend) : -1;
+    json_t *pj = json_null();
+    if (pend != NULL && pend != st.default_pct && pct >= 0 && pct <= 100)
+        pj = pct == (double)(long)pct ? json_integer((long)pct) : json_real(pct);
+    json_object_set_new(o, "default_active_thread_percentage", pj);
     json_object_set_new(o, "configured_active_thread_percentage",
                         g->mps_default_pct ? json_integer(g->mps_default_pct) : json_null());
     json_object_set_new(o, "configured_pinned_mem_limit",

@@ -17,6 +17,12 @@ pipe="$T/run/mps/$uuid0/pipe"
     fail "no pid file in $pipe"
 [ -f "$T/run/mps/$uuid0/log/control.log" ] && pass "control.log written" || fail "no control.log"
 expect "start again is harmless" 0 'already runs' -- gm mps start --gpu 0
+# JSON numbers are numbers: the default percentage MPS prints as 100.0, the servers' pids.
+pct=$(gm mps status -o json | json_get "[type(g['default_active_thread_percentage']).__name__ + ':' + str(g['default_active_thread_percentage']) for g in d['gpus'] if g['index']==0][0]")
+[ "$pct" = "int:100" ] && pass "default_active_thread_percentage is the number 100" || fail "got $pct"
+srv=$(gm mps status -o json | json_get "[type(g['servers']).__name__ for g in d['gpus'] if g['index']==0][0]")
+[ "$srv" = list ] && pass "servers is a list" || fail "servers is a $srv"
+expect "the table shows the same percentage" 0 '^0 .* 100 ' -- gm mps status
 
 # Workloads on the MPS GPU get its pipe directory and their share.
 gm run m1 --gpu 0 --compute 30 --memory 1G -- sh -c 'env; exec sleep 300' >/dev/null
