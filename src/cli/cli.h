@@ -149,6 +149,8 @@ void gm_cli_gpu_list(const json_t *gpus, char *buf, size_t len);
 
 /* RFC 3339 UTC ("2026-11-25T17:01:02.123Z") to time_t; returns 0, or -1 if not one. */
 int gm_cli_parse_time(const char *s, time_t *out);
+/* A workload in this state has processes, or is about to: starting, running, stopping. */
+int gm_cli_state_live(const char *state);
 /* A duration the way docker ps prints it: "Less than a second", "5 seconds", "About a
  * minute", "12 minutes", "About an hour", "3 hours", "2 days", "5 weeks". */
 void gm_cli_format_duration(long long seconds, char *buf, size_t len);

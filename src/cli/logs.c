@@ -80,12 +80,6 @@ static int fetch(struct gm_cli_ctx *ctx, const char *name, struct log_at *at, in
     return GM_CLI_EXIT_OK;
 }
 
-static int is_live(const char *state)
-{
-    return strcmp(state, "starting") == 0 || strcmp(state, "running") == 0 ||
-           strcmp(state, "stopping") == 0;
-}
-
 /* The output so far, of which only the last `lines` lines are printed. */
 static int print_tail(struct gm_cli_ctx *ctx, const char *name, struct log_at *at, long lines)
 {
@@ -182,7 +176,7 @@ int gm_cli_logs(struct gm_cli_ctx *ctx, int argc, char **argv)
             return rc;
         /* The workload may write its last words between our fetch and this look at its
          * state, so one more fetch follows before leaving. */
-        ended = !is_live(gm_cli_jstr(w, "state", "exited"));
+        ended = !gm_cli_state_live(gm_cli_jstr(w, "state", "exited"));
         json_decref(w);
         if (!ended && gm_cli_sleep_ms(500))
             return GM_CLI_EXIT_OK;

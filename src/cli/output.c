@@ -125,6 +125,12 @@ void gm_cli_gpu_list(const json_t *gpus, char *buf, size_t len)
         snprintf(buf, len, "-");
 }
 
+int gm_cli_state_live(const char *state)
+{
+    return strcmp(state, "starting") == 0 || strcmp(state, "running") == 0 ||
+           strcmp(state, "stopping") == 0;
+}
+
 int gm_cli_parse_time(const char *s, time_t *out)
 {
     struct tm tm;

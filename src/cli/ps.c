@@ -176,8 +176,7 @@ int gm_cli_ps(struct gm_cli_ctx *ctx, int argc, char **argv)
         status(w, now, st, sizeof(st));
         /* A pid left over from an ended run would point at some unrelated process. */
         const char *state = gm_cli_jstr(w, "state", "?");
-        int live = strcmp(state, "running") == 0 || strcmp(state, "starting") == 0 ||
-                   strcmp(state, "stopping") == 0;
+        int live = gm_cli_state_live(state);
         /* Ended, and to be started again after the back-off: as docker shows it, with the
          * exit status (128 + the signal for a killed one). */
         char shown[48];

@@ -690,18 +690,19 @@ int gm_cli_smi_select(json_t *answer, const char *ids, struct gm_error *err)
         return -GM_EIO;
     size_t n = json_array_size(gpus), i;
     json_t *keep = json_array(), *g;
-    char *copy = strdup(ids), *idx = calloc(n + 1, 16);
+    char *copy = strdup(ids);
     struct gm_gpu_id *all = calloc(n + 1, sizeof(*all));
     unsigned char *wanted = calloc(n + 1, 1);
     int rc = 0;
-    if (keep == NULL || copy == NULL || idx == NULL || all == NULL || wanted == NULL) {
+    if (keep == NULL || copy == NULL || all == NULL || wanted == NULL) {
         rc = gm_err(err, GM_ENOMEM, "out of memory");
         goto out;
     }
     json_array_foreach(gpus, i, g)
     {
-        const char *s = gm_cli_jint(g, "index", "-1", idx + 16 * i, 16);
-        all[i] = (struct gm_gpu_id){atoi(s), str(g, "uuid"), str(g, "pci_bus_id")};
+        const json_t *ix = json_object_get(g, "index");
+        all[i] = (struct gm_gpu_id){json_is_integer(ix) ? (int)json_integer_value(ix) : -1,
+                                    str(g, "uuid"), str(g, "pci_bus_id")};
         if (all[i].uuid == NULL)
             all[i].uuid = "";
         if (all[i].pci_bus_id == NULL)
@@ -719,7 +720,6 @@ int gm_cli_smi_select(json_t *answer, const char *ids, struct gm_error *err)
 out:
     json_decref(keep);
     free(copy);
-    free(idx);
     free(all);
     free(wanted);
     return rc;

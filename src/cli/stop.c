@@ -73,9 +73,7 @@ const char gm_cli_help_restart[] =
 
 static int still_up(const json_t *w)
 {
-    const char *state = gm_cli_jstr(w, "state", "");
-    return strcmp(state, "stopping") == 0 || strcmp(state, "running") == 0 ||
-           strcmp(state, "starting") == 0;
+    return gm_cli_state_live(gm_cli_jstr(w, "state", ""));
 }
 
 /* Stops name and waits until it has. *answer: the workload as last seen. Returns the exit
