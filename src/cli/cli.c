@@ -67,6 +67,7 @@ static const char help_tail[] =
     "    3   gpumuxd did not answer within the timeout: 'gpumux: the daemon at PATH did not\n"
     "        answer within 30 s (stopped or overloaded?)'; for a change, a request it read\n"
     "        may still be carried out when it resumes: check with 'gpumux ps'.\n"
+    "    6   smi only: no GPU to show ('No devices were found'), nvidia-smi's status.\n"
     "\n"
     "EXAMPLES\n"
     "    gpumux smi\n"

@@ -14,6 +14,7 @@ enum {
     GM_CLI_EXIT_FAIL = 1,    /* the daemon refused, or the operation failed */
     GM_CLI_EXIT_USAGE = 2,   /* usage error, or gpumuxd cannot be reached */
     GM_CLI_EXIT_TIMEOUT = 3, /* gpumuxd did not answer within --timeout */
+    GM_CLI_EXIT_NO_GPU = 6,  /* smi: no GPU to show, nvidia-smi's "No devices were found" */
 };
 
 enum gm_cli_output { GM_CLI_OUT_TABLE, GM_CLI_OUT_JSON };

@@ -45,7 +45,23 @@
     X(nvmlDeviceGetCudaComputeCapability, NULL, 0)                                                 \
     X(nvmlDeviceGetComputeRunningProcesses_v3, "nvmlDeviceGetComputeRunningProcesses_v2", 0)       \
     X(nvmlDeviceGetGraphicsRunningProcesses_v3, "nvmlDeviceGetGraphicsRunningProcesses_v2", 0)     \
-    X(nvmlDeviceGetMPSComputeRunningProcesses_v3, "nvmlDeviceGetMPSComputeRunningProcesses_v2", 0)
+    X(nvmlDeviceGetMPSComputeRunningProcesses_v3, "nvmlDeviceGetMPSComputeRunningProcesses_v2", 0) \
+    X(nvmlDeviceGetProcessUtilization, NULL, 0)                                                    \
+    X(nvmlDeviceGetSerial, NULL, 0)                                                                \
+    X(nvmlDeviceGetVbiosVersion, NULL, 0)                                                          \
+    X(nvmlDeviceGetMinorNumber, NULL, 0)                                                           \
+    X(nvmlDeviceGetClockInfo, NULL, 0)                                                             \
+    X(nvmlDeviceGetMaxClockInfo, NULL, 0)                                                          \
+    X(nvmlDeviceGetCurrPcieLinkGeneration, NULL, 0)                                                \
+    X(nvmlDeviceGetCurrPcieLinkWidth, NULL, 0)                                                     \
+    X(nvmlDeviceGetMaxPcieLinkGeneration, NULL, 0)                                                 \
+    X(nvmlDeviceGetMaxPcieLinkWidth, NULL, 0)                                                      \
+    X(nvmlDeviceGetEncoderUtilization, NULL, 0)                                                    \
+    X(nvmlDeviceGetDecoderUtilization, NULL, 0)                                                    \
+    X(nvmlDeviceGetMemoryInfo_v2, NULL, 0)                                                         \
+    X(nvmlDeviceGetEccMode, NULL, 0)                                                               \
+    X(nvmlDeviceGetPowerManagementLimit, NULL, 0)                                                  \
+    X(nvmlDeviceGetCurrentClocksEventReasons, "nvmlDeviceGetCurrentClocksThrottleReasons", 0)
 
 static struct nvml_syms {
 #define GM_X(sym, fallback, required) __typeof__(&sym) sym;
@@ -307,6 +323,36 @@ static const char *proc_type(int seen)
     return "G";
 }
 
+/* Each process's SM and memory utilisation: the newest of the driver's samples for its pid
+ * (nvidia-smi pmon's sm and mem columns). */
+static void proc_utilization(nvmlDevice_t dev, struct gm_gpu_live *out)
+{
+    for (int i = 0; i < out->nprocs; i++)
+        out->procs[i].sm_util = out->procs[i].mem_util = -1;
+    unsigned n = 0;
+    if (nv.nvmlDeviceGetProcessUtilization == NULL ||
+        nv.nvmlDeviceGetProcessUtilization(dev, NULL, &n, 0) != NVML_ERROR_INSUFFICIENT_SIZE ||
+        n == 0)
+        return;
+    n += 8; /* samples may arrive between the two calls */
+    nvmlProcessUtilizationSample_t *v = calloc(n, sizeof(*v));
+    if (v == NULL)
+        return;
+    if (nv.nvmlDeviceGetProcessUtilization(dev, v, &n, 0) == NVML_SUCCESS) {
+        for (int i = 0; i < out->nprocs; i++) {
+            unsigned long long newest = 0;
+            for (unsigned k = 0; k < n; k++) {
+                if (v[k].pid != out->procs[i].pid || v[k].timeStamp < newest)
+                    continue;
+                newest = v[k].timeStamp;
+                out->procs[i].sm_util = (int)v[k].smUtil;
+                out->procs[i].mem_util = (int)v[k].memUtil;
+            }
+        }
+    }
+    free(v);
+}
+
 static int query_procs(int index, nvmlDevice_t dev, struct gm_gpu_live *out, struct gm_error *err)
 {
     struct {
@@ -337,6 +383,7 @@ static int query_procs(int index, nvmlDevice_t dev, struct gm_gpu_live *out, str
         }
         free(v);
     }
+    proc_utilization(dev, out);
     for (int i = 0; i < out->nprocs; i++) {
         struct gm_gpu_proc *p = &out->procs[i];
         snprintf(p->type, sizeof(p->type), "%s", proc_type(seen[i]));
@@ -345,6 +392,43 @@ static int query_procs(int index, nvmlDevice_t dev, struct gm_gpu_live *out, str
             snprintf(p->name, sizeof(p->name), "N/A");
     }
     return 0;
+}
+
+/* What nvidia-smi's query fields and -q read besides the table's values; each one the driver
+ * does not support stays N/A (-1, or an empty string). */
+static void query_details(nvmlDevice_t dev, struct gm_gpu_live *out)
+{
+    if (NV(nvmlDeviceGetSerial, dev, out->serial, (unsigned)sizeof(out->serial)) != NVML_SUCCESS)
+        out->serial[0] = '\0';
+    if (NV(nvmlDeviceGetVbiosVersion, dev, out->vbios, (unsigned)sizeof(out->vbios)) !=
+        NVML_SUCCESS)
+        out->vbios[0] = '\0';
+    OPTIONAL_UINT(out->minor_number, NV(nvmlDeviceGetMinorNumber, dev, &v_));
+    OPTIONAL_UINT(out->clock_sm, NV(nvmlDeviceGetClockInfo, dev, NVML_CLOCK_SM, &v_));
+    OPTIONAL_UINT(out->clock_mem, NV(nvmlDeviceGetClockInfo, dev, NVML_CLOCK_MEM, &v_));
+    OPTIONAL_UINT(out->clock_graphics, NV(nvmlDeviceGetClockInfo, dev, NVML_CLOCK_GRAPHICS, &v_));
+    OPTIONAL_UINT(out->clock_max_sm, NV(nvmlDeviceGetMaxClockInfo, dev, NVML_CLOCK_SM, &v_));
+    OPTIONAL_UINT(out->clock_max_mem, NV(nvmlDeviceGetMaxClockInfo, dev, NVML_CLOCK_MEM, &v_));
+    OPTIONAL_UINT(out->clock_max_graphics,
+                  NV(nvmlDeviceGetMaxClockInfo, dev, NVML_CLOCK_GRAPHICS, &v_));
+    OPTIONAL_UINT(out->pcie_gen, NV(nvmlDeviceGetCurrPcieLinkGeneration, dev, &v_));
+    OPTIONAL_UINT(out->pcie_width, NV(nvmlDeviceGetCurrPcieLinkWidth, dev, &v_));
+    OPTIONAL_UINT(out->pcie_gen_max, NV(nvmlDeviceGetMaxPcieLinkGeneration, dev, &v_));
+    OPTIONAL_UINT(out->pcie_width_max, NV(nvmlDeviceGetMaxPcieLinkWidth, dev, &v_));
+    unsigned period;
+    OPTIONAL_UINT(out->util_encoder, NV(nvmlDeviceGetEncoderUtilization, dev, &v_, &period));
+    OPTIONAL_UINT(out->util_decoder, NV(nvmlDeviceGetDecoderUtilization, dev, &v_, &period));
+    OPTIONAL_UINT(out->power_mgmt_limit_mw, NV(nvmlDeviceGetPowerManagementLimit, dev, &v_));
+    nvmlMemory_v2_t m2 = {.version = nvmlMemory_v2};
+    out->memory_driver_reserved =
+        NV(nvmlDeviceGetMemoryInfo_v2, dev, &m2) == NVML_SUCCESS ? (long long)m2.reserved : -1;
+    nvmlEnableState_t cur, pending;
+    out->ecc_mode = NV(nvmlDeviceGetEccMode, dev, &cur, &pending) == NVML_SUCCESS ? (int)cur : -1;
+    unsigned long long reasons;
+    out->clocks_event_reasons =
+        NV(nvmlDeviceGetCurrentClocksEventReasons, dev, &reasons) == NVML_SUCCESS
+            ? (long long)reasons
+            : -1;
 }
 
 static int query(int index, struct gm_gpu_live *out, struct gm_error *err)
@@ -400,6 +484,7 @@ static int query(int index, struct gm_gpu_live *out, struct gm_error *err)
         NV(nvmlDeviceGetMigMode, dev, &mig_cur, &mig_pending) == NVML_SUCCESS ? (int)mig_cur : -1;
     if (NV(nvmlDeviceGetCudaComputeCapability, dev, &out->cc_major, &out->cc_minor) != NVML_SUCCESS)
         out->cc_major = out->cc_minor = -1;
+    query_details(dev, out);
     return query_procs(index, dev, out, err);
 }
 

@@ -27,6 +27,7 @@ struct gm_gpu_proc {
     char type[4];         /* "C", "G", "M+C", "C+G" as nvidia-smi shows it */
     uint64_t used_memory; /* bytes; UINT64_MAX when NVML does not know */
     char name[256];
+    int sm_util, mem_util; /* percent over the driver's last samples; -1 when it has none */
 };
 
 /* Live state of one GPU. Numbers NVML does not support on the device are -1 (nvidia-smi: N/A). */
@@ -47,6 +48,17 @@ struct gm_gpu_live {
     long long ecc_uncorrected_volatile;
     int mig_mode; /* 1 enabled, 0 disabled */
     int cc_major, cc_minor;
+    /* Read for nvidia-smi's query fields and -q: -1 or "" when the driver does not say. */
+    char serial[64], vbios[64];
+    int minor_number;
+    int clock_sm, clock_mem, clock_graphics; /* MHz */
+    int clock_max_sm, clock_max_mem, clock_max_graphics;
+    int pcie_gen, pcie_width, pcie_gen_max, pcie_width_max;
+    int util_encoder, util_decoder; /* percent */
+    int power_mgmt_limit_mw;
+    long long memory_driver_reserved; /* bytes the driver keeps for itself */
+    int ecc_mode;                     /* 1 on, 0 off */
+    long long clocks_event_reasons;   /* nvmlClocksEventReason bits */
     int nprocs;
     struct gm_gpu_proc procs[GM_GPU_MAX_PROCS];
 };

@@ -163,6 +163,38 @@ json_t *gm_json_gpu(const struct gm_gpu_rec *g, const struct gm_gpu_live *live,
                             live->mig_mode < 0
                                 ? json_null()
                                 : json_string(live->mig_mode ? "Enabled" : "Disabled"));
+        json_object_set_new(o, "serial", live->serial[0] ? json_string(live->serial) : json_null());
+        json_object_set_new(o, "vbios_version",
+                            live->vbios[0] ? json_string(live->vbios) : json_null());
+        json_object_set_new(o, "minor_number", int_or_null(live->minor_number));
+        json_object_set_new(o, "clocks_sm", int_or_null(live->clock_sm));
+        json_object_set_new(o, "clocks_mem", int_or_null(live->clock_mem));
+        json_object_set_new(o, "clocks_graphics", int_or_null(live->clock_graphics));
+        json_object_set_new(o, "clocks_max_sm", int_or_null(live->clock_max_sm));
+        json_object_set_new(o, "clocks_max_mem", int_or_null(live->clock_max_mem));
+        json_object_set_new(o, "clocks_max_graphics", int_or_null(live->clock_max_graphics));
+        json_object_set_new(o, "pcie_link_gen_current", int_or_null(live->pcie_gen));
+        json_object_set_new(o, "pcie_link_width_current", int_or_null(live->pcie_width));
+        json_object_set_new(o, "pcie_link_gen_max", int_or_null(live->pcie_gen_max));
+        json_object_set_new(o, "pcie_link_width_max", int_or_null(live->pcie_width_max));
+        json_object_set_new(o, "utilization_encoder", int_or_null(live->util_encoder));
+        json_object_set_new(o, "utilization_decoder", int_or_null(live->util_decoder));
+        json_object_set_new(o, "power_mgmt_limit_w",
+                            live->power_mgmt_limit_mw < 0
+                                ? json_null()
+                                : json_real(live->power_mgmt_limit_mw / 1000.0));
+        json_object_set_new(o, "memory_driver_reserved",
+                            live->memory_driver_reserved < 0
+                                ? json_null()
+                                : json_integer((json_int_t)live->memory_driver_reserved));
+        json_object_set_new(o, "ecc_mode",
+                            live->ecc_mode < 0
+                                ? json_null()
+                                : json_string(live->ecc_mode ? "Enabled" : "Disabled"));
+        json_object_set_new(o, "clocks_event_reasons",
+                            live->clocks_event_reasons < 0
+                                ? json_null()
+                                : json_integer((json_int_t)live->clocks_event_reasons));
         snprintf(buf, sizeof(buf), "%d.%d", live->cc_major, live->cc_minor);
         json_object_set_new(o, "compute_capability",
                             live->cc_major < 0 ? json_null() : json_string(buf));
@@ -177,6 +209,8 @@ json_t *gm_json_gpu(const struct gm_gpu_rec *g, const struct gm_gpu_live *live,
         json_object_set_new(
             po, "used_memory",
             p->used_memory == UINT64_MAX ? json_null() : json_integer((json_int_t)p->used_memory));
+        json_object_set_new(po, "sm_util", int_or_null(p->sm_util));
+        json_object_set_new(po, "mem_util", int_or_null(p->mem_util));
         json_array_append_new(procs, po);
     }
     json_object_set_new(o, "processes", procs);
