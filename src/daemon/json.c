@@ -66,6 +66,10 @@ json_t *gm_json_workload(const struct gm_daemon *d, const struct gm_workload_rec
         json_array_append_new(ga, g);
     }
     json_object_set_new(o, "gpus", ga);
+    /* The mode its last launch ran under; before any launch, its GPU's. */
+    const char *launched = json_string_value(spec ? json_object_get(spec, "launch_mode") : NULL);
+    if (launched != NULL && w->ngpus == 1)
+        mode = launched;
     json_object_set_new(o, "gpu_mode", mode ? json_string(mode) : json_null());
     json_object_set_new(o, "compute_pct",
                         w->compute_pct ? json_integer(w->compute_pct) : json_null());

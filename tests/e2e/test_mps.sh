@@ -80,6 +80,8 @@ expect "start recorded" 0 'gpu/0 .*MPS control daemon' -- gm events
 
 expect "stop --force" 0 'Stopped workloads: m1 m2' -- gm mps stop --gpu 0 --force
 expect "shared again" 0 '^0 .* shared ' -- gm gpu ls
+# ps MODE is the mode each workload ran under, not what its GPU's mode has become since.
+expect "ps: the stopped clients ran under MPS" 0 '^m1 +0 +mps ' -- gm ps m1
 is_state m1 stopped && pass "clients were stopped" || fail "m1 is $(state_of m1)"
 [ "$(gm mps status -o json | json_get "[g['running'] for g in d['gpus'] if g['index']==0][0]")" = False ] &&
     pass "control daemon quit" || fail "control daemon survived stop"

@@ -586,6 +586,9 @@ Test(diff, the_spec_compares_gpus_limits_and_command)
     b.compute_pct = 0;
     b.spec_json = (char *)"{\"command\":[\"b\"]}";
     cr_assert_not(gm_plan_same_spec(&a, &b));
+    /* The mode a launch ran under is noted with the spec; it is not part of what was asked. */
+    b.spec_json = (char *)"{\"command\":[\"a\"],\"launch_mode\":\"mps\"}";
+    cr_assert(gm_plan_same_spec(&a, &b));
 }
 
 /* on-failure:2: a failing workload is restarted twice, then stays exited. */
