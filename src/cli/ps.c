@@ -25,7 +25,10 @@ const char gm_cli_help_ps[] =
     "              stays what it was when its GPU's mode changes after it ended; before its\n"
     "              first launch, its GPU's mode\n"
     "    COMPUTE   its compute share, or - when not limited\n"
-    "    MEMORY    its GPU memory limit, or - when not limited\n"
+    "    MEMORY    its GPU memory limit, or - when not limited. For a running workload,\n"
+    "              the limit it runs with; one set since that it cannot take while it runs\n"
+    "              (an MPS client's compute share, any limit of a workload started\n"
+    "              without one) follows: 20% (40% at next start)\n"
     "    STATE     starting, running, stopping, exited or stopped\n"
     "    PID       the process id while it runs\n"
     "    RESTARTS  how often the daemon restarted it\n"
@@ -91,6 +94,38 @@ static void status(const json_t *w, time_t now, char *buf, size_t len)
     size_t n = strlen(buf);
     if (json_is_true(over) && n < len)
         snprintf(buf + n, len - n, " (over memory limit)");
+}
+
+/* "40%", "1GiB" or "-"; from the workload object or its in_force. */
+static void limit_value(const json_t *obj, const char *key, char *buf, size_t len)
+{
+    const json_t *v = json_object_get(obj, key);
+    if (!json_is_integer(v) || json_integer_value(v) <= 0)
+        snprintf(buf, len, "-");
+    else if (strcmp(key, "compute_pct") == 0)
+        snprintf(buf, len, "%lld%%", (long long)json_integer_value(v));
+    else
+        gm_format_size((uint64_t)json_integer_value(v), buf, len);
+}
+
+/* The limit the workload runs with; one recorded that waits for its next start follows:
+ * "20% (40% at next start)". */
+static void limit_cell(const json_t *w, const char *key, char *buf, size_t len)
+{
+    const json_t *pending = json_object_get(w, "pending"), *p;
+    const json_t *in_force = json_object_get(w, "in_force");
+    size_t i;
+    int waits = 0;
+    json_array_foreach(pending, i, p) waits |=
+        json_is_string(p) && strcmp(json_string_value(p), key) == 0;
+    if (!waits || !json_is_object(in_force)) {
+        limit_value(w, key, buf, len);
+        return;
+    }
+    char now[24], next[24];
+    limit_value(in_force, key, now, sizeof(now));
+    limit_value(w, key, next, sizeof(next));
+    snprintf(buf, len, "%s (%s at next start)", now, next);
 }
 
 int gm_cli_ps(struct gm_cli_ctx *ctx, int argc, char **argv)
@@ -163,18 +198,10 @@ int gm_cli_ps(struct gm_cli_ctx *ctx, int argc, char **argv)
     const json_t *w;
     json_array_foreach(list, i, w)
     {
-        char gpu[64], pct[32], mem[32], pid[24], restarts[24], st[160];
-        const json_t *v;
+        char gpu[64], pct[80], mem[80], pid[24], restarts[24], st[160];
         gm_cli_gpu_list(json_object_get(w, "gpus"), gpu, sizeof(gpu));
-        if (gm_cli_jint(w, "compute_pct", NULL, pct, sizeof(pct)) != NULL)
-            snprintf(pct + strlen(pct), sizeof(pct) - strlen(pct), "%%");
-        else
-            strcpy(pct, "-");
-        v = json_object_get(w, "memory_limit");
-        if (json_is_integer(v) && json_integer_value(v) > 0)
-            gm_format_size((uint64_t)json_integer_value(v), mem, sizeof(mem));
-        else
-            strcpy(mem, "-");
+        limit_cell(w, "compute_pct", pct, sizeof(pct));
+        limit_cell(w, "memory_limit", mem, sizeof(mem));
         status(w, now, st, sizeof(st));
         /* A pid left over from an ended run would point at some unrelated process. */
         const char *state = gm_cli_jstr(w, "state", "?");

@@ -10,7 +10,6 @@
 #include "daemon/supervise.h"
 
 #include <errno.h>
-#include <jansson.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -185,27 +184,6 @@ static int make_launch(struct gm_daemon *d, struct launch_snapshot *s, struct gm
     return 0;
 }
 
-/* The sharing mode this launch runs under, kept with the spec ("launch_mode", so no schema
- * change): ps shows it rather than what the GPU's mode has become since. */
-static void note_launch_mode(struct gm_workload_rec *w, const struct launch_snapshot *s)
-{
-    json_t *spec = json_loads(w->spec_json != NULL ? w->spec_json : "{}", 0, NULL);
-    if (!json_is_object(spec)) {
-        json_decref(spec);
-        return;
-    }
-    if (s->have_gpu)
-        json_object_set_new(spec, "launch_mode", json_string(gm_mode_name(s->g.mode)));
-    else
-        json_object_del(spec, "launch_mode");
-    char *text = json_dumps(spec, JSON_COMPACT | JSON_PRESERVE_ORDER);
-    json_decref(spec);
-    if (text != NULL) {
-        free(w->spec_json);
-        w->spec_json = text;
-    }
-}
-
 /* Records what came of a launch. Caller holds d->lock. Returns the signal to send to the
  * launch afterwards (a launch whose record moved on meanwhile), or 0. */
 static int record_outcome(struct gm_daemon *d, struct launch_snapshot *s, int launch_rc,
@@ -249,7 +227,9 @@ static int record_outcome(struct gm_daemon *d, struct launch_snapshot *s, int la
         *err = *lerr;
         return 0;
     }
-    note_launch_mode(&now, s);
+    /* What this launch runs with: ps shows it, and a limit changed since as pending. */
+    gm_plan_note_in_force(&now, s->have_gpu ? gm_mode_name(s->g.mode) : "", s->w.compute_pct,
+                          (long long)s->w.memory_limit);
     now.monitor_pid = s->w.monitor_pid;
     now.monitor_start = s->w.monitor_start;
     now.pid = s->w.pid;

@@ -1,5 +1,6 @@
 #include "daemon/json.h"
 #include "daemon/memcheck.h"
+#include "daemon/plan.h"
 #include "daemon/sched.h"
 
 #include <stdio.h>
@@ -67,10 +68,29 @@ json_t *gm_json_workload(const struct gm_daemon *d, const struct gm_workload_rec
     }
     json_object_set_new(o, "gpus", ga);
     /* The mode its last launch ran under; before any launch, its GPU's. */
-    const char *launched = json_string_value(spec ? json_object_get(spec, "launch_mode") : NULL);
-    if (launched != NULL && w->ngpus == 1)
-        mode = launched;
+    struct gm_in_force f;
+    int noted = gm_plan_in_force(w, &f) == 0;
+    if (noted && f.mode[0] != '\0' && w->ngpus == 1)
+        mode = f.mode;
     json_object_set_new(o, "gpu_mode", mode ? json_string(mode) : json_null());
+    /* A running workload's limits that it does not run with yet: what it runs with, and which
+     * of the recorded ones wait for its next start. */
+    json_t *pending = json_array();
+    if (noted && gm_workload_active(w)) {
+        if (f.compute_pct != w->compute_pct)
+            json_array_append_new(pending, json_string("compute_pct"));
+        if (f.memory_limit != (long long)w->memory_limit)
+            json_array_append_new(pending, json_string("memory_limit"));
+        json_t *in = json_object();
+        json_object_set_new(in, "compute_pct",
+                            f.compute_pct ? json_integer(f.compute_pct) : json_null());
+        json_object_set_new(in, "memory_limit",
+                            f.memory_limit ? json_integer(f.memory_limit) : json_null());
+        json_object_set_new(o, "in_force", in);
+    } else {
+        json_object_set_new(o, "in_force", json_null());
+    }
+    json_object_set_new(o, "pending", pending);
     json_object_set_new(o, "compute_pct",
                         w->compute_pct ? json_integer(w->compute_pct) : json_null());
     json_object_set_new(o, "memory_limit",

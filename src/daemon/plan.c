@@ -412,14 +412,59 @@ int gm_plan_mode(const struct gm_gpu_rec *gpus, size_t ngpus, const struct gm_wo
 
 /* ---- desired against actual ------------------------------------------------------------- */
 
+void gm_plan_note_in_force(struct gm_workload_rec *w, const char *mode, int compute_pct,
+                           long long memory_limit)
+{
+    json_t *spec = json_loads(w->spec_json != NULL ? w->spec_json : "{}", 0, NULL);
+    if (!json_is_object(spec)) {
+        json_decref(spec);
+        return;
+    }
+    json_t *f = json_object_get(spec, "in_force");
+    if (!json_is_object(f)) {
+        f = json_object();
+        json_object_set_new(spec, "in_force", f);
+    }
+    if (mode != NULL && mode[0] != '\0')
+        json_object_set_new(f, "mode", json_string(mode));
+    else if (mode != NULL)
+        json_object_del(f, "mode");
+    if (compute_pct >= 0)
+        json_object_set_new(f, "compute_pct", json_integer(compute_pct));
+    if (memory_limit >= 0)
+        json_object_set_new(f, "memory_limit", json_integer(memory_limit));
+    char *text = json_dumps(spec, JSON_COMPACT | JSON_PRESERVE_ORDER);
+    json_decref(spec);
+    if (text != NULL) {
+        free(w->spec_json);
+        w->spec_json = text;
+    }
+}
+
+int gm_plan_in_force(const struct gm_workload_rec *w, struct gm_in_force *out)
+{
+    memset(out, 0, sizeof(*out));
+    json_t *spec = json_loads(w->spec_json != NULL ? w->spec_json : "{}", 0, NULL);
+    const json_t *f = json_object_get(spec, "in_force");
+    int rc = json_is_object(f) ? 0 : -1;
+    if (rc == 0) {
+        const char *mode = json_string_value(json_object_get(f, "mode"));
+        snprintf(out->mode, sizeof(out->mode), "%s", mode != NULL ? mode : "");
+        out->compute_pct = (int)json_integer_value(json_object_get(f, "compute_pct"));
+        out->memory_limit = (long long)json_integer_value(json_object_get(f, "memory_limit"));
+    }
+    json_decref(spec);
+    return rc;
+}
+
 static int same_json(const char *a, const char *b)
 {
     if (a == NULL || b == NULL)
         return a == b;
     json_t *ja = json_loads(a, 0, NULL), *jb = json_loads(b, 0, NULL);
-    /* What a launch noted (exec.c) is not part of what was asked for. */
-    json_object_del(ja, "launch_mode");
-    json_object_del(jb, "launch_mode");
+    /* What a launch noted (gm_plan_note_in_force) is not part of what was asked for. */
+    json_object_del(ja, "in_force");
+    json_object_del(jb, "in_force");
     int same = ja != NULL && jb != NULL ? json_equal(ja, jb) : strcmp(a, b) == 0;
     json_decref(ja);
     json_decref(jb);

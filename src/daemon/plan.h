@@ -132,6 +132,21 @@ struct gm_diff {
     size_t count[4]; /* per gm_diff_op */
 };
 
+/* What a running workload runs with, which a limit changed since may not have reached (an MPS
+ * client's active thread percentage is fixed at its start, a workload started without limits
+ * runs without the interposer): noted with its spec as "in_force", which gm_plan_same_spec
+ * leaves out. Each launch notes all three; a change applied live notes what it changed. mode
+ * NULL, compute_pct or memory_limit below 0 keep what was noted; mode "" removes the note. */
+void gm_plan_note_in_force(struct gm_workload_rec *w, const char *mode, int compute_pct,
+                           long long memory_limit);
+/* The noted values: 0, or -1 when nothing was noted (never launched since it was created). */
+struct gm_in_force {
+    char mode[16];
+    int compute_pct;
+    long long memory_limit;
+};
+int gm_plan_in_force(const struct gm_workload_rec *w, struct gm_in_force *out);
+
 /* Do two records ask for the same workload (command, environment, GPUs asked for, limits,
  * restart policy)? Run-time fields (state, pids, counters, times) are not compared. */
 int gm_plan_same_spec(const struct gm_workload_rec *a, const struct gm_workload_rec *b);

@@ -518,6 +518,25 @@ int gm_workload_delete(struct gm_daemon *d, const char *name, struct gm_workload
     return hand_over(&w, out, rc);
 }
 
+/* A limit that reached a running workload is in force: noted with its record, unless the
+ * workload was launched anew meanwhile (that launch noted its own). */
+static void note_live_limits(struct gm_daemon *d, const char *name, int64_t launch_id,
+                             int compute_pct, long long memory_limit)
+{
+    struct gm_workload_rec w;
+    struct gm_error err = {0};
+    pthread_mutex_lock(&d->lock);
+    if (gm_store_workload_get(d->store, name, &w, &err) == 0) {
+        if (w.launch_id == launch_id) {
+            gm_plan_note_in_force(&w, NULL, compute_pct, memory_limit);
+            if (gm_store_workload_save(d->store, &w, 0, GM_LEVEL_INFO, "", &err) < 0)
+                gm_warn("workload %s: recording the limits in force: %s", name, err.msg);
+        }
+        gm_workload_rec_free(&w);
+    }
+    pthread_mutex_unlock(&d->lock);
+}
+
 int gm_workload_set_limits(struct gm_daemon *d, const char *name, int compute_pct, uint64_t memory,
                            struct gm_workload_rec *out, struct gm_limits_outcome *what,
                            struct gm_error *err)
@@ -566,6 +585,9 @@ int gm_workload_set_limits(struct gm_daemon *d, const char *name, int compute_pc
     if (gm_workload_active(&w) && gm_exec_region_limits(d, &w, by_mps)) {
         o.live = 1;
         o.compute_next_run = by_mps && compute_pct >= 0;
+        /* What now holds: the memory limit, and a compute share outside MPS. */
+        note_live_limits(d, name, w.launch_id, o.compute_next_run ? -1 : w.compute_pct,
+                         memory != UINT64_MAX ? (long long)w.memory_limit : -1);
     } else {
         o.not_interposed = gm_workload_active(&w);
     }

@@ -35,6 +35,15 @@ gm run m2 --gpu 0 --env CUDA_MPS_ACTIVE_THREAD_PERCENTAGE=70 -- sleep 300 >/dev/
 c=$(gm ps -o json | json_get "[w['compute_pct'] for w in d['workloads'] if w['name']=='m2'][0]")
 [ "$c" = 70 ] && pass "the seed's env variable is the compute share" || fail "compute_pct $c"
 
+# An MPS client's share is fixed at its start: a new one is shown as pending, not in force;
+# the memory limit reaches it at once.
+expect "set on an MPS client says when" 0 "MPS applies the compute share when the workload starts next" -- \
+    gm set m1 --compute 45 --memory 2G
+expect "ps: the share it runs with, then the pending one" 0 \
+    '^m1 +0 +mps +30% \(45% at next start\) +2GiB +running ' -- gm ps m1
+expect "JSON: in force and pending" 0 "^30 \['compute_pct'\]$" -- \
+    sh -c "'$GPUMUX' ps m1 -o json | python3 -c \"import json,sys; w=json.load(sys.stdin)['workloads'][0]; print(w['in_force']['compute_pct'], w['pending'])\""
+
 # Out-of-range percentages.
 expect "percentage 101" 1 "active thread percentage: 101 is out of range" -- \
     gm mps start --gpu 0 --active-thread-percentage 101

@@ -172,4 +172,12 @@ wait_for "pack2 re-adopted" 5 is_state pack2 running && pass "pack2 re-adopted"
 pidn=$(gm ps -o json | json_get "[w['pid'] for w in d['workloads'] if w['name']=='pack2'][0]")
 [ "$pidn" = "$pid2" ] && pass "same pid after restart" || fail "pid $pid2 became $pidn"
 expect "re-adopted event" 0 're-adopted' -- gm events
+
+# A limit set on a workload started without one waits for its next start (it runs without the
+# interposer): ps says so, and a restart puts it in force.
+gm run nolimit --gpu 1 -- sleep 300 >/dev/null
+expect "set without the interposer" 0 "apply when it starts next" -- gm set nolimit --compute 40
+expect "ps: pending, not in force" 0 '^nolimit +1 +shared +- \(40% at next start\) ' -- gm ps nolimit
+gm restart -t 1 nolimit >/dev/null
+expect "after a restart it is in force" 0 '^nolimit +1 +shared +40% +- +running' -- gm ps nolimit
 finish

@@ -586,9 +586,26 @@ Test(diff, the_spec_compares_gpus_limits_and_command)
     b.compute_pct = 0;
     b.spec_json = (char *)"{\"command\":[\"b\"]}";
     cr_assert_not(gm_plan_same_spec(&a, &b));
-    /* The mode a launch ran under is noted with the spec; it is not part of what was asked. */
-    b.spec_json = (char *)"{\"command\":[\"a\"],\"launch_mode\":\"mps\"}";
+    /* What a launch runs with is noted with the spec; it is not part of what was asked. */
+    b.spec_json = strdup("{\"command\":[\"a\"]}");
+    struct gm_in_force f;
+    cr_assert_eq(gm_plan_in_force(&b, &f), -1, "nothing noted before a launch");
+    gm_plan_note_in_force(&b, "mps", 30, 1 << 30);
     cr_assert(gm_plan_same_spec(&a, &b));
+    cr_assert_eq(gm_plan_in_force(&b, &f), 0);
+    cr_assert_str_eq(f.mode, "mps");
+    cr_assert_eq(f.compute_pct, 30);
+    cr_assert_eq(f.memory_limit, 1 << 30);
+    /* a change applied live notes only what it changed */
+    gm_plan_note_in_force(&b, NULL, -1, 2LL << 30);
+    cr_assert_eq(gm_plan_in_force(&b, &f), 0);
+    cr_assert_str_eq(f.mode, "mps");
+    cr_assert_eq(f.compute_pct, 30);
+    cr_assert_eq(f.memory_limit, 2LL << 30);
+    gm_plan_note_in_force(&b, "", -1, -1);
+    cr_assert_eq(gm_plan_in_force(&b, &f), 0);
+    cr_assert_str_eq(f.mode, "", "a launch without a GPU has no mode");
+    free(b.spec_json);
 }
 
 /* on-failure:2: a failing workload is restarted twice, then stays exited. */
