@@ -163,7 +163,14 @@ Test(args_smi, option_combinations)
     assert_usage(gm("smi", "--query-gpu=index", "--format=xml", NULL), "smi",
                  "'xml' is not a format option");
     assert_usage(gm("smi", "--query-gpu=index", "--query-compute-apps=pid", NULL), "smi",
-                 "use one of --query-gpu and --query-compute-apps");
+                 "use one of --query-gpu, --query-compute-apps, -L and -q");
+    assert_usage(gm("smi", "-L", "-q", NULL), "smi", "use one of");
+    assert_usage(gm("smi", "-d", "MEMORY", NULL), "smi", "-d (--display) selects sections of -q");
+    assert_usage(gm("smi", "-q", "-d", "VOLTAGE", NULL), "smi", "'VOLTAGE' is not a display type");
+    assert_usage(gm("smi", "dmon", "-c", "0", NULL), "smi", "-c");
+    assert_usage(gm("smi", "pmon", "-d", "soon", NULL), "smi", "-d");
+    assert_usage(gm("smi", "pmon", "extra", NULL), "smi", "unexpected argument 'extra'");
+    assert_usage(gm("smi", "top", NULL), "smi", "the monitors are 'smi dmon' and 'smi pmon'");
     assert_usage(gm("smi", "-l", "0", NULL), "smi", "-l");
     assert_usage(gm("smi", "-l", "soon", NULL), "smi", "-l");
     assert_usage(gm("-o", "json", "smi", "--query-gpu=index", NULL), "smi", "-o json");
