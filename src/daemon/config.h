@@ -1,11 +1,13 @@
-/* Daemon configuration: one table drives defaults, bounds, the YAML file, the command line and
- * `gpumuxd --print-config` (the annotated sample). */
+/* Daemon configuration: one table drives the defaults, the bounds, the YAML file, the command
+ * line, `gpumuxd --print-config` (the effective settings, a configuration file itself) and the
+ * settings section of docs/config.md (`gpumuxd --print-config-doc`). */
 #ifndef GM_DAEMON_CONFIG_H
 #define GM_DAEMON_CONFIG_H
 
 #include "common/error.h"
 
 #include <limits.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 
@@ -25,7 +27,7 @@ struct gm_config {
     long long stop_timeout_s;
     long long poll_ms;
     char mps_control[PATH_MAX];
-    long long mps_exclusive;
+    bool mps_exclusive;
     char interposer[PATH_MAX];
     uint64_t memory_check_slack; /* bytes per process the driver counts beyond allocations */
     long long api_conns_per_user;
@@ -37,72 +39,122 @@ struct gm_config {
     char cgroup_root[PATH_MAX]; /* auto | none | a directory; resolved by gm_daemon_open */
 };
 
-/* X(key, type, field, default, min, max, help). type: S (string), Z (size), I (integer). Sizes
- * and integers are checked against min and max (a size only when max > 0). */
+/* X(key, type, field, default, min, max, help): one row per setting, in the order
+ * gpumuxd --print-config and docs/config.md list them. type:
+ *   S  text, at most sizeof(field) - 1 bytes;
+ *   P  a path (empty: the default the help describes; min 1: it may not be empty), made absolute
+ *      and normalised when it is set: a relative path is taken from the configuration file's
+ *      directory, or on the command line from the working directory;
+ *   E(a | b | c)  one of the words a, b and c;
+ *   Z  a size (512M; K, M, G and T are powers of 1024), within min and max when max > 0;
+ *   I  a whole number within min and max;
+ *   B  on or off: true or false, yes or no, on or off, 1 or 0 (each also Capitalised or UPPER).
+ * help is what a user reads: full sentences. */
 #define GM_CONFIG_KEYS(X)                                                                          \
-    X("state_dir", S, state_dir, "/var/lib/gpumux", 0, 0,                                          \
-      "directory of the state database (state.db)")                                                \
-    X("run_dir", S, run_dir, "/run/gpumux", 0, 0,                                                  \
-      "directory of the API socket (gpumux.sock), MPS pipes and launch records")                   \
-    X("driver", S, driver, "auto", 0, 0,                                                           \
-      "auto | nvml | sim: the real driver, gpusim, or the real one when it reports a GPU")         \
-    X("gpusim_dir", S, gpusim_dir, "", 0, 0,                                                       \
-      "directory holding gpusim's libnvidia-ml.so.1 (default: ../lib/gpusim beside gpumuxd)")      \
-    X("gpusim_config", S, gpusim_config, "", 0, 0,                                                 \
-      "gpusim's device description (YAML); empty: two Tesla T4")                                   \
-    X("gpusim_state", S, gpusim_state, "", 0, 0,                                                   \
-      "gpusim's shared device state file (default: gpusim's, /dev/shm/gpumux-gpusim)")             \
-    X("log_level", S, log_level, "info", 0, 0, "debug | info | warning | error")                   \
-    X("placement", S, placement, "binpack", 0, 0,                                                  \
-      "binpack | spread: where a workload without --gpu goes")                                     \
+    X("state_dir", P, state_dir, "/var/lib/gpumux", 1, 0,                                          \
+      "The directory of the state database, state.db, which records the GPUs, their modes, the "   \
+      "workloads and the events. gpumuxd creates it (mode 0750) when it is missing, and refuses "  \
+      "to start when another user could write to it or to a directory above it (see "              \
+      "docs/security.md).")                                                                        \
+    X("run_dir", P, run_dir, "/run/gpumux", 1, 0,                                                  \
+      "The directory of the API socket, gpumux.sock, and of what lives as long as the machine is " \
+      "up: the launch records of running workloads, their limits regions and the MPS pipe and "    \
+      "log directories. It is created (mode 0755) when missing and, like state_dir, must be "      \
+      "writable by no other user.")                                                                \
+    X("driver", E(auto | nvml | sim), driver, "auto", 0, 0,                                        \
+      "The GPU driver: nvml, NVIDIA's (libnvidia-ml.so.1); sim, gpusim, the simulated driver in "  \
+      "gpusim_dir; auto, NVIDIA's when it loads and reports a GPU, else gpusim.")                  \
+    X("gpusim_dir", P, gpusim_dir, "", 0, 0,                                                       \
+      "The directory of gpusim's libraries (libnvidia-ml.so.1, libcuda.so.1) and MPS programs, "   \
+      "used with the sim driver. Empty: ../lib/gpusim beside the gpumuxd program.")                \
+    X("gpusim_config", P, gpusim_config, "", 0, 0,                                                 \
+      "gpusim's device description, a YAML file (see docs/gpusim.md), given to gpusim and to the " \
+      "workloads as GPUSIM_CONFIG. Empty: gpusim's own, two Tesla T4.")                            \
+    X("gpusim_state", P, gpusim_state, "", 0, 0,                                                   \
+      "gpusim's device state, the file that gpumuxd, its workloads and gpusimctl share (given to " \
+      "them as GPUSIM_STATE). Empty: gpusim's default, /dev/shm/gpumux-gpusim, which NVML tools "  \
+      "started by hand with gpusim's library find too.")                                           \
+    X("log_level", E(debug | info | warning | error), log_level, "info", 0, 0,                     \
+      "The least severity of the messages gpumuxd writes to its standard error.")                  \
+    X("placement", E(binpack | spread), placement, "binpack", 0, 0,                                \
+      "Where a workload started without --gpu goes: binpack, to the GPU with the least memory "    \
+      "left that still fits it, keeping other GPUs free for large workloads; spread, to the GPU "  \
+      "with the fewest workloads.")                                                                \
     X("api_group", S, api_group, "gpumux", 0, 0,                                                   \
-      "members of this group (and root) may create workloads and change their own")                \
+      "Members of this group, and root, may create workloads and change or remove their own. "     \
+      "Anyone who can reach the socket may read.")                                                 \
     X("admin_group", S, admin_group, "", 0, 0,                                                     \
-      "members of this group (and root) may change GPU modes, MPS and VM claims (empty: root "     \
-      "only)")                                                                                     \
+      "Members of this group, and root, may also change GPU modes, start and stop MPS and claim "  \
+      "GPUs for VMs. Empty: only root may.")                                                       \
     X("memory_reserve", Z, memory_reserve, "0", 0, 0,                                              \
-      "memory kept out of the memory limits on every GPU (e.g. 256M)")                             \
+      "Memory kept back on every GPU for the driver and for programs gpumux does not run: the "    \
+      "memory limits of the workloads on a GPU add up to at most its memory less this.")           \
     X("stop_timeout", I, stop_timeout_s, "10", 0, 3600,                                            \
-      "seconds between SIGTERM and SIGKILL when a workload is stopped")                            \
+      "Seconds from SIGTERM to SIGKILL when a workload is stopped. With 0, SIGKILL follows at "    \
+      "the next check (poll_interval_ms).")                                                        \
     X("poll_interval_ms", I, poll_ms, "200", 10, 10000,                                            \
-      "how often workloads are checked, in milliseconds")                                          \
-    X("mps_control", S, mps_control, "", 0, 0,                                                     \
-      "the nvidia-cuda-mps-control binary (default: gpusim's with the sim driver, else PATH)")     \
-    X("mps_exclusive", I, mps_exclusive, "0", 0, 1,                                                \
-      "1: set the compute mode to EXCLUSIVE_PROCESS while MPS runs on a GPU (needs root)")         \
-    X("interposer", S, interposer, "", 0, 0,                                                       \
-      "libgpumux.so, preloaded into limited workloads (default: ../lib/libgpumux.so beside "       \
-      "gpumuxd)")                                                                                  \
+      "How often, in milliseconds, gpumuxd checks its workloads: exits, restarts, stops under "    \
+      "way and memory use.")                                                                       \
+    X("mps_control", P, mps_control, "", 0, 0,                                                     \
+      "The nvidia-cuda-mps-control program that starts MPS on a GPU. Empty: gpusim's with the "    \
+      "sim driver, else the one found in PATH.")                                                   \
+    X("mps_exclusive", B, mps_exclusive, "false", 0, 0,                                            \
+      "Whether starting MPS on a GPU also sets its compute mode to EXCLUSIVE_PROCESS, so that "    \
+      "only the MPS server may use it, as NVIDIA advises; stopping MPS sets it back to DEFAULT. "  \
+      "Changing the compute mode needs root.")                                                     \
+    X("interposer", P, interposer, "", 0, 0,                                                       \
+      "libgpumux.so, preloaded into each workload with a memory limit or a compute cap to "        \
+      "enforce them inside its processes. Empty: ../lib/libgpumux.so beside the gpumuxd "          \
+      "program. Without it such workloads run with their limits unenforced, and the log says "     \
+      "so.")                                                                                       \
     X("memory_check_slack", Z, memory_check_slack, "512M", 0, 0,                                   \
-      "memory the driver may show per process beyond its allocations (contexts, modules) before "  \
-      "the memory check calls a workload over its limit")                                          \
+      "Memory the driver may show for each process of a workload beyond the workload's memory "    \
+      "limit (its CUDA context and modules, which the limit does not count) before the memory "    \
+      "check calls the workload over its limit.")                                                  \
     X("api_max_connections_per_user", I, api_conns_per_user, "32", 1, 4096,                        \
-      "open API connections one user other than root may hold; more are refused at once")          \
+      "Open API connections one user other than root may hold at once; further ones are "          \
+      "refused at once.")                                                                          \
     X("api_max_connections", I, api_conns_max, "512", 1, 16384,                                    \
-      "open API connections of all users but root together (root has 64 more of its own)")         \
+      "Open API connections of all users but root together. Root has 64 more of its own, so "      \
+      "that it can always connect.")                                                               \
     X("api_timeout", I, api_timeout_s, "10", 1, 3600,                                              \
-      "seconds an API connection may wait for its request (or the next) before it is closed")      \
-    X("log_dir", S, log_dir, "/var/log/gpumux", 0, 0,                                              \
-      "directory of the workload logs NAME.log, apart from state_dir so that logs cannot fill "    \
-      "the database's disk")                                                                       \
+      "Seconds an API connection may wait for its request, or between requests on a kept-alive "   \
+      "connection, before it is closed.")                                                          \
+    X("log_dir", P, log_dir, "/var/log/gpumux", 1, 0,                                              \
+      "The directory of the workloads' logs, NAME.log and its rotated files, apart from "          \
+      "state_dir so that logs cannot fill the database's disk. It is created (mode 0750) when "    \
+      "missing and, like state_dir, must be writable by no other user.")                           \
     X("log_max_size", Z, log_max_size, "10M", 4096, 1LL << 40,                                     \
-      "a workload's log is rotated at this size (4K to 1T)")                                       \
+      "The size at which a workload's log is rotated: NAME.log becomes NAME.log.1, the older "     \
+      "ones move up by one, and a new NAME.log begins.")                                           \
     X("log_max_files", I, log_max_files, "3", 0, 100,                                              \
-      "rotated logs kept per workload (NAME.log.1..N); a log takes at most "                       \
-      "log_max_size x (log_max_files + 1)")                                                        \
+      "Rotated logs kept per workload, NAME.log.1 to NAME.log.N; the oldest beyond them is "       \
+      "removed. A workload's log thus takes at most log_max_size x (log_max_files + 1); with 0 "   \
+      "a full log starts again empty.")                                                            \
     X("cgroup_root", S, cgroup_root, "auto", 0, 0,                                                 \
-      "parent of the per-launch cgroups: auto (MOUNT/gpumux on the cgroup2 mount, else the v1 "    \
-      "pids or freezer hierarchy), a path (relative: under that mount), or none (lock-only "       \
-      "tracking, which a workload can escape)")
+      "The parent of the cgroups the launches run in, by which gpumuxd finds and stops every "     \
+      "process of a workload. auto: gpumux on the cgroup2 mount, else in the v1 pids or freezer "  \
+      "hierarchy, or none (the log says why) when neither works. A path (relative: under the "     \
+      "cgroup mount) must work, or gpumuxd does not start. none: launches are tracked by their "   \
+      "locks only, which a workload can escape.")
 
 void gm_config_defaults(struct gm_config *c);
-/* Sets one key from text; errors name the key and the source ("--placement", "FILE:3"). */
+/* Sets one key (state_dir, or state-dir as on the command line) from text; errors name the
+ * source, the key, the value and what is allowed ("--stop-timeout: stop_timeout: 99999 is out
+ * of range (0..3600)"). A relative path is taken from the working directory. */
 int gm_config_set(struct gm_config *c, const char *key, const char *value, const char *source,
                   struct gm_error *err);
-/* Reads a YAML mapping of the keys above; unknown keys and bad values are refused. */
+/* Reads a YAML mapping of the keys above; unknown keys and bad values are refused, with the
+ * file and line. A relative path is taken from the file's directory. */
 int gm_config_load(struct gm_config *c, const char *path, struct gm_error *err);
 /* Checks values that depend on each other and fills derived defaults. */
 int gm_config_finish(struct gm_config *c, const char *exe_dir, struct gm_error *err);
+/* Every setting once, with its value, as a commented YAML file that loads back the same. */
 void gm_config_print(const struct gm_config *c, FILE *out);
+/* The settings section of docs/config.md (Markdown), from the table. */
+void gm_config_describe(FILE *out);
+/* The configuration file `make install` ships: gm_config_print's form of the defaults, each
+ * setting commented out (`gpumuxd --print-config-template`). */
+void gm_config_print_template(FILE *out);
 
 #endif

@@ -27,7 +27,7 @@ static void usage(FILE *out)
             "\n"
             "Options:\n"
             "  --config FILE        read settings from FILE (YAML); options below override it\n"
-            "  --state-dir DIR      state database and logs (default /var/lib/gpumux)\n"
+            "  --state-dir DIR      state database (default /var/lib/gpumux)\n"
             "  --run-dir DIR        API socket and launch records (default /run/gpumux)\n"
             "  --driver MODE        auto, nvml or sim (default auto: the real driver when it\n"
             "                       reports a GPU, else gpusim)\n"
@@ -38,12 +38,14 @@ static void usage(FILE *out)
             "  --memory-reserve SZ  memory kept out of limits on every GPU (default 0)\n"
             "  --stop-timeout SEC   SIGTERM to SIGKILL delay on stop (default 10)\n"
             "  --log-level LEVEL    debug, info, warning or error (default info)\n"
-            "  --print-config       print the effective configuration as YAML and exit\n"
+            "  --print-config       print the settings in effect as a configuration file (YAML)\n"
+            "                       and exit\n"
+            "  --check              check the configuration file and options, and exit\n"
             "  -h, --help           show this help and exit\n"
             "  -V, --version        show the version and exit\n"
             "\n"
             "Every setting of the configuration file can be given as --KEY VALUE; see\n"
-            "gpumuxd --print-config for all of them.\n"
+            "gpumuxd --print-config for all of them, and docs/config.md.\n"
             "\n"
             "Exit status: 0 after SIGTERM or SIGINT, 1 when it cannot start (the reason is\n"
             "logged), 2 for a usage error.\n");
@@ -61,7 +63,9 @@ static int exe_dir(char *buf, size_t len)
     return 0;
 }
 
-static int parse_args(int argc, char **argv, struct gm_config *cfg, int *print_config)
+enum action { RUN, PRINT_CONFIG, CHECK };
+
+static int parse_args(int argc, char **argv, struct gm_config *cfg, enum action *action)
 {
     const char *config_file = NULL;
     struct gm_error err;
@@ -87,8 +91,22 @@ static int parse_args(int argc, char **argv, struct gm_config *cfg, int *print_c
             exit(0);
         }
         if (strcmp(a, "--print-config") == 0) {
-            *print_config = 1;
+            *action = PRINT_CONFIG;
             continue;
+        }
+        if (strcmp(a, "--check") == 0) {
+            *action = CHECK;
+            continue;
+        }
+        /* Not in the help: the settings section of docs/config.md, from the table. */
+        if (strcmp(a, "--print-config-doc") == 0) {
+            gm_config_describe(stdout);
+            exit(0);
+        }
+        /* Not in the help either: the configuration file `make install` ships. */
+        if (strcmp(a, "--print-config-template") == 0) {
+            gm_config_print_template(stdout);
+            exit(0);
         }
         if (strncmp(a, "--", 2) != 0) {
             fprintf(stderr, "gpumuxd: unexpected argument '%s' (see gpumuxd --help)\n", a);
@@ -123,9 +141,9 @@ int main(int argc, char **argv)
 {
     static struct gm_daemon d;
     struct gm_error err;
-    int print_config = 0;
+    enum action action = RUN;
     gm_config_defaults(&d.cfg);
-    int rc = parse_args(argc, argv, &d.cfg, &print_config);
+    int rc = parse_args(argc, argv, &d.cfg, &action);
     if (rc != 0)
         return rc;
     char dir[PATH_MAX] = ".";
@@ -134,10 +152,12 @@ int main(int argc, char **argv)
         fprintf(stderr, "gpumuxd: %s\n", err.msg);
         return 2;
     }
-    if (print_config) {
+    if (action == PRINT_CONFIG) {
         gm_config_print(&d.cfg, stdout);
         return 0;
     }
+    if (action == CHECK)
+        return 0;
     enum gm_log_level lvl = GM_LOG_INFO;
     gm_log_parse_level(d.cfg.log_level, &lvl);
     gm_log_set_level(lvl);

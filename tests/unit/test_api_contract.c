@@ -11,6 +11,7 @@
 #include "daemon/route.h"
 #include "gpumux/region.h"
 
+#include "docsync.h"
 #include "procenv.h"
 
 #include <criterion/criterion.h>
@@ -644,40 +645,9 @@ Test(contract, route_table_is_well_formed)
 /* docs/api.md's endpoint section is the route table's description, generated. */
 Test(contract, docs_match_the_route_table)
 {
-    const char *src = getenv("GM_SOURCE_DIR"), *build = getenv("GM_BUILD_DIR");
-    cr_assert_not_null(src, "GM_SOURCE_DIR is not set");
-    char path[PATH_MAX];
-    snprintf(path, sizeof(path), "%s/docs/api.md", src);
-    FILE *f = fopen(path, "r");
-    cr_assert_not_null(f, "%s", path);
-    static char doc[1 << 17];
-    size_t n = fread(doc, 1, sizeof(doc) - 1, f);
-    fclose(f);
-    doc[n] = '\0';
-    static const char begin[] = "<!-- BEGIN ROUTES (generated from src/daemon/api.c) -->\n";
-    static const char end[] = "<!-- END ROUTES -->";
-    char *b = strstr(doc, begin), *e = b ? strstr(b, end) : NULL;
-    cr_assert(b != NULL && e != NULL, "docs/api.md lacks the markers of the route section");
-    b += strlen(begin);
-    *e = '\0';
-    char *gen = NULL;
-    size_t glen;
-    FILE *g = open_memstream(&gen, &glen);
-    gm_api_describe(g);
-    fclose(g);
-    if (strcmp(b, gen) != 0) {
-        snprintf(path, sizeof(path), "%s/api-routes.md", build);
-        FILE *w = fopen(path, "w");
-        if (w != NULL) {
-            fputs(gen, w);
-            fclose(w);
-        }
-    }
-    cr_expect_str_eq(b, gen,
-                     "docs/api.md's route section differs from the route table; the generated "
-                     "text is in %s: put it between the markers",
-                     path);
-    free(gen);
+    gm_test_doc_section("docs/api.md", "<!-- BEGIN ROUTES (generated from src/daemon/api.c) -->\n",
+                        "<!-- END ROUTES -->", gm_api_describe, "api.md",
+                        "the route table in src/daemon/api.c");
 }
 
 /* ---- Small input defects: each once read silently or answered wrongly ---------------------- */

@@ -1,6 +1,5 @@
-/* Sizes, percentages, names and configuration values. */
+/* Sizes, percentages, names and text; the daemon's settings are in test_config.c. */
 #include "common/parse.h"
-#include "daemon/config.h"
 
 #include <criterion/criterion.h>
 #include <stdio.h>
@@ -94,81 +93,4 @@ Test(parse, format_size)
     cr_assert_str_eq(buf, "15109MiB");
     gm_format_size(2 * GM_GIB, buf, sizeof(buf));
     cr_assert_str_eq(buf, "2GiB");
-}
-
-Test(config, defaults_file_and_errors)
-{
-    struct gm_config c;
-    struct gm_error err;
-    gm_config_defaults(&c);
-    cr_assert_str_eq(c.state_dir, "/var/lib/gpumux");
-    cr_assert_eq(c.stop_timeout_s, 10);
-    char path[] = "/tmp/gm-config-XXXXXX";
-    int fd = mkstemp(path);
-    cr_assert(fd >= 0);
-    FILE *f = fdopen(fd, "w");
-    fprintf(f, "state_dir: /tmp/x\nplacement: spread\nmemory_reserve: 256M\n");
-    fclose(f);
-    cr_assert_eq(gm_config_load(&c, path, &err), 0, "%s", err.msg);
-    cr_assert_str_eq(c.state_dir, "/tmp/x");
-    cr_assert_str_eq(c.placement, "spread");
-    cr_assert_eq(c.memory_reserve, 256 * GM_MIB);
-
-    f = fopen(path, "w");
-    fprintf(f, "state_dir: /tmp/x\nbogus_key: 1\n");
-    fclose(f);
-    cr_assert_eq(gm_config_load(&c, path, &err), -GM_EINVAL);
-    cr_assert(strstr(err.msg, ":2: unknown setting 'bogus_key'") != NULL, "%s", err.msg);
-
-    f = fopen(path, "w");
-    fprintf(f, "stop_timeout: 99999\n");
-    fclose(f);
-    cr_assert_eq(gm_config_load(&c, path, &err), -GM_EINVAL);
-    cr_assert(strstr(err.msg, "out of range") != NULL, "%s", err.msg);
-
-    f = fopen(path, "w");
-    fprintf(f, "state_dir: [unclosed\n");
-    fclose(f);
-    cr_assert_eq(gm_config_load(&c, path, &err), -GM_EINVAL);
-
-    /* libfyaml 0.7 never returns from a directive with a stray byte: refused before it. */
-    f = fopen(path, "w");
-    fprintf(f, "driver: sim\n%%\x9a");
-    fclose(f);
-    cr_assert_eq(gm_config_load(&c, path, &err), -GM_EINVAL);
-    cr_assert(strstr(err.msg, ":2: not UTF-8 text (byte 0x9a)") != NULL, "%s", err.msg);
-    unlink(path);
-
-    gm_config_defaults(&c);
-    cr_assert_eq(gm_config_set(&c, "driver", "cuda", "--driver", &err), 0);
-    cr_assert_eq(gm_config_finish(&c, "/usr/bin", &err), -GM_EINVAL);
-    cr_assert(strstr(err.msg, "not one of auto, nvml, sim") != NULL, "%s", err.msg);
-}
-
-Test(config, log_limits_are_bounded_and_logs_live_apart)
-{
-    struct gm_config c;
-    struct gm_error err;
-    gm_config_defaults(&c);
-    cr_assert_str_eq(c.log_dir, "/var/log/gpumux");
-    cr_assert_str_neq(c.log_dir, c.state_dir);
-    cr_assert_eq(c.log_max_size, 10 * GM_MIB);
-    cr_assert_eq(c.log_max_files, 3);
-    cr_assert_eq(gm_config_set(&c, "log-max-size", "64K", "--log-max-size", &err), 0, "%s",
-                 err.msg);
-    cr_assert_eq(c.log_max_size, 64 * 1024);
-    /* No setting makes a log unbounded or empty. */
-    cr_assert_eq(gm_config_set(&c, "log_max_size", "1K", "test", &err), -GM_EINVAL);
-    cr_assert(strstr(err.msg, "log_max_size: '1K' is out of range") != NULL, "%s", err.msg);
-    cr_assert_eq(gm_config_set(&c, "log_max_size", "0", "test", &err), -GM_EINVAL);
-    cr_assert_eq(gm_config_set(&c, "log_max_size", "2T", "test", &err), -GM_EINVAL);
-    cr_assert_eq(gm_config_set(&c, "log_max_files", "101", "test", &err), -GM_EINVAL);
-    cr_assert_eq(gm_config_set(&c, "log_max_files", "-1", "test", &err), -GM_EINVAL);
-    cr_assert_eq(gm_config_set(&c, "log_max_files", "0", "test", &err), 0);
-    cr_assert_eq(c.log_max_size, 64 * 1024, "a refused value changes nothing");
-    /* The memory reserve, a size without bounds, still takes 0. */
-    cr_assert_eq(gm_config_set(&c, "memory_reserve", "0", "test", &err), 0);
-    cr_assert_eq(gm_config_set(&c, "log_dir", "logs", "test", &err), 0);
-    cr_assert_eq(gm_config_finish(&c, "/usr/bin", &err), -GM_EINVAL);
-    cr_assert(strstr(err.msg, "log_dir must be absolute") != NULL, "%s", err.msg);
 }
