@@ -80,9 +80,11 @@ demo: build
 bench: build
 	@bench/run.sh $(BUILD)
 
+# `make install [PREFIX=/usr/local] [DESTDIR=STAGE]`: the programs, the systemd unit, the default
+# configuration, the manual pages and the completions (docs/install.md).
 PREFIX ?= /usr/local
 install: build
-	cmake --install $(BUILD) --prefix $(PREFIX)
+	DESTDIR="$(DESTDIR)" cmake --install $(BUILD) --prefix $(PREFIX)
 
 format:
 	@git ls-files '*.c' '*.h' | xargs clang-format -i

@@ -104,6 +104,34 @@ static int open_cgroups(struct gm_daemon *d, struct gm_error *err)
     return 0;
 }
 
+/* Where `make install` puts the monitor, relative to the directory of gpumuxd: the build sets it
+ * from its install directories (sbin and libexec/gpumux under one prefix). */
+#ifndef GM_MONITOR_LIBEXEC_REL
+#define GM_MONITOR_LIBEXEC_REL "../libexec/gpumux"
+#endif
+
+/* gpumux-monitor beside gpumuxd (the build tree, the GPU bundle), else in the installed
+ * libexec directory. */
+static int find_monitor(char *buf, size_t len, const char *exe_dir, struct gm_error *err)
+{
+    int rc = gm_path(err, buf, len, "%s/gpumux-monitor", exe_dir);
+    if (rc < 0 || access(buf, X_OK) == 0)
+        return rc;
+    int beside = errno;
+    char installed[PATH_MAX];
+    rc = gm_path(err, installed, sizeof(installed), "%s/" GM_MONITOR_LIBEXEC_REL "/gpumux-monitor",
+                 exe_dir);
+    if (rc < 0)
+        return rc;
+    if (access(installed, X_OK) == 0) {
+        char real[PATH_MAX];
+        /* PREFIX/libexec/gpumux/gpumux-monitor rather than PREFIX/sbin/../libexec/... */
+        return gm_path(err, buf, len, "%s", realpath(installed, real) != NULL ? real : installed);
+    }
+    return gm_err_errno(err, GM_EINVAL, beside, "gpumux-monitor is neither at %s nor at %s", buf,
+                        installed);
+}
+
 int gm_daemon_open(struct gm_daemon *d, const char *exe_dir, struct gm_error *err)
 {
     d->lock_fd = -1;
@@ -111,11 +139,9 @@ int gm_daemon_open(struct gm_daemon *d, const char *exe_dir, struct gm_error *er
     d->run_fd = -1;
     pthread_mutex_init(&d->lock, NULL);
     pthread_mutex_init(&d->region_lock, NULL);
-    int rc = gm_path(err, d->monitor_path, sizeof(d->monitor_path), "%s/gpumux-monitor", exe_dir);
+    int rc = find_monitor(d->monitor_path, sizeof(d->monitor_path), exe_dir, err);
     if (rc < 0)
         return rc;
-    if (access(d->monitor_path, X_OK) < 0)
-        return gm_err_errno(err, GM_EINVAL, errno, "%s", d->monitor_path);
     gethostname(d->hostname, sizeof(d->hostname) - 1);
     if (gm_memcheck_new(&d->memcheck) < 0)
         return gm_err(err, GM_ENOMEM, "out of memory");

@@ -60,7 +60,8 @@ struct gm_daemon {
 
 /* Opens what a daemon needs on d->cfg (finished): its directories, the single-instance lock of
  * the state directory, the store, the driver and the GPU inventory; the monitor is looked for
- * in exe_dir. gm_daemon_close undoes what was opened, also after a failed open. (daemon.c) */
+ * in exe_dir, then in exe_dir/../libexec/gpumux (where `make install` puts it).
+ * gm_daemon_close undoes what was opened, also after a failed open. (daemon.c) */
 int gm_daemon_open(struct gm_daemon *d, const char *exe_dir, struct gm_error *err);
 void gm_daemon_close(struct gm_daemon *d);
 

@@ -1,0 +1,47 @@
+# gm_install_dir(OUT DIR KIND [PREFIX]): the absolute path of the install directory DIR (a
+# GNUInstallDirs value, such as sbin or etc) under PREFIX (default CMAKE_INSTALL_PREFIX), by
+# GNUInstallDirs' rules: KIND SYSCONFDIR under the prefix /usr (or /) is /etc, under /opt/NAME
+# /etc/opt/NAME. Used when configuring and again when installing, where `cmake --install
+# --prefix` may have changed the prefix.
+function(gm_install_dir out dir kind)
+  if(ARGC GREATER 3)
+    set(prefix "${ARGV3}")
+  else()
+    set(prefix "${CMAKE_INSTALL_PREFIX}")
+  endif()
+  string(REGEX REPLACE "(.)/+$" "\\1" prefix "${prefix}")
+  if(IS_ABSOLUTE "${dir}")
+    set(full "${dir}")
+  elseif(kind STREQUAL "SYSCONFDIR")
+    if(prefix STREQUAL "/" OR prefix STREQUAL "/usr")
+      set(full "/${dir}")
+    elseif(prefix MATCHES "^/opt/" AND NOT prefix MATCHES "^/opt/homebrew/")
+      set(full "/${dir}${prefix}")
+    else()
+      set(full "${prefix}/${dir}")
+    endif()
+  elseif(prefix STREQUAL "/")
+    if(dir MATCHES "^usr/")
+      set(full "/${dir}")
+    else()
+      set(full "/usr/${dir}")
+    endif()
+  else()
+    set(full "${prefix}/${dir}")
+  endif()
+  set(${out} "${full}" PARENT_SCOPE)
+endfunction()
+
+# gm_installed_paths([PREFIX]): GM_GPUMUXD, GM_CONFIG_FILE, GM_UNIT_DIR, GM_UNIT_FILE and
+# GM_MAN8_DIR for the prefix, from GM_SBINDIR, GM_SYSCONFDIR and GM_MANDIR.
+macro(gm_installed_paths)
+  gm_install_dir(_gm_sbindir "${GM_SBINDIR}" SBINDIR ${ARGN})
+  gm_install_dir(_gm_sysconfdir "${GM_SYSCONFDIR}" SYSCONFDIR ${ARGN})
+  gm_install_dir(_gm_libdir "lib" LIBDIR ${ARGN})
+  gm_install_dir(GM_MAN8_DIR "${GM_MANDIR}/man8" MANDIR ${ARGN})
+  set(GM_GPUMUXD "${_gm_sbindir}/gpumuxd")
+  set(GM_CONFIG_DIR "${_gm_sysconfdir}/gpumux")
+  set(GM_CONFIG_FILE "${GM_CONFIG_DIR}/gpumuxd.yaml")
+  set(GM_UNIT_DIR "${_gm_libdir}/systemd/system")
+  set(GM_UNIT_FILE "${GM_UNIT_DIR}/gpumuxd.service")
+endmacro()
