@@ -1,12 +1,11 @@
 #!/bin/sh
 # Installs the Debian packages gpumux needs to build, test and run, when any is missing.
-# groff-base, bash-completion and zsh: the install test renders the manual pages and tries the
-# shell completions.
+# groff-base and zsh: the install test renders the manual pages and tries the zsh completion.
 set -eu
 PKGS="build-essential cmake ninja-build pkg-config clang-format libsqlite3-dev sqlite3
 libjansson-dev libfyaml-dev libmicrohttpd-dev libcurl4-openssl-dev libcriterion-dev
 procps util-linux python3
-groff-base bash-completion zsh"
+groff-base zsh"
 # `make fuzz` also needs clang and its libFuzzer runtime.
 [ "${GM_FUZZ_DEPS:-0}" = 1 ] && PKGS="$PKGS clang libclang-rt-14-dev"
 missing=""
