@@ -181,8 +181,10 @@ struct gm_mps_outcome {
     int killed;        /* stop: it did not quit and was killed */
     int exclusive_set; /* the compute mode was set to EXCLUSIVE_PROCESS / back to DEFAULT */
     int exclusive_reset;
-    int pct_set;      /* default active thread percentage applied */
-    uint64_t mem_set; /* default pinned memory limit applied, bytes */
+    int pct_set;             /* default active thread percentage applied */
+    double pct_was;          /* what a running control daemon had before, or -1 */
+    int defaults_to_running; /* the defaults went to a control daemon that ran already */
+    uint64_t mem_set;        /* default pinned memory limit applied, bytes */
     int pid;
     char pci_bus_id[32];
     char pipe_dir[PATH_MAX];

@@ -19,11 +19,18 @@ void gm_msg_mps(const struct gm_mps_outcome *o, int starting, struct gm_strv *li
             gm_strv_addf(lines,
                          "Started the MPS control daemon for GPU %d (pid %d, pipe directory %s).",
                          o->gpu_idx, o->pid, o->pipe_dir);
-        if (o->pct_set)
+        if (o->pct_set && o->pct_was >= 0)
+            gm_strv_addf(lines, "Set the default active thread percentage from %g to %d.",
+                         o->pct_was, o->pct_set);
+        else if (o->pct_set)
             gm_strv_addf(lines, "Set the default active thread percentage to %d.", o->pct_set);
         if (o->mem_set)
             gm_strv_addf(lines, "Set the default pinned device memory limit to %" PRIu64 "MiB.",
                          o->mem_set / GM_MIB);
+        if (o->defaults_to_running)
+            gm_strv_addf(lines, "As with nvidia-cuda-mps-control, the new defaults apply to "
+                                "clients started from now on; running clients keep theirs "
+                                "(restart them to apply).");
         return;
     }
     if (o->killed)

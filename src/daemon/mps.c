@@ -205,6 +205,62 @@ int gm_mps_status(struct gm_daemon *d, const struct gm_gpu_rec *g, struct gm_mps
     return 0;
 }
 
+/* nvidia-cuda-mps-control's limit answer ("2G", "512M", "0") in MiB. */
+static unsigned long long mib_of_limit(const char *s)
+{
+    char *end;
+    unsigned long long v = strtoull(s, &end, 10);
+    switch (*end) {
+    case 'T':
+        return v << 20;
+    case 'G':
+        return v << 10;
+    case 'M':
+        return v;
+    case 'K':
+        return v >> 10;
+    default:
+        return v >> 20;
+    }
+}
+
+/* The GPU's MPS defaults given to its control daemon. On one that ran already, only what
+ * differs from what it has, so that a repeated start changes and says nothing. */
+static int apply_defaults(struct gm_daemon *d, const struct gm_gpu_rec *g, int running,
+                          struct gm_mps_outcome *o, struct gm_error *err)
+{
+    char cmd[128], ans[512];
+    int rc;
+    if (g->mps_default_pct > 0) {
+        double now = -1;
+        if (running && gm_mps_command(d, g, "get_default_active_thread_percentage", ans,
+                                      sizeof(ans), NULL) == 0)
+            now = strtod(ans, NULL);
+        if (!running || (int)(now + 0.5) != g->mps_default_pct) {
+            snprintf(cmd, sizeof(cmd), "set_default_active_thread_percentage %d",
+                     g->mps_default_pct);
+            if ((rc = gm_mps_command(d, g, cmd, ans, sizeof(ans), err)) < 0)
+                return gm_err_wrap(err, "GPU %d", g->idx);
+            o->pct_set = g->mps_default_pct;
+            o->pct_was = running ? now : -1;
+        }
+    }
+    if (g->mps_default_mem > 0) {
+        unsigned long long want = (unsigned long long)(g->mps_default_mem / GM_MIB), now = 0;
+        if (running && gm_mps_command(d, g, "get_default_device_pinned_mem_limit 0", ans,
+                                      sizeof(ans), NULL) == 0)
+            now = mib_of_limit(ans);
+        if (!running || now != want) {
+            snprintf(cmd, sizeof(cmd), "set_default_device_pinned_mem_limit 0 %lluM", want);
+            if ((rc = gm_mps_command(d, g, cmd, ans, sizeof(ans), err)) < 0)
+                return gm_err_wrap(err, "GPU %d", g->idx);
+            o->mem_set = g->mps_default_mem;
+        }
+    }
+    o->defaults_to_running = running && (o->pct_set || o->mem_set);
+    return 0;
+}
+
 int gm_mps_start(struct gm_daemon *d, const struct gm_gpu_rec *g, struct gm_mps_outcome *o,
                  struct gm_error *err)
 {
@@ -225,7 +281,9 @@ int gm_mps_start(struct gm_daemon *d, const struct gm_gpu_rec *g, struct gm_mps_
         entry_put(d->mps, &e);
         o->already_ran = 1;
         o->pid = pid;
-        return 0;
+        /* A running control daemon takes new defaults for the clients that start from now
+         * on, as nvidia-cuda-mps-control's set_default_* do; running clients keep theirs. */
+        return apply_defaults(d, g, 1, o, err);
     }
     if ((rc = gm_mkdir_p(pipe, 0755, err)) < 0 || (rc = gm_mkdir_p(log, 0755, err)) < 0)
         return gm_err_wrap(err, "GPU %d", g->idx);
@@ -266,20 +324,8 @@ int gm_mps_start(struct gm_daemon *d, const struct gm_gpu_rec *g, struct gm_mps_
     o->started = 1;
     o->pid = pid;
 
-    char cmd[128], ans[512];
-    if (g->mps_default_pct > 0) {
-        snprintf(cmd, sizeof(cmd), "set_default_active_thread_percentage %d", g->mps_default_pct);
-        if ((rc = gm_mps_command(d, g, cmd, ans, sizeof(ans), err)) < 0)
-            return rc;
-        o->pct_set = g->mps_default_pct;
-    }
-    if (g->mps_default_mem > 0) {
-        snprintf(cmd, sizeof(cmd), "set_default_device_pinned_mem_limit 0 %lluM",
-                 (unsigned long long)(g->mps_default_mem / GM_MIB));
-        if ((rc = gm_mps_command(d, g, cmd, ans, sizeof(ans), err)) < 0)
-            return rc;
-        o->mem_set = g->mps_default_mem;
-    }
+    if ((rc = apply_defaults(d, g, 0, o, err)) < 0)
+        return rc;
     gm_info("GPU %d: MPS control daemon started (pid %d)", g->idx, pid);
     return 0;
 }

@@ -23,6 +23,14 @@ pct=$(gm mps status -o json | json_get "[type(g['default_active_thread_percentag
 srv=$(gm mps status -o json | json_get "[type(g['servers']).__name__ for g in d['gpus'] if g['index']==0][0]")
 [ "$srv" = list ] && pass "servers is a list" || fail "servers is a $srv"
 expect "the table shows the same percentage" 0 '^0 .* 100 ' -- gm mps status
+# A running control daemon takes new defaults, for the clients that start from now on.
+expect "start on a running daemon applies the percentage" 0 \
+    'Set the default active thread percentage from 100 to 40\..*clients started from now on' -- \
+    sh -c "'$GPUMUX' mps start --gpu 0 --active-thread-percentage 40 | tr '\n' ' '"
+expect "the control daemon has it" 0 '^0 .* 40 ' -- gm mps status
+expect "a repeated start changes nothing and says nothing of it" 0 '^MPS control daemon for GPU 0 already runs \(pid [0-9]+\)\.$' -- \
+    sh -c "'$GPUMUX' mps start --gpu 0 | head -n 1; '$GPUMUX' mps start --gpu 0 | grep -c 'Set the' | grep -q '^0$'"
+gm mps start --gpu 0 --active-thread-percentage 100 >/dev/null
 
 # Workloads on the MPS GPU get its pipe directory and their share.
 gm run m1 --gpu 0 --compute 30 --memory 1G -- sh -c 'env; exec sleep 300' >/dev/null
