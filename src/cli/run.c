@@ -10,7 +10,7 @@ const char gm_cli_help_run[] =
     "\n"
     "SYNOPSIS\n"
     "    gpumux run NAME [--gpu ID] [--compute PCT] [--memory SIZE] [--env KEY=VALUE].. \\\n"
-    "               [--restart POLICY] [--enforce strict|best-effort]\n"
+    "               [--restart POLICY | --rm] [--enforce strict|best-effort]\n"
     "               [-o table|json] -- CMD [ARG..]\n"
     "\n"
     "DESCRIPTION\n"
@@ -42,6 +42,10 @@ const char gm_cli_help_run[] =
     "        on-failure (when it exits non-zero or is killed), on-failure:N (at most N\n"
     "        restarts), unless-stopped (the same as always: a stopped workload stays stopped,\n"
     "        across daemon restarts too). Restarts back off from 0.1 s, doubling, to 10 s.\n"
+    "    --rm\n"
+    "        Delete the workload once it has ended, as docker run --rm does: when its command\n"
+    "        exits or it is stopped, its record and its log go; the event log keeps what\n"
+    "        happened. Not with a --restart policy other than no.\n"
     "    --enforce strict|best-effort\n"
     "        strict: CUDA initialisation fails in the workload when its limits cannot be\n"
     "        enforced (no limits region), and the daemon stops the workload when the driver\n"
@@ -90,6 +94,7 @@ int gm_cli_run(struct gm_cli_ctx *ctx, int argc, char **argv)
         {"env", required_argument, NULL, 'e'},
         {"restart", required_argument, NULL, 'r'},
         {"enforce", required_argument, NULL, 'E'},
+        {"rm", no_argument, NULL, 'X'},
         GM_CLI_COMMON_LONG,
         {0, 0, 0, 0},
     };
@@ -156,6 +161,9 @@ int gm_cli_run(struct gm_cli_ctx *ctx, int argc, char **argv)
                 json_object_set_new(body, "restart_max", json_integer(max));
             break;
         }
+        case 'X':
+            json_object_set_new(body, "auto_remove", json_true());
+            break;
         case 'e':
             eq = strchr(optarg, '=');
             if (eq == NULL || eq == optarg) {

@@ -1,6 +1,7 @@
 /* gpumux stop and gpumux restart: both stop a workload and wait until its processes are gone,
  * as docker stop does, so that a start right after them finds it stopped. */
 #include "cli/cli.h"
+#include "cli/client.h"
 
 #include <getopt.h>
 #include <stdlib.h>
@@ -100,12 +101,25 @@ static int stop_one(struct gm_cli_ctx *ctx, const char *name, long time_s, json_
         if (gm_cli_sleep_ms(STOP_POLL_MS) != 0)
             break;
         waited += STOP_POLL_MS;
-        json_t *now = NULL;
-        rc = gm_cli_call(ctx, "GET", path, NULL, &now);
-        if (rc != 0)
+        struct gm_cli_response resp;
+        struct gm_error err = {0};
+        int got = gm_cli_request(ctx->socket, "GET", path, NULL, 0, &resp, &err);
+        if (got < 0 && resp.status == 404 &&
+            json_is_true(json_object_get(*answer, "auto_remove"))) {
+            /* run --rm: its end deleted it. */
+            json_object_set_new(*answer, "state", json_string("deleted"));
+            gm_cli_response_free(&resp);
             break;
+        }
+        if (got < 0) {
+            gm_cli_response_free(&resp);
+            rc = gm_cli_fail(ctx, &err);
+            break;
+        }
         json_decref(*answer);
-        *answer = now;
+        *answer = resp.json;
+        resp.json = NULL;
+        gm_cli_response_free(&resp);
     }
     free(path);
     if (rc == 0 && still_up(*answer)) {
@@ -120,6 +134,8 @@ static void print_stopped(struct gm_cli_ctx *ctx, const json_t *w)
 {
     const char *state = gm_cli_jstr(w, "state", "stopping");
     int done = strcmp(state, "stopped") == 0 || strcmp(state, "exited") == 0;
+    if (strcmp(state, "deleted") == 0)
+        state = "stopped and deleted (it was started with --rm)";
     fprintf(ctx->out, "%s %s\n", gm_cli_jstr(w, "name", "?"), done ? "stopped" : state);
     /* A stop made while the state disk is full says that its record is still to come. */
     fputs(gm_cli_jstr(w, "messages", ""), ctx->out);
@@ -138,6 +154,23 @@ struct stop_arg {
 static int act(struct gm_cli_ctx *ctx, const char *name, void *arg, json_t **answer)
 {
     const struct stop_arg *a = arg;
+    if (a->restart) {
+        /* Its stop would delete it: refused before anything is done. */
+        char *path = gm_cli_path("/v1/workloads/", name, "");
+        int rc = gm_cli_call(ctx, "GET", path, NULL, answer);
+        free(path);
+        if (rc != 0)
+            return rc;
+        if (json_is_true(json_object_get(*answer, "auto_remove"))) {
+            fprintf(ctx->err,
+                    "gpumux: workload %s was started with --rm: stopping it deletes it, so it "
+                    "cannot be restarted (start a new one with gpumux run)\n",
+                    name);
+            return GM_CLI_EXIT_FAIL;
+        }
+        json_decref(*answer);
+        *answer = NULL;
+    }
     int rc = stop_one(ctx, name, a->time_s, answer);
     if (rc == 0 && a->restart) {
         json_decref(*answer);

@@ -77,6 +77,7 @@ struct gm_run_request {
     uint64_t memory_limit; /* bytes, 0: no limit */
     enum gm_restart restart;
     int restart_max;         /* on-failure: at most this many restarts; 0: no bound */
+    int auto_remove;         /* --rm: deleted once it has ended; only with restart never */
     enum gm_enforce enforce; /* best-effort: run unlimited without a region; strict: refuse */
     int uid, gid;
 };

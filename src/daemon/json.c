@@ -103,6 +103,7 @@ json_t *gm_json_workload(const struct gm_daemon *d, const struct gm_workload_rec
     json_object_set_new(o, "restart", json_string(gm_restart_name(w->restart)));
     json_object_set_new(o, "restart_max",
                         w->restart_max > 0 ? json_integer(w->restart_max) : json_null());
+    json_object_set_new(o, "auto_remove", json_boolean(w->auto_remove));
     enum gm_enforce enforce = GM_ENFORCE_BEST_EFFORT;
     gm_enforce_parse(json_string_value(spec ? json_object_get(spec, "enforce") : NULL), &enforce);
     json_object_set_new(o, "enforce", json_string(gm_enforce_name(enforce)));

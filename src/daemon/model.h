@@ -56,6 +56,7 @@ struct gm_workload_rec {
     int exit_signal;
     int restart_count;
     int restart_max; /* on-failure: restarts at most this many times; 0: no bound (spec_json) */
+    int auto_remove; /* run --rm: the record goes once the workload has ended (spec_json) */
     char reason[256];
     int64_t created_at, started_at, finished_at; /* unix ms, 0 = never */
 };

@@ -244,11 +244,10 @@ static void ended(const struct gm_sup_status *st, int64_t now_ms, struct gm_rc_p
         n->desired_running ? now_ms + gm_plan_backoff_ms(n->restart_count) : 0;
 }
 
-void gm_plan_reconcile(const struct gm_workload_rec *w, const struct gm_sup_status *st,
-                       int poll_failed, const struct gm_timers *t, int64_t now_ms, int at_start,
-                       int stop_timeout_s, struct gm_rc_plan *p)
+static void reconcile_one(const struct gm_workload_rec *w, const struct gm_sup_status *st,
+                          int poll_failed, const struct gm_timers *t, int64_t now_ms, int at_start,
+                          int stop_timeout_s, struct gm_rc_plan *p)
 {
-    memset(p, 0, sizeof(*p));
     p->next = *w;
     struct gm_workload_rec *n = &p->next;
     struct gm_timers none = {0};
@@ -321,6 +320,19 @@ void gm_plan_reconcile(const struct gm_workload_rec *w, const struct gm_sup_stat
         return;
     }
     ended(st, now_ms, p);
+}
+
+void gm_plan_reconcile(const struct gm_workload_rec *w, const struct gm_sup_status *st,
+                       int poll_failed, const struct gm_timers *t, int64_t now_ms, int at_start,
+                       int stop_timeout_s, struct gm_rc_plan *p)
+{
+    memset(p, 0, sizeof(*p));
+    reconcile_one(w, st, poll_failed, t, now_ms, at_start, stop_timeout_s, p);
+    /* run --rm: once it has ended for good (exited or stopped, no restart to come), its record
+     * goes, in the same transaction as its end. */
+    const struct gm_workload_rec *n = &p->next;
+    p->remove_record = w->auto_remove && (n->state == GM_W_EXITED || n->state == GM_W_STOPPED) &&
+                       !n->desired_running;
 }
 
 /* ---- a GPU's mode change ------------------------------------------------------------------ */

@@ -67,6 +67,7 @@ struct gm_rc_plan {
     int signal;                  /* 0, or the signal for the launch's process group */
     int launch;                  /* make launch next.launch_id after the record is saved */
     int remove_dir;              /* remove the ended launch's directory */
+    int remove_record;           /* run --rm: it has ended for good, delete the workload */
     int set_timers;              /* timers below replace the workload's */
     struct gm_timers timers;
 };

@@ -138,7 +138,8 @@ static size_t decide(struct gm_daemon *d, const struct gm_workload_rec *snap, si
         gm_plan_reconcile(&cur, seen[i].polled && !seen[i].poll_failed ? &seen[i].st : NULL,
                           seen[i].poll_failed, m ? &m->timers : NULL, now_ms, at_start,
                           d->cfg.stop_timeout_s, &p);
-        if ((p.action == GM_RC_NONE || p.action == GM_RC_POLL_FAILED) && !pending)
+        if ((p.action == GM_RC_NONE || p.action == GM_RC_POLL_FAILED) && !pending &&
+            !p.remove_record)
             continue;
         if (p.save && gm_store_workload_update(d->store, &p.next, &err) < 0) {
             /* The disk or the file: the whole pass is tried again on the next poll. Anything
@@ -153,12 +154,14 @@ static size_t decide(struct gm_daemon *d, const struct gm_workload_rec *snap, si
         if (p.event[0] != '\0')
             gm_store_event(d->store, p.level, object, "%s", p.event);
         int deleted = 0;
-        if (m != NULL && m->delete_pending && !gm_workload_active(&p.next)) {
+        if (((m != NULL && m->delete_pending) || p.remove_record) && !gm_workload_active(&p.next)) {
             if (gm_store_workload_delete(d->store, w->name, &err) < 0) {
                 failed = 1;
                 break;
             }
-            gm_store_event(d->store, GM_LEVEL_INFO, object, "deleted");
+            gm_store_event(d->store, GM_LEVEL_INFO, object,
+                           p.remove_record ? "deleted: it ended and was started with --rm"
+                                           : "deleted");
             deleted = 1;
         }
         struct note *no = &notes[nfx];

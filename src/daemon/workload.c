@@ -128,6 +128,8 @@ static char *spec_build(const struct gm_run_request *r)
         json_object_set_new(spec, "enforce", json_string(gm_enforce_name(r->enforce)));
     if (r->restart == GM_RESTART_ON_FAILURE && r->restart_max > 0)
         json_object_set_new(spec, "restart_max", json_integer(r->restart_max));
+    if (r->auto_remove)
+        json_object_set_new(spec, "auto_remove", json_true());
     char *s = json_dumps(spec, JSON_COMPACT | JSON_PRESERVE_ORDER);
     json_decref(spec);
     return s;
@@ -150,6 +152,13 @@ static int parse_request(const struct gm_run_request *r, struct gm_workload_rec 
     w->memory_limit = r->memory_limit;
     w->restart = r->restart;
     w->restart_max = r->restart == GM_RESTART_ON_FAILURE ? r->restart_max : 0;
+    /* As docker: a workload that is deleted when it ends is not also restarted then. */
+    if (r->auto_remove && r->restart != GM_RESTART_NEVER)
+        return gm_err(err, GM_EINVAL,
+                      "--rm and --restart %s conflict: a workload deleted when it ends is not "
+                      "restarted",
+                      gm_restart_name(r->restart));
+    w->auto_remove = r->auto_remove;
     *gpu = r->gpu;
     const char *path = getenv("PATH");
     for (size_t i = 0; i < r->env.n; i++) {
@@ -486,6 +495,12 @@ int gm_workload_delete(struct gm_daemon *d, const char *name, struct gm_workload
     pthread_mutex_lock(&d->lock);
     struct gm_workload_rec now = {0};
     rc = gm_store_workload_get(d->store, name, &now, err);
+    if (rc == -GM_ENOTFOUND && w.auto_remove) {
+        /* run --rm: its end, which the delete's stop brought, deleted it already. */
+        gm_wmem_forget(d, name);
+        pthread_mutex_unlock(&d->lock);
+        return hand_over(&w, out, 0);
+    }
     if (rc == 0 && now.launch_id != w.launch_id)
         rc = gm_err(err, GM_ECONFLICT, "workload %s was started again while it was being deleted",
                     name);

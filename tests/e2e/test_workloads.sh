@@ -180,4 +180,23 @@ expect "set without the interposer" 0 "apply when it starts next" -- gm set noli
 expect "ps: pending, not in force" 0 '^nolimit +1 +shared +- \(40% at next start\) ' -- gm ps nolimit
 gm restart -t 1 nolimit >/dev/null
 expect "after a restart it is in force" 0 '^nolimit +1 +shared +40% +- +running' -- gm ps nolimit
+
+# run --rm: deleted once it has ended, as docker's; the event log keeps what happened.
+expect "--rm with a restart policy is refused" 1 "--rm and --restart always conflict" -- \
+    gm run rmbad --rm --restart always -- true
+gm run rmonce --rm -- sh -c 'echo bye' >/dev/null
+wait_for "the --rm workload is gone once it exited" 10 sh -c "! '$GPUMUX' ps -q | grep -qx rmonce"
+expect "its end and its deletion are in the event log" 0 \
+    'workload/rmonce +exited with status 0' -- gm events
+expect "the deletion says why" 0 'workload/rmonce +deleted: it ended and was started with --rm' -- gm events
+gm run rmstop --rm -- sleep 300 >/dev/null
+expect "JSON says auto_remove" 0 '^True$' -- \
+    sh -c "'$GPUMUX' ps rmstop -o json | python3 -c \"import json,sys; print(json.load(sys.stdin)['workloads'][0]['auto_remove'])\""
+expect "restart of a --rm workload is refused before anything is done" 1 \
+    'started with --rm: stopping it deletes it' -- gm restart rmstop
+expect "and it still runs" 0 '^rmstop .* running ' -- gm ps rmstop
+expect "stop of a --rm workload stops and deletes it" 0 '^rmstop stopped and deleted' -- gm stop -t 1 rmstop
+expect "it is gone" 1 'no workload named rmstop' -- gm ps rmstop
+gm run rmdel --rm -- sleep 300 >/dev/null
+expect "delete of a --rm workload" 0 '^rmdel deleted' -- gm delete rmdel
 finish

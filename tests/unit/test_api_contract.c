@@ -510,7 +510,7 @@ Test(contract, field_specs_refuse_clearly)
 {
     REFUSED(400,
             "unknown field 'colour' (known fields: name, command, gpu, compute, memory, env, "
-            "restart, restart_max, enforce)",
+            "restart, restart_max, auto_remove, enforce)",
             "POST", "/v1/workloads", "{\"name\":\"x\",\"command\":[\"true\"],\"colour\":\"red\"}");
     REFUSED(400, "unknown field 'now' (this request takes no fields)", "POST",
             "/v1/workloads/x/start", "{\"now\": true}");

@@ -633,3 +633,32 @@ Test(reconcile, on_failure_n_restarts_at_most_n_times)
     gm_plan_reconcile(w, &st, 0, NULL, 1000, 0, 10, &p);
     cr_assert_eq(p.next.desired_running, 1);
 }
+
+/* run --rm: the record goes with the end, whether the command exited or was stopped, and not
+ * before. */
+Test(reconcile, auto_remove_deletes_once_it_has_ended)
+{
+    struct gm_workload_rec *w = add("a", 0);
+    w->auto_remove = 1;
+    struct gm_sup_status alive = {.state = GM_SUP_ALIVE, .pid = 100, .pid_start = 5};
+    struct gm_rc_plan p;
+    gm_plan_reconcile(w, &alive, 0, NULL, 1000, 0, 10, &p);
+    cr_assert_not(p.remove_record, "it still runs");
+    struct gm_sup_status st = {.state = GM_SUP_EXITED, .exit_code = 0};
+    gm_plan_reconcile(w, &st, 0, NULL, 1000, 0, 10, &p);
+    cr_assert_eq(p.action, GM_RC_ENDED);
+    cr_assert(p.remove_record, "its command exited");
+    w->state = GM_W_STOPPING;
+    struct gm_sup_status killed = {.state = GM_SUP_EXITED, .exit_code = -1, .exit_signal = SIGTERM};
+    gm_plan_reconcile(w, &killed, 0, NULL, 1000, 0, 10, &p);
+    cr_assert(p.remove_record, "it was stopped");
+    /* An ended record left over (a launch that could not be made): removed on the next pass. */
+    w->state = GM_W_EXITED;
+    w->desired_running = 0;
+    gm_plan_reconcile(w, NULL, 0, NULL, 1000, 0, 10, &p);
+    cr_assert(p.remove_record);
+    /* Without --rm nothing is removed. */
+    w->auto_remove = 0;
+    gm_plan_reconcile(w, NULL, 0, NULL, 1000, 0, 10, &p);
+    cr_assert_not(p.remove_record);
+}

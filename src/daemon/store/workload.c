@@ -128,12 +128,14 @@ static int read_workload(struct gm_store *s, sqlite3_stmt *st, struct gm_workloa
     w->exit_code = sqlite3_column_int(st, 19);
     w->exit_signal = sqlite3_column_int(st, 20);
     w->restart_count = sqlite3_column_int(st, 21);
-    /* Kept in the spec, where older records have nothing: no bound. Read only where it
-     * counts: every poll lists the workloads. */
-    json_t *spec = w->restart == GM_RESTART_ON_FAILURE && w->spec_json != NULL &&
-                           strstr(w->spec_json, "\"restart_max\"") != NULL
+    /* Kept in the spec, where older records have nothing: no bound, no --rm. Parsed only
+     * where one is there: every poll lists the workloads. */
+    json_t *spec = w->spec_json != NULL && ((w->restart == GM_RESTART_ON_FAILURE &&
+                                             strstr(w->spec_json, "\"restart_max\"") != NULL) ||
+                                            strstr(w->spec_json, "\"auto_remove\"") != NULL)
                        ? json_loads(w->spec_json, 0, NULL)
                        : NULL;
+    w->auto_remove = json_is_true(json_object_get(spec, "auto_remove"));
     json_t *max = json_object_get(spec, "restart_max");
     w->restart_max = json_is_integer(max) && json_integer_value(max) > 0 &&
                              json_integer_value(max) <= GM_RESTART_MAX_BOUND
