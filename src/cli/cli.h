@@ -150,6 +150,10 @@ void gm_cli_gpu_list(const json_t *gpus, char *buf, size_t len);
 
 /* RFC 3339 UTC ("2026-11-25T17:01:02.123Z") to time_t; returns 0, or -1 if not one. */
 int gm_cli_parse_time(const char *s, time_t *out);
+/* --since as docker takes it: a duration back from now (10m, 1h30m, 45s, 2d) or a UTC time
+ * (2026-12-03T09:00:00Z); 0 and the moment in *out, or -1. */
+int gm_cli_parse_since(const char *s, time_t *out);
+int gm_cli_parse_since_ms(const char *s, long long *out); /* the same in Unix milliseconds */
 /* A workload in this state has processes, or is about to: starting, running, stopping. */
 int gm_cli_state_live(const char *state);
 /* A duration the way docker ps prints it: "Less than a second", "5 seconds", "About a

@@ -41,38 +41,6 @@ const char gm_cli_help_events[] =
 
 #define FOLLOW_FMT "%-24s  %-5s  %-20s  %s\n"
 
-/* "10m", "1h30m", "45s", "2d": seconds, or -1 when s is not such a duration. */
-static long long duration_s(const char *s)
-{
-    long long total = 0;
-    if (*s == '\0')
-        return -1;
-    while (*s != '\0') {
-        char *end;
-        long long v = strtoll(s, &end, 10);
-        if (end == s || v < 0 || v > 100000000)
-            return -1;
-        switch (*end) {
-        case 's':
-            total += v;
-            break;
-        case 'm':
-            total += v * 60;
-            break;
-        case 'h':
-            total += v * 3600;
-            break;
-        case 'd':
-            total += v * 86400;
-            break;
-        default:
-            return -1;
-        }
-        s = end + 1;
-    }
-    return total;
-}
-
 /* Drops the events older than cutoff (their "time"). */
 static void drop_before(json_t *events, time_t cutoff)
 {
@@ -141,7 +109,7 @@ int gm_cli_events(struct gm_cli_ctx *ctx, int argc, char **argv)
         {0, 0, 0, 0},
     };
     int c, rc, follow = 0;
-    long long since = 0, ago;
+    long long since = 0;
     time_t cutoff = 0;
     struct gm_error err = {0};
     while ((c = getopt_long(argc, argv, GM_CLI_COMMON_SHORT "f", longopts, NULL)) != -1) {
@@ -151,9 +119,7 @@ int gm_cli_events(struct gm_cli_ctx *ctx, int argc, char **argv)
             if (optarg[0] != '\0' && strspn(optarg, "0123456789") == strlen(optarg)) {
                 if (gm_parse_int(optarg, 0, (long long)1 << 53, &since, "--since", &err) < 0)
                     return gm_cli_usage(ctx, "%s", err.msg);
-            } else if ((ago = duration_s(optarg)) >= 0) {
-                cutoff = time(NULL) - (time_t)ago;
-            } else if (gm_cli_parse_time(optarg, &cutoff) < 0) {
+            } else if (gm_cli_parse_since(optarg, &cutoff) < 0) {
                 return gm_cli_usage(ctx,
                                     "--since '%s': expected an event id, a duration (10m, 1h30m) "
                                     "or a UTC time (2026-12-03T09:00:00Z)",

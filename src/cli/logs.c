@@ -10,7 +10,7 @@ const char gm_cli_help_logs[] =
     "    gpumux logs - print a workload's output\n"
     "\n"
     "SYNOPSIS\n"
-    "    gpumux logs NAME [-f] [-n|--tail N]\n"
+    "    gpumux logs NAME [-f] [-n|--tail N] [--since DURATION|TIME]\n"
     "\n"
     "DESCRIPTION\n"
     "    Prints what the workload wrote to standard output and standard error, byte for byte,\n"
@@ -26,6 +26,11 @@ const char gm_cli_help_logs[] =
     "    -n, --tail N\n"
     "        Only the last N lines of the output so far (then, with -f, what follows);\n"
     "        'all' (the default) prints everything.\n"
+    "    --since DURATION|TIME\n"
+    "        Only the output written in the last DURATION (10m, 1h30m, 45s, 2d) or since the\n"
+    "        UTC TIME (2026-12-03T09:00:00Z), as docker logs --since; with --tail, the last N\n"
+    "        lines of that. The log keeps a time mark a second, so up to a second of output\n"
+    "        before the moment may come too.\n"
     "    -h, --help\n"
     "        Print this help.\n"
     "\n"
@@ -36,12 +41,14 @@ const char gm_cli_help_logs[] =
     "EXAMPLES\n"
     "    gpumux logs nbody1\n"
     "    gpumux logs -f train | grep loss\n"
-    "    gpumux logs --tail 20 nbody1\n";
+    "    gpumux logs --tail 20 nbody1\n"
+    "    gpumux logs --since 10m train\n";
 
 /* Where the next answer starts: the offset in the kept log, and the file and the position in
  * it, which stay right when a rotation removes the oldest file. */
 struct log_at {
     long long offset, file, pos;
+    long long since_ms; /* --since: where the first answer starts, 0 for the beginning */
 };
 
 /* Fetch from *at on and write it to sink; *got says whether anything new came. */
@@ -54,6 +61,8 @@ static int fetch(struct gm_cli_ctx *ctx, const char *name, struct log_at *at, in
     if (enc != NULL && at->file > 0)
         n = asprintf(&path, "/v1/workloads/%s/logs?offset=%lld&file=%lld&pos=%lld", enc, at->offset,
                      at->file, at->pos);
+    else if (enc != NULL && at->since_ms > 0 && at->offset == 0)
+        n = asprintf(&path, "/v1/workloads/%s/logs?since=%lld", enc, at->since_ms);
     else if (enc != NULL)
         n = asprintf(&path, "/v1/workloads/%s/logs?offset=%lld", enc, at->offset);
     if (n < 0) {
@@ -73,6 +82,7 @@ static int fetch(struct gm_cli_ctx *ctx, const char *name, struct log_at *at, in
     /* Without the header, the bytes received are what moved the offset. */
     long long next = resp.offset >= 0 ? resp.offset : at->offset + (long long)resp.body_len;
     *got = resp.body_len > 0 || (resp.log_file == 0 && next != at->offset);
+    at->since_ms = 0; /* the answer says where that was; from there on, offsets */
     at->offset = next;
     at->file = resp.log_file;
     at->pos = resp.log_pos;
@@ -120,14 +130,22 @@ int gm_cli_logs(struct gm_cli_ctx *ctx, int argc, char **argv)
     static const struct option longopts[] = {
         {"follow", no_argument, NULL, 'f'},
         {"tail", required_argument, NULL, 'n'},
+        {"since", required_argument, NULL, 's'},
         GM_CLI_COMMON_LONG,
         {0, 0, 0, 0},
     };
     int c, rc, follow = 0;
     long tail = -1;
+    long long since = 0;
     while ((c = getopt_long(argc, argv, GM_CLI_COMMON_SHORT "fn:", longopts, NULL)) != -1) {
         if (c == 'f') {
             follow = 1;
+        } else if (c == 's') {
+            if (gm_cli_parse_since_ms(optarg, &since) < 0 || since <= 0)
+                return gm_cli_usage(ctx,
+                                    "--since '%s': expected a duration (10m, 1h30m, 45s) or a "
+                                    "UTC time (2026-12-03T09:00:00Z)",
+                                    optarg);
         } else if (c == 'n') {
             char *end;
             if (strcmp(optarg, "all") == 0) {
@@ -146,7 +164,7 @@ int gm_cli_logs(struct gm_cli_ctx *ctx, int argc, char **argv)
     if (optind + 1 < argc)
         return gm_cli_usage(ctx, "unexpected argument '%s'", argv[optind + 1]);
     const char *name = argv[optind];
-    struct log_at at = {0, 0, 0};
+    struct log_at at = {0, 0, 0, since};
     int got = 0, ended = 0;
     if (follow)
         gm_cli_catch_sigint();

@@ -149,6 +149,63 @@ int gm_cli_parse_time(const char *s, time_t *out)
     return 0;
 }
 
+/* "10m", "1h30m", "45s", "2d": seconds, or -1 when s is not such a duration. */
+static long long duration_s(const char *s)
+{
+    long long total = 0;
+    if (*s == '\0')
+        return -1;
+    while (*s != '\0') {
+        char *end;
+        long long v = strtoll(s, &end, 10);
+        if (end == s || v < 0 || v > 100000000)
+            return -1;
+        switch (*end) {
+        case 's':
+            total += v;
+            break;
+        case 'm':
+            total += v * 60;
+            break;
+        case 'h':
+            total += v * 3600;
+            break;
+        case 'd':
+            total += v * 86400;
+            break;
+        default:
+            return -1;
+        }
+        s = end + 1;
+    }
+    return total;
+}
+
+int gm_cli_parse_since_ms(const char *s, long long *out)
+{
+    long long ago = duration_s(s);
+    time_t t;
+    if (ago >= 0) {
+        struct timespec now;
+        clock_gettime(CLOCK_REALTIME, &now);
+        *out = (long long)now.tv_sec * 1000 + now.tv_nsec / 1000000 - ago * 1000;
+        return 0;
+    }
+    if (gm_cli_parse_time(s, &t) < 0)
+        return -1;
+    *out = (long long)t * 1000;
+    return 0;
+}
+
+int gm_cli_parse_since(const char *s, time_t *out)
+{
+    long long ms;
+    if (gm_cli_parse_since_ms(s, &ms) < 0)
+        return -1;
+    *out = (time_t)(ms / 1000);
+    return 0;
+}
+
 void gm_cli_format_duration(long long s, char *buf, size_t len)
 {
     if (s < 1)

@@ -2,6 +2,7 @@
  * gm_api_handle dispatches, and one handler per endpoint of docs/api.md. Bodies are validated
  * and parsed into typed request structs from their field specs (fields.h) before a handler
  * runs: handlers see enums, percentages and byte counts, never the text they came as. */
+#include "common/logindex.h"
 #include "common/log.h"
 #include "common/parse.h"
 #include "daemon/http.h"
@@ -296,7 +297,7 @@ SPEC(limits_spec,
       .doc = "new memory limit; `none` removes it; absent: unchanged"});
 
 struct logs_query {
-    long long offset, file, pos;
+    long long offset, file, pos, since;
 };
 SPEC(logs_query_spec,
      {.name = "offset",
@@ -321,7 +322,16 @@ SPEC(logs_query_spec,
       .min = 0,
       .max = INT64_MAX,
       .what = "pos",
-      .doc = "the byte of `file` to continue at; default 0"});
+      .doc = "the byte of `file` to continue at; default 0"},
+     {.name = "since",
+      .type = GM_FIELD_INT,
+      GM_FIELD_AT(struct logs_query, since),
+      .min = 0,
+      .max = INT64_MAX,
+      .what = "since",
+      .doc = "without `offset` and `file`: start at the output written at or after this Unix "
+             "time in milliseconds (within a second before it: the log's time index has one "
+             "mark a second); the answer's `X-Gpumux-Offset` says where that is"});
 
 struct events_query {
     long long since, limit;
@@ -817,6 +827,39 @@ static void post_workload_limits(struct gm_daemon *d, const struct gm_call *c, s
     gm_strv_free(&lines);
 }
 
+/* Where in the kept log (files fds[nf-1] oldest .. fds[0] current) the output written at or
+ * after since_ms begins: from each file's time index, or, for a file without one, from when
+ * it was last written (all of it when that was at or after since_ms). */
+static long long log_since(struct gm_daemon *d, const char *name, int nf, const int *fds,
+                           const off_t *sizes, long long since_ms)
+{
+    long long before = 0; /* the bytes of the older files, skipped */
+    char path[PATH_MAX], index[PATH_MAX];
+    for (int i = nf - 1; i >= 0; i--) {
+        if (fds[i] < 0 || sizes[i] == 0)
+            continue;
+        uint64_t at = 0;
+        int found = -1;
+        if (gm_workload_log_file(d, name, i, path, sizeof(path)) == 0 &&
+            gm_logindex_name(path, index, sizeof(index)) == 0) {
+            int ifd = open(index, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+            found = gm_logindex_find(ifd, since_ms, &at);
+            if (ifd >= 0)
+                close(ifd);
+        }
+        if (found < 0) {
+            struct stat st;
+            found = fstat(fds[i], &st) == 0 &&
+                    (long long)st.st_mtime * 1000 + st.st_mtim.tv_nsec / 1000000 >= since_ms;
+            at = 0;
+        }
+        if (found == 1 && (off_t)at < sizes[i])
+            return before + (long long)at;
+        before += sizes[i];
+    }
+    return before; /* nothing as new: the end */
+}
+
 static void get_workload_logs(struct gm_daemon *d, const struct gm_call *c, struct gm_reply *rep)
 {
     const char *name = c->arg[0];
@@ -859,7 +902,9 @@ static void get_workload_logs(struct gm_daemon *d, const struct gm_call *c, stru
     for (int i = 0; i < nf; i++)
         total += sizes[i];
     long long off = q->offset > total ? 0 : q->offset; /* the log was replaced: start over */
-    int from = -1;                                     /* the file to read, and where in it */
+    if (q->since > 0 && q->offset == 0 && q->file == 0)
+        off = log_since(d, name, nf, fds, sizes, q->since);
+    int from = -1; /* the file to read, and where in it */
     long long at = 0;
     if (q->file > 0) {
         for (int i = nf - 1; i >= 0; i--) {

@@ -2,6 +2,7 @@
  * recorded under it. The records a plan changes are committed by its caller first (record
  * before act); here a launch is made, a signal sent, a wait done, and what came of it saved. */
 #include "common/clock.h"
+#include "common/logindex.h"
 #include "common/log.h"
 #include "common/path.h"
 #include "daemon/daemon.h"
@@ -346,9 +347,14 @@ void gm_exec_remove_files(struct gm_daemon *d, const char *name, int64_t launch_
         gm_path(NULL, path, sizeof(path), "%s/%s", d->cgroup_root, name) == 0)
         rmdir(path);
     /* The log and every rotated file, up to the most any setting keeps. */
-    for (int k = 0; k <= GM_LOG_FILES_MAX; k++)
-        if (gm_workload_log_file(d, name, k, path, sizeof(path)) == 0)
-            unlink(path);
+    for (int k = 0; k <= GM_LOG_FILES_MAX; k++) {
+        if (gm_workload_log_file(d, name, k, path, sizeof(path)) < 0)
+            continue;
+        unlink(path);
+        char index[PATH_MAX];
+        if (gm_logindex_name(path, index, sizeof(index)) == 0)
+            unlink(index);
+    }
     if (gm_region_path(d, name, path, sizeof(path)) == 0) {
         unlink(path);
         char lpath[PATH_MAX];

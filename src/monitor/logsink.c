@@ -1,4 +1,6 @@
 #include "monitor/logsink.h"
+#include "common/clock.h"
+#include "common/logindex.h"
 #include "daemon/supervise.h"
 
 #include <errno.h>
@@ -13,6 +15,43 @@ static int rotated_name(const struct gm_logsink *s, int k, char *buf, size_t len
 {
     int n = snprintf(buf, len, "%s.%d", s->name, k);
     return n < 0 || (size_t)n >= len ? -1 : 0;
+}
+
+/* The index of NAME.log (k 0) or NAME.log.k. */
+static int index_name(const struct gm_logsink *s, int k, char *buf, size_t len)
+{
+    char log[NAME_MAX + 1];
+    if (k == 0)
+        snprintf(log, sizeof(log), "%s", s->name);
+    else if (rotated_name(s, k, log, sizeof(log)) < 0)
+        return -1;
+    return gm_logindex_name(log, buf, len);
+}
+
+/* Opens NAME.log.t for appending, as NAME.log is opened; without it the log is only not
+ * searchable by time. */
+static void open_index(struct gm_logsink *s)
+{
+    char name[NAME_MAX + 1];
+    s->index_fd = -1;
+    s->index_ms = 0;
+    if (index_name(s, 0, name, sizeof(name)) < 0)
+        return;
+    int fd = openat(s->dfd, name,
+                    O_WRONLY | O_APPEND | O_CREAT | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC, 0640);
+    struct stat st;
+    if (fd >= 0 && (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode) || st.st_nlink != 1)) {
+        close(fd);
+        fd = -1;
+    }
+    s->index_fd = fd;
+}
+
+static void close_index(struct gm_logsink *s)
+{
+    if (s->index_fd >= 0)
+        close(s->index_fd);
+    s->index_fd = -1;
 }
 
 /* Opens NAME.log for appending: a regular file of one name only (never through a symbolic or
@@ -35,6 +74,8 @@ static int open_current(struct gm_logsink *s)
     s->size = (uint64_t)st.st_size;
     if (s->mirror_fd >= 0)
         dup2(fd, s->mirror_fd);
+    close_index(s);
+    open_index(s);
     return 0;
 }
 
@@ -42,7 +83,7 @@ int gm_logsink_open(struct gm_logsink *s, const char *path, uint64_t max_size, i
                     int mirror_fd, struct gm_error *err)
 {
     memset(s, 0, sizeof(*s));
-    s->dfd = s->fd = -1;
+    s->dfd = s->fd = s->index_fd = -1;
     s->mirror_fd = mirror_fd;
     if (max_size < 1 || max_files < 0 || max_files > GM_LOG_FILES_MAX)
         return gm_err(err, GM_EINVAL, "log %s: limits %" PRIu64 " bytes, %d files out of range",
@@ -51,7 +92,8 @@ int gm_logsink_open(struct gm_logsink *s, const char *path, uint64_t max_size, i
     const char *base = slash != NULL ? slash + 1 : path;
     char dir[PATH_MAX];
     size_t dlen = slash == NULL ? 1 : (slash == path ? 1 : (size_t)(slash - path));
-    if (*base == '\0' || strlen(base) + 8 > sizeof(s->name) || dlen >= sizeof(dir))
+    if (*base == '\0' || strlen(base) + 8 + strlen(GM_LOGINDEX_SUFFIX) > sizeof(s->name) ||
+        dlen >= sizeof(dir))
         return gm_err(err, GM_EINVAL, "log %s: not a file name of a usable length", path);
     if (slash == NULL)
         memcpy(dir, ".", 2);
@@ -77,10 +119,13 @@ int gm_logsink_open(struct gm_logsink *s, const char *path, uint64_t max_size, i
     }
     /* Files beyond the limit, from a time it was larger, would break the bound. */
     char old[NAME_MAX + 1];
-    for (int k = max_files + 1; k <= GM_LOG_FILES_MAX; k++)
+    for (int k = max_files + 1; k <= GM_LOG_FILES_MAX; k++) {
+        if (index_name(s, k, old, sizeof(old)) == 0)
+            unlinkat(s->dfd, old, 0);
         if (rotated_name(s, k, old, sizeof(old)) == 0 && unlinkat(s->dfd, old, 0) < 0 &&
             errno == ENOENT)
             break;
+    }
     return 0;
 }
 
@@ -92,6 +137,8 @@ static void rotate(struct gm_logsink *s)
     int moved = 0;
     if (s->max_files == 0) {
         moved = unlinkat(s->dfd, s->name, 0) == 0;
+        if (index_name(s, 0, from, sizeof(from)) == 0)
+            unlinkat(s->dfd, from, 0);
     } else if (rotated_name(s, s->max_files, to, sizeof(to)) == 0) {
         unlinkat(s->dfd, to, 0);
         for (int k = s->max_files - 1; k >= 1; k--)
@@ -100,10 +147,17 @@ static void rotate(struct gm_logsink *s)
                 renameat(s->dfd, from, s->dfd, to);
         moved =
             rotated_name(s, 1, to, sizeof(to)) == 0 && renameat(s->dfd, s->name, s->dfd, to) == 0;
+        /* Each index moves with its file; one that cannot would describe another file. */
+        for (int k = s->max_files - 1; moved && k >= 0; k--)
+            if (index_name(s, k, from, sizeof(from)) == 0 &&
+                index_name(s, k + 1, to, sizeof(to)) == 0 && renameat(s->dfd, from, s->dfd, to) < 0)
+                unlinkat(s->dfd, to, 0);
     }
     if (!moved && s->fd >= 0) {
         if (ftruncate(s->fd, 0) == 0)
             s->size = 0;
+        if (s->index_fd >= 0 && ftruncate(s->index_fd, 0) == 0)
+            s->index_ms = 0;
         return;
     }
     if (s->fd >= 0)
@@ -140,6 +194,7 @@ static size_t put(struct gm_logsink *s, const char *p, size_t len)
             continue;
         }
         size_t room = (size_t)(s->max_size - s->size);
+        gm_logindex_note(s->index_fd, s->size, gm_now_ms(), &s->index_ms);
         ssize_t w = write(s->fd, p, len < room ? len : room);
         if (w < 0 && errno == EINTR)
             continue;
@@ -182,6 +237,7 @@ void gm_logsink_write(struct gm_logsink *s, const void *buf, size_t len)
 
 void gm_logsink_close(struct gm_logsink *s)
 {
+    close_index(s);
     if (s->fd >= 0)
         close(s->fd);
     if (s->dfd >= 0)

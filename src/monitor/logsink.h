@@ -3,6 +3,9 @@
  * NAME.log.1 (NAME.log.1 becomes NAME.log.2, and so on); at most max_files rotated files are
  * kept, so a workload's log never takes more than max_size x (max_files + 1) bytes.
  *
+ * Beside each file its time index (NAME.log.t, NAME.log.1.t, ...) says where each second's
+ * output begins, for logs --since; it rotates with its file.
+ *
  * Writing never waits for space: when the disk is full (ENOSPC, EDQUOT, EFBIG) the bytes are
  * dropped and counted, and once a write succeeds again one line says how many were lost. Files
  * are opened under a descriptor of their directory, without following links, and only regular
@@ -26,6 +29,8 @@ struct gm_logsink {
     uint64_t dropped; /* bytes lost since the last note */
     int drop_errno;   /* why the last of them were lost */
     int mirror_fd;    /* >= 0: made a duplicate of fd after every (re)open (the monitor's stderr) */
+    int index_fd;     /* NAME.log.t, the time index of NAME.log (common/logindex.h), or -1 */
+    int64_t index_ms; /* when its last line was written; 0: none in this file yet */
 };
 
 /* Opens (creating, mode 0640) the log at path with its limits; max_size >= 1, 0 <= max_files <=

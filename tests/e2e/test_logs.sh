@@ -11,7 +11,7 @@ FILES=2
 start_daemon --log-max-size 64K --log-max-files "$FILES" || exit 1
 
 # The sizes of NAME's log files in DIR, one a line: "file size".
-log_sizes() { (cd "$1" && for f in "$2".log "$2".log.*; do [ -e "$f" ] && echo "$f $(stat -c %s "$f")"; done); }
+log_sizes() { (cd "$1" && for f in "$2".log "$2".log.[0-9] "$2".log.[0-9][0-9]; do [ -e "$f" ] && echo "$f $(stat -c %s "$f")"; done); }
 # The kept log of NAME in DIR as it is on disk, oldest first.
 kept_log() {
     local d=$1 n=$2 k
@@ -77,6 +77,26 @@ ms=$((($(date +%s%N) - t0) / 1000000))
 [ "$(exit_code_of holder)" = 4 ] && pass "holder's exit code 4 is recorded" ||
     fail "holder's exit code: $(exit_code_of holder)"
 expect "holder's output before the exit is kept" 0 '^main-done$' -- gm logs holder
+
+# --since, as docker's: the output of the last DURATION, or since a UTC time, also across a
+# rotation (each file's time index moves with it); with --tail, the last lines of that.
+gm run stamped -- sh -c 'echo early; sleep 3; echo late-1; echo late-2; exec sleep 60' >/dev/null
+wait_for "stamped wrote its late lines" 10 sh -c "'$GPUMUX' logs stamped | grep -q late-2"
+expect "--since 2s leaves out the early line" 0 '^late-1$' -- gm logs --since 2s stamped
+[ "$(gm logs --since 2s stamped | tr '\n' ' ')" = "late-1 late-2 " ] && pass "--since 2s: just the late lines" ||
+    fail "--since 2s: $(gm logs --since 2s stamped | tr '\n' ' ')"
+[ "$(gm logs --since 1h stamped | wc -l)" = 3 ] && pass "--since 1h: all of it" || fail "--since 1h"
+expect "--since a UTC time" 0 '^early$' -- gm logs --since "$(date -u -d '-1 hour' +%Y-%m-%dT%H:%M:%SZ)" stamped
+expect "--since with --tail" 0 '^late-2$' -- gm logs --since 2s --tail 1 stamped
+expect "--since in the future: nothing" 0 '^$' -- gm logs --since "$(date -u -d '+1 hour' +%Y-%m-%dT%H:%M:%SZ)" stamped
+expect "--since a bad value" 2 "--since 'soon': expected a duration" -- gm logs --since soon stamped
+[ -f "$T/logs/stamped.log.t" ] && pass "the log's time index is beside it" || fail "no stamped.log.t"
+# The counter's log rotated: its indexes moved with its files, and --since finds its last lines.
+[ -f "$T/logs/counter.log.1.t" ] && pass "a rotated file keeps its index" || fail "no counter.log.1.t"
+[ "$(gm logs --since 1h counter | wc -l)" = "$(gm logs counter | wc -l)" ] &&
+    pass "--since 1h over rotated files: all that is kept" || fail "--since over rotated files"
+expect "delete stamped" 0 '' -- gm delete stamped
+[ ! -e "$T/logs/stamped.log.t" ] && pass "delete removed the index too" || fail "stamped.log.t left"
 
 # Delete removes every file of the log.
 expect "delete flood" 0 '' -- gm delete flood

@@ -1,6 +1,7 @@
 /* The workload log writer: rotation at the size, the number of files kept, links and FIFOs in
  * the log's place, and a full disk (a file size limit, and a tiny tmpfs when run as root). */
 #include "daemon/supervise.h"
+#include "common/logindex.h"
 #include "monitor/logsink.h"
 
 #include <criterion/criterion.h>
@@ -35,6 +36,7 @@ static void teardown(void)
 }
 
 TestSuite(logsink, .init = setup, .fini = teardown);
+TestSuite(logindex, .init = setup, .fini = teardown);
 
 static void path_of(char *buf, size_t len, const char *name)
 {
@@ -252,4 +254,73 @@ Test(logsink, full_tmpfs_drops_without_waiting)
     append_file("w.log", log, 65536 + 255, &n);
     check_loss_and_note(log, (size_t)kept, (size_t)lost);
     free(log);
+}
+
+/* ---- the time index (logs --since) ---------------------------------------------------------- */
+
+static long long index_line(const char *name, int line, long long *offset)
+{
+    char p[PATH_MAX + 16], buf[256];
+    path_of(p, sizeof(p), name);
+    FILE *f = fopen(p, "r");
+    if (f == NULL)
+        return -1;
+    long long t = -1;
+    for (int i = 0; i <= line && fgets(buf, sizeof(buf), f) != NULL; i++)
+        if (i == line && sscanf(buf, "%lld %lld", &t, offset) != 2)
+            t = -1;
+    fclose(f);
+    return t;
+}
+
+Test(logsink, the_time_index_marks_each_second_and_rotates_with_its_file)
+{
+    struct gm_logsink s;
+    open_sink(&s, 100, 2);
+    gm_logsink_write(&s, "first\n", 6);
+    gm_logsink_write(&s, "same second\n", 12);
+    long long off;
+    cr_assert_gt(index_line("w.log.t", 0, &off), 0, "the first write is marked");
+    cr_assert_eq(off, 0);
+    cr_assert_eq(index_line("w.log.t", 1, &off), -1, "one mark a second at most");
+    usleep(1100 * 1000);
+    gm_logsink_write(&s, "next second\n", 12);
+    cr_assert_gt(index_line("w.log.t", 1, &off), 0);
+    cr_assert_eq(off, 18, "the mark says where that second's output begins");
+    /* Past the size: the file and its index become w.log.1 and w.log.1.t together. */
+    write_stream(&s, 0, 90, 90);
+    gm_logsink_close(&s);
+    cr_assert_gt(index_line("w.log.1.t", 0, &off), 0);
+    cr_assert_eq(off, 0);
+    cr_assert_gt(index_line("w.log.1.t", 1, &off), 0);
+    cr_assert_eq(off, 18);
+    cr_assert_gt(index_line("w.log.t", 0, &off), 0, "the new file has its own index");
+    cr_assert_eq(off, 0);
+}
+
+Test(logindex, find_returns_where_output_at_or_after_a_time_begins)
+{
+    char p[PATH_MAX + 16];
+    path_of(p, sizeof(p), "x.t");
+    int fd = open(p, O_RDWR | O_CREAT | O_TRUNC, 0600);
+    cr_assert_geq(fd, 0);
+    int64_t last = 0;
+    gm_logindex_note(fd, 0, 10000, &last);
+    gm_logindex_note(fd, 5, 10500, &last); /* the same second: no mark */
+    gm_logindex_note(fd, 9, 11000, &last);
+    gm_logindex_note(fd, 30, 20000, &last);
+    uint64_t off = 99;
+    cr_assert_eq(gm_logindex_find(fd, 0, &off), 1);
+    cr_assert_eq(off, 0);
+    cr_assert_eq(gm_logindex_find(fd, 10999, &off), 1);
+    cr_assert_eq(off, 0, "written within the second after 10000: may be as new as 10999");
+    cr_assert_eq(gm_logindex_find(fd, 11000, &off), 1);
+    cr_assert_eq(off, 9);
+    cr_assert_eq(gm_logindex_find(fd, 15000, &off), 1);
+    cr_assert_eq(off, 30, "nothing between 12000 and 20000");
+    cr_assert_eq(gm_logindex_find(fd, 21000, &off), 0, "all older");
+    cr_assert_eq(write(fd, "garbage\n", 8), 8);
+    cr_assert_eq(gm_logindex_find(fd, 21000, &off), -1, "a file that is no index is not trusted");
+    close(fd);
+    cr_assert_eq(gm_logindex_find(-1, 0, &off), -1);
 }
