@@ -239,6 +239,10 @@ static const struct cmd cmds[] = {
     {"remove-process", "remove-process --gpu N --pid PID", cmd_remove},
     {"set", "set --gpu N [--util PCT] [--mem-util PCT] [--temp C|auto]", cmd_set},
     {"reset", "reset", cmd_reset},
+    {"sysfs",
+     "sysfs create ROOT [--no-iommu] [--no-vfio-pci] [--foreign-in-group INDEX]\n"
+     "  gpusimctl sysfs kernel ROOT [--exit-after-idle-ms N]",
+     gm_sim_sysfs_main},
 };
 
 static void help(FILE *f)
@@ -249,7 +253,9 @@ static void help(FILE *f)
             GM_SIM_DEFAULT_STATE);
     for (size_t i = 0; i < sizeof(cmds) / sizeof(cmds[0]); i++)
         fprintf(f, "  gpusimctl %s\n", cmds[i].usage);
-    fprintf(f, "\nreset re-creates the state from $GPUSIM_CONFIG (or the two-T4 defaults).\n");
+    fprintf(f, "\nreset re-creates the state from $GPUSIM_CONFIG (or the two-T4 defaults).\n"
+               "sysfs create lays out a simulated sysfs (and /dev/vfio) for VM passthrough of\n"
+               "these GPUs under ROOT; sysfs kernel honours writes to it as Linux does.\n");
 }
 
 int main(int argc, char **argv)

@@ -10,5 +10,8 @@
 const char *gm_sim_proc_type(uint32_t flags);
 /* Print the whole state as JSON on stdout. */
 int gm_sim_show(struct gm_sim_state *st, const char *path, struct gm_error *err);
+/* `gpusimctl sysfs create|kernel ...` (argv[0] is "sysfs"): a simulated sysfs for VM passthrough
+ * and the kernel that honours writes to it. Returns the exit status. */
+int gm_sim_sysfs_main(int argc, char **argv);
 
 #endif
