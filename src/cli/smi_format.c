@@ -705,7 +705,10 @@ static int nvsmi(FILE *f, const json_t *answer, struct gm_error *err)
     column_rule(f, l, '|', '+', '|', '=');
     size_t i;
     const json_t *g;
-    json_array_foreach(gpus, i, g) gpu_rows(f, l, g);
+    /* A GPU on vfio-pci for a VM is not the host driver's: nvidia-smi does not list it, and the
+     * gpumux section below says where it is. */
+    json_array_foreach(gpus, i, g) if (!json_is_string(json_object_get(g, "passthrough")))
+        gpu_rows(f, l, g);
     /* nvidia-smi's newer layouts fill the line between the boxes with blanks. */
     if (l->spaced_gap)
         dashes(f, inner(l) + 2, ' ');
@@ -813,6 +816,9 @@ static int gpumux_section(FILE *f, const json_t *answer, const json_t *workloads
         mib_pair(g, mem, sizeof(mem));
         joined_names(json_object_get(g, "workloads"), names, sizeof(names));
         cut_right(names, names_w, shown, sizeof(shown));
+        char vfio[64];
+        if (h != NULL && json_is_string(json_object_get(g, "passthrough")))
+            snprintf(vfio, sizeof(vfio), "%s (vfio)", h), h = vfio;
         cut_right(h ? h : "-", 18, holder, sizeof(holder));
         line1(f, l, "%5s   %-7s  %-18s  %18s   %s", idx, mode ? mode : NA, holder, mem, shown);
         /* A GPU the driver fails (nvidia-smi: "GPU is lost"): its readings above are N/A. */
@@ -1076,7 +1082,14 @@ static void detail_gpu(FILE *f, const json_t *g, unsigned sec)
         head(f, 1, "FB Memory Usage");
         kv(f, 2, "Total", "%s", val(g, "memory_total", MIB, "MiB", b, sizeof(b)));
         kv(f, 2, "Reserved", "%s", val(g, "memory_driver_reserved", MIB, "MiB", b, sizeof(b)));
-        kv(f, 2, "Used", "%s", val(g, "memory_used", MIB, "MiB", b, sizeof(b)));
+        /* As nvidia-smi's -q: Reserved, Used and Free add up to Total, so Used leaves out
+         * what the driver keeps for itself. */
+        double used, reserved;
+        if (number(g, "memory_used", &used) && number(g, "memory_driver_reserved", &reserved))
+            kv(f, 2, "Used", "%lld MiB",
+               (long long)((used > reserved ? used - reserved : 0) / MIB));
+        else
+            kv(f, 2, "Used", "%s", val(g, "memory_used", MIB, "MiB", b, sizeof(b)));
         kv(f, 2, "Free", "%s", val(g, "memory_free", MIB, "MiB", b, sizeof(b)));
     }
     if (sec == 0 || (sec & SEC_COMPUTE))

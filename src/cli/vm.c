@@ -10,7 +10,7 @@ const char gm_cli_help_vm[] =
     "\n"
     "SYNOPSIS\n"
     "    gpumux vm attach VM --gpu ID [-o table|json]\n"
-    "    gpumux vm detach VM [-o table|json]\n"
+    "    gpumux vm detach VM [--force] [-o table|json]\n"
     "    gpumux vm ls [-o table|json]\n"
     "\n"
     "DESCRIPTION\n"
@@ -19,14 +19,33 @@ const char gm_cli_help_vm[] =
     "    available\" when workloads hold the GPU, and a GPU held by a VM is never handed to\n"
     "    workloads.\n"
     "\n"
-    "    attach  reserves GPU ID (index, UUID or PCI bus id) for VM.\n"
-    "    detach  releases the VM's GPU. It stays in mode vm, so that the VM can start again;\n"
-    "            use 'gpumux gpu mode ID shared' to give it to workloads.\n"
+    "    attach  gives GPU ID (index, UUID or PCI bus id) to VM: checks the claim rules and\n"
+    "            that nothing of the host uses the GPU (workloads, its MPS daemon, processes\n"
+    "            NVML lists), moves every PCI function of its IOMMU group (the GPU and its\n"
+    "            audio function) from its driver to vfio-pci through sysfs (driver_override,\n"
+    "            unbind, drivers_probe), checks the group is viable and DEV/vfio/GROUP\n"
+    "            appeared, records the claim, and prints the QEMU arguments and the libvirt\n"
+    "            <hostdev> XML for the VM. A step that fails is rolled back: every function\n"
+    "            back on its driver, no claim recorded, and the error names the step and the\n"
+    "            function. Refused with the reason when the IOMMU is off, vfio-pci is not\n"
+    "            loaded (gpumuxd tries modprobe vfio-pci) or the group holds a device that is\n"
+    "            not the GPU's. While the GPU is on vfio-pci gpumuxd does not ask NVML about\n"
+    "            it: gpu ls and smi say passthrough, and smi's nvidia-smi table leaves it out,\n"
+    "            as containers do not see it. After a reboot gpumuxd binds it to vfio-pci\n"
+    "            again before it places any workload. On gpusim the functions move only in a\n"
+    "            simulated sysfs (gpusimctl sysfs, gpumuxd --sysfs-root/--dev-root); without\n"
+    "            one the claim is recorded and the answer says so.\n"
+    "    detach  gives the VM's GPU back: every function to the driver it had before the\n"
+    "            attach, and the GPU to shared. Refused while a running VM holds the group's\n"
+    "            vfio node open (named, with its pid), unless --force.\n"
     "    ls      lists VMs with their GPU and since when they hold it.\n"
     "\n"
     "OPTIONS\n"
     "    --gpu ID\n"
     "        The GPU to attach (required by attach).\n"
+    "    --force\n"
+    "        detach: take the GPU back even while a VM holds it open (the kernel then asks\n"
+    "        the VMM to release the device before the unbind completes).\n"
     "    -o, --output table|json\n"
     "        json prints the daemon's answer.\n"
     "    -h, --help\n"
@@ -59,11 +78,34 @@ static void report(struct gm_cli_ctx *ctx, const json_t *answer, const char *wha
 static void attached(struct gm_cli_ctx *ctx, const json_t *answer)
 {
     report(ctx, answer, "attached");
+    const json_t *pt = json_object_get(answer, "passthrough"), *f, *line;
+    size_t i;
+    if (!json_is_object(pt)) {
+        const char *note = gm_cli_jstr(answer, "note", NULL);
+        if (note != NULL)
+            fprintf(ctx->out, "Note: %s.\n", note);
+        return;
+    }
+    char grp[16];
+    fprintf(ctx->out,
+            "IOMMU group %s on vfio-pci:", gm_cli_jint(pt, "iommu_group", "?", grp, sizeof(grp)));
+    json_array_foreach(json_object_get(pt, "functions"), i, f)
+        fprintf(ctx->out, " %s", gm_cli_jstr(f, "bdf", "?"));
+    fprintf(ctx->out, "\n\nQEMU:\n");
+    json_array_foreach(json_object_get(pt, "qemu"), i, line)
+        fprintf(ctx->out, "  %s\n", json_string_value(line) ? json_string_value(line) : "");
+    fprintf(ctx->out, "\nlibvirt (virsh edit VM, inside <devices>):\n%s",
+            gm_cli_jstr(pt, "libvirt", ""));
 }
 
 static void detached(struct gm_cli_ctx *ctx, const json_t *answer)
 {
     report(ctx, answer, "detached");
+    const json_t *f;
+    size_t i;
+    json_array_foreach(json_object_get(answer, "returned"), i, f)
+        fprintf(ctx->out, "%s is on %s again\n", gm_cli_jstr(f, "bdf", "?"),
+                gm_cli_jstr(f, "driver", "?")[0] ? gm_cli_jstr(f, "driver", "?") : "no driver");
 }
 
 static int vm_attach(struct gm_cli_ctx *ctx, const char *name, const char *gpu)
@@ -74,9 +116,9 @@ static int vm_attach(struct gm_cli_ctx *ctx, const char *name, const char *gpu)
     return rc;
 }
 
-static int vm_detach(struct gm_cli_ctx *ctx, const char *name)
+static int vm_detach(struct gm_cli_ctx *ctx, const char *name, int force)
 {
-    char *path = gm_cli_path("/v1/vms/", name, NULL);
+    char *path = gm_cli_path("/v1/vms/", name, force ? "?force=true" : NULL);
     int rc = path ? gm_cli_call_show(ctx, "DELETE", path, NULL, detached) : GM_CLI_EXIT_FAIL;
     free(path);
     return rc;
@@ -123,14 +165,17 @@ int gm_cli_vm(struct gm_cli_ctx *ctx, int argc, char **argv)
 {
     static const struct option longopts[] = {
         {"gpu", required_argument, NULL, 'g'},
+        {"force", no_argument, NULL, 'F'},
         GM_CLI_COMMON_LONG,
         {0, 0, 0, 0},
     };
     const char *gpu = NULL;
-    int c, rc;
+    int c, rc, force = 0;
     while ((c = getopt_long(argc, argv, GM_CLI_COMMON_SHORT, longopts, NULL)) != -1) {
         if (c == 'g')
             gpu = optarg;
+        else if (c == 'F')
+            force = 1;
         else if ((rc = gm_cli_common_option(ctx, c, argv, gm_cli_help_vm)) >= 0)
             return rc;
     }
@@ -145,6 +190,8 @@ int gm_cli_vm(struct gm_cli_ctx *ctx, int argc, char **argv)
     }
     if (gpu != NULL && strcmp(sub, "attach") != 0)
         return gm_cli_usage(ctx, "--gpu belongs to 'vm attach'");
+    if (force && strcmp(sub, "detach") != 0)
+        return gm_cli_usage(ctx, "--force belongs to 'vm detach'");
     if (strcmp(sub, "ls") == 0) {
         if (n > 1)
             return gm_cli_usage(ctx, "unexpected argument '%s'", arg[1]);
@@ -155,7 +202,7 @@ int gm_cli_vm(struct gm_cli_ctx *ctx, int argc, char **argv)
     if (n > 2)
         return gm_cli_usage(ctx, "unexpected argument '%s'", arg[2]);
     if (strcmp(sub, "detach") == 0)
-        return vm_detach(ctx, arg[1]);
+        return vm_detach(ctx, arg[1], force);
     if (gpu == NULL)
         return gm_cli_usage(ctx, "missing --gpu ID: which GPU should VM '%s' get?", arg[1]);
     return vm_attach(ctx, arg[1], gpu);

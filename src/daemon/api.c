@@ -197,7 +197,15 @@ SPEC(vm_spec,
       .type = GM_FIELD_TEXT,
       .required = 1,
       GM_FIELD_AT(struct vm_req, gpu),
-      .doc = "the GPU to reserve: index, UUID or PCI bus id"});
+      .doc = "the GPU to give: index, UUID or PCI bus id"});
+
+struct vm_detach_query {
+    int force;
+};
+SPEC(vm_detach_spec, {.name = "force",
+                      .type = GM_FIELD_BOOL,
+                      GM_FIELD_AT(struct vm_detach_query, force),
+                      .doc = "take the GPU back even while a running VM holds its vfio node"});
 
 SPEC(run_spec,
      {.name = "name",
@@ -400,8 +408,11 @@ static void get_info(struct gm_daemon *d, const struct gm_call *c, struct gm_rep
     pthread_mutex_unlock(&d->lock);
     for (size_t i = 0; rc == 0 && i < n; i++) {
         struct gm_error why = {0};
-        struct gm_gpu_live *live = gpus[i].present ? query_live(&gpus[i], &why) : NULL;
-        if (gpus[i].present && live == NULL)
+        pthread_mutex_lock(&d->lock);
+        int bound = gm_strv_find(&d->vfio_bound, gpus[i].uuid) >= 0;
+        pthread_mutex_unlock(&d->lock);
+        struct gm_gpu_live *live = gpus[i].present && !bound ? query_live(&gpus[i], &why) : NULL;
+        if (gpus[i].present && !bound && live == NULL)
             json_array_append_new(lost, json_pack("{s:i, s:s, s:s}", "index", gpus[i].idx, "uuid",
                                                   gpus[i].uuid, "error", why.msg));
         free(live);
@@ -413,16 +424,21 @@ static void get_info(struct gm_daemon *d, const struct gm_call *c, struct gm_rep
 
 /* A GPU the driver fails (lost, or a damaged simulated device) stays in the answer, with
  * "present": false and "error" saying why. */
-static json_t *gpu_with_live(const struct gm_gpu_rec *g, const struct gm_workload_rec *ws,
-                             size_t nws)
+static json_t *gpu_with_live(struct gm_daemon *d, const struct gm_gpu_rec *g,
+                             const struct gm_workload_rec *ws, size_t nws)
 {
     struct gm_gpu_live *live = NULL;
     struct gm_error err = {0};
-    if (g->present)
+    /* On vfio-pci for a VM: the host driver does not have it, and NVML is not asked. */
+    pthread_mutex_lock(&d->lock);
+    int bound = gm_strv_find(&d->vfio_bound, g->uuid) >= 0;
+    pthread_mutex_unlock(&d->lock);
+    if (g->present && !bound)
         live = query_live(g, &err);
     json_t *o = gm_json_gpu(g, live, ws, nws);
+    json_object_set_new(o, "passthrough", bound ? json_string(GM_VFIO_DRIVER) : json_null());
     json_object_set_new(o, "error",
-                        g->present && live == NULL ? json_string(err.msg) : json_null());
+                        g->present && !bound && live == NULL ? json_string(err.msg) : json_null());
     free(live);
     return o;
 }
@@ -437,7 +453,7 @@ static void get_gpus(struct gm_daemon *d, const struct gm_call *c, struct gm_rep
         return;
     json_t *arr = json_array();
     for (size_t i = 0; i < ngpus; i++)
-        json_array_append_new(arr, gpu_with_live(&gpus[i], ws, nws));
+        json_array_append_new(arr, gpu_with_live(d, &gpus[i], ws, nws));
     json_t *o = json_object();
     json_object_set_new(o, "hostname", json_string(d->hostname));
     json_object_set_new(o, "timestamp", gm_json_time(gm_now_ms()));
@@ -459,7 +475,7 @@ static void get_gpu(struct gm_daemon *d, const struct gm_call *c, struct gm_repl
     if (gm_gpu_resolve(gpus, ngpus, c->arg[0], &i, &err) < 0)
         gm_api_error(rep, &err);
     else
-        rep->json = gpu_with_live(&gpus[i], ws, nws);
+        rep->json = gpu_with_live(d, &gpus[i], ws, nws);
     free(gpus);
     gm_workload_list_free(ws, nws);
 }
@@ -471,7 +487,7 @@ static void reply_gpu(struct gm_daemon *d, const struct gm_gpu_rec *g, struct gm
     size_t ngpus, nws;
     if (load_lists(d, &gpus, &ngpus, &ws, &nws, rep) < 0)
         return;
-    rep->json = gpu_with_live(g, ws, nws);
+    rep->json = gpu_with_live(d, g, ws, nws);
     free(gpus);
     gm_workload_list_free(ws, nws);
 }
@@ -718,28 +734,65 @@ static void get_vm(struct gm_daemon *d, const struct gm_call *c, struct gm_reply
     reply_vms(d, c->arg[0], rep);
 }
 
+/* The group as a VMM takes it: its functions, QEMU's arguments and libvirt's XML. */
+static json_t *passthrough_json(const struct gm_vfio_group *grp)
+{
+    json_t *o = json_object(), *fs = json_array(), *qemu = json_array();
+    json_object_set_new(o, "iommu_group", json_integer(grp->group));
+    for (size_t i = 0; i < grp->n; i++)
+        json_array_append_new(fs, json_pack("{s:s, s:s, s:s}", "bdf", grp->f[i].bdf, "driver",
+                                            grp->f[i].driver, "class",
+                                            (grp->f[i].klass >> 16) == 0x03   ? "display"
+                                            : (grp->f[i].klass >> 16) == 0x04 ? "multimedia"
+                                                                              : "other"));
+    json_object_set_new(o, "functions", fs);
+    char buf[4096];
+    gm_vfio_qemu_args(grp, buf, sizeof(buf));
+    for (char *line = strtok(buf, "\n"); line != NULL; line = strtok(NULL, "\n"))
+        json_array_append_new(qemu, json_string(line));
+    json_object_set_new(o, "qemu", qemu);
+    gm_vfio_libvirt_xml(grp, buf, sizeof(buf));
+    json_object_set_new(o, "libvirt", json_string(buf));
+    return o;
+}
+
 static void post_vm(struct gm_daemon *d, const struct gm_call *c, struct gm_reply *rep)
 {
     const struct vm_req *b = c->body;
     struct gm_gpu_rec g;
+    struct gm_vm_outcome o;
     struct gm_error err;
-    if (gm_vm_attach(d, b->name, b->gpu, &g, &err) < 0) {
+    if (gm_vm_attach(d, b->name, b->gpu, &g, &o, &err) < 0) {
         gm_api_error(rep, &err);
         return;
     }
     rep->status = 201;
     rep->json = vm_json(&g);
+    json_object_set_new(rep->json, "passthrough",
+                        o.passthrough ? passthrough_json(&o.group) : json_null());
+    if (o.claim_only)
+        json_object_set_new(rep->json, "note",
+                            json_string("gpusim without a sysfs tree: the claim is recorded, no "
+                                        "function was moved (see gpusimctl sysfs and "
+                                        "sysfs_root)"));
 }
 
 static void delete_vm(struct gm_daemon *d, const struct gm_call *c, struct gm_reply *rep)
 {
+    const struct vm_detach_query *q = c->query;
     struct gm_gpu_rec g;
+    struct gm_vm_outcome o;
     struct gm_error err;
-    if (gm_vm_detach(d, c->arg[0], &g, &err) < 0) {
+    if (gm_vm_detach(d, c->arg[0], q != NULL && q->force, &g, &o, &err) < 0) {
         gm_api_error(rep, &err);
         return;
     }
     rep->json = vm_json(&g);
+    json_t *back = json_array();
+    for (size_t i = 0; o.passthrough && i < o.released.n; i++)
+        json_array_append_new(back, json_pack("{s:s, s:s}", "bdf", o.released.bdf[i], "driver",
+                                              o.released.driver[i]));
+    json_object_set_new(rep->json, "returned", back);
 }
 
 static void get_workloads(struct gm_daemon *d, const struct gm_call *c, struct gm_reply *rep)
@@ -1018,10 +1071,14 @@ static const struct gm_route routes[] = {
      .answer = "`{\"messages\", \"gpus\": [MPS status]}`", .perm = GM_PERM_ADMIN,
      .action = "stop MPS"},
     {"GET", "/v1/vms", get_vms, .answer = "`{\"vms\": [VM]}`"},
-    {"POST", "/v1/vms", post_vm, BODY(vm_spec, struct vm_req), .answer = "`201` VM",
+    {"POST", "/v1/vms", post_vm, BODY(vm_spec, struct vm_req),
+     .answer = "`201` VM, with `passthrough`: its IOMMU group, functions, QEMU arguments and "
+               "libvirt XML (null when only the claim was recorded)",
      .perm = GM_PERM_ADMIN, .action = "give a GPU to a VM"},
     {"GET", "/v1/vms/{name}", get_vm, .answer = "VM"},
-    {"DELETE", "/v1/vms/{name}", delete_vm, .answer = "the VM that was detached",
+    {"DELETE", "/v1/vms/{name}", delete_vm, QUERY(vm_detach_spec, struct vm_detach_query),
+     .answer = "the VM that was detached, with `returned`: its functions and the drivers they "
+               "are on again",
      .perm = GM_PERM_ADMIN, .action = "take its GPU back from VM"},
     {"GET", "/v1/workloads", get_workloads, .answer = "`{\"workloads\": [Workload]}`"},
     {"POST", "/v1/workloads", post_workload, BODY(run_spec, struct gm_run_request),

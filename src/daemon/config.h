@@ -37,6 +37,8 @@ struct gm_config {
     uint64_t log_max_size;
     long long log_max_files;
     char cgroup_root[PATH_MAX]; /* auto | none | a directory; resolved by gm_daemon_open */
+    char sysfs_root[PATH_MAX];  /* vfio: the sysfs to move GPUs' functions through */
+    char dev_root[PATH_MAX];    /* vfio: where vfio/GROUP appears */
 };
 
 /* X(key, type, field, default, min, max, help): one row per setting, in the order
@@ -136,7 +138,16 @@ struct gm_config {
       "process of a workload. auto: gpumux on the cgroup2 mount, else in the v1 pids or freezer "  \
       "hierarchy, or none (the log says why) when neither works. A path (relative: under the "     \
       "cgroup mount) must work, or gpumuxd does not start. none: launches are tracked by their "   \
-      "locks only, which a workload can escape.")
+      "locks only, which a workload can escape.")                                                  \
+    X("sysfs_root", P, sysfs_root, "/sys", 1, 0,                                                   \
+      "The sysfs through which vm attach moves a GPU's PCI functions to vfio-pci and vm detach "   \
+      "gives them back (bus/pci/devices, bus/pci/drivers, kernel/iommu_groups). A tree laid out "  \
+      "by gpusimctl sysfs create, with its simulated kernel running, stands in for it on gpusim; " \
+      "with the sim driver and this left at /sys, vm attach records the claim only and says "      \
+      "so.")                                                                                       \
+    X("dev_root", P, dev_root, "/dev", 1, 0,                                                       \
+      "The directory holding vfio/GROUP, the node of an IOMMU group bound to vfio-pci, which vm "  \
+      "attach checks appears and vm detach checks no running VM holds open.")
 
 void gm_config_defaults(struct gm_config *c);
 /* Sets one key (state_dir, or state-dir as on the command line) from text; errors name the

@@ -178,6 +178,8 @@ int gm_daemon_open(struct gm_daemon *d, const char *exe_dir, struct gm_error *er
             d->driver.library, d->driver.driver_version, d->driver.cuda_version, gm_gpu_count());
     if ((rc = gm_inventory_sync(d, err)) < 0)
         return rc;
+    /* Before any workload is placed: VMs' GPUs back on vfio-pci, half-done attaches undone. */
+    gm_vfio_recover(d);
     gm_store_event(d->store, GM_LEVEL_INFO, "daemon", "started (pid %d, driver %s)", getpid(),
                    gm_driver_kind_name(d->driver.kind));
     return 0;
@@ -195,6 +197,7 @@ void gm_daemon_close(struct gm_daemon *d)
     if (d->gpu_open)
         gm_gpu_close();
     d->gpu_open = 0;
+    gm_strv_free(&d->vfio_bound);
     free(d->wmem);
     d->wmem = NULL;
     d->nwmem = 0;

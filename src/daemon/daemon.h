@@ -9,6 +9,7 @@
 #include "daemon/gpu.h"
 #include "daemon/model.h"
 #include "daemon/plan.h"
+#include "daemon/vfio.h"
 #include "daemon/store/store.h"
 
 #include <pthread.h>
@@ -45,7 +46,10 @@ struct gm_daemon {
     atomic_int stopping;
     struct gm_wmem *wmem; /* per workload, in memory only */
     size_t nwmem;
-    struct gm_strv changing;      /* UUIDs of GPUs whose mode is changing: placement avoids them */
+    struct gm_strv changing; /* UUIDs of GPUs whose mode is changing: placement avoids them */
+    /* GPUs whose functions are on vfio-pci for a VM: NVML is not asked about them (vfio.h). */
+    struct gm_strv vfio_bound;
+    uint64_t vfio_bound_mask;     /* the same by index */
     struct gm_mps *mps;           /* the MPS manager's own state (mps.c), keyed by GPU UUID */
     struct gm_memcheck *memcheck; /* what the driver says limited workloads hold (memcheck.c) */
     int lock_fd;                  /* the state directory's single-instance lock */
@@ -209,9 +213,26 @@ int gm_gpu_set_mode(struct gm_daemon *d, const char *id, enum gm_mode mode, enum
 /* pct 0 / mem 0 keep the current value. Applied when MPS (re)starts on the GPU. */
 int gm_gpu_set_mps_defaults(struct gm_daemon *d, const char *id, int pct, uint64_t mem,
                             struct gm_error *err);
+/* What vm attach and detach did to the GPU's functions (inventory.c). */
+struct gm_vm_outcome {
+    int passthrough;                 /* the functions were moved (to vfio-pci, or back) */
+    int claim_only;                  /* gpusim without a sysfs tree: only the claim was recorded */
+    struct gm_vfio_group group;      /* attach: the group as it is now, on vfio-pci */
+    struct gm_vfio_journal released; /* detach: the functions and the drivers they are back on */
+};
+/* Claims GPU gpu for VM vm (the claim rules of SYSTEM.md §1) and moves its IOMMU group to
+ * vfio-pci, all or nothing. o may be NULL. */
 int gm_vm_attach(struct gm_daemon *d, const char *vm, const char *gpu, struct gm_gpu_rec *out,
-                 struct gm_error *err);
-int gm_vm_detach(struct gm_daemon *d, const char *vm, struct gm_gpu_rec *out, struct gm_error *err);
+                 struct gm_vm_outcome *o, struct gm_error *err);
+/* Gives the VM's GPU back: its functions to their drivers, the GPU to shared. Refused while a
+ * running VM holds the group's vfio node, unless force. */
+int gm_vm_detach(struct gm_daemon *d, const char *vm, int force, struct gm_gpu_rec *out,
+                 struct gm_vm_outcome *o, struct gm_error *err);
+/* Records whether g's functions are on vfio-pci. Caller holds d->lock. */
+void gm_vfio_mark(struct gm_daemon *d, const struct gm_gpu_rec *g, int bound);
+/* At start, before any workload is placed: finishes or undoes what the journals say an attach
+ * or a detach left, and binds claimed GPUs to vfio-pci again after a reboot (inventory.c). */
+void gm_vfio_recover(struct gm_daemon *d);
 
 /* The lines users see for outcomes, as the appliance prints them (messages.c). */
 void gm_msg_mps(const struct gm_mps_outcome *o, int starting, struct gm_strv *lines);

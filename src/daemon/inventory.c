@@ -2,8 +2,10 @@
 #include "common/log.h"
 #include "common/parse.h"
 #include "daemon/daemon.h"
+#include "daemon/vfio.h"
 #include "daemon/mps.h"
 #include "daemon/sched.h"
+#include "daemon/spawn.h"
 
 #include <inttypes.h>
 #include <stdarg.h>
@@ -239,9 +241,140 @@ int gm_gpu_set_mps_defaults(struct gm_daemon *d, const char *id, int pct, uint64
     return rc;
 }
 
-int gm_vm_attach(struct gm_daemon *d, const char *vm, const char *gpu, struct gm_gpu_rec *out,
-                 struct gm_error *err)
+/* ---- VMs: claims and vfio-pci passthrough ------------------------------------------------- */
+
+#define VFIO_STEP_MS 2000
+
+/* Does vm attach move the GPU's functions, or only record the claim? On NVIDIA's driver always;
+ * on gpusim only with a sysfs tree of its own (gpusimctl sysfs), since the machine's /sys has
+ * none of gpusim's devices. */
+static int passthrough_on(const struct gm_daemon *d)
 {
+    return d->driver.kind != GM_DRIVER_SIM || strcmp(d->cfg.sysfs_root, "/sys") != 0;
+}
+
+/* Keeps the GPU from placement and from other changes while it is worked on without the
+ * lock; changing_done ends it. Caller holds d->lock. */
+static int mark_changing(struct gm_daemon *d, const char *uuid, struct gm_error *err)
+{
+    return gm_strv_add(&d->changing, uuid) < 0 ? gm_err(err, GM_ENOMEM, "out of memory") : 0;
+}
+
+void gm_vfio_mark(struct gm_daemon *d, const struct gm_gpu_rec *g, int bound)
+{
+    long i = gm_strv_find(&d->vfio_bound, g->uuid);
+    if (bound && i < 0)
+        gm_strv_add(&d->vfio_bound, g->uuid);
+    else if (!bound && i >= 0) {
+        free(d->vfio_bound.v[i]);
+        d->vfio_bound.v[i] = d->vfio_bound.v[--d->vfio_bound.n];
+        d->vfio_bound.v[d->vfio_bound.n] = NULL;
+    }
+    if (g->idx >= 0 && g->idx < 64) {
+        uint64_t bit = (uint64_t)1 << g->idx;
+        if (bound)
+            __atomic_fetch_or(&d->vfio_bound_mask, bit, __ATOMIC_RELAXED);
+        else
+            __atomic_fetch_and(&d->vfio_bound_mask, ~bit, __ATOMIC_RELAXED);
+    }
+}
+
+/* Gives the functions of the journal back to their drivers; 0, or the error naming the step. */
+static int restore(struct gm_daemon *d, const struct gm_vfio_journal *j, struct gm_error *err)
+{
+    struct gm_vfio_group grp;
+    struct gm_vfio_plan plan;
+    size_t done;
+    int rc = gm_vfio_read(d->cfg.sysfs_root, d->cfg.dev_root, j->gpu_bdf, &grp, err);
+    if (rc == 0)
+        rc = gm_vfio_plan_restore(&grp, (const char(*)[32])j->bdf, (const char(*)[64])j->driver,
+                                  j->n, &plan, err);
+    if (rc == 0)
+        rc = gm_vfio_apply(d->cfg.sysfs_root, d->cfg.dev_root, &grp, &plan, VFIO_STEP_MS, &done,
+                           err);
+    return rc;
+}
+
+/* Moves the GPU's group to vfio-pci, all or nothing: a step that fails rolls back what was
+ * done. *jr: the journal, phase binding, kept for the caller to finish. */
+static int bind_group(struct gm_daemon *d, const struct gm_gpu_rec *g, const char *vm,
+                      struct gm_vfio_journal *j, struct gm_vm_outcome *o, struct gm_error *err)
+{
+    char bdf[32];
+    int rc = gm_vfio_bdf(g->pci_bus_id, bdf, sizeof(bdf));
+    if (rc < 0)
+        return gm_err(err, GM_EINVAL, "GPU %d: PCI bus id '%s' is not one sysfs knows", g->idx,
+                      g->pci_bus_id);
+    struct gm_vfio_group grp;
+    struct gm_vfio_plan plan;
+    if ((rc = gm_vfio_read(d->cfg.sysfs_root, d->cfg.dev_root, bdf, &grp, err)) < 0)
+        return rc;
+    /* vfio-pci not loaded on a real machine: load it, as an administrator would. */
+    if (grp.found && grp.iommu && !grp.vfio_loaded && d->driver.kind != GM_DRIVER_SIM &&
+        strcmp(d->cfg.sysfs_root, "/sys") == 0) {
+        char *argv[] = {(char *)"modprobe", (char *)"vfio-pci", NULL}, out[512];
+        int status = 0;
+        if (gm_spawn_capture(argv, NULL, NULL, out, sizeof(out), 10000, &status, NULL) == 0 &&
+            status == 0)
+            gm_vfio_read(d->cfg.sysfs_root, d->cfg.dev_root, bdf, &grp, err);
+    }
+    if ((rc = gm_vfio_plan_bind(&grp, bdf, &plan, err)) < 0)
+        return gm_err_wrap(err, "VM %s: GPU %d (%s) cannot be passed through", vm, g->idx, g->uuid);
+    memset(j, 0, sizeof(*j));
+    snprintf(j->uuid, sizeof(j->uuid), "%s", g->uuid);
+    snprintf(j->vm, sizeof(j->vm), "%s", vm);
+    snprintf(j->gpu_bdf, sizeof(j->gpu_bdf), "%s", bdf);
+    j->phase = GM_VFIO_BINDING;
+    j->group = grp.group;
+    for (size_t i = 0; i < grp.n; i++) {
+        if ((grp.f[i].klass >> 8) == 0x0604)
+            continue; /* a bridge stays as it is */
+        snprintf(j->bdf[j->n], sizeof(j->bdf[0]), "%s", grp.f[i].bdf);
+        snprintf(j->driver[j->n], sizeof(j->driver[0]), "%s", grp.f[i].driver);
+        j->n++;
+    }
+    /* Written before the first step: a daemon killed between two steps gives the functions back
+     * at its next start. */
+    if ((rc = gm_vfio_journal_write(d->cfg.state_dir, j, err)) < 0)
+        return gm_err_wrap(err, "VM %s: GPU %d", vm, g->idx);
+    size_t done = 0;
+    rc = gm_vfio_apply(d->cfg.sysfs_root, d->cfg.dev_root, &grp, &plan, VFIO_STEP_MS, &done, err);
+    struct gm_vfio_group after;
+    if (rc == 0 && gm_vfio_read(d->cfg.sysfs_root, d->cfg.dev_root, bdf, &after, err) == 0 &&
+        (!after.dev_node || !gm_vfio_group_on_vfio(&after)))
+        rc = gm_err(err, GM_EIO,
+                    "the IOMMU group %d is on vfio-pci but %s/vfio/%d did not appear: not usable "
+                    "by a VM",
+                    grp.group, d->cfg.dev_root, grp.group);
+    if (rc < 0) {
+        struct gm_error rerr = {0};
+        char why[sizeof(err->msg)];
+        snprintf(why, sizeof(why), "%s", err->msg);
+        if (restore(d, j, &rerr) == 0) {
+            gm_vfio_journal_remove(d->cfg.state_dir, g->uuid);
+            return gm_err(err, GM_EIO,
+                          "VM %s: GPU %d (%s): %s; rolled back: every function of IOMMU group %d "
+                          "is on its driver again",
+                          vm, g->idx, g->uuid, why, grp.group);
+        }
+        /* The journal stays: the next start tries again. */
+        return gm_err(err, GM_EIO,
+                      "VM %s: GPU %d (%s): %s; the rollback failed too (%s): the journal "
+                      "%s/vfio/%s.json keeps what to give back, tried again at the next start",
+                      vm, g->idx, g->uuid, why, rerr.msg, d->cfg.state_dir, g->uuid);
+    }
+    if (o != NULL) {
+        o->passthrough = 1;
+        o->group = after;
+    }
+    return 0;
+}
+
+int gm_vm_attach(struct gm_daemon *d, const char *vm, const char *gpu, struct gm_gpu_rec *out,
+                 struct gm_vm_outcome *o, struct gm_error *err)
+{
+    if (o != NULL)
+        memset(o, 0, sizeof(*o));
     int rc = gm_check_name(vm, "VM", err);
     if (rc < 0)
         return rc;
@@ -291,27 +424,71 @@ int gm_vm_attach(struct gm_daemon *d, const char *vm, const char *gpu, struct gm
                     g.idx, g.uuid, names);
         goto out;
     }
+    /* Kept from placement while its MPS daemon stops and its functions move, without the lock. */
+    if ((rc = mark_changing(d, g.uuid, err)) < 0)
+        goto out;
+    marked = 1;
+    pthread_mutex_unlock(&d->lock);
     if (g.mode == GM_MODE_MPS) {
-        /* Its MPS daemon is stopped without the lock; the GPU is kept from placement meanwhile. */
-        if ((rc = gm_strv_add(&d->changing, g.uuid)) < 0) {
-            rc = gm_err(err, GM_ENOMEM, "out of memory");
-            goto out;
-        }
-        marked = 1;
-        pthread_mutex_unlock(&d->lock);
-        struct gm_mps_outcome o;
-        gm_mps_stop(d, &g, &o);
-        pthread_mutex_lock(&d->lock);
+        struct gm_mps_outcome mo;
+        gm_mps_stop(d, &g, &mo);
     }
+    /* Nothing of the host may use it: processes NVML lists on it (started outside gpumux). */
+    struct gm_gpu_live *live = calloc(1, sizeof(*live));
+    if (live != NULL && gm_gpu_query(g.idx, live, NULL) == 0 && live->nprocs > 0) {
+        char names[1024] = "";
+        size_t used = 0;
+        for (int k = 0; k < live->nprocs && used < sizeof(names); k++) {
+            int n = snprintf(names + used, sizeof(names) - used, "%s%u (%s)", k ? ", " : "",
+                             live->procs[k].pid, live->procs[k].name);
+            used += n > 0 ? (size_t)n : 0;
+        }
+        rc = gm_err(err, GM_ENOSPACE,
+                    "VM %s: no GPU resources available: GPU %d (%s) is in use by processes the "
+                    "driver lists: %s",
+                    vm, g.idx, g.uuid, names);
+    }
+    free(live);
+    struct gm_vfio_journal j;
+    int bound = 0;
+    if (rc == 0 && passthrough_on(d)) {
+        rc = bind_group(d, &g, vm, &j, o, err);
+        bound = rc == 0;
+    }
+    pthread_mutex_lock(&d->lock);
+    if (rc < 0)
+        goto out;
     g.mode = GM_MODE_VM;
     snprintf(g.holder, sizeof(g.holder), "%s", vm);
     g.holder_since = gm_now_ms();
-    char object[80], msg[160];
+    char object[80], msg[200];
     snprintf(object, sizeof(object), "vm/%s", vm);
-    snprintf(msg, sizeof(msg), "attached GPU %d (%s)", g.idx, g.uuid);
+    if (bound)
+        snprintf(msg, sizeof(msg), "attached GPU %d (%s): IOMMU group %d on vfio-pci", g.idx,
+                 g.uuid, j.group);
+    else
+        snprintf(msg, sizeof(msg), "attached GPU %d (%s)", g.idx, g.uuid);
     rc = save(d, &g, object, msg, err);
+    if (rc < 0 && bound) {
+        /* The claim could not be recorded: nothing stays done. */
+        struct gm_error rerr = {0};
+        pthread_mutex_unlock(&d->lock);
+        if (restore(d, &j, &rerr) == 0)
+            gm_vfio_journal_remove(d->cfg.state_dir, g.uuid);
+        pthread_mutex_lock(&d->lock);
+        goto out;
+    }
+    if (bound) {
+        j.phase = GM_VFIO_ATTACHED;
+        struct gm_error jerr = {0};
+        if (gm_vfio_journal_write(d->cfg.state_dir, &j, &jerr) < 0)
+            gm_warn("VM %s: %s (the claim is recorded; the next start completes it)", vm, jerr.msg);
+        gm_vfio_mark(d, &g, 1);
+    }
     if (rc == 0 && out != NULL)
         *out = g;
+    if (o != NULL && !bound)
+        o->claim_only = 1;
 out:
     if (marked)
         changing_done(d, g.uuid);
@@ -321,35 +498,186 @@ out:
     return rc;
 }
 
-int gm_vm_detach(struct gm_daemon *d, const char *vm, struct gm_gpu_rec *out, struct gm_error *err)
+int gm_vm_detach(struct gm_daemon *d, const char *vm, int force, struct gm_gpu_rec *out,
+                 struct gm_vm_outcome *o, struct gm_error *err)
 {
+    if (o != NULL)
+        memset(o, 0, sizeof(*o));
     struct gm_gpu_rec *gpus;
     struct gm_workload_rec *ws;
     size_t ngpus = 0, nws = 0, i = 0;
+    struct gm_gpu_rec g;
+    int marked = 0;
     pthread_mutex_lock(&d->lock);
     int rc = load(d, NULL, &gpus, &ngpus, &ws, &nws, &i, err);
     if (rc < 0)
         goto out;
-    rc = gm_err(err, GM_ENOTFOUND, "no VM named %s holds a GPU", vm);
-    for (size_t k = 0; k < ngpus; k++) {
-        if (strcmp(gpus[k].holder, vm) != 0)
-            continue;
-        struct gm_gpu_rec g = gpus[k];
-        if (out != NULL)
-            *out = g;
-        g.mode = GM_MODE_SHARED;
-        g.holder[0] = '\0';
-        g.holder_since = 0;
-        char object[80], msg[160];
-        snprintf(object, sizeof(object), "vm/%s", vm);
-        snprintf(msg, sizeof(msg), "detached GPU %d (%s); the GPU is shared again", g.idx, g.uuid);
+    long k = -1;
+    for (size_t n = 0; n < ngpus && k < 0; n++)
+        if (strcmp(gpus[n].holder, vm) == 0)
+            k = (long)n;
+    if (k < 0) {
+        rc = gm_err(err, GM_ENOTFOUND, "no VM named %s holds a GPU", vm);
+        goto out;
+    }
+    g = gpus[k];
+    if (gm_strv_find(&d->changing, g.uuid) >= 0) {
+        rc = gm_err(err, GM_EBUSY, "VM %s: GPU %d (%s) is changing now; try again", vm, g.idx,
+                    g.uuid);
+        goto out;
+    }
+    if ((rc = mark_changing(d, g.uuid, err)) < 0)
+        goto out;
+    marked = 1;
+    pthread_mutex_unlock(&d->lock);
+    struct gm_vfio_journal j;
+    int journal = gm_vfio_journal_read(d->cfg.state_dir, g.uuid, &j, err);
+    if (journal == -GM_ENOTFOUND) {
         gm_error_clear(err);
-        rc = save(d, &g, object, msg, err);
-        break;
+        rc = 0;
+    } else if (journal < 0) {
+        rc = journal;
+    }
+    if (journal == 0) {
+        /* A running VM holds the group's node: taking the GPU away would pull it from under it. */
+        struct gm_strv holders = {0};
+        if (gm_vfio_holders(d->cfg.dev_root, j.group, &holders) > 0 && !force) {
+            char names[1024] = "";
+            for (size_t n = 0, used = 0; n < holders.n && used < sizeof(names); n++) {
+                int w = snprintf(names + used, sizeof(names) - used, "%s%s", n ? ", " : "",
+                                 holders.v[n]);
+                used += w > 0 ? (size_t)w : 0;
+            }
+            rc = gm_err(err, GM_EBUSY,
+                        "VM %s: GPU %d (%s) is in use by a running VM: %s/vfio/%d is held open "
+                        "by %s; shut the VM down first, or detach --force",
+                        vm, g.idx, g.uuid, d->cfg.dev_root, j.group, names);
+        }
+        gm_strv_free(&holders);
+        if (rc == 0) {
+            j.phase = GM_VFIO_RELEASING;
+            rc = gm_vfio_journal_write(d->cfg.state_dir, &j, err);
+        }
+        if (rc == 0 && (rc = restore(d, &j, err)) < 0)
+            gm_err_wrap(err, "VM %s: GPU %d (%s): giving its functions back", vm, g.idx, g.uuid);
+        if (rc == 0 && o != NULL) {
+            o->passthrough = 1;
+            o->released = j;
+        }
+    }
+    pthread_mutex_lock(&d->lock);
+    if (rc < 0)
+        goto out;
+    if (out != NULL)
+        *out = g;
+    g.mode = GM_MODE_SHARED;
+    g.holder[0] = '\0';
+    g.holder_since = 0;
+    char object[80], msg[200];
+    snprintf(object, sizeof(object), "vm/%s", vm);
+    snprintf(msg, sizeof(msg), "detached GPU %d (%s)%s; the GPU is shared again", g.idx, g.uuid,
+             journal == 0 ? ": its functions are on their drivers again" : "");
+    gm_error_clear(err);
+    rc = save(d, &g, object, msg, err);
+    if (rc == 0 && journal == 0) {
+        gm_vfio_journal_remove(d->cfg.state_dir, g.uuid);
+        gm_vfio_mark(d, &g, 0);
     }
 out:
+    if (marked)
+        changing_done(d, g.uuid);
     pthread_mutex_unlock(&d->lock);
     free(gpus);
     gm_workload_list_free(ws, nws);
     return rc;
+}
+
+/* One journal at start: what its phase and the GPU's record say is left to do. */
+static void recover_one(struct gm_daemon *d, const char *uuid)
+{
+    struct gm_vfio_journal j;
+    struct gm_error err = {0};
+    int rc = gm_vfio_journal_read(d->cfg.state_dir, uuid, &j, &err);
+    if (rc < 0) {
+        gm_error("vfio: %s", err.msg);
+        return;
+    }
+    struct gm_gpu_rec g;
+    pthread_mutex_lock(&d->lock);
+    int known = gm_store_gpu_get(d->store, uuid, &g, NULL) == 0;
+    pthread_mutex_unlock(&d->lock);
+    int claimed = known && strcmp(g.holder, j.vm) == 0;
+    char object[80];
+    snprintf(object, sizeof(object), "vm/%s", j.vm);
+    if (j.phase == GM_VFIO_BINDING && claimed)
+        j.phase = GM_VFIO_ATTACHED; /* killed after recording the claim: the attach was made */
+    if (j.phase == GM_VFIO_ATTACHED && claimed) {
+        /* After a reboot the host driver has the functions again: back to vfio-pci, before
+         * anything can place a workload on the GPU. */
+        struct gm_vfio_group grp;
+        struct gm_vfio_plan plan;
+        size_t done = 0;
+        rc = gm_vfio_read(d->cfg.sysfs_root, d->cfg.dev_root, j.gpu_bdf, &grp, &err);
+        if (rc == 0 && !grp.found) {
+            pthread_mutex_lock(&d->lock);
+            gm_store_event(d->store, GM_LEVEL_WARNING, object,
+                           "its GPU %s (%s) is no longer in sysfs: removed, or on another bus id; "
+                           "the claim is kept until 'gpumux vm detach %s'",
+                           uuid, j.gpu_bdf, j.vm);
+            pthread_mutex_unlock(&d->lock);
+            gm_warn("VM %s: its GPU %s (%s) has disappeared; the claim is kept", j.vm, uuid,
+                    j.gpu_bdf);
+            return;
+        }
+        if (rc == 0)
+            rc = gm_vfio_plan_bind(&grp, j.gpu_bdf, &plan, &err);
+        if (rc == 0 && plan.n > 0)
+            rc = gm_vfio_apply(d->cfg.sysfs_root, d->cfg.dev_root, &grp, &plan, VFIO_STEP_MS, &done,
+                               &err);
+        pthread_mutex_lock(&d->lock);
+        if (rc < 0)
+            gm_store_event(d->store, GM_LEVEL_ERROR, object,
+                           "its GPU %s could not be put on vfio-pci again: %s", uuid, err.msg);
+        else if (plan.n > 0)
+            gm_store_event(d->store, GM_LEVEL_INFO, object,
+                           "its GPU %s is on vfio-pci again (IOMMU group %d)", uuid, j.group);
+        gm_vfio_mark(d, &g, rc == 0);
+        pthread_mutex_unlock(&d->lock);
+        if (j.phase == GM_VFIO_ATTACHED)
+            gm_vfio_journal_write(d->cfg.state_dir, &j, NULL);
+        return;
+    }
+    /* An attach that did not get to record its claim, a detach that did not finish, or a claim
+     * gone from the records: the functions go back to their drivers. */
+    rc = restore(d, &j, &err);
+    pthread_mutex_lock(&d->lock);
+    if (rc < 0) {
+        gm_store_event(d->store, GM_LEVEL_ERROR, object,
+                       "giving GPU %s's functions back to their drivers failed: %s (kept in "
+                       "%s/vfio/%s.json, tried again at the next start)",
+                       uuid, err.msg, d->cfg.state_dir, uuid);
+    } else {
+        if (j.phase == GM_VFIO_RELEASING && claimed) {
+            g.mode = GM_MODE_SHARED;
+            g.holder[0] = '\0';
+            g.holder_since = 0;
+            gm_store_gpu_save(d->store, &g, object, GM_LEVEL_INFO,
+                              "detached GPU (finished at start); the GPU is shared again", NULL);
+        }
+        gm_store_event(d->store, GM_LEVEL_INFO, object,
+                       "repaired: GPU %s's functions are on their drivers again (an %s that "
+                       "did not finish)",
+                       uuid, j.phase == GM_VFIO_RELEASING ? "detach" : "attach");
+        gm_vfio_journal_remove(d->cfg.state_dir, uuid);
+    }
+    pthread_mutex_unlock(&d->lock);
+}
+
+void gm_vfio_recover(struct gm_daemon *d)
+{
+    struct gm_strv uuids = {0};
+    gm_vfio_journal_list(d->cfg.state_dir, &uuids);
+    for (size_t i = 0; i < uuids.n; i++)
+        recover_one(d, uuids.v[i]);
+    gm_strv_free(&uuids);
 }
