@@ -85,12 +85,16 @@ static int gpu_ls(struct gm_cli_ctx *ctx)
                      (long long)(json_number_value(total) / (1024.0 * 1024.0)));
         else
             snprintf(mem, sizeof(mem), "-");
+        /* A VM's GPU on vfio-pci: the host's driver does not have it. */
+        char mode[48];
+        snprintf(mode, sizeof(mode), "%s%s", gm_cli_jstr(g, "mode", "-"),
+                 json_is_string(json_object_get(g, "passthrough")) ? " (vfio-pci)" : "");
         const char *row[] = {gm_cli_jint(g, "index", "?", idx, sizeof(idx)),
                              gm_cli_jstr(g, "uuid", "-"),
                              gm_cli_jstr(g, "name", "-"),
                              gm_cli_jstr(g, "pci_bus_id", "-"),
                              mem,
-                             gm_cli_jstr(g, "mode", "-"),
+                             mode,
                              gm_cli_jstr(g, "holder", "-"),
                              names};
         gm_cli_table_add(t, row);

@@ -665,9 +665,9 @@ static void recover_one(struct gm_daemon *d, const char *uuid)
                               "detached GPU (finished at start); the GPU is shared again", NULL);
         }
         gm_store_event(d->store, GM_LEVEL_INFO, object,
-                       "repaired: GPU %s's functions are on their drivers again (an %s that "
-                       "did not finish)",
-                       uuid, j.phase == GM_VFIO_RELEASING ? "detach" : "attach");
+                       "repaired: GPU %s's functions are on their drivers again (%s that did "
+                       "not finish)",
+                       uuid, j.phase == GM_VFIO_RELEASING ? "a detach" : "an attach");
         gm_vfio_journal_remove(d->cfg.state_dir, uuid);
     }
     pthread_mutex_unlock(&d->lock);

@@ -64,6 +64,7 @@ expect "the journal of the attach" 0 '"phase": "attached"' -- cat "$T/state/vfio
 expect "gpu JSON says passthrough" 0 '^vfio-pci$' -- sh -c "'$GPUMUX' smi -o json | python3 -c \"import json,sys; print(json.load(sys.stdin)['gpus'][0]['passthrough'])\""
 [ "$(gm smi | grep -c 'Tesla T4')" = 1 ] && pass "smi's table shows only the host's GPU" || fail "smi: $(gm smi)"
 expect "smi's gpumux section says where it is" 0 'vm1 \(vfio\)' -- gm smi
+expect "gpu ls says it is on vfio-pci" 0 '^0 .* vm \(vfio-pci\) +vm1 ' -- gm gpu ls
 expect "a workload is refused on it" 1 'held by VM vm1' -- gm run w --gpu 0 -- sleep 1
 
 # Detach while a running VM holds the node: refused, naming it; then for real.
@@ -96,7 +97,7 @@ done
 
 # SIGKILL between two steps (the daemon waits for a step the kernel refuses): the next start
 # gives every function back.
-for step in unbind drivers_probe; do
+for step in driver_override unbind drivers_probe; do
     echo "$step $A0" >"$S/sim/fail"
     : >"$S/sim/log"
     gm vm attach vm1 --gpu 0 >/dev/null 2>&1 &
@@ -111,6 +112,22 @@ for step in unbind drivers_probe; do
     expect "the repair is in the event log" 0 'repaired: GPU .* on their drivers again \(an attach' -- gm events
     [ "$(gm vm ls -o json | json_get "len(d['vms'])")" = 0 ] && pass "no claim after the repair" || fail "claim left"
 done
+
+# ...and a detach killed halfway (waiting for a bind back) is finished at the next start.
+gm vm attach vm1 --gpu 0 >/dev/null || fail "attach before the killed detach"
+echo "bind $A0" >"$S/sim/fail"
+: >"$S/sim/log"
+gm vm detach vm1 >/dev/null 2>&1 &
+cli=$!
+wait_for "the detach reached the bind of $A0" 5 grep -q "refused bind $A0" "$S/sim/log"
+kill9_daemon
+wait "$cli" 2>/dev/null
+: >"$S/sim/fail"
+daemon || exit 1
+as_it_was && pass "a killed detach is finished at the next start" ||
+    fail "killed detach: $(drv $G0) $(drv $A0) $(ovr $G0) $(ovr $A0)"
+expect "the GPU is shared after the finished detach" 0 '^0 .* shared ' -- gm gpu ls
+expect "said in the event log" 0 'repaired: GPU .* \(a detach that did not finish\)' -- gm events
 
 # A claim survives a reboot: the host driver took the functions back; the next start binds them
 # to vfio-pci again before anything is placed.
@@ -156,4 +173,22 @@ gm vm detach vm1 >/dev/null
 expect "a process of the host on the GPU" 1 "in use by processes the driver lists: $$ \\(/usr/bin/python3\\)" -- \
     gm vm attach vm1 --gpu 0
 "$CTL" remove-process --gpu 0 --pid $$ >/dev/null
+stop_daemon
+
+# The claim order of the appliance (SYSTEM.md §1) on one GPU, with the passthrough made.
+printf 'gpus:\n  - {}\n' >"$T/one.yaml"
+rm -rf "$T/state" "$GPUSIM_STATE"
+export GPUSIM_CONFIG="$T/one.yaml"
+sysfs || exit 1
+daemon --gpusim-config "$T/one.yaml" || exit 1
+expect "1 GPU, VM first: the VM gets it" 0 'IOMMU group 20 on vfio-pci' -- gm vm attach vm1 --gpu 0
+expect "1 GPU, VM first: containers start with no GPU" 0 'c1 started' -- gm run c1 --gpu none -- sleep 300
+expect "1 GPU, VM first: a container asking for a GPU finds none" 1 'Insufficient nvidia.com/gpu: 0 of 1 GPUs' -- \
+    gm run c2 -- sleep 300
+gm vm detach vm1 >/dev/null
+gm delete c1 >/dev/null
+expect "1 GPU, containers first: they get it" 0 'c3 started on GPU 0' -- gm run c3 -- sleep 300
+expect "1 GPU, containers first: the VM fails" 1 'no GPU resources available: GPU 0 .* in use by workloads c3' -- \
+    gm vm attach vm1 --gpu 0
+as_it_was && pass "the refused VM moved nothing" || fail "moved: $(drv $G0)"
 finish
