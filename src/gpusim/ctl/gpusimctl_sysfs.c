@@ -997,8 +997,13 @@ static int load_devices(struct kern *k)
         }
         struct kdev *d = &k->devs[k->ndevs];
         memset(d, 0, sizeof(*d));
-        snprintf(d->bdf, sizeof(d->bdf), "%s", e->d_name);
-        snprintf(d->rel, sizeof(d->rel), "devices/%s/%s", bus, e->d_name);
+        if (strlen(e->d_name) >= sizeof(d->bdf)) {
+            rc = say("%s/sys/bus/pci/devices/%s: not a PCI address", root_arg, e->d_name);
+            break;
+        }
+        memcpy(d->bdf, e->d_name, strlen(e->d_name) + 1);
+        snprintf(d->rel, sizeof(d->rel), "devices/%.*s/%.*s", NAME_MAX_LEN - 1, bus,
+                 NAME_MAX_LEN - 1, e->d_name);
         snprintf(rel, sizeof(rel), "sys/%s", d->rel);
         d->fd = walk(k->sysfd, d->rel, 0);
         if (d->fd < 0) {
@@ -1064,7 +1069,7 @@ static int load_drivers(struct kern *k)
             break;
         }
         struct kdrv *drv = &k->drvs[k->ndrvs];
-        snprintf(drv->name, sizeof(drv->name), "%s", e->d_name);
+        snprintf(drv->name, sizeof(drv->name), "%.*s", (int)sizeof(drv->name) - 1, e->d_name);
         drv->wd = watch_dir(k, dfd, rel, IN_CLOSE_WRITE);
         gate_mark(k, dfd, rel);
         close(dfd);
