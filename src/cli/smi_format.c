@@ -145,11 +145,11 @@ static const struct field gpu_fields[] = {
       "Uncorrected ECC errors since the driver was loaded."},
     {"temperature.gpu", {NULL, NULL}, FROM_GPU, "temperature_gpu", K_INT, NULL,
       "The core temperature in degrees C."},
-    {"temperature.memory", {NULL, NULL}, FROM_GPU, NULL, K_NONE, NULL,
-      "The memory temperature in degrees C (NVML field values, not read by gpumux: [N/A])."},
+    {"temperature.memory", {NULL, NULL}, FROM_GPU, "temperature_memory", K_INT, NULL,
+      "The memory temperature in degrees C; [N/A] where the board has no sensor for it (a T4)."},
     {"power.draw", {NULL, NULL}, FROM_GPU, "power_draw_w", K_WATT, "W", "The board's power draw."},
-    {"power.draw.average", {NULL, NULL}, FROM_GPU, NULL, K_NONE, "W",
-      "The power draw averaged over one second (NVML field values, not read by gpumux: [N/A])."},
+    {"power.draw.average", {NULL, NULL}, FROM_GPU, "power_draw_average_w", K_WATT, "W",
+      "The power draw averaged over one second; Ampere (not GA100) and later boards only."},
     {"power.limit", {NULL, NULL}, FROM_GPU, "power_mgmt_limit_w", K_WATT, "W",
       "The power management limit set by software."},
     {"enforced.power.limit", {NULL, NULL}, FROM_GPU, "power_limit_w", K_WATT, "W",
@@ -1112,7 +1112,7 @@ static void detail_gpu(FILE *f, const json_t *g, unsigned sec)
     if (sec == 0 || (sec & SEC_TEMPERATURE)) {
         head(f, 1, "Temperature");
         kv(f, 2, "GPU Current Temp", "%s", val(g, "temperature_gpu", 1, "C", b, sizeof(b)));
-        kv(f, 2, "Memory Current Temp", "%s", NA);
+        kv(f, 2, "Memory Current Temp", "%s", val(g, "temperature_memory", 1, "C", b, sizeof(b)));
     }
     if (sec == 0 || (sec & SEC_POWER)) {
         head(f, 1, "GPU Power Readings");
@@ -1219,7 +1219,7 @@ int gm_cli_smi_dmon(const json_t *answer, int header, char **out, struct gm_erro
         fprintf(f, "%5s", idx);
         mon_col(f, g, "power_draw_w", 1, 5);
         mon_col(f, g, "temperature_gpu", 1, 5);
-        mon_col(f, NULL, NULL, 1, 5); /* memory temperature: not read */
+        mon_col(f, g, "temperature_memory", 1, 5);
         mon_col(f, g, "utilization_gpu", 1, 5);
         mon_col(f, g, "utilization_memory", 1, 5);
         mon_col(f, g, "utilization_encoder", 1, 5);

@@ -16,6 +16,10 @@
 
 /* X(symbol, older name to fall back to or NULL, required). Older drivers lack some _vN names;
  * the fallbacks take the same arguments. */
+/* Declared here, not in nvml_api.h: gpusim defines its entry point with the array as void *. */
+nvmlReturn_t nvmlDeviceGetFieldValues(nvmlDevice_t device, int valuesCount,
+                                      nvmlFieldValue_t *values);
+
 #define GM_NVML_SYMBOLS(X)                                                                         \
     X(nvmlInit_v2, "nvmlInit", 1)                                                                  \
     X(nvmlShutdown, NULL, 1)                                                                       \
@@ -46,6 +50,7 @@
     X(nvmlDeviceGetComputeRunningProcesses_v3, "nvmlDeviceGetComputeRunningProcesses_v2", 0)       \
     X(nvmlDeviceGetGraphicsRunningProcesses_v3, "nvmlDeviceGetGraphicsRunningProcesses_v2", 0)     \
     X(nvmlDeviceGetMPSComputeRunningProcesses_v3, "nvmlDeviceGetMPSComputeRunningProcesses_v2", 0) \
+    X(nvmlDeviceGetFieldValues, NULL, 0)                                                           \
     X(nvmlDeviceGetProcessUtilization, NULL, 0)                                                    \
     X(nvmlDeviceGetSerial, NULL, 0)                                                                \
     X(nvmlDeviceGetVbiosVersion, NULL, 0)                                                          \
@@ -394,6 +399,27 @@ static int query_procs(int index, nvmlDevice_t dev, struct gm_gpu_live *out, str
     return 0;
 }
 
+/* A field value as a whole number, whatever type the driver answers with. */
+static unsigned long long field_uint(const nvmlFieldValue_t *f)
+{
+    switch (f->valueType) {
+    case NVML_VALUE_TYPE_DOUBLE:
+        return f->value.dVal < 0 ? 0 : (unsigned long long)f->value.dVal;
+    case NVML_VALUE_TYPE_UNSIGNED_LONG:
+        return f->value.ulVal;
+    case NVML_VALUE_TYPE_UNSIGNED_LONG_LONG:
+        return f->value.ullVal;
+    case NVML_VALUE_TYPE_SIGNED_LONG_LONG:
+        return f->value.sllVal < 0 ? 0 : (unsigned long long)f->value.sllVal;
+    case NVML_VALUE_TYPE_SIGNED_INT:
+        return f->value.siVal < 0 ? 0 : (unsigned long long)f->value.siVal;
+    case NVML_VALUE_TYPE_UNSIGNED_SHORT:
+        return f->value.usVal;
+    default:
+        return f->value.uiVal;
+    }
+}
+
 /* What nvidia-smi's query fields and -q read besides the table's values; each one the driver
  * does not support stays N/A (-1, or an empty string). */
 static void query_details(nvmlDevice_t dev, struct gm_gpu_live *out)
@@ -424,6 +450,16 @@ static void query_details(nvmlDevice_t dev, struct gm_gpu_live *out)
         NV(nvmlDeviceGetMemoryInfo_v2, dev, &m2) == NVML_SUCCESS ? (long long)m2.reserved : -1;
     nvmlEnableState_t cur, pending;
     out->ecc_mode = NV(nvmlDeviceGetEccMode, dev, &cur, &pending) == NVML_SUCCESS ? (int)cur : -1;
+    /* Field values: what the device does not have answers per field. */
+    nvmlFieldValue_t fv[2] = {{.fieldId = NVML_FI_DEV_MEMORY_TEMP},
+                              {.fieldId = NVML_FI_DEV_POWER_AVERAGE}};
+    out->temperature_memory = out->power_average_mw = -1;
+    if (NV(nvmlDeviceGetFieldValues, dev, 2, fv) == NVML_SUCCESS) {
+        if (fv[0].nvmlReturn == NVML_SUCCESS)
+            out->temperature_memory = (int)field_uint(&fv[0]);
+        if (fv[1].nvmlReturn == NVML_SUCCESS)
+            out->power_average_mw = (int)field_uint(&fv[1]);
+    }
     unsigned long long reasons;
     out->clocks_event_reasons =
         NV(nvmlDeviceGetCurrentClocksEventReasons, dev, &reasons) == NVML_SUCCESS

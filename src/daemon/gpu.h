@@ -59,6 +59,8 @@ struct gm_gpu_live {
     long long memory_driver_reserved; /* bytes the driver keeps for itself */
     int ecc_mode;                     /* 1 on, 0 off */
     long long clocks_event_reasons;   /* nvmlClocksEventReason bits */
+    int temperature_memory;           /* C, from the field values */
+    int power_average_mw;             /* over one second, from the field values */
     int nprocs;
     struct gm_gpu_proc procs[GM_GPU_MAX_PROCS];
 };

@@ -216,6 +216,10 @@ json_t *gm_json_gpu(const struct gm_gpu_rec *g, const struct gm_gpu_live *live,
                             live->ecc_mode < 0
                                 ? json_null()
                                 : json_string(live->ecc_mode ? "Enabled" : "Disabled"));
+        json_object_set_new(o, "temperature_memory", int_or_null(live->temperature_memory));
+        json_object_set_new(
+            o, "power_draw_average_w",
+            live->power_average_mw < 0 ? json_null() : json_real(live->power_average_mw / 1000.0));
         json_object_set_new(o, "clocks_event_reasons",
                             live->clocks_event_reasons < 0
                                 ? json_null()

@@ -660,6 +660,32 @@ Test(smi_query, the_fields_scripts_use)
     json_decref(answer);
 }
 
+/* Where the driver answers the field values (an H200 does, a T4 does not), they are printed. */
+Test(smi_query, field_values_when_the_driver_has_them)
+{
+    json_t *answer = load(sample_json);
+    json_t *g = json_array_get(json_object_get(answer, "gpus"), 0);
+    char *got = NULL;
+    struct gm_error err = {0};
+    cr_assert_eq(gm_cli_smi_query(GM_CLI_QUERY_GPU, answer, "temperature.memory,power.draw.average",
+                                  GM_CLI_CSV_NOHEADER, &got, &err),
+                 0, "%s", err.msg);
+    cr_assert_str_eq(got, "[N/A], [N/A]\n");
+    free(got);
+    json_object_set_new(g, "temperature_memory", json_integer(41));
+    json_object_set_new(g, "power_draw_average_w", json_real(121.5));
+    cr_assert_eq(gm_cli_smi_query(GM_CLI_QUERY_GPU, answer, "temperature.memory,power.draw.average",
+                                  GM_CLI_CSV_NOHEADER, &got, &err),
+                 0, "%s", err.msg);
+    cr_assert_str_eq(got, "41, 121.50 W\n");
+    free(got);
+    cr_assert_eq(gm_cli_smi_detail(answer, 0, &got, &err), 0, "%s", err.msg);
+    cr_assert_not_null(strstr(got, "        Memory Current Temp               : 41 C\n"), "%s",
+                       got);
+    free(got);
+    json_decref(answer);
+}
+
 Test(smi_monitors, dmon_and_pmon_lines)
 {
     json_t *answer = load(sample_json);
