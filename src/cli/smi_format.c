@@ -647,7 +647,14 @@ static void gpu_rows(FILE *f, const struct layout *l, const json_t *g)
     /* Perf is two columns wide ("P0") but may take a third ("P12", "N/A") from its left. */
     snprintf(a, sizeof(a), " %3s  %4s   %3s%*s / %*s ", fan, temp, pstate ? pstate : NA, l->draw_w,
              pwr, l->cap_w, cap);
-    num_unit(g, "memory_used", MIB, "MiB", used, sizeof(used));
+    /* From driver 530 on nvidia-smi reads memory with NVML's v2 call, whose used leaves out
+     * what the driver reserves; the older ones count it in. */
+    double u, r;
+    if (l->from_major >= 530 && number(g, "memory_used", &u) &&
+        number(g, "memory_driver_reserved", &r))
+        snprintf(used, sizeof(used), "%lldMiB", (long long)((u > r ? u - r : 0) / MIB));
+    else
+        num_unit(g, "memory_used", MIB, "MiB", used, sizeof(used));
     num_unit(g, "memory_total", MIB, "MiB", total, sizeof(total));
     snprintf(b, sizeof(b), " %*s / %*s ", l->used_w, used, l->total_w, total);
     num_unit(g, "utilization_gpu", 1, "%", util, sizeof(util));

@@ -288,6 +288,26 @@ Test(smi_layout, driver_535_process_rows)
     json_decref(answer);
 }
 
+/* Memory-Usage as each generation reads it: v2 (used without the driver's reserve) from 530. */
+Test(smi_layout, memory_usage_leaves_out_the_reserve_from_530)
+{
+    static const struct {
+        const char *version, *want;
+    } cases[] = {{"470.82.01", "   1024MiB / 15360MiB"}, {"535.104.05", "    768MiB / 15360MiB"}};
+    for (size_t i = 0; i < 2; i++) {
+        json_t *answer = one_gpu(cases[i].version, "12.0", "Tesla T4", "00000000:00:04.0",
+                                 "Enabled", 40, "P0", 20, 70, 1024, 15360, 0, "0", "null", "");
+        json_object_set_new(json_array_get(json_object_get(answer, "gpus"), 0),
+                            "memory_driver_reserved", json_integer(256LL << 20));
+        char *got = NULL;
+        struct gm_error err = {0};
+        cr_assert_eq(gm_cli_smi_nvsmi(answer, &got, &err), 0, "%s", err.msg);
+        cr_assert_not_null(strstr(got, cases[i].want), "%s: %s", cases[i].version, got);
+        free(got);
+        json_decref(answer);
+    }
+}
+
 Test(smi_layout, version_picks_the_layout_and_the_gpumux_section_follows)
 {
     static const struct {
