@@ -98,7 +98,8 @@ void gm_workload_where(const struct gm_workload_rec *w, char *buf, size_t len)
         size_t used = strlen(buf);
         if (used >= len)
             break;
-        snprintf(buf + used, len - used, "%s%s", i ? ", " : "GPU ", w->gpus[i]);
+        /* UUIDs read as GPUs already ("GPU-910a..."): no "GPU " before them. */
+        snprintf(buf + used, len - used, "%s%s", i ? ", " : "", w->gpus[i]);
     }
 }
 

@@ -88,7 +88,7 @@ extern const char *const gm_restart_names[];
 /* The most restarts on-failure:N may ask for. */
 #define GM_RESTART_MAX_BOUND 1000000
 extern const char *const gm_enforce_names[];
-/* "GPU uuid, uuid" or "no GPU", for messages. */
+/* "GPU-uuid, GPU-uuid" or "no GPU", for messages. */
 void gm_workload_where(const struct gm_workload_rec *w, char *buf, size_t len);
 /* Is the workload counted against its GPU (memory, MPS slots, VM exclusivity)? */
 int gm_workload_active(const struct gm_workload_rec *w);
