@@ -1,6 +1,7 @@
 #include "cli/cli.h"
 #include "cli/smi_format.h"
 #include "common/parse.h"
+#include "common/proc.h"
 
 #include <getopt.h>
 #include <stdlib.h>
@@ -120,19 +121,10 @@ static const char *workload_of(pid_t pid, const json_t *wl)
             if (json_is_integer(wp) && json_integer_value(wp) == pid)
                 return json_string_value(json_object_get(w, "name"));
         }
-        char path[64], buf[512];
-        snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
-        FILE *f = fopen(path, "re");
-        if (f == NULL)
+        struct gm_proc_ids ids;
+        if (gm_proc_ids(pid, &ids) < 0)
             return NULL;
-        size_t n = fread(buf, 1, sizeof(buf) - 1, f);
-        fclose(f);
-        buf[n] = '\0';
-        const char *close = strrchr(buf, ')');
-        int ppid;
-        if (close == NULL || sscanf(close + 1, " %*c %d", &ppid) != 1)
-            return NULL;
-        pid = ppid;
+        pid = ids.ppid;
     }
     return NULL;
 }

@@ -82,7 +82,6 @@ enum kind {
     K_DRIVER,    /* the answer's driver.driver_version */
     K_COUNT,     /* the number of GPUs */
     K_TIMESTAMP, /* the answer's time, as nvidia-smi prints it */
-    K_NONE,      /* a field nvidia-smi knows and gpumux does not read: always [N/A] */
 };
 
 struct field {
@@ -389,8 +388,6 @@ static void csv_value(const struct field *f, const json_t *root, const json_t *g
         snprintf(buf, len, "0x%016llx",
                  (unsigned long long)json_integer_value(json_object_get(obj, f->key)));
         return;
-    case K_NONE:
-        break;
     }
     snprintf(buf, len, "[N/A]");
 }

@@ -408,9 +408,7 @@ static void get_info(struct gm_daemon *d, const struct gm_call *c, struct gm_rep
     pthread_mutex_unlock(&d->lock);
     for (size_t i = 0; rc == 0 && i < n; i++) {
         struct gm_error why = {0};
-        pthread_mutex_lock(&d->lock);
-        int bound = gm_strv_find(&d->vfio_bound, gpus[i].uuid) >= 0;
-        pthread_mutex_unlock(&d->lock);
+        int bound = gm_vfio_bound(d, gpus[i].idx);
         struct gm_gpu_live *live = gpus[i].present && !bound ? query_live(&gpus[i], &why) : NULL;
         if (gpus[i].present && !bound && live == NULL)
             json_array_append_new(lost, json_pack("{s:i, s:s, s:s}", "index", gpus[i].idx, "uuid",
@@ -430,9 +428,7 @@ static json_t *gpu_with_live(struct gm_daemon *d, const struct gm_gpu_rec *g,
     struct gm_gpu_live *live = NULL;
     struct gm_error err = {0};
     /* On vfio-pci for a VM: the host driver does not have it, and NVML is not asked. */
-    pthread_mutex_lock(&d->lock);
-    int bound = gm_strv_find(&d->vfio_bound, g->uuid) >= 0;
-    pthread_mutex_unlock(&d->lock);
+    int bound = gm_vfio_bound(d, g->idx);
     if (g->present && !bound)
         live = query_live(g, &err);
     json_t *o = gm_json_gpu(g, live, ws, nws);

@@ -197,7 +197,6 @@ void gm_daemon_close(struct gm_daemon *d)
     if (d->gpu_open)
         gm_gpu_close();
     d->gpu_open = 0;
-    gm_strv_free(&d->vfio_bound);
     free(d->wmem);
     d->wmem = NULL;
     d->nwmem = 0;

@@ -47,9 +47,9 @@ struct gm_daemon {
     struct gm_wmem *wmem; /* per workload, in memory only */
     size_t nwmem;
     struct gm_strv changing; /* UUIDs of GPUs whose mode is changing: placement avoids them */
-    /* GPUs whose functions are on vfio-pci for a VM: NVML is not asked about them (vfio.h). */
-    struct gm_strv vfio_bound;
-    uint64_t vfio_bound_mask;     /* the same by index */
+    /* GPUs (a bit per index) whose functions are on vfio-pci for a VM: NVML is not asked about
+     * them (vfio.h). Read without the lock by the memory check: atomic. */
+    uint64_t vfio_bound;
     struct gm_mps *mps;           /* the MPS manager's own state (mps.c), keyed by GPU UUID */
     struct gm_memcheck *memcheck; /* what the driver says limited workloads hold (memcheck.c) */
     int lock_fd;                  /* the state directory's single-instance lock */
@@ -228,8 +228,11 @@ int gm_vm_attach(struct gm_daemon *d, const char *vm, const char *gpu, struct gm
  * running VM holds the group's vfio node, unless force. */
 int gm_vm_detach(struct gm_daemon *d, const char *vm, int force, struct gm_gpu_rec *out,
                  struct gm_vm_outcome *o, struct gm_error *err);
-/* Records whether g's functions are on vfio-pci. Caller holds d->lock. */
+/* Records whether g's functions are on vfio-pci, and asks it by the GPU's index; GPUs indexed
+ * from GM_VFIO_MAX_GPUS on are never passed through (attach refuses them). */
+#define GM_VFIO_MAX_GPUS 64
 void gm_vfio_mark(struct gm_daemon *d, const struct gm_gpu_rec *g, int bound);
+int gm_vfio_bound(const struct gm_daemon *d, int idx);
 /* At start, before any workload is placed: finishes or undoes what the journals say an attach
  * or a detach left, and binds claimed GPUs to vfio-pci again after a reboot (inventory.c). */
 void gm_vfio_recover(struct gm_daemon *d);

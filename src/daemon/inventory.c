@@ -262,21 +262,19 @@ static int mark_changing(struct gm_daemon *d, const char *uuid, struct gm_error 
 
 void gm_vfio_mark(struct gm_daemon *d, const struct gm_gpu_rec *g, int bound)
 {
-    long i = gm_strv_find(&d->vfio_bound, g->uuid);
-    if (bound && i < 0)
-        gm_strv_add(&d->vfio_bound, g->uuid);
-    else if (!bound && i >= 0) {
-        free(d->vfio_bound.v[i]);
-        d->vfio_bound.v[i] = d->vfio_bound.v[--d->vfio_bound.n];
-        d->vfio_bound.v[d->vfio_bound.n] = NULL;
-    }
-    if (g->idx >= 0 && g->idx < 64) {
-        uint64_t bit = (uint64_t)1 << g->idx;
-        if (bound)
-            __atomic_fetch_or(&d->vfio_bound_mask, bit, __ATOMIC_RELAXED);
-        else
-            __atomic_fetch_and(&d->vfio_bound_mask, ~bit, __ATOMIC_RELAXED);
-    }
+    if (g->idx < 0 || g->idx >= GM_VFIO_MAX_GPUS)
+        return;
+    uint64_t bit = (uint64_t)1 << g->idx;
+    if (bound)
+        __atomic_fetch_or(&d->vfio_bound, bit, __ATOMIC_RELAXED);
+    else
+        __atomic_fetch_and(&d->vfio_bound, ~bit, __ATOMIC_RELAXED);
+}
+
+int gm_vfio_bound(const struct gm_daemon *d, int idx)
+{
+    return idx >= 0 && idx < GM_VFIO_MAX_GPUS &&
+           ((__atomic_load_n(&d->vfio_bound, __ATOMIC_RELAXED) >> idx) & 1);
 }
 
 /* Gives the functions of the journal back to their drivers; 0, or the error naming the step. */
@@ -290,8 +288,7 @@ static int restore(struct gm_daemon *d, const struct gm_vfio_journal *j, struct 
         rc = gm_vfio_plan_restore(&grp, (const char(*)[32])j->bdf, (const char(*)[64])j->driver,
                                   j->n, &plan, err);
     if (rc == 0)
-        rc = gm_vfio_apply(d->cfg.sysfs_root, d->cfg.dev_root, &grp, &plan, VFIO_STEP_MS, &done,
-                           err);
+        rc = gm_vfio_apply(d->cfg.sysfs_root, &grp, &plan, VFIO_STEP_MS, &done, err);
     return rc;
 }
 
@@ -300,6 +297,9 @@ static int restore(struct gm_daemon *d, const struct gm_vfio_journal *j, struct 
 static int bind_group(struct gm_daemon *d, const struct gm_gpu_rec *g, const char *vm,
                       struct gm_vfio_journal *j, struct gm_vm_outcome *o, struct gm_error *err)
 {
+    if (g->idx < 0 || g->idx >= GM_VFIO_MAX_GPUS)
+        return gm_err(err, GM_EINVAL, "VM %s: GPU %d: only GPUs 0 to %d can be passed through", vm,
+                      g->idx, GM_VFIO_MAX_GPUS - 1);
     char bdf[32];
     int rc = gm_vfio_bdf(g->pci_bus_id, bdf, sizeof(bdf));
     if (rc < 0)
@@ -327,7 +327,7 @@ static int bind_group(struct gm_daemon *d, const struct gm_gpu_rec *g, const cha
     j->phase = GM_VFIO_BINDING;
     j->group = grp.group;
     for (size_t i = 0; i < grp.n; i++) {
-        if ((grp.f[i].klass >> 8) == 0x0604)
+        if (gm_vfio_is_bridge(&grp.f[i]))
             continue; /* a bridge stays as it is */
         snprintf(j->bdf[j->n], sizeof(j->bdf[0]), "%s", grp.f[i].bdf);
         snprintf(j->driver[j->n], sizeof(j->driver[0]), "%s", grp.f[i].driver);
@@ -338,7 +338,7 @@ static int bind_group(struct gm_daemon *d, const struct gm_gpu_rec *g, const cha
     if ((rc = gm_vfio_journal_write(d->cfg.state_dir, j, err)) < 0)
         return gm_err_wrap(err, "VM %s: GPU %d", vm, g->idx);
     size_t done = 0;
-    rc = gm_vfio_apply(d->cfg.sysfs_root, d->cfg.dev_root, &grp, &plan, VFIO_STEP_MS, &done, err);
+    rc = gm_vfio_apply(d->cfg.sysfs_root, &grp, &plan, VFIO_STEP_MS, &done, err);
     struct gm_vfio_group after;
     if (rc == 0 && gm_vfio_read(d->cfg.sysfs_root, d->cfg.dev_root, bdf, &after, err) == 0 &&
         (!after.dev_node || !gm_vfio_group_on_vfio(&after)))
@@ -609,7 +609,8 @@ static void recover_one(struct gm_daemon *d, const char *uuid)
     int claimed = known && strcmp(g.holder, j.vm) == 0;
     char object[80];
     snprintf(object, sizeof(object), "vm/%s", j.vm);
-    if (j.phase == GM_VFIO_BINDING && claimed)
+    int finish = j.phase == GM_VFIO_BINDING && claimed;
+    if (finish)
         j.phase = GM_VFIO_ATTACHED; /* killed after recording the claim: the attach was made */
     if (j.phase == GM_VFIO_ATTACHED && claimed) {
         /* After a reboot the host driver has the functions again: back to vfio-pci, before
@@ -632,8 +633,7 @@ static void recover_one(struct gm_daemon *d, const char *uuid)
         if (rc == 0)
             rc = gm_vfio_plan_bind(&grp, j.gpu_bdf, &plan, &err);
         if (rc == 0 && plan.n > 0)
-            rc = gm_vfio_apply(d->cfg.sysfs_root, d->cfg.dev_root, &grp, &plan, VFIO_STEP_MS, &done,
-                               &err);
+            rc = gm_vfio_apply(d->cfg.sysfs_root, &grp, &plan, VFIO_STEP_MS, &done, &err);
         pthread_mutex_lock(&d->lock);
         if (rc < 0)
             gm_store_event(d->store, GM_LEVEL_ERROR, object,
@@ -643,7 +643,7 @@ static void recover_one(struct gm_daemon *d, const char *uuid)
                            "its GPU %s is on vfio-pci again (IOMMU group %d)", uuid, j.group);
         gm_vfio_mark(d, &g, rc == 0);
         pthread_mutex_unlock(&d->lock);
-        if (j.phase == GM_VFIO_ATTACHED)
+        if (finish)
             gm_vfio_journal_write(d->cfg.state_dir, &j, NULL);
         return;
     }

@@ -248,7 +248,7 @@ static int measure(const struct gm_daemon *d, const struct gm_workload_rec *ws, 
     int rc = 0, ngpus = gm_gpu_count();
     for (int g = 0; g < ngpus && rc == 0; g++) {
         struct gm_error err;
-        if (g < 64 && (__atomic_load_n(&d->vfio_bound_mask, __ATOMIC_RELAXED) >> g) & 1)
+        if (gm_vfio_bound(d, g))
             continue; /* on vfio-pci for a VM: not the host's to ask */
         if (gm_gpu_query(g, live, &err) < 0) {
             gm_debug("memory check: %s", err.msg);

@@ -176,10 +176,9 @@ static int took_effect(const char *sys, const struct gm_vfio_step *s, const char
     return s->op != GM_VFIO_OVERRIDE || strcmp(now->override, s->arg) == 0;
 }
 
-int gm_vfio_apply(const char *sys, const char *dev, const struct gm_vfio_group *g,
-                  const struct gm_vfio_plan *p, long timeout_ms, size_t *done, struct gm_error *err)
+int gm_vfio_apply(const char *sys, const struct gm_vfio_group *g, const struct gm_vfio_plan *p,
+                  long timeout_ms, size_t *done, struct gm_error *err)
 {
-    (void)dev;
     *done = 0;
     for (size_t i = 0; i < p->n; i++) {
         const struct gm_vfio_step *s = &p->s[i];

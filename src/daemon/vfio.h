@@ -71,6 +71,9 @@ int gm_vfio_plan_restore(const struct gm_vfio_group *g, const char (*bdfs)[32],
                          const char (*original)[64], size_t n, struct gm_vfio_plan *p,
                          struct gm_error *err);
 
+/* A PCI-to-PCI bridge: allowed in a viable group, never moved. */
+int gm_vfio_is_bridge(const struct gm_pci_func *f);
+
 /* Is every non-bridge function of the group on vfio-pci (the group is viable for a VM)? */
 int gm_vfio_group_on_vfio(const struct gm_vfio_group *g);
 
@@ -97,9 +100,8 @@ int gm_vfio_read(const char *sys, const char *dev, const char *bdf, struct gm_vf
  * what the step says within timeout_ms (a real kernel acts before the write returns; a
  * simulated one a moment later). Stops at the first step that fails or does not take effect:
  * *done is then the number of steps done, and the error names the step and the function. */
-int gm_vfio_apply(const char *sys, const char *dev, const struct gm_vfio_group *g,
-                  const struct gm_vfio_plan *p, long timeout_ms, size_t *done,
-                  struct gm_error *err);
+int gm_vfio_apply(const char *sys, const struct gm_vfio_group *g, const struct gm_vfio_plan *p,
+                  long timeout_ms, size_t *done, struct gm_error *err);
 
 /* The processes that hold DEV/vfio/GROUP open (a running VM), as "PID (COMM)". */
 int gm_vfio_holders(const char *dev, int group, struct gm_strv *out);

@@ -35,7 +35,7 @@ const char *gm_vfio_op_name(enum gm_vfio_op op)
     return "?";
 }
 
-static int is_bridge(const struct gm_pci_func *f)
+int gm_vfio_is_bridge(const struct gm_pci_func *f)
 {
     return (f->klass >> 8) == PCI_CLASS_BRIDGE_PCI;
 }
@@ -92,7 +92,7 @@ int gm_vfio_plan_bind(const struct gm_vfio_group *g, const char *gpu_bdf, struct
                       g->group);
     for (size_t i = 0; i < g->n; i++) {
         const struct gm_pci_func *f = &g->f[i];
-        if (same_slot(f->bdf, gpu_bdf) || is_bridge(f))
+        if (same_slot(f->bdf, gpu_bdf) || gm_vfio_is_bridge(f))
             continue;
         return gm_err(err, GM_EINVAL,
                       "IOMMU group %d of GPU %s also holds %s (vendor 0x%04x, device 0x%04x, "
@@ -105,7 +105,7 @@ int gm_vfio_plan_bind(const struct gm_vfio_group *g, const char *gpu_bdf, struct
     int rc = 0;
     for (size_t i = 0; i < g->n && rc == 0; i++) {
         const struct gm_pci_func *f = &g->f[i];
-        if (is_bridge(f) || strcmp(f->driver, GM_VFIO_DRIVER) == 0)
+        if (gm_vfio_is_bridge(f) || strcmp(f->driver, GM_VFIO_DRIVER) == 0)
             continue;
         if (strcmp(f->override, GM_VFIO_DRIVER) != 0)
             rc = add(p, GM_VFIO_OVERRIDE, i, GM_VFIO_DRIVER, f->driver, err);
@@ -128,7 +128,7 @@ int gm_vfio_plan_restore(const struct gm_vfio_group *g, const char (*bdfs)[32],
         if (i < 0)
             continue; /* gone: nothing to give back (said by the caller) */
         const struct gm_pci_func *f = &g->f[i];
-        if (is_bridge(f))
+        if (gm_vfio_is_bridge(f))
             continue;
         const char *want = original[k];
         if (f->override[0] != '\0')
@@ -149,7 +149,7 @@ int gm_vfio_group_on_vfio(const struct gm_vfio_group *g)
 {
     int any = 0;
     for (size_t i = 0; i < g->n; i++) {
-        if (is_bridge(&g->f[i]))
+        if (gm_vfio_is_bridge(&g->f[i]))
             continue;
         if (strcmp(g->f[i].driver, GM_VFIO_DRIVER) != 0)
             return 0;
@@ -167,7 +167,7 @@ static int split(const char *bdf, unsigned *dom, unsigned *bus, unsigned *dev, u
 static int slot_has_others(const struct gm_vfio_group *g, size_t i)
 {
     for (size_t k = 0; k < g->n; k++)
-        if (k != i && !is_bridge(&g->f[k]) && same_slot(g->f[k].bdf, g->f[i].bdf))
+        if (k != i && !gm_vfio_is_bridge(&g->f[k]) && same_slot(g->f[k].bdf, g->f[i].bdf))
             return 1;
     return 0;
 }
@@ -178,7 +178,7 @@ void gm_vfio_qemu_args(const struct gm_vfio_group *g, char *buf, size_t len)
     buf[0] = '\0';
     for (size_t i = 0; i < g->n; i++) {
         unsigned dom, bus, dev, fn;
-        if (is_bridge(&g->f[i]) || split(g->f[i].bdf, &dom, &bus, &dev, &fn) < 0)
+        if (gm_vfio_is_bridge(&g->f[i]) || split(g->f[i].bdf, &dom, &bus, &dev, &fn) < 0)
             continue;
         int n = snprintf(buf + used, len - used, "-device vfio-pci,host=%s%s\n", g->f[i].bdf,
                          fn == 0 && slot_has_others(g, i) ? ",multifunction=on" : "");
@@ -194,7 +194,7 @@ void gm_vfio_libvirt_xml(const struct gm_vfio_group *g, char *buf, size_t len)
     buf[0] = '\0';
     for (size_t i = 0; i < g->n; i++) {
         unsigned dom, bus, dev, fn;
-        if (is_bridge(&g->f[i]) || split(g->f[i].bdf, &dom, &bus, &dev, &fn) < 0)
+        if (gm_vfio_is_bridge(&g->f[i]) || split(g->f[i].bdf, &dom, &bus, &dev, &fn) < 0)
             continue;
         int n = snprintf(buf + used, len - used,
                          "<hostdev mode='subsystem' type='pci' managed='no'>\n"
