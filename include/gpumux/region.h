@@ -4,9 +4,11 @@
  *                Owned by the daemon, mode 0644: workloads may read it and never write it.
  *                libgpumux.so opens it O_RDONLY and maps it PROT_READ.
  *   NAME.region  the usage part: what the workload's processes write (the lock, the counters,
- *                the per-process slots). Owned by the workload's user, mode 0600, so no other
- *                user (and no other user's workload) can open it. Its path is $GPUMUX_REGION;
- *                the limits file is the same path with ".region" replaced by ".limits".
+ *                the per-process slots, the pacing state). Owned by the workload's user, mode
+ *                0644: no other user (and no other user's workload) can write it; the other
+ *                capped workloads of its GPU read its pacing state (pread, never mapped) to
+ *                see when its work is done. Its path is $GPUMUX_REGION; the limits file is
+ *                the same path with ".region" replaced by ".limits".
  *
  * A reader sees both as one struct gm_region: the limits part is mapped at offset 0 (one page,
  * GM_REGION_LIMITS_SIZE bytes) and the usage part right after it, so a field's address does not
@@ -24,9 +26,11 @@
 
 #define GM_REGION_MAGIC         0x47524d47u /* "GMRG": the usage part */
 #define GM_REGION_LIMITS_MAGIC  0x4c524d47u /* "GMRL": the limits part */
-#define GM_REGION_VERSION       3u
+#define GM_REGION_VERSION       4u
 #define GM_REGION_LIMITS_SIZE   4096u /* the limits part: one page of its own file */
 #define GM_REGION_MAX_PROCS     64
+#define GM_REGION_MAX_PEERS     15 /* other capped workloads of a GPU a region names */
+#define GM_REGION_NAME_MAX      64
 #define GM_REGION_ENV           "GPUMUX_REGION"
 #define GM_REGION_STRICT_ENV    "GPUMUX_ENFORCE" /* "strict": refuse to run without a region */
 #define GM_REGION_SUFFIX        ".region"
@@ -34,6 +38,12 @@
 
 enum gm_region_flags {
     GM_REGION_COMPUTE_BY_MPS = 1u << 0, /* the GPU is in mps mode: MPS caps compute */
+};
+
+/* A workload's name in the limits part, stored and read a word at a time (atomic). */
+union gm_region_name {
+    char s[GM_REGION_NAME_MAX];
+    uint64_t w[GM_REGION_NAME_MAX / 8];
 };
 
 struct gm_region_proc {
@@ -70,6 +80,11 @@ struct gm_region_pace {
     int64_t prev_k;     /* that window */
     uint64_t prev_end;  /* the end of its work it was charged to */
     uint64_t timing_until; /* the timing's claim lapses then (its process may have died) */
+    uint64_t
+        hold_from; /* the window's first launch is held since then: a peer's work is not done */
+    uint64_t held; /* how long it was held (a peer's work, or its own from the window before):
+                    * the window and its budget end that much later */
+    uint64_t last_done; /* when the work of the window settled last really ended, by the clock */
 };
 
 struct gm_region {
@@ -98,6 +113,12 @@ struct gm_region {
             uint64_t window_len_ns;
             uint64_t epoch_ns;
             uint64_t generation; /* bumped after every change of limits or schedule */
+            /* The other capped workloads of the GPU, in window order (atomic words, under the
+             * seqlock): the window's first kernel waits until their work is done, read from
+             * their usage parts, so that it does not queue behind an overrun. */
+            uint32_t npeers;
+            uint32_t pad2;
+            union gm_region_name peers[GM_REGION_MAX_PEERS];
         };
         unsigned char limits_page[GM_REGION_LIMITS_SIZE];
     };

@@ -85,6 +85,15 @@ void gm_region_control(struct gm_daemon *d, const struct gm_gpu_rec *gpus, size_
                      (unsigned long long)(win->offset_ns / 1000000),
                      (unsigned long long)(win->len_ns / 1000000),
                      (unsigned long long)(win->period_ns / 1000000));
+        size_t peer[GM_REGION_MAX_PEERS];
+        const char *names[GM_REGION_MAX_PEERS];
+        size_t np =
+            gm_window_plan_peers(&plan, (size_t)(win - plan.windows), peer, GM_REGION_MAX_PEERS);
+        if (np > GM_REGION_MAX_PEERS)
+            np = GM_REGION_MAX_PEERS;
+        for (size_t j = 0; j < np; j++)
+            names[j] = ws[peer[j]].name;
+        gm_region_set_peers(r, names, np);
         gm_region_unmap(r);
     }
     gm_window_plan_free(&plan);

@@ -38,6 +38,7 @@ int gm_windows_plan(const struct gm_gpu_rec *gpus, size_t ngpus, const struct gm
                 continue;
             uint64_t len = GM_WINDOW_PERIOD_NS * (uint64_t)w->compute_pct / scale;
             out->windows[out->nwindows++] = (struct gm_window){.workload = i,
+                                                               .gpu = g,
                                                                .period_ns = GM_WINDOW_PERIOD_NS,
                                                                .offset_ns = offset,
                                                                .len_ns = len};
@@ -52,6 +53,19 @@ void gm_window_plan_free(struct gm_window_plan *p)
     free(p->windows);
     free(p->reap);
     memset(p, 0, sizeof(*p));
+}
+
+size_t gm_window_plan_peers(const struct gm_window_plan *p, size_t i, size_t *peers, size_t max)
+{
+    size_t n = 0;
+    for (size_t j = 0; j < p->nwindows; j++) {
+        if (j == i || p->windows[j].gpu != p->windows[i].gpu)
+            continue;
+        if (n < max)
+            peers[n] = p->windows[j].workload;
+        n++;
+    }
+    return n;
 }
 
 const struct gm_window *gm_window_plan_find(const struct gm_window_plan *p, size_t w)

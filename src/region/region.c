@@ -140,7 +140,7 @@ int gm_region_create(const char *path, const struct gm_region_init *in, struct g
     char lpath[PATH_MAX], ltmp[PATH_MAX], utmp[PATH_MAX];
     int rc = gm_region_limits_path(path, lpath, sizeof(lpath), err);
     if (rc == 0 && (rc = make_part(lpath, ltmp, 0644, GM_REGION_LIMITS_SIZE, 0, in, 0, err)) == 0 &&
-        (rc = make_part(path, utmp, 0600, GM_REGION_USAGE_SIZE, 1, in, 1, err)) < 0)
+        (rc = make_part(path, utmp, 0644, GM_REGION_USAGE_SIZE, 1, in, 1, err)) < 0)
         unlink(ltmp);
     /* Both parts are made before either name is replaced. */
     if (rc == 0 && rename(ltmp, lpath) < 0) {
@@ -286,6 +286,33 @@ int gm_region_check_usage(const char *path, struct gm_error *err)
     if (n != (ssize_t)sizeof(h))
         return gm_err_errno(err, GM_EIO, n < 0 ? e : EIO, "%s: reading its header", path);
     return check_header(path, h[0], GM_REGION_MAGIC, h[1], h[2], GM_REGION_USAGE_SIZE, err);
+}
+
+int gm_region_peer_open(const char *path, const char *name, struct gm_error *err)
+{
+    const char *slash = strrchr(path, '/');
+    size_t dl = slash != NULL ? (size_t)(slash - path) + 1 : 0;
+    char peer[PATH_MAX];
+    if (name[0] == '\0' || strchr(name, '/') != NULL || strcmp(name, "..") == 0)
+        return gm_err(err, GM_EINVAL, "region peer '%s': not a workload name", name);
+    int k = snprintf(peer, sizeof(peer), "%.*s%s%s", (int)dl, path, name, GM_REGION_SUFFIX);
+    if (k < 0 || (size_t)k >= sizeof(peer))
+        return gm_err(err, GM_EINVAL, "region peer %s: path too long", name);
+    struct stat st;
+    return open_part(peer, O_RDONLY, GM_REGION_USAGE_SIZE, &st, err);
+}
+
+int gm_region_peer_pace(int fd, struct gm_region_pace *out)
+{
+    uint32_t h[3];
+    if (pread(fd, h, sizeof(h), 0) != (ssize_t)sizeof(h))
+        return -GM_EIO;
+    if (check_header("", h[0], GM_REGION_MAGIC, h[1], h[2], GM_REGION_USAGE_SIZE, NULL) < 0)
+        return -GM_EINVAL;
+    off_t at = (off_t)(offsetof(struct gm_region, pace) - GM_REGION_LIMITS_SIZE);
+    if (pread(fd, out, sizeof(*out), at) != (ssize_t)sizeof(*out))
+        return -GM_EIO;
+    return 0;
 }
 
 void gm_region_detach(struct gm_region *r)
@@ -510,6 +537,50 @@ int gm_region_set_window(struct gm_region *r, uint64_t period_ns, uint64_t offse
     __atomic_store_n(&r->window_len_ns, len_ns, __ATOMIC_RELEASE);
     write_end(r);
     return 1;
+}
+
+int gm_region_set_peers(struct gm_region *r, const char *const *names, size_t n)
+{
+    union gm_region_name want[GM_REGION_MAX_PEERS];
+    memset(want, 0, sizeof(want));
+    if (n > GM_REGION_MAX_PEERS)
+        n = GM_REGION_MAX_PEERS;
+    for (size_t i = 0; i < n; i++)
+        copy_str(want[i].s, sizeof(want[i].s), names[i]);
+    int same = (__atomic_load_n(&r->generation, __ATOMIC_ACQUIRE) & 1) == 0 &&
+               __atomic_load_n(&r->npeers, __ATOMIC_RELAXED) == n;
+    for (size_t i = 0; same && i < GM_REGION_MAX_PEERS; i++)
+        for (size_t j = 0; same && j < GM_REGION_NAME_MAX / 8; j++)
+            same = __atomic_load_n(&r->peers[i].w[j], __ATOMIC_RELAXED) == want[i].w[j];
+    if (same)
+        return 0;
+    write_begin(r);
+    __atomic_store_n(&r->npeers, 0, __ATOMIC_RELEASE);
+    for (size_t i = 0; i < GM_REGION_MAX_PEERS; i++)
+        for (size_t j = 0; j < GM_REGION_NAME_MAX / 8; j++)
+            __atomic_store_n(&r->peers[i].w[j], want[i].w[j], __ATOMIC_RELEASE);
+    __atomic_store_n(&r->npeers, (uint32_t)n, __ATOMIC_RELEASE);
+    write_end(r);
+    return 1;
+}
+
+size_t gm_region_read_peers(const struct gm_region *r, union gm_region_name *names)
+{
+    for (int tries = 0;; tries++) {
+        uint64_t gen = __atomic_load_n(&r->generation, __ATOMIC_ACQUIRE);
+        uint32_t n = __atomic_load_n(&r->npeers, __ATOMIC_ACQUIRE);
+        if (n > GM_REGION_MAX_PEERS)
+            n = GM_REGION_MAX_PEERS;
+        for (uint32_t i = 0; i < n; i++)
+            for (size_t j = 0; j < GM_REGION_NAME_MAX / 8; j++)
+                names[i].w[j] = __atomic_load_n(&r->peers[i].w[j], __ATOMIC_ACQUIRE);
+        uint64_t again = __atomic_load_n(&r->generation, __ATOMIC_RELAXED);
+        if (again == gen && ((gen & 1) == 0 || tries >= READ_RETRIES)) {
+            for (uint32_t i = 0; i < n; i++)
+                names[i].s[GM_REGION_NAME_MAX - 1] = '\0';
+            return n;
+        }
+    }
 }
 
 uint64_t gm_region_read_schedule(const struct gm_region *r, struct gm_region_schedule *s)

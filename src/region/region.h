@@ -60,9 +60,10 @@ int gm_region_limits_path(const char *path, char *buf, size_t len, struct gm_err
  * renamed over its name, so a reader never maps a half-made part:
  *   - the limits file (gm_region_limits_path) with mode 0644 whatever the umask, owned by the
  *     creator: the workload can read its limits and not change them;
- *   - the usage file with mode 0600, its lock and empty slots, and chowned to uid/gid (when
+ *   - the usage file with mode 0644, its lock and empty slots, and chowned to uid/gid (when
  *     root) only after the creator unmapped it, so the new owner cannot shrink it under a
- *     mapping of the creator's.
+ *     mapping of the creator's. Others may read it (the pacing state, gm_region_peer_pace),
+ *     never write it.
  * out (may be NULL) receives a mapping with both parts writable (tests, the benchmark); the
  * daemon passes NULL and writes limits through gm_region_open_limits. Unmap with
  * gm_region_detach. Returns 0, or -GM_EINVAL (path too long), -GM_EPERM, -GM_EIO with err
@@ -134,6 +135,24 @@ void gm_region_set_limits(struct gm_region *r, uint64_t memory_limit, uint32_t c
  * 1 when it changed, 0 when it already was this one. */
 int gm_region_set_window(struct gm_region *r, uint64_t period_ns, uint64_t offset_ns,
                          uint64_t len_ns, uint64_t epoch_ns);
+
+/* Names the other capped workloads of the GPU (at most GM_REGION_MAX_PEERS, each shorter than
+ * GM_REGION_NAME_MAX; longer lists and names are cut), under the seqlock; returns 1 when the
+ * list changed, 0 when it already was this one. */
+int gm_region_set_peers(struct gm_region *r, const char *const *names, size_t n);
+/* Reads the peer list as one writer left it into names (GM_REGION_MAX_PEERS entries); returns
+ * how many there are. */
+size_t gm_region_read_peers(const struct gm_region *r, union gm_region_name *names);
+
+/* A peer's usage part, to read its pacing state: the file NAME.region in the directory of path
+ * (the caller's own usage file), opened O_RDONLY | O_NOFOLLOW, a regular file of the usage
+ * part's size. Returns the descriptor, or an error as gm_region_check_usage. */
+int gm_region_peer_open(const char *path, const char *name, struct gm_error *err);
+/* The pacing state of the peer opened as fd, with pread: its owner may truncate or rewrite its
+ * file at any time, so it is never mapped, and what it says is only a hint (torn or made up,
+ * it can only make the reader wait, never longer than the reader's own bound). Returns 0, or
+ * -GM_EIO / -GM_EINVAL when the file is not a usage part of this layout now. */
+int gm_region_peer_pace(int fd, struct gm_region_pace *out);
 
 /* What a reader (the interposer) needs of the limits and the schedule, read consistently. */
 struct gm_region_schedule {

@@ -35,7 +35,7 @@ if [ "$run_as" = gm_member ]; then
     grep -q "refused: remove the limits file (Permission denied)" <<<"$out" &&
         pass "the limits file cannot be removed" || fail "unlink: $out"
     owner=$(stat -c %U:%a "$T/run/regions/attack.region")
-    [ "$owner" = gpumux-member:600 ] && pass "the usage part is the workload's user's, mode 0600" ||
+    [ "$owner" = gpumux-member:644 ] && pass "the usage part is the workload's user's, mode 0644" ||
         fail "usage part $owner"
 fi
 grep -q "refused: mprotect the limits page writable (Permission denied)" <<<"$out" &&

@@ -35,9 +35,10 @@ Test(region, create_then_attach)
 {
     struct gm_region *r = make(64 * MIB, 30);
     struct stat st;
-    /* The usage part: the workload's alone. The limits part: readable by it, the daemon's. */
+    /* The usage part: the workload's to write, the others' to read. The limits part: readable
+     * by it, the daemon's. */
     cr_assert_eq(stat(path, &st), 0);
-    cr_expect_eq(st.st_mode & 07777, 0600);
+    cr_expect_eq(st.st_mode & 07777, 0644);
     cr_expect_eq((size_t)st.st_size, GM_REGION_USAGE_SIZE);
     char lpath[160];
     cr_assert_eq(gm_region_limits_path(path, lpath, sizeof(lpath), NULL), 0);
@@ -357,9 +358,15 @@ static void other_tries(void)
     as_user(OTHER);
     if (gm_region_limits_path(path, lpath, sizeof(lpath), NULL) < 0)
         _exit(3);
-    /* Another user's workload can neither read nor write this workload's usage part. */
-    if (open_errno(path, O_RDWR) != EACCES || open_errno(path, O_RDONLY) != EACCES)
+    /* Another user's workload cannot write this workload's usage part; it may read its pacing
+     * state, as a peer on the same GPU does. */
+    if (open_errno(path, O_RDWR) != EACCES)
         _exit(20);
+    int fd = gm_region_peer_open(path, "w", NULL);
+    struct gm_region_pace pace;
+    if (fd < 0 || gm_region_peer_pace(fd, &pace) != 0)
+        _exit(23);
+    close(fd);
     if (open_errno(lpath, O_RDWR) != EACCES)
         _exit(21);
     struct gm_region *a;
@@ -367,7 +374,7 @@ static void other_tries(void)
         _exit(22);
 }
 
-/* Owners and modes per file: the workload's user owns only its usage part (0600), the daemon
+/* Owners and modes per file: the workload's user owns only its usage part (0644), the daemon
  * the limits part (0644) and the directory (0755). */
 Test(region, owners_and_modes_keep_users_apart)
 {
@@ -421,4 +428,59 @@ Test(region, daemon_view_never_maps_the_usage_part)
         cr_expect_eq(gm_region_open_limits(path, &w, &err), -GM_EPERM);
         cr_expect(strstr(err.msg, "not by this daemon's uid") != NULL, "%s", err.msg);
     }
+}
+
+/* The peers a region names (the other capped workloads of its GPU) are read as written, cut to
+ * the list's and the names' sizes, and a write that changes nothing says so. A peer's usage
+ * part is opened by name beside the reader's own, never through a link or another directory,
+ * and read with pread: its pacing state as its workload wrote it, nothing once it is cut
+ * short. */
+Test(region, peers_are_named_and_read_without_a_mapping)
+{
+    struct gm_region *r = make(0, 30);
+    const char *names[GM_REGION_MAX_PEERS + 2];
+    char buf[GM_REGION_MAX_PEERS + 2][80];
+    for (size_t i = 0; i < GM_REGION_MAX_PEERS + 2; i++) {
+        snprintf(buf[i], sizeof(buf[i]), "peer-%zu", i);
+        names[i] = buf[i];
+    }
+    memset(buf[1], 'x', 79);
+    buf[1][79] = '\0';
+    union gm_region_name got[GM_REGION_MAX_PEERS];
+    uint64_t gen = r->generation;
+    cr_expect_eq(gm_region_set_peers(r, names, 2), 1);
+    cr_expect_eq(gm_region_set_peers(r, names, 2), 0, "the same list again is no change");
+    cr_expect_eq(r->generation, gen + 2, "one write, under the seqlock");
+    cr_assert_eq(gm_region_read_peers(r, got), 2u);
+    cr_expect_str_eq(got[0].s, "peer-0");
+    cr_expect_eq(strlen(got[1].s), (size_t)GM_REGION_NAME_MAX - 1, "a long name is cut");
+    cr_expect_eq(gm_region_set_peers(r, names, GM_REGION_MAX_PEERS + 2), 1);
+    cr_expect_eq(gm_region_read_peers(r, got), (size_t)GM_REGION_MAX_PEERS);
+    cr_expect_str_eq(got[GM_REGION_MAX_PEERS - 1].s, names[GM_REGION_MAX_PEERS - 1]);
+    cr_expect_eq(gm_region_set_peers(r, NULL, 0), 1);
+    cr_expect_eq(gm_region_read_peers(r, got), 0u);
+
+    /* A peer "p" beside w.region, its pacing state written by its own workload. */
+    char ppath[160], link[160];
+    snprintf(ppath, sizeof(ppath), "%s/p.region", dir);
+    struct gm_region *p = t_region_create(ppath, 0, 70);
+    p->pace.valid = 1;
+    p->pace.tail = 12345;
+    p->pace.pending = 1;
+    int fd = gm_region_peer_open(path, "p", NULL);
+    cr_assert_geq(fd, 0);
+    struct gm_region_pace pace;
+    cr_assert_eq(gm_region_peer_pace(fd, &pace), 0);
+    cr_expect(pace.valid == 1 && pace.tail == 12345 && pace.pending == 1);
+    cr_assert_eq(truncate(ppath, 8), 0);
+    cr_expect_lt(gm_region_peer_pace(fd, &pace), 0, "a file cut short says nothing");
+    close(fd);
+    gm_region_detach(p);
+    snprintf(link, sizeof(link), "%s/l.region", dir);
+    cr_assert_eq(symlink(ppath, link), 0);
+    cr_expect_eq(gm_region_peer_open(path, "l", NULL), -GM_EPERM, "a link is not followed");
+    cr_expect_eq(gm_region_peer_open(path, "../w", NULL), -GM_EINVAL);
+    cr_expect_eq(gm_region_peer_open(path, "", NULL), -GM_EINVAL);
+    cr_expect_eq(gm_region_peer_open(path, "none", NULL), -GM_ENOTFOUND);
+    gm_region_detach(r);
 }

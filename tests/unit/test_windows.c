@@ -124,6 +124,31 @@ Test(windows, gpus_are_planned_apart)
     cr_expect_eq(p.windows[1].workload, 2);
     cr_expect_eq(p.windows[2].workload, 1);
     cr_expect_eq(p.windows[3].workload, 3);
+    /* Each window's peers are the other windows of its GPU, and only those. */
+    size_t peers[4];
+    cr_expect_eq(gm_window_plan_peers(&p, 0, peers, 4), 1u);
+    cr_expect_eq(peers[0], 2u, "a1's peer is a2");
+    cr_expect_eq(gm_window_plan_peers(&p, 3, peers, 4), 1u);
+    cr_expect_eq(peers[0], 1u, "b2's peer is b1");
+    gm_window_plan_free(&p);
+}
+
+/* Three workloads of one GPU: each names the two others, in window order; a list cut short
+ * still counts them all. */
+Test(windows, peers_are_the_other_windows_of_the_gpu)
+{
+    struct gm_gpu_rec g[] = {gpu("A", GM_MODE_SHARED)};
+    struct gm_workload_rec w[] = {
+        wl("a", "A", 20, 0, GM_W_RUNNING), wl("m", "A", 0, 64 * MS, GM_W_RUNNING),
+        wl("b", "A", 30, 0, GM_W_RUNNING), wl("c", "A", 50, 0, GM_W_RUNNING)};
+    struct gm_window_plan p;
+    cr_assert_eq(gm_windows_plan(g, 1, w, 4, &p), 0);
+    cr_assert_eq(p.nwindows, 3);
+    size_t peers[3];
+    cr_expect_eq(gm_window_plan_peers(&p, 1, peers, 3), 2u);
+    cr_expect(peers[0] == 0 && peers[1] == 3, "b's peers: %zu %zu", peers[0], peers[1]);
+    cr_expect_eq(gm_window_plan_peers(&p, 0, peers, 1), 2u);
+    cr_expect_eq(peers[0], 2u, "a's first peer is b (the memory-only workload has no window)");
     gm_window_plan_free(&p);
 }
 
