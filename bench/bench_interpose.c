@@ -267,6 +267,18 @@ static struct gm_region *region(const char *name, uint32_t pct)
     return region_create(rp, 0, pct);
 }
 
+/* Names the other regions of a group as region i's peers, as gpumuxd does for the capped
+ * workloads of one GPU. */
+static void peers_of(struct gm_region **rs, char (*names)[32], int n, int i)
+{
+    const char *peers[8];
+    int k = 0;
+    for (int j = 0; j < n; j++)
+        if (j != i)
+            peers[k++] = names[j];
+    gm_region_set_peers(rs[i], peers, (size_t)k);
+}
+
 static void accuracy(int quick)
 {
     region("solo", 0);
@@ -277,8 +289,12 @@ static void accuracy(int quick)
     printf("run           cap   measured share   error\n");
 
     uint64_t epoch = gm_mono_ns();
-    window(region("a", 30), 0, PERIOD * 30 / 100, epoch);
-    window(region("b", 70), PERIOD * 30 / 100, PERIOD * 70 / 100, epoch);
+    struct gm_region *rs[2] = {region("a", 30), region("b", 70)};
+    char names[2][32] = {"a", "b"};
+    window(rs[0], 0, PERIOD * 30 / 100, epoch);
+    window(rs[1], PERIOD * 30 / 100, PERIOD * 70 / 100, epoch);
+    peers_of(rs, names, 2, 0);
+    peers_of(rs, names, 2, 1);
     pid_t pa = start_sample("a"), pb = start_sample("b");
     double ra = 100 * rate_of("a", pa) / solo, rb = 100 * rate_of("b", pb) / solo;
     printf("pair 30/70    30%%   %13.1f%%   %+5.1f\n", ra, ra - 30);
@@ -298,7 +314,7 @@ static void accuracy(int quick)
 static double caps_run_s(double kernel_ms, int quick)
 {
     /* Long kernels need more periods for the count of kernels to settle. */
-    double s = kernel_ms * 0.12;
+    double s = kernel_ms * 0.24;
     double floor_s = quick ? 2.0 : 3.0;
     return s > floor_s ? s : floor_s;
 }
@@ -309,11 +325,15 @@ static void caps_group(const char *label, double kernel_ms, double solo, double 
     uint64_t epoch = gm_mono_ns(), off = 0;
     pid_t pids[8];
     char names[8][32];
+    struct gm_region *rs[8];
     for (int i = 0; i < n; i++) {
         snprintf(names[i], sizeof(names[i]), "g%d_%u", i, caps[i]);
-        window(region(names[i], caps[i]), off, PERIOD * caps[i] / 100, epoch);
+        rs[i] = region(names[i], caps[i]);
+        window(rs[i], off, PERIOD * caps[i] / 100, epoch);
         off += PERIOD * caps[i] / 100;
     }
+    for (int i = 0; i < n; i++)
+        peers_of(rs, names, n, i);
     for (int i = 0; i < n; i++)
         pids[i] = start_sample_ex(names[i], names[i], kernel_ms, secs);
     double r[8], sum = 0, used = 0;

@@ -95,6 +95,8 @@ void gm_ip_say(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
 /* region.c. The mapped region, or NULL when running without one. */
 extern struct gm_region *gm_ip_region;
+/* Its usage file's path ($GPUMUX_REGION), beside which the peers' usage files are. */
+extern char gm_ip_region_path[];
 /* Maps path and checks its header. 0, or a negative GM_E* code with err filled. */
 int gm_ip_region_attach(const char *path, struct gm_error *err);
 /* Claims this process's slot (also in a forked child: the parent's slot is not ours). */

@@ -11,6 +11,7 @@
 
 #include <pthread.h>
 #include <string.h>
+#include <unistd.h>
 
 #define GM_IP_FALLBACK_PERIOD_NS 100000000ull /* when the daemon has not scheduled us yet */
 #define GM_IP_FN_SLOTS           256
@@ -50,6 +51,11 @@ static struct {
     uint64_t first_e;
     struct fn_stat *first_fs; /* the function the window's first kernel ran */
     struct fn_stat fns[GM_IP_FN_SLOTS];
+    /* The other capped workloads of the GPU, as the daemon named them for generation
+     * peers_gen - 1. */
+    uint64_t peers_gen;
+    size_t npeers;
+    union gm_region_name peer_names[GM_REGION_MAX_PEERS];
 } pace = {.lock = PTHREAD_MUTEX_INITIALIZER};
 
 /* A plain per-thread count, published in steps: an atomic add on a shared counter at every
@@ -90,8 +96,8 @@ static inline int pace_off(void)
     return r == NULL || __atomic_load_n(&r->generation, __ATOMIC_RELAXED) + 1 == key;
 }
 
-/* The schedule, consistent with one generation; 0 when launches need no pacing. */
-static int read_schedule(struct gm_pace_window *s)
+/* The schedule, consistent with one generation (*genp); 0 when launches need no pacing. */
+static int read_schedule(struct gm_pace_window *s, uint64_t *genp)
 {
     struct gm_region *r = gm_ip_region;
     if (r == NULL) {
@@ -100,6 +106,8 @@ static int read_schedule(struct gm_pace_window *s)
     }
     struct gm_region_schedule rs;
     uint64_t gen = gm_region_read_schedule(r, &rs);
+    *genp = gen;
+    s->peers = 1; /* scheduled by the daemon: its peers are looked up (peers_locked) */
     uint32_t pct = rs.compute_pct;
     if (pct == 0 || pct >= 100 || (rs.flags & GM_REGION_COMPUTE_BY_MPS) != 0) {
         __atomic_store_n(&nopace_key, gen + 1, __ATOMIC_RELAXED);
@@ -116,6 +124,7 @@ static int read_schedule(struct gm_pace_window *s)
         s->offset = 0;
         s->len = GM_IP_FALLBACK_PERIOD_NS * pct / 100;
         s->epoch = 0;
+        s->peers = 0;
     }
     if (s->len >= s->period) {
         __atomic_store_n(&nopace_key, gen + 1, __ATOMIC_RELAXED);
@@ -123,6 +132,38 @@ static int read_schedule(struct gm_pace_window *s)
     }
     __atomic_store_n(&nopace_key, 0, __ATOMIC_RELAXED);
     return 1;
+}
+
+/* Caller holds pace.lock: the peer list of generation gen (read again when it moved); returns
+ * how many. A region made without a daemon's schedule (fallback window) has none. */
+static uint32_t peers_locked(uint64_t gen)
+{
+    if (pace.peers_gen != gen + 1) {
+        pace.npeers = gm_region_read_peers(gm_ip_region, pace.peer_names);
+        pace.peers_gen = gen + 1;
+    }
+    return (uint32_t)pace.npeers;
+}
+
+/* Caller holds pace.lock: until when the peers keep the window starting at ws waiting, by what
+ * they published (0: they do not). Each peer's file is opened for the one read and closed: a
+ * descriptor kept would be the program's to close or reuse, and a region made anew (a
+ * restart) is a new file. */
+static uint64_t peers_busy_locked(uint64_t ws, uint64_t period, uint64_t now)
+{
+    uint64_t until = 0;
+    for (size_t i = 0; i < pace.npeers; i++) {
+        int fd = gm_region_peer_open(gm_ip_region_path, pace.peer_names[i].s, NULL);
+        if (fd < 0)
+            continue;
+        struct gm_region_pace p;
+        int ok = gm_region_peer_pace(fd, &p) == 0;
+        close(fd);
+        uint64_t t = ok ? gm_pace_peer_busy(&p, ws, period, now) : 0;
+        if (t > until)
+            until = t;
+    }
+    return until;
 }
 
 static void add_throttle(uint64_t ns)
@@ -257,6 +298,12 @@ static struct gm_pace_step wait_turn_locked(const struct gm_pace_window *w, uint
             sleep_to(step.until);
             continue;
         }
+        if (step.act == GM_PACE_PEERS) {
+            /* Outside the region's lock: the peers' files are read with pread. */
+            pace.me.peers_until = peers_busy_locked(pace.me.peers_ws, w->period, gm_mono_ns());
+            pace.me.peers_read = 1;
+            continue;
+        }
         /* Drain: the work of this window is done before the next window, another
          * workload's, begins; how long it really took is what the window is charged. */
         __typeof__(&cuCtxSynchronize) sync = GM_REAL(cuCtxSynchronize);
@@ -278,10 +325,13 @@ static CUresult paced(CUfunction f, uint64_t shape, CUstream stream, launch_fn *
 {
     gm_ip_init();
     struct gm_pace_window s;
-    if (gm_ip_refused || !read_schedule(&s))
+    uint64_t gen = 0;
+    if (gm_ip_refused || !read_schedule(&s, &gen))
         return launch(args);
 
     pthread_mutex_lock(&pace.lock);
+    if (s.peers != 0)
+        s.peers = peers_locked(gen);
     struct fn_stat *fs = fn_stat_locked(f, shape);
     poll_sample_locked(fs);
     uint64_t e = fs->est_ns;

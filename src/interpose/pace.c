@@ -6,6 +6,13 @@
  * out of the next windows, a shortfall left by a kernel that did not fit is added to the next
  * one.
  *
+ * Before a window's first kernel, the other capped workloads of the GPU (the peers the daemon
+ * names) are asked whether their work is done: the kernel is held until it is (or a period has
+ * passed), so that it does not queue behind a neighbour's overrun and pay for the switches
+ * between them, and the window, its end and its budget's end move by the hold, which is not
+ * charged. The workload's own work of the window before, when it ran into this one, moves the
+ * window the same way.
+ *
  * The state is the workload's (struct gm_region_pace in its region): every process of the
  * workload counts its launches on one tail, so four processes share one budget instead of
  * taking one each. Each drains its own work at the window's end; the window is settled when the
@@ -76,8 +83,9 @@ static int64_t clamp_debt(int64_t b)
  * a quarter of the way to what this window showed, by at most a factor of 4 at once. */
 static void learn(struct gm_region_pace *st, uint64_t done)
 {
-    uint64_t est = st->tail > st->ws ? st->tail - st->ws : 0;
-    uint64_t real = done > st->ws ? done - st->ws : 0;
+    uint64_t from = st->ws + st->held;
+    uint64_t est = st->tail > from ? st->tail - from : 0;
+    uint64_t real = done > from ? done - from : 0;
     if (est < GM_PACE_LEARN_MIN_NS || real == 0)
         return;
     double obs = (double)real / (double)est;
@@ -101,9 +109,11 @@ static void learn(struct gm_region_pace *st, uint64_t done)
  * unused, and a cap is a limit, not a reservation. */
 static void settle(struct gm_region_pace *st, int forced)
 {
-    uint64_t done = st->ws;
-    if (st->done > st->ws)
-        done = st->done - st->ws > st->waited ? st->done - st->waited : st->ws;
+    /* Where its work could start: the window's start, moved by its holds. */
+    uint64_t from = st->ws + st->held;
+    uint64_t done = from;
+    if (st->done > from)
+        done = st->done - from > st->waited ? st->done - st->waited : from;
     if (!forced && st->done > 0 && done >= st->done_est)
         learn(st, done);
     if (st->done_est > done)
@@ -112,6 +122,7 @@ static void settle(struct gm_region_pace *st, int forced)
         done = st->tail;
     /* A process that drains after this is heard still: what its work took past done is
      * charged to the windows after (gm_pace_drained). */
+    st->last_done = st->done > done ? st->done : done;
     st->prev_open = (uint32_t)forced;
     st->prev_k = st->k;
     st->prev_end = done;
@@ -134,15 +145,20 @@ static void open_window(const struct gm_pace_window *w, struct gm_region_pace *s
 {
     int64_t b = st->valid ? st->balance : 0;
     if (st->valid && k - st->k > 1) {
-        /* Windows nobody used at all pay debt, and end any credit. */
-        uint64_t gap = (uint64_t)(k - st->k - 1);
-        if (b > 0)
+        /* The windows skipped since: those its own work of an earlier window ran through are
+         * budgets like any other (that work was charged to the window it was launched in);
+         * those nobody used at all pay debt, and end any credit. */
+        uint64_t gap = (uint64_t)(k - st->k - 1), covered = 0;
+        while (covered < gap && ws - (gap - covered) * w->period < st->last_done)
+            covered++;
+        if (covered < (uint64_t)GM_PACE_MAX_DEBT_NS / (w->len > 0 ? w->len : 1))
+            b += (int64_t)(covered * w->len);
+        gap -= covered;
+        if (gap > 0 && b > 0)
             b = 0;
-        if (gap < (uint64_t)GM_PACE_MAX_DEBT_NS / (w->len > 0 ? w->len : 1))
-            b += (int64_t)(gap * w->len);
-        else
+        if (gap >= (uint64_t)GM_PACE_MAX_DEBT_NS / (w->len > 0 ? w->len : 1))
             b = 0;
-        if (b > 0)
+        else if (gap > 0 && (b += (int64_t)(gap * w->len)) > 0)
             b = 0;
     }
     struct gm_region_pace kept = *st;
@@ -160,6 +176,14 @@ static void open_window(const struct gm_pace_window *w, struct gm_region_pace *s
     st->be = (int64_t)we + b;
     st->balance = b;
     st->tail = ws;
+    st->last_done = kept.last_done;
+    if (kept.last_done > ws && kept.last_done - ws < w->period) {
+        /* Its own work of the window before still ran into this one: that time was charged
+         * there, so this window starts, and ends, that much later. */
+        st->held = kept.last_done - ws;
+        st->be += (int64_t)st->held;
+        st->tail = kept.last_done;
+    }
 }
 
 struct gm_pace_step gm_pace_decide(const struct gm_pace_window *w, struct gm_region_pace *st,
@@ -168,6 +192,17 @@ struct gm_pace_step gm_pace_decide(const struct gm_pace_window *w, struct gm_reg
     int64_t k;
     uint64_t ws, we;
     int in = gm_pace_window_at(w, now, &k, &ws, &we);
+    /* A window whose first launch is held for a peer's work stays the window until the hold
+     * ends, past its end if need be (the launch was decided in it), and then as much longer
+     * as it was held: the hold moves the window, its end and its budget's end alike. */
+    int holding = st->hold_from != 0 && st->launches == 0;
+    if (st->valid && !st->settled && !st->refused && (holding || now < st->we + st->held) &&
+        (k != st->k || !in)) {
+        k = st->k;
+        ws = st->ws;
+        we = st->we;
+        in = 1;
+    }
     /* This process's work of a window that is over, or closed, is drained first. */
     int mine_open = st->valid && st->k == me->k && !st->settled && !st->refused;
     if (me->launched > 0 && (me->k != k || !in || !mine_open))
@@ -212,7 +247,34 @@ struct gm_pace_step gm_pace_decide(const struct gm_pace_window *w, struct gm_reg
     }
     uint64_t es = scaled(st, e);
     uint64_t start = st->tail > now ? st->tail : now;
-    if (e == 0 || (int64_t)(start + es / 2) <= st->be) {
+    /* What moves the window: its holds so far, and the one under way. */
+    uint64_t moved = st->held + (st->hold_from != 0 ? now - st->hold_from : 0);
+    int fits = e == 0 || ((int64_t)(start + es / 2) <= st->be + (int64_t)(moved - st->held) &&
+                          start < st->we + moved);
+    if (fits && st->launches == 0 && w->peers > 0) {
+        /* The window's first kernel waits for the peers' work (a neighbour's overrun), so that
+         * it does not queue behind it and pay for the switches between them; the wait is not
+         * charged: the budget's end moves by it. */
+        if (!me->peers_read) {
+            me->peers_ws = st->ws;
+            return (struct gm_pace_step){.act = GM_PACE_PEERS};
+        }
+        uint64_t until = me->peers_until;
+        me->peers_read = 0;
+        if (st->hold_from == 0 && until > now)
+            st->hold_from = now;
+        uint64_t limit = st->hold_from + w->period;
+        if (until > now && now < limit) {
+            uint64_t t = until < now + GM_PACE_HOLD_POLL_NS ? until : now + GM_PACE_HOLD_POLL_NS;
+            return wait_until(t < limit ? t : limit);
+        }
+        if (st->hold_from != 0) {
+            st->held += now - st->hold_from;
+            st->be += (int64_t)(now - st->hold_from);
+            st->hold_from = 0;
+        }
+    }
+    if (fits) {
         st->tail = start + es;
         if (me->launched++ == 0)
             st->pending++;
@@ -254,7 +316,7 @@ void gm_pace_drained(struct gm_region_pace *st, struct gm_pace_proc *me, uint64_
     }
     if (st->settled || st->k != me->k)
         return;
-    if (after - before < GM_PACE_LATE_DRAIN_NS && before > st->we) {
+    if (after - before < GM_PACE_LATE_DRAIN_NS && before > st->we + st->held) {
         /* A window left long ago: this process's work may have ended any time since, so the
          * clock says nothing; the estimate of its own last kernel's end stands in (the other
          * processes' work is theirs to report). */
@@ -268,8 +330,25 @@ void gm_pace_drained(struct gm_region_pace *st, struct gm_pace_proc *me, uint64_
         st->waited = waited;
     if (st->pending > 0)
         st->pending--;
-    if (st->pending == 0 && (st->refused || after >= st->we))
+    if (st->pending == 0 && (st->refused || after >= st->we + st->held))
         settle(st, 0);
+}
+
+uint64_t gm_pace_peer_busy(const struct gm_region_pace *peer, uint64_t ws, uint64_t period,
+                           uint64_t now)
+{
+    if (!peer->valid || peer->settled)
+        return 0;
+    if (peer->launches == 0) {
+        /* Holding too, for a window that began before ours: it goes first. */
+        int holds = peer->hold_from != 0 && !peer->refused && now < peer->hold_from + period;
+        return holds && peer->ws < ws ? now + GM_PACE_HOLD_POLL_NS : 0;
+    }
+    if (peer->pending == 0)
+        return 0;
+    uint64_t work = peer->tail > peer->ws ? peer->tail - peer->ws : 0;
+    uint64_t until = peer->tail + work / 4 + GM_PACE_HOLD_POLL_NS;
+    return until > now ? until : 0;
 }
 
 static void release_timing(struct gm_region_pace *st, struct gm_pace_proc *me)

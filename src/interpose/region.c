@@ -4,10 +4,13 @@
 #include "common/proc.h"
 #include "region/region.h"
 
+#include <limits.h>
+#include <stdio.h>
 #include <string.h>
 #include <unistd.h>
 
 struct gm_region *gm_ip_region;
+char gm_ip_region_path[PATH_MAX];
 /* The slot this process claimed (-1: none), and what it must still hold to be ours: the
  * daemon's reaper may have freed it and another process claimed it since. */
 static int slot_index = -1;
@@ -24,6 +27,7 @@ int gm_ip_region_attach(const char *path, struct gm_error *err)
     int rc = gm_region_attach(path, &r, err);
     if (rc < 0)
         return rc;
+    snprintf(gm_ip_region_path, sizeof(gm_ip_region_path), "%s", path);
     gm_ip_region = r;
     return 0;
 }

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Limits through gpumuxd: the daemon creates each limited workload's region and preloads
 # libgpumux.so; memory past the limit fails inside the workload; two saturating samples capped
-# at 30 and 70 on one time-sliced GPU get 30±2 and 70±2 percent of it; `gpumux set` changes a
+# at 30 and 70 on one time-sliced GPU get 30±2 and 70±2 percent of it, with small kernels and
+# with the sample's default 8 ms ones; `gpumux set` changes a
 # running workload's limits within a second.
 . "$(dirname "$0")/lib.sh"
 SAMPLE="$B/bin/gpumux-sample"
@@ -23,7 +24,7 @@ code=$(gm ps -o json | json_get "[w['exit_code'] for w in d['workloads'] if w['n
 [ "$code" = 1 ] && pass "the sample reported the refusal and exited 1" || fail "exit code $code"
 [ -f "$T/run/regions/small.region" ] && pass "region created in the run directory" || fail "no region"
 mode=$(stat -c %a "$T/run/regions/small.region")
-[ "$mode" = 600 ] && pass "usage part mode 0600" || fail "usage part mode $mode"
+[ "$mode" = 644 ] && pass "usage part mode 0644" || fail "usage part mode $mode"
 mode=$(stat -c %a:%u "$T/run/regions/small.limits")
 [ "$mode" = "644:$(id -u)" ] && pass "limits part mode 0644, the daemon's" || fail "limits part $mode"
 
@@ -33,11 +34,15 @@ wait_for "solo ends" 20 is_state solo exited
 solo=$(rate solo)
 gm run c30 --gpu 1 --compute 30 -- "$SAMPLE" -benchmark -n=8192 -t=8 >/dev/null
 gm run c70 --gpu 1 --compute 70 -- "$SAMPLE" -benchmark -n=8192 -t=8 >/dev/null
+# Each capped workload's limits part names the other (the peer whose work it waits for).
+name_each_other() { grep -aq c70 "$T/run/regions/c30.limits" && grep -aq c30 "$T/run/regions/c70.limits"; }
+wait_for "the two regions name each other as peers" 5 name_each_other &&
+    pass "the two regions name each other as peers"
 wait_for "c30 ends" 30 is_state c30 exited
 wait_for "c70 ends" 30 is_state c70 exited
-r30=$(rate c30) r70=$(rate c70)
-log "solo $solo, capped 30: $r30, capped 70: $r70 (billion interactions/s)"
-python3 - "$solo" "$r30" "$r70" <<'PY' && pass "30/70 caps hold within 2 points" || fail "caps: solo $solo 30:$r30 70:$r70"
+# shares SOLO A B: the pair's shares of the GPU, within 2 points of 30 and 70.
+shares() {
+    python3 - "$@" <<'PY'
 import sys
 solo, a, b = map(float, sys.argv[1:])
 # Windows that add up to the whole period leave the GPU no idle time, so the pair's sum is the
@@ -51,6 +56,21 @@ sa, sb = 100 * a / base, 100 * b / base
 print(f"shares {sa:.1f}% and {sb:.1f}%", file=sys.stderr)
 sys.exit(0 if abs(sa - 30) <= 2 and abs(sb - 70) <= 2 else 1)
 PY
+}
+r30=$(rate c30) r70=$(rate c70)
+log "solo $solo, capped 30: $r30, capped 70: $r70 (billion interactions/s)"
+shares "$solo" "$r30" "$r70" && pass "30/70 caps hold within 2 points" || fail "caps: solo $solo 30:$r30 70:$r70"
+
+# The sample at its default size (40960 bodies, 8 ms kernels on the simulated T4): gpusim's
+# throughput does not depend on the body count, so the same solo run is the baseline.
+gm run d30 --gpu 1 --compute 30 -- "$SAMPLE" -benchmark -t=8 >/dev/null
+gm run d70 --gpu 1 --compute 70 -- "$SAMPLE" -benchmark -t=8 >/dev/null
+wait_for "d30 ends" 30 is_state d30 exited
+wait_for "d70 ends" 30 is_state d70 exited
+r30=$(rate d30) r70=$(rate d70)
+log "default size: capped 30: $r30, capped 70: $r70 (billion interactions/s)"
+shares "$solo" "$r30" "$r70" && pass "30/70 caps hold within 2 points with 8 ms kernels" ||
+    fail "caps with 8 ms kernels: solo $solo 30:$r30 70:$r70"
 
 # gpumux set: the region of a running workload changes within a second.
 gm run live --gpu 1 --compute 20 --memory 1G -- sleep 300 >/dev/null
