@@ -6,6 +6,9 @@ here=$(dirname "$0")
 echo "== daemon (gpusim) =="
 python3 "$here/bench_daemon.py" "$B"
 
+echo "== apply -f (gpusim) =="
+python3 "$here/bench_apply.py" "$B"
+
 echo "== MPS versus time-slicing (gpusim model) =="
 python3 "$here/bench_mps.py" "$B"
 

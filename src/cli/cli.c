@@ -196,7 +196,7 @@ static void print_help(FILE *f)
 {
     fputs(help_head, f);
     for (size_t i = 0; i < sizeof(verbs) / sizeof(verbs[0]); i++)
-        fprintf(f, "    %-8s %s\n", verbs[i].name, verbs[i].summary);
+        fprintf(f, "    %-9s %s\n", verbs[i].name, verbs[i].summary);
     fputs(help_tail, f);
 }
 

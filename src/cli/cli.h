@@ -47,6 +47,9 @@ int gm_cli_main(int argc, char **argv, FILE *out, FILE *err);
     X(start, "start stopped workloads again")                                                      \
     X(restart, "stop workloads and start them again")                                              \
     X(delete, "delete workloads")                                                                  \
+    X(apply, "create and update workloads from a manifest")                                        \
+    X(get, "list what manifests made")                                                             \
+    X(describe, "show one applied object and its workloads")                                       \
     X(events, "show the daemon's event log")                                                       \
     X(info, "show the daemon's version, driver and directories")
 
@@ -81,6 +84,9 @@ int gm_cli_not_a_subcommand(struct gm_cli_ctx *ctx, const char *what, const char
                             const char *const *subs, size_t n);
 
 /* Print "gpumux: MESSAGE" and a pointer to the verb's help; returns GM_CLI_EXIT_USAGE. */
+/* apply -f and delete -f (remove): send the manifest at path (- for standard input). */
+int gm_cli_apply_file(struct gm_cli_ctx *ctx, const char *path, int dry_run, int remove);
+
 int gm_cli_usage(struct gm_cli_ctx *ctx, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 /* Print "gpumux: MESSAGE" for a failed call; returns 2 when the daemon is unreachable, 3 when it

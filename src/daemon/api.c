@@ -5,6 +5,7 @@
 #include "common/logindex.h"
 #include "common/log.h"
 #include "common/parse.h"
+#include "daemon/apply.h"
 #include "daemon/http.h"
 #include "daemon/json.h"
 #include "daemon/mps.h"
@@ -268,6 +269,23 @@ SPEC(run_spec,
       .what = "--enforce",
       .doc = "strict: CUDA initialisation fails when the limits cannot be enforced; default "
              "best-effort"});
+
+SPEC(apply_spec,
+     {.name = "file",
+      .type = GM_FIELD_STRING,
+      .required = 1,
+      GM_FIELD_AT(struct gm_apply_req, file),
+      .doc = "the manifest's file name, for messages (`-` for standard input)"},
+     {.name = "manifest",
+      .type = GM_FIELD_STRING,
+      .required = 1,
+      GM_FIELD_AT(struct gm_apply_req, manifest),
+      .doc = "the manifest's text: Kubernetes YAML, IoT Edge deployment JSON or gpumux's own "
+             "(docs/manifests.md)"},
+     {.name = "dry_run",
+      .type = GM_FIELD_BOOL,
+      GM_FIELD_AT(struct gm_apply_req, dry_run),
+      .doc = "decide and say what would be done; change nothing"});
 
 struct stop_req {
     int time; /* -1: the daemon's stop_timeout */
@@ -808,6 +826,108 @@ static void get_workloads(struct gm_daemon *d, const struct gm_call *c, struct g
     gm_workload_list_free(ws, nws);
 }
 
+static void apply_common(struct gm_daemon *d, const struct gm_call *c, struct gm_reply *rep,
+                         int remove)
+{
+    struct gm_apply_req *r = c->body;
+    r->uid = (int)c->req->uid;
+    r->gid = (int)c->req->gid;
+    struct gm_error err = {0};
+    struct gm_strv lines = {0};
+    int rc =
+        remove ? gm_workload_unapply(d, r, &lines, &err) : gm_workload_apply(d, r, &lines, &err);
+    if (rc < 0) {
+        gm_api_error(rep, &err);
+    } else {
+        rep->json = json_object();
+        json_object_set_new(rep->json, "messages", messages_json(&lines));
+    }
+    gm_strv_free(&lines);
+}
+
+static void post_apply(struct gm_daemon *d, const struct gm_call *c, struct gm_reply *rep)
+{
+    apply_common(d, c, rep, 0);
+}
+
+static void post_apply_delete(struct gm_daemon *d, const struct gm_call *c, struct gm_reply *rep)
+{
+    apply_common(d, c, rep, 1);
+}
+
+/* A deployment record, with its workloads' names and, from the manifest kept with it, the
+ * object's kind and the fields it carries that gpumux does not act on. */
+static json_t *deployment_json(const struct gm_deployment_rec *dep,
+                               const struct gm_workload_rec *ws, size_t nws)
+{
+    json_t *o = json_object(), *names = json_array(), *ne = json_array();
+    json_object_set_new(o, "name", json_string(dep->name));
+    json_object_set_new(o, "format", json_string(dep->format));
+    json_object_set_new(o, "generation", json_integer(dep->generation));
+    json_object_set_new(o, "created_at", json_integer(dep->created_at));
+    json_object_set_new(o, "updated_at", json_integer(dep->updated_at));
+    for (size_t i = 0; i < nws; i++)
+        if (strcmp(ws[i].deployment, dep->name) == 0)
+            json_array_append_new(names, json_string(ws[i].name));
+    json_object_set_new(o, "workloads", names);
+    struct gm_manifest m;
+    json_t *kind = json_null();
+    if (dep->manifest != NULL &&
+        gm_manifest_parse("manifest", dep->manifest, strlen(dep->manifest), &m, NULL) == 0) {
+        for (size_t i = 0; i < m.n; i++) {
+            char dn[64];
+            gm_apply_dep_name(&m.o[i], dn, sizeof(dn));
+            if (strcmp(dn, dep->name) != 0)
+                continue;
+            json_decref(kind);
+            kind = json_string(gm_mf_kind_name(m.o[i].kind));
+            for (char **f = m.o[i].not_enforced; f != NULL && *f != NULL; f++)
+                json_array_append_new(ne, json_string(*f));
+        }
+        gm_manifest_free(&m);
+    }
+    json_object_set_new(o, "kind", kind);
+    json_object_set_new(o, "not_enforced", ne);
+    return o;
+}
+
+static void get_deployments(struct gm_daemon *d, const struct gm_call *c, struct gm_reply *rep)
+{
+    struct gm_deployment_rec *deps = NULL;
+    struct gm_workload_rec *ws = NULL;
+    size_t ndeps = 0, nws = 0;
+    struct gm_error err = {0};
+    pthread_mutex_lock(&d->lock);
+    int rc = gm_store_deployment_list(d->store, &deps, &ndeps, &err);
+    if (rc == 0)
+        rc = gm_store_workload_list(d->store, &ws, &nws, &err);
+    pthread_mutex_unlock(&d->lock);
+    if (rc < 0) {
+        gm_api_error(rep, &err);
+    } else {
+        json_t *arr = json_array();
+        char one[160] = "";
+        if (c->arg[0] != NULL && c->arg[1] != NULL)
+            snprintf(one, sizeof(one), "%s/%s", c->arg[0], c->arg[1]);
+        for (size_t i = 0; i < ndeps; i++)
+            if (one[0] == '\0' || strcmp(deps[i].name, one) == 0)
+                json_array_append_new(arr, deployment_json(&deps[i], ws, nws));
+        if (one[0] != '\0' && json_array_size(arr) == 0) {
+            json_decref(arr);
+            gm_err(&err, GM_ENOTFOUND, "nothing applied is named %s", one);
+            gm_api_error(rep, &err);
+        } else if (one[0] != '\0') {
+            rep->json = json_incref(json_array_get(arr, 0));
+            json_decref(arr);
+        } else {
+            rep->json = json_object();
+            json_object_set_new(rep->json, "deployments", arr);
+        }
+    }
+    gm_store_deployment_list_free(deps, ndeps);
+    gm_workload_list_free(ws, nws);
+}
+
 static void post_workload(struct gm_daemon *d, const struct gm_call *c, struct gm_reply *rep)
 {
     struct gm_run_request *r = c->body;
@@ -1100,6 +1220,18 @@ static const struct gm_route routes[] = {
                "is the offset to ask for next, `X-Gpumux-Log-At: FILE:POS` the `file` and `pos` "
                "to ask for next, which stay right when a rotation removes the oldest file",
      .perm = GM_PERM_SECRET, .action = "read the log of"},
+    {"POST", "/v1/apply", post_apply, BODY(apply_spec, struct gm_apply_req),
+     .answer = "`{\"messages\"}`: one line per workload, created, unchanged or deleted (a "
+               "manifest that cannot be applied as a whole changes nothing and is refused)",
+     .perm = GM_PERM_MEMBER, .action = "apply manifests"},
+    {"POST", "/v1/apply/delete", post_apply_delete, BODY(apply_spec, struct gm_apply_req),
+     .answer = "`{\"messages\"}`: the workloads of the manifest's objects that were deleted",
+     .perm = GM_PERM_MEMBER, .action = "delete what manifests made"},
+    {"GET", "/v1/deployments", get_deployments,
+     .answer = "`{\"deployments\": [Deployment]}`: each applied object, with `kind`, `format`, "
+               "`generation`, `workloads` (names) and `not_enforced` (its fields gpumux accepts "
+               "and does not act on)"},
+    {"GET", "/v1/deployments/{kind}/{name}", get_deployments, .answer = "Deployment"},
     {"GET", "/v1/events", get_events, QUERY(events_query_spec, struct events_query),
      .answer = "`{\"events\": [Event]}`, oldest first"},
 };

@@ -87,6 +87,27 @@ struct gm_run_request {
 };
 int gm_workload_create(struct gm_daemon *d, const struct gm_run_request *r,
                        struct gm_workload_rec *out, struct gm_error *err);
+/* apply -f / delete -f: a manifest as given (daemon/manifest.h), applied as the caller. */
+struct gm_apply_req {
+    const char *file;     /* its name, for messages */
+    const char *manifest; /* its text */
+    int dry_run;          /* decide and say, change nothing */
+    int uid, gid;
+};
+/* Applies req's manifest as one: parsed, expanded and planned (daemon/apply.h), admitted as a
+ * whole (when one workload cannot be placed nothing changes and the error names it), recorded
+ * in one transaction, then launched; the workloads it no longer asks for are deleted. lines:
+ * one line of what was done per workload. */
+int gm_workload_apply(struct gm_daemon *d, const struct gm_apply_req *req, struct gm_strv *lines,
+                      struct gm_error *err);
+/* Deletes every workload of the manifest's objects, and their deployments. */
+int gm_workload_unapply(struct gm_daemon *d, const struct gm_apply_req *req, struct gm_strv *lines,
+                        struct gm_error *err);
+/* The record r asks for, before admission (no GPU placed, no run-time fields), with the GPU it
+ * asks for in *gpu (NULL: by policy; may point into r). The checks gm_workload_create makes of
+ * the request. 0, -GM_EINVAL, -GM_ENOMEM. */
+int gm_workload_from_request(const struct gm_run_request *r, struct gm_workload_rec *w,
+                             const char **gpu, struct gm_error *err);
 
 /* What a change of limits did. */
 struct gm_limits_outcome {

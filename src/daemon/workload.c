@@ -5,6 +5,7 @@
 #include "common/log.h"
 #include "common/parse.h"
 #include "common/path.h"
+#include "daemon/apply.h"
 #include "daemon/daemon.h"
 #include "daemon/region.h"
 #include "daemon/sched.h"
@@ -14,6 +15,7 @@
 #include <jansson.h>
 #include <limits.h>
 #include <signal.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -273,6 +275,18 @@ static int hand_over(struct gm_workload_rec *w, struct gm_workload_rec *out, int
 static int launched(const struct gm_workload_rec *w)
 {
     return w->state == GM_W_STARTING || w->state == GM_W_RUNNING || w->state == GM_W_STOPPING;
+}
+
+int gm_workload_from_request(const struct gm_run_request *r, struct gm_workload_rec *w,
+                             const char **gpu, struct gm_error *err)
+{
+    int rc = parse_request(r, w, gpu, err);
+    if (rc < 0)
+        return rc;
+    w->spec_json = spec_build(r);
+    if (w->spec_json == NULL)
+        return gm_err(err, GM_ENOMEM, "out of memory");
+    return 0;
 }
 
 int gm_workload_create(struct gm_daemon *d, const struct gm_run_request *r,
@@ -612,4 +626,279 @@ int gm_workload_set_limits(struct gm_daemon *d, const char *name, int compute_pc
 out:
     pthread_mutex_unlock(&d->lock);
     return hand_over(&w, out, rc);
+}
+
+/* ---- apply -f, delete -f ---------------------------------------------------------------- */
+
+/* Removes the deployment records of names that no workload names any more. */
+static void drop_empty_deployments(struct gm_daemon *d, const struct gm_strv *names)
+{
+    struct gm_workload_rec *ws = NULL;
+    size_t n = 0;
+    pthread_mutex_lock(&d->lock);
+    if (gm_store_workload_list(d->store, &ws, &n, NULL) == 0)
+        for (size_t i = 0; i < names->n; i++) {
+            int used = 0;
+            for (size_t j = 0; j < n && !used; j++)
+                used = strcmp(ws[j].deployment, names->v[i]) == 0;
+            struct gm_error err = {0};
+            if (!used && gm_store_deployment_delete(d->store, names->v[i], &err) == 0)
+                gm_store_event(d->store, GM_LEVEL_INFO, "daemon", "deployment %s deleted",
+                               names->v[i]);
+        }
+    pthread_mutex_unlock(&d->lock);
+    gm_workload_list_free(ws, n);
+}
+
+/* Records the plan in one transaction: the file's deployments (as given, generation + 1; one
+ * applied again from the same text is left as it is) and every workload it creates, as
+ * starting (or stopped). Caller holds d->lock. */
+static int record_apply(struct gm_daemon *d, const struct gm_apply_req *req,
+                        const struct gm_apply_set *set, const struct gm_apply_plan *p,
+                        const struct gm_deployment_rec *deps, size_t ndeps, struct gm_error *err)
+{
+    int rc = gm_store_begin(d->store, err);
+    if (rc < 0)
+        return rc;
+    int64_t now = gm_now_ms();
+    for (size_t k = 0; rc == 0 && k < p->ndep_write; k++) {
+        const struct gm_apply_dep *ad = &set->dep[p->dep_write[k]];
+        struct gm_deployment_rec rec = {0};
+        snprintf(rec.name, sizeof(rec.name), "%s", ad->name);
+        snprintf(rec.format, sizeof(rec.format), "%s", gm_mf_format_name(set->format));
+        rec.manifest = (char *)req->manifest;
+        rec.created_at = rec.updated_at = now;
+        const struct gm_deployment_rec *old = NULL;
+        for (size_t i = 0; i < ndeps; i++)
+            if (strcmp(deps[i].name, rec.name) == 0)
+                old = &deps[i];
+        if (old != NULL && old->manifest != NULL && strcmp(old->manifest, req->manifest) == 0)
+            continue; /* the same file again: the record stands, its generation too */
+        if (old != NULL) {
+            rec.generation = old->generation + 1;
+            rec.created_at = old->created_at;
+            rc = gm_store_deployment_update(d->store, &rec, err);
+        } else {
+            rec.generation = 1;
+            rc = gm_store_deployment_insert(d->store, &rec, err);
+        }
+    }
+    for (size_t k = 0; rc == 0 && k < p->n; k++) {
+        const struct gm_apply_action *a = &p->a[k];
+        if (a->op != GM_APPLY_CREATE)
+            continue;
+        const struct gm_apply_item *it = &set->v[a->item];
+        struct gm_workload_rec w = it->rec;
+        w.spec_json = it->rec.spec_json;
+        w.ngpus = a->ngpus;
+        memcpy(w.gpus, a->gpus, sizeof(w.gpus));
+        w.desired_running = it->running;
+        w.state = it->running ? GM_W_STARTING : GM_W_STOPPED;
+        w.launch_id = it->running ? 1 : 0;
+        w.created_at = now;
+        w.started_at = it->running ? now : 0;
+        if ((rc = gm_store_workload_insert(d->store, &w, err)) < 0)
+            break;
+        struct gm_wmem *m = it->running ? gm_wmem_get(d, w.name) : NULL;
+        if (it->running && m == NULL)
+            rc = gm_err(err, GM_ENOMEM, "out of memory");
+    }
+    if (rc == 0)
+        rc = gm_store_commit(d->store, err);
+    else
+        gm_store_rollback(d->store);
+    if (rc < 0)
+        return rc;
+    /* Committed: the launches are the executor's from here, and the reconciler leaves them. */
+    for (size_t k = 0; k < p->n; k++) {
+        const struct gm_apply_action *a = &p->a[k];
+        if (a->op != GM_APPLY_CREATE)
+            continue;
+        const struct gm_apply_item *it = &set->v[a->item];
+        char where[GM_MAX_WORKLOAD_GPUS * 100];
+        struct gm_workload_rec w = it->rec;
+        w.ngpus = a->ngpus;
+        memcpy(w.gpus, a->gpus, sizeof(w.gpus));
+        gm_workload_where(&w, where, sizeof(where));
+        char object[96];
+        snprintf(object, sizeof(object), "workload/%s", w.name);
+        gm_store_event(d->store, GM_LEVEL_INFO, object, "created by %s on %s%s", req->file, where,
+                       it->running ? " (launch 1)" : " (stopped)");
+        if (it->running) {
+            struct gm_wmem *m = gm_wmem_get(d, w.name);
+            if (m != NULL) {
+                m->launching = 1;
+                m->timers = (struct gm_timers){0};
+            }
+        }
+    }
+    return 0;
+}
+
+static void say(struct gm_strv *lines, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void say(struct gm_strv *lines, const char *fmt, ...)
+{
+    char buf[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(buf, sizeof(buf), fmt, ap);
+    va_end(ap);
+    gm_strv_add(lines, buf);
+}
+
+int gm_workload_apply(struct gm_daemon *d, const struct gm_apply_req *req, struct gm_strv *lines,
+                      struct gm_error *err)
+{
+    struct gm_manifest m;
+    int rc = gm_manifest_parse(req->file, req->manifest, strlen(req->manifest), &m, err);
+    if (rc < 0)
+        return rc;
+    struct gm_apply_set set = {0};
+    struct gm_apply_plan p = {0};
+    struct gm_gpu_rec *gpus = NULL;
+    struct gm_workload_rec *ws = NULL;
+    struct gm_deployment_rec *deps = NULL;
+    size_t ngpus = 0, nws = 0, ndeps = 0;
+    const char **dn = NULL, **df = NULL;
+    struct gm_strv del = {0}, dropped = {0};
+    int64_t t0 = gm_mono_ns();
+    if ((rc = gm_apply_expand(&m, req->file, req->uid, req->gid, &set, err)) < 0)
+        goto out;
+    pthread_mutex_lock(&d->lock);
+    if ((rc = gm_store_gpu_list(d->store, &gpus, &ngpus, err)) == 0 &&
+        (rc = gm_store_workload_list(d->store, &ws, &nws, err)) == 0)
+        rc = gm_store_deployment_list(d->store, &deps, &ndeps, err);
+    if (rc == 0) {
+        dn = calloc(ndeps + 1, sizeof(*dn));
+        df = calloc(ndeps + 1, sizeof(*df));
+        if (dn == NULL || df == NULL)
+            rc = gm_err(err, GM_ENOMEM, "out of memory");
+        for (size_t i = 0; rc == 0 && i < ndeps; i++) {
+            dn[i] = deps[i].name;
+            df[i] = deps[i].format;
+        }
+    }
+    if (rc == 0)
+        rc = gm_apply_plan(&set, gpus, ngpus, ws, nws, dn, df, ndeps, d->cfg.memory_reserve,
+                           d->cfg.spread, &p, err);
+    /* What it deletes or keeps must be the caller's; what it creates runs as the caller. */
+    for (size_t k = 0; rc == 0 && k < p.n; k++) {
+        const struct gm_apply_action *a = &p.a[k];
+        if (a->op == GM_APPLY_CREATE) {
+            for (int g = 0; g < a->ngpus && rc == 0; g++)
+                if (gm_strv_find(&d->changing, a->gpus[g]) >= 0)
+                    rc = gm_err(err, GM_EBUSY,
+                                "%s: %s is changing its sharing mode; try again when that is done",
+                                set.v[a->item].obj->label, a->gpus[g]);
+            continue;
+        }
+        const struct gm_workload_rec *w = &ws[a->actual];
+        if (req->uid != 0 && w->uid != req->uid)
+            rc = gm_err(err, GM_EPERM, "workload %s (deployment %s) is not yours to %s", w->name,
+                        w->deployment, a->op == GM_APPLY_DELETE ? "delete" : "keep");
+        else if (a->op == GM_APPLY_DELETE && gm_wmem_find(d, w->name) != NULL &&
+                 gm_wmem_find(d, w->name)->launching)
+            rc = gm_err(err, GM_EBUSY, "workload %s is being started; try again", w->name);
+    }
+    if (rc == 0 && !req->dry_run)
+        rc = record_apply(d, req, &set, &p, deps, ndeps, err);
+    pthread_mutex_unlock(&d->lock);
+    if (rc < 0)
+        goto out;
+    int64_t decided_us = (int64_t)(gm_mono_ns() - t0) / 1000;
+    const char *dry = req->dry_run ? " (dry run)" : "";
+    for (size_t k = 0; k < p.n; k++) {
+        const struct gm_apply_action *a = &p.a[k];
+        if (a->op == GM_APPLY_KEEP) {
+            say(lines, "workload/%s unchanged%s", set.v[a->item].rec.name, dry);
+        } else if (a->op == GM_APPLY_DELETE) {
+            gm_strv_add(&del, ws[a->actual].name);
+        } else {
+            const struct gm_apply_item *it = &set.v[a->item];
+            struct gm_workload_rec w = it->rec;
+            char where[GM_MAX_WORKLOAD_GPUS * 100];
+            w.ngpus = a->ngpus;
+            memcpy(w.gpus, a->gpus, sizeof(w.gpus));
+            gm_workload_where(&w, where, sizeof(where));
+            struct gm_error lerr = {0};
+            if (req->dry_run || !it->running ||
+                gm_exec_launch(d, w.name, 1, GM_UNDO_DELETE, NULL, &lerr) == 0)
+                say(lines, "workload/%s created on %s%s%s", w.name, where,
+                    it->running ? "" : " (stopped)", dry);
+            else
+                say(lines, "workload/%s could not start: %s", w.name, lerr.msg);
+        }
+    }
+    for (size_t i = 0; i < del.n; i++) {
+        struct gm_error derr = {0};
+        if (req->dry_run || gm_workload_delete(d, del.v[i], NULL, &derr) == 0)
+            say(lines, "workload/%s deleted%s", del.v[i], dry);
+        else
+            say(lines, "workload/%s not deleted: %s", del.v[i], derr.msg);
+    }
+    say(lines, "%zu created, %zu unchanged, %zu deleted%s (decided%s in %lld.%03lld ms)",
+        p.count[GM_APPLY_CREATE], p.count[GM_APPLY_KEEP], p.count[GM_APPLY_DELETE], dry,
+        req->dry_run ? "" : " and recorded in one transaction", (long long)(decided_us / 1000),
+        (long long)(decided_us % 1000));
+    for (size_t k = 0; k < p.ndep_remove; k++)
+        gm_strv_add(&dropped, p.dep_remove[k]);
+    if (!req->dry_run)
+        drop_empty_deployments(d, &dropped);
+out:
+    gm_strv_free(&del);
+    gm_strv_free(&dropped);
+    free(dn);
+    free(df);
+    gm_apply_plan_free(&p);
+    gm_apply_set_free(&set);
+    free(gpus);
+    gm_workload_list_free(ws, nws);
+    gm_store_deployment_list_free(deps, ndeps);
+    gm_manifest_free(&m);
+    return rc;
+}
+
+int gm_workload_unapply(struct gm_daemon *d, const struct gm_apply_req *req, struct gm_strv *lines,
+                        struct gm_error *err)
+{
+    struct gm_manifest m;
+    int rc = gm_manifest_parse(req->file, req->manifest, strlen(req->manifest), &m, err);
+    if (rc < 0)
+        return rc;
+    struct gm_strv deps = {0}, names = {0};
+    for (size_t i = 0; i < m.n; i++) {
+        char dn[64];
+        gm_apply_dep_name(&m.o[i], dn, sizeof(dn));
+        gm_strv_add(&deps, dn);
+    }
+    struct gm_workload_rec *ws = NULL;
+    size_t nws = 0;
+    pthread_mutex_lock(&d->lock);
+    rc = gm_store_workload_list(d->store, &ws, &nws, err);
+    for (size_t j = 0; rc == 0 && j < nws; j++) {
+        if (ws[j].deployment[0] == '\0' || gm_strv_find(&deps, ws[j].deployment) < 0)
+            continue;
+        if (req->uid != 0 && ws[j].uid != req->uid)
+            rc = gm_err(err, GM_EPERM, "workload %s (deployment %s) is not yours to delete",
+                        ws[j].name, ws[j].deployment);
+        else
+            gm_strv_add(&names, ws[j].name);
+    }
+    pthread_mutex_unlock(&d->lock);
+    for (size_t i = 0; rc == 0 && i < names.n; i++) {
+        struct gm_error derr = {0};
+        if (req->dry_run || gm_workload_delete(d, names.v[i], NULL, &derr) == 0)
+            say(lines, "workload/%s deleted%s", names.v[i], req->dry_run ? " (dry run)" : "");
+        else
+            say(lines, "workload/%s not deleted: %s", names.v[i], derr.msg);
+    }
+    if (rc == 0 && !req->dry_run)
+        drop_empty_deployments(d, &deps);
+    if (rc == 0 && names.n == 0)
+        say(lines, "nothing of %s runs", req->file);
+    gm_workload_list_free(ws, nws);
+    gm_strv_free(&deps);
+    gm_strv_free(&names);
+    gm_manifest_free(&m);
+    return rc;
 }

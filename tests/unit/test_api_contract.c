@@ -432,6 +432,22 @@ Test(contract, every_verb_is_accepted)
     OK("vm", "detach", "vm1");
     OK("gpu", "mode", "1", "shared");
 
+    /* apply -f, get, describe and delete -f, with a Pod that runs as a process. */
+    char manifest[] = "/tmp/gm-contract-XXXXXX.yaml";
+    int mfd = mkstemps(manifest, 5);
+    cr_assert_geq(mfd, 0);
+    static const char pod[] = "apiVersion: v1\nkind: Pod\nmetadata: {name: m1}\nspec:\n"
+                              "  containers:\n  - name: c\n    command: [/bin/sleep, \"30\"]\n";
+    cr_assert_eq(write(mfd, pod, sizeof(pod) - 1), (ssize_t)(sizeof(pod) - 1));
+    close(mfd);
+    OK("apply", "-f", manifest, "--dry-run");
+    OK("apply", "-f", manifest);
+    OK("get", "pods");
+    OK("get", "all", "-o", "json");
+    OK("describe", "pod/m1");
+    OK("delete", "-f", manifest);
+    unlink(manifest);
+
     OK("delete", "a", "b", "c");
     OK("mps", "start");
     OK("mps", "stop");

@@ -1,0 +1,7 @@
+/* gpumux's own manifests as users (or mistakes) write them: the input goes to
+ * gm_manifest_parse_as as one YAML file of Workloads. The contract is
+ * fuzz_manifest.h's. */
+#define FORMAT    GM_MF_NATIVE
+#define FILE_NAME "fuzz.yaml"
+
+#include "fuzz_manifest.h"
