@@ -172,6 +172,34 @@ deps=$(gm get all -o json | json_get "len(d)")
 [ "$deps" = 0 ] && pass "and no deployment record" || fail "deployments left: $(gm get all)"
 expect "describe of a deleted object" 1 'nothing applied is named job/sample1' -- gm describe job/sample1
 
+# A daemon killed with SIGKILL while it launches what a file created loses nothing: the file's
+# records were committed as one before the first launch, so after the restart either all 30
+# are there (each running once, none twice) or, killed before the commit, none.
+for i in $(seq 1 30); do
+    printf 'apiVersion: gpumux.dev/v1\nkind: Workload\nmetadata: {name: k%d}\nspec:\n  command: [/bin/sleep, "%s"]\n  gpu: none\n---\n' \
+        "$i" "30$$"
+done >"$M/kill.yaml"
+gm apply -f "$M/kill.yaml" >/dev/null 2>&1 &
+apply_pid=$!
+sleep 0.3
+kill9_daemon
+wait "$apply_pid" 2>/dev/null
+start_daemon || exit 1
+n=$(gm ps -o json | json_get "len([w for w in d['workloads'] if w['name'].startswith('k')])")
+if [ "$n" = 30 ]; then
+    all_run() { [ "$(gm ps -o json | json_get "len([w for w in d['workloads'] if w['name'].startswith('k') and w['state']=='running'])")" = 30 ]; }
+    wait_for "all 30 run after the restart" 20 all_run && pass "all 30 of the file were kept and run"
+    procs=$(pgrep -fc "^/bin/sleep 30$$\$" || true)
+    [ "$procs" = 30 ] && pass "each runs once: 30 processes, none twice" || fail "$procs processes for 30 workloads"
+elif [ "$n" = 0 ]; then
+    pass "killed before the commit: nothing of the file was kept"
+else
+    fail "a SIGKILL mid-apply kept $n of 30 workloads"
+fi
+gm delete -f "$M/kill.yaml" >/dev/null 2>&1
+left=$(pgrep -fc "^/bin/sleep 30$$\$" || true)
+[ "$left" = 0 ] && pass "delete -f stopped every one of them" || fail "$left left running"
+
 # Bad input names the file.
 printf 'apiVersion: v1\nkind: Service\nmetadata: {name: s}\n' >"$M/svc.yaml"
 expect "an unknown kind is refused" 1 'svc.yaml.*Service' -- gm apply -f "$M/svc.yaml"
