@@ -248,6 +248,33 @@ int gm_mf_env_name_ok(const char *name)
     return name[0] != '\0' && strchr(name, '=') == NULL;
 }
 
+int gm_mf_env_entry(struct gm_mf_parse *p, struct fy_node *e, const char *ep, int strict,
+                    struct gm_mf_container *c)
+{
+    int line, col, rc;
+    char kp[GM_MF_PATH];
+    struct fy_node *nv = gm_mf_yget(e, "name"), *vv = gm_mf_yget(e, "value");
+    gm_mf_path_key(kp, sizeof(kp), ep, "name");
+    if (nv == NULL) {
+        gm_mf_ypos(e, &line, &col);
+        return gm_mf_fail(p, line, col, kp, "required");
+    }
+    char *name = NULL, *value = NULL;
+    rc = gm_mf_ystr(p, nv, kp, strict, &name);
+    if (rc == 0 && !gm_mf_env_name_ok(name)) {
+        gm_mf_ypos(nv, &line, &col);
+        rc = gm_mf_fail(p, line, col, kp, "'%s' is not a variable name (empty, or with '=')", name);
+    }
+    gm_mf_path_key(kp, sizeof(kp), ep, "value");
+    if (rc == 0 && vv != NULL)
+        rc = gm_mf_ystr(p, vv, kp, strict, &value);
+    if (rc == 0)
+        rc = gm_mf_env_set(p, c, name, value != NULL ? value : "", 1);
+    free(name);
+    free(value);
+    return rc;
+}
+
 int gm_mf_env_set(struct gm_mf_parse *p, struct gm_mf_container *c, const char *name,
                   const char *value, int replace)
 {

@@ -69,6 +69,12 @@ int gm_mf_env_set(struct gm_mf_parse *p, struct gm_mf_container *c, const char *
                   const char *value, int replace);
 /* An environment variable's name: not empty, no '='. */
 int gm_mf_env_name_ok(const char *name);
+/* One {name, value} entry e of an env list, at path ep (its keys already checked): name
+ * required and a variable name, value absent meaning "", set in c (a later entry of the same
+ * name wins, as the kubelet sets them in order). strict: scalars must be strings, as
+ * gm_mf_ystr takes it. */
+int gm_mf_env_entry(struct gm_mf_parse *p, struct fy_node *e, const char *ep, int strict,
+                    struct gm_mf_container *c);
 
 /* A Kubernetes quantity as a whole number of bytes, for gpumux.dev/memory: "4Gi", "512Mi",
  * "1G" (10^9), "1000000", "1.5Gi", "1e9". Refused: zero, negative, junk, more than 1 PiB.

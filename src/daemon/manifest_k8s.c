@@ -299,7 +299,7 @@ static int env_list(struct gm_mf_parse *p, struct fy_node *n, const char *path,
         gm_mf_path_index(ep, sizeof(ep), path, i);
         if ((rc = gm_mf_ymap(p, e, ep, "EnvVar", L("name", "value", "valueFrom"), NULL)) < 0)
             return rc;
-        struct fy_node *from = gm_mf_yget(e, "valueFrom"), *nv, *vv = gm_mf_yget(e, "value");
+        struct fy_node *from = gm_mf_yget(e, "valueFrom");
         if (from != NULL) {
             gm_mf_ypos(from, &line, &col);
             gm_mf_path_key(kp, sizeof(kp), ep, "valueFrom");
@@ -307,24 +307,7 @@ static int env_list(struct gm_mf_parse *p, struct fy_node *n, const char *path,
                               "not supported: only literal values (value: \"...\") are; gpumux "
                               "reads no ConfigMap, Secret or field of the pod");
         }
-        if ((rc = required(p, e, "name", ep, &nv)) < 0)
-            return rc;
-        char *name = NULL, *value = NULL;
-        gm_mf_path_key(kp, sizeof(kp), ep, "name");
-        rc = gm_mf_ystr(p, nv, kp, 1, &name);
-        if (rc == 0 && !gm_mf_env_name_ok(name)) {
-            gm_mf_ypos(nv, &line, &col);
-            rc = gm_mf_fail(p, line, col, kp, "'%s' is not a variable name (empty, or with '=')",
-                            name);
-        }
-        gm_mf_path_key(kp, sizeof(kp), ep, "value");
-        if (rc == 0 && vv != NULL)
-            rc = gm_mf_ystr(p, vv, kp, 1, &value);
-        /* A name given twice: the later value, as the kubelet sets them in order. */
-        if (rc == 0)
-            rc = gm_mf_env_set(p, c, name, value != NULL ? value : "", 1);
-        free(name);
-        free(value);
+        rc = gm_mf_env_entry(p, e, ep, 1, c);
     }
     return rc;
 }

@@ -77,26 +77,7 @@ static int env(struct gm_mf_parse *p, struct fy_node *n, const char *path,
         gm_mf_path_index(ep, sizeof(ep), path, i);
         if ((rc = gm_mf_ymap(p, e, ep, "an environment variable", L("name", "value"), NULL)) < 0)
             return rc;
-        struct fy_node *nv = gm_mf_yget(e, "name"), *vv = gm_mf_yget(e, "value");
-        gm_mf_path_key(kp, sizeof(kp), ep, "name");
-        if (nv == NULL) {
-            gm_mf_ypos(e, &line, &col);
-            return gm_mf_fail(p, line, col, kp, "required");
-        }
-        char *name = NULL, *value = NULL;
-        rc = gm_mf_ystr(p, nv, kp, 0, &name);
-        if (rc == 0 && !gm_mf_env_name_ok(name)) {
-            gm_mf_ypos(nv, &line, &col);
-            rc = gm_mf_fail(p, line, col, kp, "'%s' is not a variable name (empty, or with '=')",
-                            name);
-        }
-        gm_mf_path_key(kp, sizeof(kp), ep, "value");
-        if (rc == 0 && vv != NULL)
-            rc = gm_mf_ystr(p, vv, kp, 0, &value);
-        if (rc == 0)
-            rc = gm_mf_env_set(p, c, name, value ? value : "", 1);
-        free(name);
-        free(value);
+        rc = gm_mf_env_entry(p, e, ep, 0, c);
     }
     return rc;
 }
