@@ -205,29 +205,12 @@ void gm_apply_plan_free(struct gm_apply_plan *p)
     memset(p, 0, sizeof(*p));
 }
 
-static long find_rec(const struct gm_workload_rec *ws, size_t n, const char *name)
-{
-    for (size_t i = 0; i < n; i++)
-        if (strcmp(ws[i].name, name) == 0)
-            return (long)i;
-    return -1;
-}
-
 static int in_file(const struct gm_apply_set *set, const char *dep)
 {
     for (size_t i = 0; i < set->ndep; i++)
         if (strcmp(set->dep[i].name, dep) == 0)
             return 1;
     return 0;
-}
-
-/* Does the recorded workload still ask for what the item asks? Its placement is left out: the
- * item has none yet, and what it asked for is in its spec. */
-static int same(const struct gm_apply_item *it, const struct gm_workload_rec *w)
-{
-    struct gm_workload_rec a = it->rec, b = *w;
-    a.ngpus = b.ngpus = 0;
-    return gm_plan_same_spec(&a, &b);
 }
 
 static int push(struct gm_apply_plan *p, size_t *cap, struct gm_apply_action a,
@@ -268,52 +251,60 @@ int gm_apply_plan(const struct gm_apply_set *set, const struct gm_gpu_rec *gpus,
             snprintf(out->dep_remove[out->ndep_remove++], 64, "%s", deps[i]);
     for (size_t i = 0; rc == 0 && i < set->ndep; i++)
         out->dep_write[out->ndep_write++] = i;
-    /* Desired names against the records. */
+    /* Desired against every record (gm_plan_diff), placements left out of the comparison:
+     * the items have none yet, and what they asked for is in their spec. */
+    struct gm_workload_rec *want = calloc(set->n + 1, sizeof(*want));
+    struct gm_workload_rec *have = calloc(nws + 1, sizeof(*have));
+    struct gm_diff diff = {0};
+    if (rc == 0 && (want == NULL || have == NULL))
+        rc = gm_err(err, GM_ENOMEM, "out of memory");
     for (size_t i = 0; rc == 0 && i < set->n; i++) {
-        const struct gm_apply_item *it = &set->v[i];
-        long j = find_rec(ws, nws, it->rec.name);
-        if (j < 0) {
-            rc =
-                push(out, &cap,
-                     (struct gm_apply_action){.op = GM_APPLY_CREATE, .item = (long)i, .actual = -1},
-                     err);
-            continue;
-        }
-        if (strcmp(ws[j].deployment, it->rec.deployment) != 0)
+        want[i] = set->v[i].rec;
+        want[i].ngpus = 0;
+    }
+    for (size_t j = 0; rc == 0 && j < nws; j++) {
+        have[j] = ws[j];
+        have[j].ngpus = 0;
+    }
+    if (rc == 0 && (rc = gm_plan_diff(want, set->n, have, nws, &diff, err)) < 0)
+        gm_err_wrap(err, "two objects of the file make one workload name");
+    for (size_t k = 0; rc == 0 && k < diff.n; k++) {
+        const struct gm_diff_item *d = &diff.items[k];
+        const struct gm_apply_item *it = d->desired >= 0 ? &set->v[d->desired] : NULL;
+        const struct gm_workload_rec *w = d->actual >= 0 ? &ws[d->actual] : NULL;
+        enum gm_apply_op op = GM_APPLY_KEEP;
+        if (d->op == GM_DIFF_CREATE) {
+            op = GM_APPLY_CREATE;
+        } else if (d->op == GM_DIFF_DELETE) {
+            /* Only records of the file's objects that it no longer asks for, and of the
+             * deployments that go; every other workload is left alone. */
+            int removed = 0;
+            for (size_t r = 0; r < out->ndep_remove; r++)
+                removed |= strcmp(out->dep_remove[r], w->deployment) == 0;
+            if (w->deployment[0] == '\0' || (!removed && !in_file(set, w->deployment)))
+                continue;
+            gone[d->actual] = 1;
+            op = GM_APPLY_DELETE;
+        } else if (strcmp(w->deployment, it->rec.deployment) != 0) {
             rc = gm_err(err, GM_ECONFLICT,
                         "%s: workload %s already exists%s%s; delete it or choose another name",
                         it->obj->label, it->rec.name,
-                        ws[j].deployment[0] ? " in deployment " : " (made by gpumux run)",
-                        ws[j].deployment);
-        else if (!same(it, &ws[j]))
+                        w->deployment[0] ? " in deployment " : " (made by gpumux run)",
+                        w->deployment);
+            break;
+        } else if (d->op == GM_DIFF_UPDATE) {
             rc = gm_err(err, GM_ECONFLICT,
                         "%s: workload %s asks for something else than what runs; changing a "
                         "running object is not done yet: delete -f the file, then apply it",
                         it->obj->label, it->rec.name);
-        else
-            rc = push(out, &cap,
-                      (struct gm_apply_action){.op = GM_APPLY_KEEP, .item = (long)i, .actual = j},
-                      err);
-    }
-    /* Records of the file's objects that it no longer asks for, and of removed deployments. */
-    for (size_t j = 0; rc == 0 && j < nws; j++) {
-        const struct gm_workload_rec *w = &ws[j];
-        if (w->deployment[0] == '\0')
-            continue;
-        int removed = 0;
-        for (size_t k = 0; k < out->ndep_remove; k++)
-            removed |= strcmp(out->dep_remove[k], w->deployment) == 0;
-        int asked = 0;
-        for (size_t i = 0; i < set->n && !asked; i++)
-            asked = strcmp(set->v[i].rec.name, w->name) == 0;
-        if (removed || (in_file(set, w->deployment) && !asked)) {
-            gone[j] = 1;
-            rc =
-                push(out, &cap,
-                     (struct gm_apply_action){.op = GM_APPLY_DELETE, .item = -1, .actual = (long)j},
-                     err);
+            break;
         }
+        rc = push(out, &cap,
+                  (struct gm_apply_action){.op = op, .item = d->desired, .actual = d->actual}, err);
     }
+    gm_diff_free(&diff);
+    free(want);
+    free(have);
     /* Admission: in the order of the file, each against what will be. */
     size_t nwork = 0;
     for (size_t j = 0; rc == 0 && j < nws; j++)

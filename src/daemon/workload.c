@@ -15,7 +15,6 @@
 #include <jansson.h>
 #include <limits.h>
 #include <signal.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -630,6 +629,13 @@ out:
 
 /* ---- apply -f, delete -f ---------------------------------------------------------------- */
 
+/* Is a launch of name being made? Caller holds d->lock. */
+static int launching(const struct gm_daemon *d, const char *name)
+{
+    const struct gm_wmem *m = gm_wmem_find(d, name);
+    return m != NULL && m->launching;
+}
+
 /* Removes the deployment records of names that no workload names any more. */
 static void drop_empty_deployments(struct gm_daemon *d, const struct gm_strv *names)
 {
@@ -735,17 +741,6 @@ static int record_apply(struct gm_daemon *d, const struct gm_apply_req *req,
     return 0;
 }
 
-static void say(struct gm_strv *lines, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void say(struct gm_strv *lines, const char *fmt, ...)
-{
-    char buf[512];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(buf, sizeof(buf), fmt, ap);
-    va_end(ap);
-    gm_strv_add(lines, buf);
-}
-
 int gm_workload_apply(struct gm_daemon *d, const struct gm_apply_req *req, struct gm_strv *lines,
                       struct gm_error *err)
 {
@@ -796,8 +791,7 @@ int gm_workload_apply(struct gm_daemon *d, const struct gm_apply_req *req, struc
         if (req->uid != 0 && w->uid != req->uid)
             rc = gm_err(err, GM_EPERM, "workload %s (deployment %s) is not yours to %s", w->name,
                         w->deployment, a->op == GM_APPLY_DELETE ? "delete" : "keep");
-        else if (a->op == GM_APPLY_DELETE && gm_wmem_find(d, w->name) != NULL &&
-                 gm_wmem_find(d, w->name)->launching)
+        else if (a->op == GM_APPLY_DELETE && launching(d, w->name))
             rc = gm_err(err, GM_EBUSY, "workload %s is being started; try again", w->name);
     }
     if (rc == 0 && !req->dry_run)
@@ -810,7 +804,7 @@ int gm_workload_apply(struct gm_daemon *d, const struct gm_apply_req *req, struc
     for (size_t k = 0; k < p.n; k++) {
         const struct gm_apply_action *a = &p.a[k];
         if (a->op == GM_APPLY_KEEP) {
-            say(lines, "workload/%s unchanged%s", set.v[a->item].rec.name, dry);
+            gm_strv_addf(lines, "workload/%s unchanged%s", set.v[a->item].rec.name, dry);
         } else if (a->op == GM_APPLY_DELETE) {
             gm_strv_add(&del, ws[a->actual].name);
         } else {
@@ -823,23 +817,23 @@ int gm_workload_apply(struct gm_daemon *d, const struct gm_apply_req *req, struc
             struct gm_error lerr = {0};
             if (req->dry_run || !it->running ||
                 gm_exec_launch(d, w.name, 1, GM_UNDO_DELETE, NULL, &lerr) == 0)
-                say(lines, "workload/%s created on %s%s%s", w.name, where,
-                    it->running ? "" : " (stopped)", dry);
+                gm_strv_addf(lines, "workload/%s created on %s%s%s", w.name, where,
+                             it->running ? "" : " (stopped)", dry);
             else
-                say(lines, "workload/%s could not start: %s", w.name, lerr.msg);
+                gm_strv_addf(lines, "workload/%s could not start: %s", w.name, lerr.msg);
         }
     }
     for (size_t i = 0; i < del.n; i++) {
         struct gm_error derr = {0};
         if (req->dry_run || gm_workload_delete(d, del.v[i], NULL, &derr) == 0)
-            say(lines, "workload/%s deleted%s", del.v[i], dry);
+            gm_strv_addf(lines, "workload/%s deleted%s", del.v[i], dry);
         else
-            say(lines, "workload/%s not deleted: %s", del.v[i], derr.msg);
+            gm_strv_addf(lines, "workload/%s not deleted: %s", del.v[i], derr.msg);
     }
-    say(lines, "%zu created, %zu unchanged, %zu deleted%s (decided%s in %lld.%03lld ms)",
-        p.count[GM_APPLY_CREATE], p.count[GM_APPLY_KEEP], p.count[GM_APPLY_DELETE], dry,
-        req->dry_run ? "" : " and recorded in one transaction", (long long)(decided_us / 1000),
-        (long long)(decided_us % 1000));
+    gm_strv_addf(lines, "%zu created, %zu unchanged, %zu deleted%s (decided%s in %lld.%03lld ms)",
+                 p.count[GM_APPLY_CREATE], p.count[GM_APPLY_KEEP], p.count[GM_APPLY_DELETE], dry,
+                 req->dry_run ? "" : " and recorded in one transaction",
+                 (long long)(decided_us / 1000), (long long)(decided_us % 1000));
     for (size_t k = 0; k < p.ndep_remove; k++)
         gm_strv_add(&dropped, p.dep_remove[k]);
     if (!req->dry_run)
@@ -888,14 +882,15 @@ int gm_workload_unapply(struct gm_daemon *d, const struct gm_apply_req *req, str
     for (size_t i = 0; rc == 0 && i < names.n; i++) {
         struct gm_error derr = {0};
         if (req->dry_run || gm_workload_delete(d, names.v[i], NULL, &derr) == 0)
-            say(lines, "workload/%s deleted%s", names.v[i], req->dry_run ? " (dry run)" : "");
+            gm_strv_addf(lines, "workload/%s deleted%s", names.v[i],
+                         req->dry_run ? " (dry run)" : "");
         else
-            say(lines, "workload/%s not deleted: %s", names.v[i], derr.msg);
+            gm_strv_addf(lines, "workload/%s not deleted: %s", names.v[i], derr.msg);
     }
     if (rc == 0 && !req->dry_run)
         drop_empty_deployments(d, &deps);
     if (rc == 0 && names.n == 0)
-        say(lines, "nothing of %s runs", req->file);
+        gm_strv_addf(lines, "nothing of %s runs", req->file);
     gm_workload_list_free(ws, nws);
     gm_strv_free(&deps);
     gm_strv_free(&names);

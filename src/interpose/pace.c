@@ -81,9 +81,15 @@ static int64_t clamp_debt(int64_t b)
 
 /* The window's work ended at done (by the clock) while the estimates said tail: the ratio moves
  * a quarter of the way to what this window showed, by at most a factor of 4 at once. */
+/* Where the window's work could start: its start, moved by its holds. */
+static uint64_t work_from(const struct gm_region_pace *st)
+{
+    return st->ws + st->held;
+}
+
 static void learn(struct gm_region_pace *st, uint64_t done)
 {
-    uint64_t from = st->ws + st->held;
+    uint64_t from = work_from(st);
     uint64_t est = st->tail > from ? st->tail - from : 0;
     uint64_t real = done > from ? done - from : 0;
     if (est < GM_PACE_LEARN_MIN_NS || real == 0)
@@ -109,8 +115,7 @@ static void learn(struct gm_region_pace *st, uint64_t done)
  * unused, and a cap is a limit, not a reservation. */
 static void settle(struct gm_region_pace *st, int forced)
 {
-    /* Where its work could start: the window's start, moved by its holds. */
-    uint64_t from = st->ws + st->held;
+    uint64_t from = work_from(st);
     uint64_t done = from;
     if (st->done > from)
         done = st->done - from > st->waited ? st->done - st->waited : from;
@@ -139,6 +144,13 @@ static struct gm_pace_step wait_until(uint64_t t)
     return (struct gm_pace_step){.act = GM_PACE_WAIT, .until = t};
 }
 
+/* n windows' length, no more than a debt can be. */
+static int64_t windows_ns(const struct gm_pace_window *w, uint64_t n)
+{
+    uint64_t most = (uint64_t)GM_PACE_MAX_DEBT_NS / (w->len > 0 ? w->len : 1);
+    return n < most ? (int64_t)(n * w->len) : GM_PACE_MAX_DEBT_NS;
+}
+
 /* Opens window k (start ws, end we) with the balance the windows before left. */
 static void open_window(const struct gm_pace_window *w, struct gm_region_pace *st, int64_t k,
                         uint64_t ws, uint64_t we)
@@ -151,15 +163,15 @@ static void open_window(const struct gm_pace_window *w, struct gm_region_pace *s
         uint64_t gap = (uint64_t)(k - st->k - 1), covered = 0;
         while (covered < gap && ws - (gap - covered) * w->period < st->last_done)
             covered++;
-        if (covered < (uint64_t)GM_PACE_MAX_DEBT_NS / (w->len > 0 ? w->len : 1))
-            b += (int64_t)(covered * w->len);
+        b += windows_ns(w, covered);
         gap -= covered;
-        if (gap > 0 && b > 0)
-            b = 0;
-        if (gap >= (uint64_t)GM_PACE_MAX_DEBT_NS / (w->len > 0 ? w->len : 1))
-            b = 0;
-        else if (gap > 0 && (b += (int64_t)(gap * w->len)) > 0)
-            b = 0;
+        if (gap > 0) {
+            if (b > 0)
+                b = 0;
+            b += windows_ns(w, gap);
+            if (b > 0)
+                b = 0;
+        }
     }
     struct gm_region_pace kept = *st;
     memset(st, 0, sizeof(*st));
